@@ -1,0 +1,177 @@
+// Package envelope holds the few names and types every Caracal stage agrees
+// on: topic names, record header / message metadata keys, the standard p_*
+// field names, and the shapes of classification failures, matches and alerts.
+// Every plugin may import it; it imports nothing of Caracal's.
+package envelope
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Topics the stages meet through.
+const (
+	TopicRaw         = "caracal.raw"
+	TopicEvents      = "caracal.events"
+	TopicFailures    = "caracal.classification_failures"
+	TopicMatches     = "caracal.matches"
+	TopicAlerts      = "caracal.alerts"
+	TopicAlertState  = "caracal.alert_state"
+	TopicSystemError = "caracal.system_errors"
+)
+
+// AllTopics lists every topic Caracal creates when missing.
+var AllTopics = []string{TopicRaw, TopicEvents, TopicFailures, TopicMatches, TopicAlerts, TopicAlertState, TopicSystemError}
+
+// Record headers on caracal.raw, carried as Benthos message metadata with the
+// same keys.
+const (
+	MetaSourceID    = "caracal_source_id"
+	MetaSourceLabel = "caracal_source_label"
+	MetaLogTypes    = "caracal_log_types" // comma separated; empty = classify among all
+	MetaReceivedAt  = "caracal_received_at"
+	MetaRequestID   = "caracal_request_id"
+)
+
+// Metadata set by stages to route a message: the caracal_kafka output uses
+// them as its default topic and key.
+const (
+	MetaTopic = "caracal_topic"
+	MetaKey   = "caracal_key"
+)
+
+// Metadata the caracal_kafka input sets on every consumed message.
+const (
+	MetaKafkaTopic     = "kafka_topic"
+	MetaKafkaPartition = "kafka_partition"
+	MetaKafkaOffset    = "kafka_offset"
+	MetaKafkaKey       = "kafka_key"
+	MetaKafkaTimestamp = "kafka_timestamp_unix_nano"
+)
+
+// Standard fields of a normalized event (Panther's names).
+const (
+	FieldLogType       = "p_log_type"
+	FieldEventTime     = "p_event_time"
+	FieldParseTime     = "p_parse_time"
+	FieldRowID         = "p_row_id"
+	FieldSourceID      = "p_source_id"
+	FieldSourceLabel   = "p_source_label"
+	FieldSchemaVersion = "p_schema_version"
+	FieldEnrichment    = "p_enrichment"
+)
+
+// Fields a rule match adds to the event.
+const (
+	FieldRuleID       = "p_rule_id"
+	FieldRuleSeverity = "p_rule_severity"
+	FieldRuleTags     = "p_rule_tags"
+	FieldRuleReports  = "p_rule_reports"
+	FieldRuleError    = "p_rule_error"
+	FieldAlertTitle   = "p_alert_title"
+	FieldAlertContext = "p_alert_context"
+	FieldDedupString  = "p_dedup_string"
+	FieldMatchType    = "p_match_type" // RULE or RULE_ERROR
+	FieldRuleDedupMin = "p_rule_dedup_period_minutes"
+	FieldRuleThresh   = "p_rule_threshold"
+	FieldRuleOutputs  = "p_rule_output_ids"
+	FieldRuleName     = "p_rule_name"
+	FieldRuleDesc     = "p_rule_description"
+	FieldRuleRunbook  = "p_rule_runbook"
+	FieldRuleRef      = "p_rule_reference"
+)
+
+// Indicator fields, in DESIGN.md order. Present on an event only when non-empty.
+var IndicatorFields = []string{
+	"p_any_ip_addresses", "p_any_domain_names", "p_any_sha256_hashes", "p_any_sha1_hashes",
+	"p_any_md5_hashes", "p_any_emails", "p_any_usernames", "p_any_aws_arns",
+	"p_any_aws_account_ids", "p_any_aws_instance_ids", "p_any_aws_tags", "p_any_trace_ids",
+	"p_any_actor_ids", "p_any_mac_addresses",
+}
+
+// Alert and match types (Panther's).
+const (
+	TypeRule        = "RULE"
+	TypeRuleError   = "RULE_ERROR"
+	TypeSystemError = "SYSTEM_ERROR"
+)
+
+// TimeFormat is how every Caracal timestamp is written: RFC 3339, UTC, with
+// nanoseconds (fixed width, so strings sort as times).
+const TimeFormat = "2006-01-02T15:04:05.000000000Z"
+
+// FormatTime writes t as TimeFormat in UTC.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+// ParseTime reads a timestamp written by FormatTime (or any RFC 3339 time).
+func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }
+
+// RowID derives p_row_id from where the raw record sits in caracal.raw and
+// the event's index inside it, so reprocessing the same record yields the
+// same ids instead of new rows.
+func RowID(partition int32, offset int64, index int) string {
+	return fmt.Sprintf("%04x%016x%04x", uint16(partition), uint64(offset), uint16(index))
+}
+
+// TableName maps a log type to its lake table: "AWS.CloudTrail" → "aws_cloudtrail".
+func TableName(logType string) string {
+	return strings.ToLower(strings.ReplaceAll(logType, ".", "_"))
+}
+
+// Lake tables that are not log types.
+const (
+	TableFailures     = "classification_failures"
+	TableRuleMatches  = "rule_matches"
+	TableRuleErrors   = "rule_errors"
+	TableAlerts       = "alerts"
+	TableSystemErrors = "system_errors"
+)
+
+// ClassificationFailure is the JSON value written to caracal.classification_failures:
+// what arrived, from where, and why no log type accepted it. Never dropped.
+type ClassificationFailure struct {
+	Raw         string          `json:"raw"`          // the raw bytes, as text or base64
+	RawEncoding string          `json:"raw_encoding"` // "utf8" or "base64"
+	SourceID    string          `json:"p_source_id"`
+	SourceLabel string          `json:"p_source_label"`
+	RequestID   string          `json:"request_id,omitempty"`
+	RowID       string          `json:"p_row_id"`
+	Tried       []string        `json:"log_types_tried"`
+	Reasons     []FailureReason `json:"reasons"`
+	ReceivedAt  string          `json:"received_at"` // FormatTime; the lake partitions by it
+	FailedAt    string          `json:"failed_at"`
+}
+
+// FailureReason is why one candidate log type rejected the event.
+type FailureReason struct {
+	LogType string `json:"log_type"`
+	Reason  string `json:"reason"`
+}
+
+// Alert is the JSON value on caracal.alerts and the body of the custom
+// webhook destination. The first block keeps Panther's custom-webhook field
+// names so receivers written for Panther keep working.
+type Alert struct {
+	ID           string         `json:"id"` // rule id (Panther's naming)
+	AlertID      string         `json:"alertId"`
+	CreatedAt    string         `json:"createdAt"`
+	Severity     string         `json:"severity"`
+	Type         string         `json:"type"` // RULE, RULE_ERROR, SYSTEM_ERROR
+	Link         string         `json:"link"`
+	Title        string         `json:"title"`
+	Name         string         `json:"name"`
+	Description  string         `json:"description"`
+	Runbook      string         `json:"runbook"`
+	Tags         []string       `json:"tags"`
+	Version      string         `json:"version"`
+	AlertContext map[string]any `json:"alertContext"`
+
+	DedupString string              `json:"dedupString"`
+	EventCount  int                 `json:"eventCount"`
+	LogTypes    []string            `json:"logTypes"`
+	UpdatedAt   string              `json:"updatedAt"`
+	Events      []map[string]any    `json:"events"`
+	Reports     map[string][]string `json:"reports,omitempty"`
+	OutputIDs   []string            `json:"outputIds,omitempty"`
+}

@@ -1,0 +1,214 @@
+// Package settings is the `caracal:` section of the root config (config.yaml):
+// where the broker is, where the lake is, topic defaults and the alert
+// destinations. The `caracal run` command parses it once and shares it with
+// every stream through the Benthos manager, so plugins read one value
+// instead of repeating cluster addresses in every pipeline file.
+package settings
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// Root config field names.
+const (
+	Section              = "caracal"
+	fieldBrokers         = "brokers"
+	fieldDataDir         = "data_dir"
+	fieldLakeURL         = "lake_url"
+	fieldPartitions      = "topic_partitions"
+	fieldReplication     = "topic_replication_factor"
+	FieldDestinations    = "destinations"
+	fieldAlertWebhookURL = "alert_webhook_url"
+	fieldAlertStormLimit = "alert_storm_limit"
+	fieldRulesDir        = "rules_dir"
+	fieldSchemasDir      = "schemas_dir"
+	fieldLookupsDir      = "lookups_dir"
+	defaultDataDir       = "./data"
+	defaultPartitions    = 6
+	defaultStormLimit    = 1000
+	envBrokers           = "CARACAL_BROKERS"
+	envLakeURL           = "CARACAL_LAKE_URL"
+	envAlertWebhookURL   = "CARACAL_ALERT_WEBHOOK_URL"
+	envDataDir           = "CARACAL_DATA_DIR"
+)
+
+// Settings are the resolved values of the `caracal:` section.
+type Settings struct {
+	// Brokers are the seed brokers of the cluster; when the config and
+	// CARACAL_BROKERS leave them empty, `caracal run` starts the embedded
+	// broker and fills them in (Embedded is then true).
+	Brokers  []string
+	Embedded bool
+	// DataDir holds the embedded broker's log and the default lake.
+	DataDir string
+	// LakeURL is a local directory or s3://bucket/prefix.
+	LakeURL string
+	// Partitions and ReplicationFactor apply to topics Caracal creates.
+	Partitions        int32
+	ReplicationFactor int16
+	// Destinations are the parsed `destinations` entries; the alert plugin
+	// interprets them.
+	Destinations []*service.ParsedConfig
+	// AlertWebhookURL adds a webhook destination (CARACAL_ALERT_WEBHOOK_URL).
+	AlertWebhookURL string
+	AlertStormLimit int
+	RulesDir        string
+	SchemasDir      string
+	LookupsDir      string
+}
+
+// Fields returns the config fields of the `caracal:` section; destination
+// is the spec of one destination entry (owned by the alert plugin).
+func Fields(destination ...*service.ConfigField) []*service.ConfigField {
+	fs := []*service.ConfigField{
+		service.NewStringField(fieldBrokers).
+			Description("Comma-separated seed brokers of a Redpanda or Kafka cluster. Empty: use CARACAL_BROKERS, and when that is empty too, run the embedded broker with its log under `data_dir`/broker.").
+			Example("redpanda-0:9092,redpanda-1:9092").Default(""),
+		service.NewStringField(fieldDataDir).
+			Description("Directory for local state: the embedded broker's log (`broker/`) and the default lake (`lake/`). CARACAL_DATA_DIR overrides the default.").
+			Example("/var/lib/caracal").Default(defaultDataDir),
+		service.NewStringField(fieldLakeURL).
+			Description("Where the Parquet lake lives: a local directory or `s3://bucket/prefix`. Empty: CARACAL_LAKE_URL, else `data_dir`/lake.").
+			Example("s3://security-lake/caracal").Default(""),
+		service.NewIntField(fieldPartitions).
+			Description("Partitions for topics Caracal creates when missing. Stages scale out up to this many consumers.").
+			Default(defaultPartitions),
+		service.NewIntField(fieldReplication).
+			Description("Replication factor for topics Caracal creates; -1 uses the broker's default.").
+			Default(-1),
+		service.NewStringField(fieldAlertWebhookURL).
+			Description("When set, alerts are also POSTed as JSON to this URL (a webhook destination named `env-webhook`). CARACAL_ALERT_WEBHOOK_URL sets it too.").
+			Example("https://hooks.example.com/caracal").Default(""),
+		service.NewIntField(fieldAlertStormLimit).
+			Description("Alerts per hour from one rule above which further alerts of that rule are suppressed (matches are still stored).").
+			Default(defaultStormLimit),
+		service.NewStringField(fieldRulesDir).Description("Directory of detection rules (`**/*.yml`).").Default("./rules"),
+		service.NewStringField(fieldSchemasDir).Description("Directory of log schemas in Panther's schema YAML.").Default("./schemas"),
+		service.NewStringField(fieldLookupsDir).Description("Directory of lookup table definitions (`*.yml`).").Default("./lookups"),
+	}
+	if len(destination) > 0 {
+		fs = append(fs, service.NewObjectListField(FieldDestinations, destination[0]).
+			Description("Where alerts go. Each entry has a unique `id`, a `type` and filters; rules may name ids in `OutputIds`.").
+			Default([]any{}))
+	}
+	return fs
+}
+
+// Parse reads the `caracal:` section (conf is the section itself).
+func Parse(conf *service.ParsedConfig) (*Settings, error) {
+	s := Default()
+	var err error
+	str := func(name string, into *string) {
+		if err != nil || !conf.Contains(name) {
+			return
+		}
+		var v string
+		if v, err = conf.FieldString(name); err == nil && v != "" {
+			*into = v
+		}
+	}
+	var brokers, lake, hook string
+	str(fieldBrokers, &brokers)
+	str(fieldDataDir, &s.DataDir)
+	str(fieldLakeURL, &lake)
+	str(fieldAlertWebhookURL, &hook)
+	str(fieldRulesDir, &s.RulesDir)
+	str(fieldSchemasDir, &s.SchemasDir)
+	str(fieldLookupsDir, &s.LookupsDir)
+	if err != nil {
+		return nil, err
+	}
+	if brokers != "" {
+		s.Brokers = SplitList(brokers)
+	}
+	if lake != "" {
+		s.LakeURL = lake
+	} else if os.Getenv(envLakeURL) == "" {
+		s.LakeURL = filepath.Join(s.DataDir, "lake")
+	}
+	if hook != "" {
+		s.AlertWebhookURL = hook
+	}
+	if conf.Contains(fieldPartitions) {
+		n, err := conf.FieldInt(fieldPartitions)
+		if err != nil {
+			return nil, err
+		}
+		s.Partitions = int32(n)
+	}
+	if conf.Contains(fieldReplication) {
+		n, err := conf.FieldInt(fieldReplication)
+		if err != nil {
+			return nil, err
+		}
+		s.ReplicationFactor = int16(n)
+	}
+	if conf.Contains(fieldAlertStormLimit) {
+		if s.AlertStormLimit, err = conf.FieldInt(fieldAlertStormLimit); err != nil {
+			return nil, err
+		}
+	}
+	if conf.Contains(FieldDestinations) {
+		if s.Destinations, err = conf.FieldObjectList(FieldDestinations); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Default returns the settings implied by the environment alone.
+func Default() *Settings {
+	s := &Settings{
+		DataDir:           defaultDataDir,
+		Partitions:        defaultPartitions,
+		ReplicationFactor: -1,
+		AlertStormLimit:   defaultStormLimit,
+		RulesDir:          "./rules",
+		SchemasDir:        "./schemas",
+		LookupsDir:        "./lookups",
+		AlertWebhookURL:   os.Getenv(envAlertWebhookURL),
+	}
+	if d := os.Getenv(envDataDir); d != "" {
+		s.DataDir = d
+	}
+	if b := os.Getenv(envBrokers); b != "" {
+		s.Brokers = SplitList(b)
+	}
+	if l := os.Getenv(envLakeURL); l != "" {
+		s.LakeURL = l
+	} else {
+		s.LakeURL = filepath.Join(s.DataDir, "lake")
+	}
+	return s
+}
+
+// SplitList splits a comma-separated list, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+type key struct{}
+
+// Put shares s with every stream of the process.
+func Put(res *service.Resources, s *Settings) { res.SetGeneric(key{}, s) }
+
+// From returns the shared settings, or those implied by the environment when
+// none were put (a stream built outside `caracal run`, e.g. in a test).
+func From(res *service.Resources) *Settings {
+	if res != nil {
+		if v, ok := res.GetGeneric(key{}); ok {
+			return v.(*Settings)
+		}
+	}
+	return Default()
+}
