@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/urfave/cli/v2"
+
+	_ "github.com/caracal-sec/caracal/plugins/kafka"
+)
+
+// commands are Caracal's own subcommands beside Benthos's.
+func commands() []*cli.Command {
+	return nil
+}
+
+// destinationSpec is the spec of one `caracal.destinations` entry.
+func destinationSpec() *service.ConfigField {
+	return service.NewObjectField("destination",
+		service.NewStringField("id").Description("Unique id; rules name it in OutputIds."),
+		service.NewStringField("type").Description("webhook"),
+		service.NewStringField("url").Description("Endpoint URL."),
+	)
+}

@@ -1,0 +1,52 @@
+// Command caracal is the whole Caracal pipeline in one Benthos binary: the
+// standard Benthos commands (lint, test, streams, list, echo, ...) with
+// Caracal's plugins registered, plus Caracal's own commands. With no
+// arguments, or `caracal run`, it runs every stage from config.yaml and
+// pipelines/ in one process.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	// Standard Benthos components (generate, stdin, file, broker, switch, ...).
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+)
+
+// Set at build time with -ldflags "-X main.version=...".
+var (
+	version   = "dev"
+	dateBuilt = "unknown"
+)
+
+func main() {
+	rt := &runtime{}
+	args, err := rewriteArgs(os.Args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	opts := []service.CLIOptFunc{
+		service.CLIOptSetArgs(args...),
+		service.CLIOptSetBinaryName("caracal"),
+		service.CLIOptSetProductName("Caracal"),
+		service.CLIOptSetVersion(version, dateBuilt),
+		service.CLIOptSetDocumentationURL("https://github.com/caracal-sec/caracal"),
+		service.CLIOptSetDefaultConfigPaths("config.yaml"),
+		service.CLIOptSetMainSchemaFrom(mainSchema),
+		service.CLIOptOnConfigParse(rt.onConfigParse),
+	}
+	for _, c := range commands() {
+		opts = append(opts, service.CLIOptAddCommand(c))
+	}
+	code, err := service.RunCLIToCode(context.Background(), opts...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	rt.close()
+	os.Exit(code)
+}

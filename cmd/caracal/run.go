@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/kafka"
+	"github.com/caracal-sec/caracal/plugins/settings"
+)
+
+// Stages in pipeline order; each is pipelines/<stage>.yaml.
+var allStages = []string{"ingest", "process", "detect", "alert", "lake"}
+
+// rewriteArgs turns `caracal` and `caracal run [flags]` into Benthos streams
+// mode over config.yaml and the stage pipelines; every other command is
+// passed through unchanged.
+func rewriteArgs(args []string) ([]string, error) {
+	if len(args) > 1 && args[1] != "run" {
+		return args, nil
+	}
+	fs := flag.NewFlagSet("caracal run", flag.ContinueOnError)
+	config := fs.String("config", "config.yaml", "root config: http, logger, metrics and the `caracal:` section")
+	fs.StringVar(config, "c", "config.yaml", "shorthand for --config")
+	dir := fs.String("pipelines", "pipelines", "directory of the stage pipelines (<stage>.yaml)")
+	stages := fs.String("stages", strings.Join(allStages, ","), "comma-separated stages to run in this process: "+strings.Join(allStages, ","))
+	chilled := fs.Bool("chilled", false, "keep running despite lint errors in the configs")
+	var rest []string
+	if len(args) > 2 {
+		rest = args[2:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return nil, err
+	}
+	out := []string{args[0]}
+	if *chilled {
+		out = append(out, "--chilled")
+	}
+	out = append(out, "streams", "--no-api", "--prefix-stream-endpoints=false")
+	if _, err := os.Stat(*config); err == nil {
+		out = append(out, "-o", *config)
+	} else if *config != "config.yaml" {
+		return nil, fmt.Errorf("config %s: %w", *config, err)
+	}
+	for _, s := range settings.SplitList(*stages) {
+		p := filepath.Join(*dir, s+".yaml")
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("stage %q: %w (stages are %s)", s, err, strings.Join(allStages, ", "))
+		}
+		out = append(out, p)
+	}
+	return append(out, fs.Args()...), nil
+}
+
+// mainSchema is Benthos's root config schema plus the `caracal:` section.
+func mainSchema() *service.ConfigSchema {
+	return service.GlobalEnvironment().FullConfigSchema(version, dateBuilt).
+		Field(service.NewObjectField(settings.Section, settings.Fields(destinationSpec())...).
+			Description("Caracal's settings: the broker, the lake, topic defaults and alert destinations.").
+			Optional())
+}
+
+// runtime holds what `caracal run` starts besides the streams.
+type runtime struct {
+	embedded *kafka.Embedded
+}
+
+// onConfigParse resolves the `caracal:` section once the root config is
+// read, before any stream starts: it starts the embedded broker when no
+// cluster is configured, creates missing topics and shares the settings.
+func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
+	s := settings.Default()
+	if pConf.Contains(settings.Section) {
+		var err error
+		if s, err = settings.Parse(pConf.Namespace(settings.Section)); err != nil {
+			return fmt.Errorf("config caracal: %w", err)
+		}
+	}
+	log := pConf.Resources().Logger()
+	if len(s.Brokers) == 0 {
+		dir := filepath.Join(s.DataDir, "broker")
+		e, err := kafka.StartEmbedded(dir, s.Partitions)
+		if err != nil {
+			return err
+		}
+		rt.embedded = e
+		s.Brokers, s.Embedded = e.Addrs, true
+		log.Infof("Embedded broker on %s, log in %s (set CARACAL_BROKERS to use a Redpanda/Kafka cluster)", strings.Join(e.Addrs, ","), dir)
+	} else {
+		log.Infof("Broker cluster %s", strings.Join(s.Brokers, ","))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, kafka.DefaultTopics(s.Partitions)); err != nil {
+		return err
+	}
+	log.Infof("Lake at %s", s.LakeURL)
+	settings.Put(pConf.Resources(), s)
+	return nil
+}
+
+func (rt *runtime) close() {
+	if rt.embedded != nil {
+		rt.embedded.Close()
+	}
+}

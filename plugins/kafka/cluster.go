@@ -1,0 +1,110 @@
+// Package kafka is Caracal's transport on franz-go: the embedded broker, topic
+// creation, and the consumer and producer behind the caracal_kafka input and
+// output. Stages only meet through topics, so everything about delivery
+// guarantees (acks=all idempotent writes, offsets committed only after the
+// downstream acknowledged) lives here.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+// Embedded is an in-process Kafka-protocol broker (franz-go's kfake) that
+// keeps its log under a data directory, so acknowledged events survive a
+// restart of `caracal run` without any external service.
+type Embedded struct {
+	cluster *kfake.Cluster
+	Addrs   []string
+}
+
+// StartEmbedded starts the embedded broker with its log under dir.
+func StartEmbedded(dir string, partitions int32) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.DataDir(dir),
+		kfake.DefaultNumPartitions(int(partitions)),
+		kfake.AllowAutoTopicCreation(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker in %s: %w", dir, err)
+	}
+	return &Embedded{cluster: c, Addrs: c.ListenAddrs()}, nil
+}
+
+// Close flushes the broker's state to disk and stops it.
+func (e *Embedded) Close() { e.cluster.Close() }
+
+// TopicSpec describes a topic Caracal creates when missing.
+type TopicSpec struct {
+	Name       string
+	Partitions int32
+	Configs    map[string]*string
+}
+
+// DefaultTopics are Caracal's topics: every one gets `partitions`
+// partitions; the alert state changelog is compacted.
+func DefaultTopics(partitions int32) []TopicSpec {
+	compact := "compact"
+	out := make([]TopicSpec, 0, len(envelope.AllTopics))
+	for _, t := range envelope.AllTopics {
+		spec := TopicSpec{Name: t, Partitions: partitions}
+		if t == envelope.TopicAlertState {
+			spec.Configs = map[string]*string{"cleanup.policy": &compact}
+		}
+		out = append(out, spec)
+	}
+	return out
+}
+
+// EnsureTopics creates the topics that do not exist yet. A replication factor
+// of -1 leaves it to the broker's default. It retries for up to a minute so a
+// broker that is still starting is waited for rather than failed on.
+func EnsureTopics(ctx context.Context, brokers []string, replication int16, topics []TopicSpec) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka client for %v: %w", brokers, err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err = createMissing(ctx, adm, replication, topics)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("create topics on %v: %w", brokers, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func createMissing(ctx context.Context, adm *kadm.Client, replication int16, topics []TopicSpec) error {
+	for _, t := range topics {
+		resp, err := adm.CreateTopic(ctx, t.Partitions, replication, t.Configs, t.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("topic %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,265 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Batch is a run of consecutive records from one partition, handed out
+// together and acknowledged together.
+type Batch struct {
+	Topic     string
+	Partition int32
+	Records   []*kgo.Record
+	t         *tracker // the partition's tracker when the batch was polled
+}
+
+// ConsumerConfig configures a group consumer.
+type ConsumerConfig struct {
+	Brokers       []string
+	Group         string
+	Topics        []string
+	ClientID      string
+	MaxPoll       int           // records per poll
+	MaxInFlight   int           // records handed out and not yet acknowledged
+	FromBeginning bool          // start offset for a group with no commit
+	CommitEvery   time.Duration // autocommit interval of acknowledged offsets
+}
+
+// Consumer hands out per-partition batches and commits a partition's offset
+// only up to the first batch that has not been acknowledged yet, whatever the
+// order acknowledgments arrive in: a crash can replay acknowledged records
+// (at-least-once) but never skips one that was not.
+type Consumer struct {
+	cl  *kgo.Client
+	cfg ConsumerConfig
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	pending  []*Batch // polled, not yet handed out; redeliveries go first
+	inFlight int
+	parts    map[string]map[int32]*tracker
+	closed   bool
+}
+
+// tracker keeps the ranges handed out for one partition, in offset order.
+type tracker struct {
+	ranges []*span
+}
+
+type span struct {
+	first, last int64
+	epoch       int32
+	done        bool
+}
+
+// NewConsumer joins the group and starts consuming.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("no seed brokers: set caracal.brokers or CARACAL_BROKERS")
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 1000
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 100000
+	}
+	if cfg.CommitEvery <= 0 {
+		cfg.CommitEvery = time.Second
+	}
+	c := &Consumer{cfg: cfg, parts: map[string]map[int32]*tracker{}}
+	c.cond = sync.NewCond(&c.mu)
+	reset := kgo.NewOffset().AtEnd()
+	if cfg.FromBeginning {
+		reset = kgo.NewOffset().AtStart()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.ConsumeResetOffset(reset),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(cfg.CommitEvery),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.OnPartitionsRevoked(c.forget),
+		kgo.OnPartitionsLost(c.forget),
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// forget drops what is in flight for partitions this member no longer owns,
+// so a late acknowledgment cannot commit over the new owner's progress.
+// Batches of those partitions still waiting to be handed out are discarded:
+// the new owner consumes them from the last commit.
+func (c *Consumer) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, ps := range lost {
+		for _, p := range ps {
+			delete(c.parts[topic], p)
+		}
+	}
+	kept := c.pending[:0]
+	for _, b := range c.pending {
+		if owned(lost, b.Topic, b.Partition) {
+			c.inFlight -= len(b.Records)
+			continue
+		}
+		kept = append(kept, b)
+	}
+	c.pending = kept
+	c.cond.Broadcast()
+}
+
+func owned(m map[string][]int32, topic string, p int32) bool {
+	for _, q := range m[topic] {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Next returns the next batch, polling the broker when nothing is pending.
+// It blocks while MaxInFlight records are unacknowledged.
+func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
+	for {
+		c.mu.Lock()
+		for !c.closed && len(c.pending) == 0 && c.inFlight >= c.cfg.MaxInFlight && ctx.Err() == nil {
+			c.waitCtx(ctx)
+		}
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		if len(c.pending) > 0 {
+			b := c.pending[0]
+			c.pending = c.pending[1:]
+			c.mu.Unlock()
+			return b, nil
+		}
+		c.mu.Unlock()
+
+		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPoll)
+		if fetches.IsClientClosed() {
+			return nil, errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+			}
+		})
+		if ferr != nil && fetches.NumRecords() == 0 {
+			return nil, ferr
+		}
+		c.enqueue(fetches)
+	}
+}
+
+var errClosed = errors.New("consumer closed")
+
+// waitCtx waits on the condition but wakes when ctx is done.
+func (c *Consumer) waitCtx(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	c.cond.Wait()
+	stop()
+}
+
+func (c *Consumer) enqueue(fetches kgo.Fetches) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		recs := p.Records
+		t := c.tracker(p.Topic, p.Partition)
+		b := &Batch{Topic: p.Topic, Partition: p.Partition, Records: recs, t: t}
+		t.ranges = append(t.ranges, &span{first: recs[0].Offset, last: recs[len(recs)-1].Offset, epoch: recs[len(recs)-1].LeaderEpoch})
+		c.inFlight += len(recs)
+		c.pending = append(c.pending, b)
+	})
+}
+
+func (c *Consumer) tracker(topic string, p int32) *tracker {
+	ps := c.parts[topic]
+	if ps == nil {
+		ps = map[int32]*tracker{}
+		c.parts[topic] = ps
+	}
+	t := ps[p]
+	if t == nil {
+		t = &tracker{}
+		ps[p] = t
+	}
+	return t
+}
+
+// Ack marks a batch as processed downstream; the partition's commit point
+// advances over every leading acknowledged range.
+func (c *Consumer) Ack(b *Batch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inFlight -= len(b.Records)
+	c.cond.Broadcast()
+	t := b.t
+	if c.parts[b.Topic][b.Partition] != t {
+		return // the partition was revoked since; its new owner commits it
+	}
+	first := b.Records[0].Offset
+	for _, s := range t.ranges {
+		if s.first == first {
+			s.done = true
+			break
+		}
+	}
+	var commit *span
+	for len(t.ranges) > 0 && t.ranges[0].done {
+		commit = t.ranges[0]
+		t.ranges = t.ranges[1:]
+	}
+	if commit != nil {
+		c.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
+			b.Topic: {b.Partition: {Epoch: commit.epoch, Offset: commit.last + 1}},
+		})
+	}
+}
+
+// Close commits what was acknowledged and leaves the group.
+func (c *Consumer) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	err := c.cl.CommitMarkedOffsets(ctx)
+	c.cl.CloseAllowingRebalance()
+	return err
+}
+
+// Ping checks the cluster is reachable.
+func (c *Consumer) Ping(ctx context.Context) error { return c.cl.Ping(ctx) }

@@ -1,0 +1,314 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/settings"
+)
+
+func inputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Services").
+		Summary("Consumes Caracal topics as a consumer group, committing offsets only after the pipeline acknowledged the records.").
+		Description(`Records of one partition are delivered as one batch per poll, with the record headers as message metadata plus `+"`kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_key` and `kafka_timestamp_unix_nano`"+`. A partition's offset is committed only up to the first batch that has not been acknowledged downstream, whatever order acknowledgments arrive in, so a crash replays records (at-least-once) and never skips one. Several processes with the same `+"`consumer_group`"+` share the partitions.`).
+		Fields(
+			service.NewStringListField("seed_brokers").
+				Description("Seed brokers. Empty: the cluster from the root config's `caracal.brokers` (or the embedded broker).").
+				Example([]string{"redpanda-0:9092"}).Default([]string{}),
+			service.NewStringListField("topics").
+				Description("Topics to consume.").Example([]string{"caracal.events"}),
+			service.NewStringField("consumer_group").
+				Description("Consumer group; every process of a stage uses the same one.").Example("caracal-detect"),
+			service.NewBoolField("start_from_oldest").
+				Description("Where a group with no committed offset starts: the oldest record (true) or new records only.").
+				Default(true),
+			service.NewIntField("max_poll_records").
+				Description("Records fetched per poll (a partition's share of a poll becomes one batch).").
+				Default(2000).Advanced(),
+			service.NewIntField("max_in_flight").
+				Description("Records handed to the pipeline and not yet acknowledged before consumption pauses; bounds memory. Raise it for outputs that batch for long (the lake).").
+				Default(100000).Advanced(),
+			service.NewDurationField("commit_period").
+				Description("How often acknowledged offsets are committed.").
+				Default("1s").Advanced(),
+		)
+}
+
+func outputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Services").
+		Summary("Writes messages to Caracal topics, idempotently, acknowledged by all in-sync replicas.").
+		Description("By default each message goes to the topic in its `caracal_topic` metadata with the key in `caracal_key`, which the stage plugins set; metadata whose key starts with `header_prefix` becomes record headers. The batch is acknowledged upstream only once every record is durably written, so the HTTP input answers 200 only after the broker acknowledged every event of a request.").
+		Fields(
+			service.NewStringListField("seed_brokers").
+				Description("Seed brokers. Empty: the cluster from the root config's `caracal.brokers` (or the embedded broker).").
+				Example([]string{"redpanda-0:9092"}).Default([]string{}),
+			service.NewInterpolatedStringField("topic").
+				Description("Topic to write to. Empty: the message's `caracal_topic` metadata.").
+				Example("caracal.events").Default(""),
+			service.NewInterpolatedStringField("key").
+				Description("Record key (decides the partition). Empty: the message's `caracal_key` metadata.").
+				Example(`${! json("p_rule_id") }`).Default(""),
+			service.NewStringField("header_prefix").
+				Description("Metadata keys with this prefix are written as record headers (except `caracal_topic` and `caracal_key`).").
+				Default("caracal_").Advanced(),
+			service.NewDurationField("linger").
+				Description("How long the producer waits to fill a batch; 0 sends at once.").
+				Default("0s").Advanced(),
+			service.NewOutputMaxInFlightField().Default(64),
+		)
+}
+
+func init() {
+	service.MustRegisterBatchInput("caracal_kafka", inputSpec(), newInput)
+	service.MustRegisterBatchOutput("caracal_kafka", outputSpec(), newOutput)
+}
+
+func brokersFrom(conf *service.ParsedConfig, res *service.Resources) ([]string, error) {
+	bs, err := conf.FieldStringList("seed_brokers")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range bs {
+		out = append(out, settings.SplitList(b)...)
+	}
+	if len(out) == 0 {
+		out = settings.From(res).Brokers
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no brokers: set caracal.brokers in config.yaml or CARACAL_BROKERS, or run `caracal run` which starts the embedded broker")
+	}
+	return out, nil
+}
+
+//------------------------------------------------------------------------------
+
+type input struct {
+	cfg ConsumerConfig
+	c   *Consumer
+}
+
+func newInput(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
+	brokers, err := brokersFrom(conf, res)
+	if err != nil {
+		return nil, err
+	}
+	cfg := ConsumerConfig{Brokers: brokers, ClientID: "caracal"}
+	if cfg.Topics, err = conf.FieldStringList("topics"); err != nil {
+		return nil, err
+	}
+	if cfg.Group, err = conf.FieldString("consumer_group"); err != nil {
+		return nil, err
+	}
+	if cfg.FromBeginning, err = conf.FieldBool("start_from_oldest"); err != nil {
+		return nil, err
+	}
+	if cfg.MaxPoll, err = conf.FieldInt("max_poll_records"); err != nil {
+		return nil, err
+	}
+	if cfg.MaxInFlight, err = conf.FieldInt("max_in_flight"); err != nil {
+		return nil, err
+	}
+	if cfg.CommitEvery, err = conf.FieldDuration("commit_period"); err != nil {
+		return nil, err
+	}
+	return service.AutoRetryNacksBatched(&input{cfg: cfg}), nil
+}
+
+func (in *input) Connect(ctx context.Context) error {
+	if in.c != nil {
+		return nil
+	}
+	c, err := NewConsumer(in.cfg)
+	if err != nil {
+		return err
+	}
+	in.c = c
+	return nil
+}
+
+func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	if in.c == nil {
+		return nil, nil, service.ErrNotConnected
+	}
+	b, err := in.c.Next(ctx)
+	if err != nil {
+		if errors.Is(err, errClosed) {
+			return nil, nil, service.ErrEndOfInput
+		}
+		return nil, nil, err
+	}
+	batch := make(service.MessageBatch, len(b.Records))
+	part := strconv.Itoa(int(b.Partition))
+	for i, r := range b.Records {
+		m := service.NewMessage(r.Value)
+		for _, h := range r.Headers {
+			m.MetaSetMut(h.Key, string(h.Value))
+		}
+		m.MetaSetMut(envelope.MetaKafkaTopic, r.Topic)
+		m.MetaSetMut(envelope.MetaKafkaPartition, part)
+		m.MetaSetMut(envelope.MetaKafkaOffset, strconv.FormatInt(r.Offset, 10))
+		m.MetaSetMut(envelope.MetaKafkaKey, string(r.Key))
+		m.MetaSetMut(envelope.MetaKafkaTimestamp, strconv.FormatInt(r.Timestamp.UnixNano(), 10))
+		batch[i] = m
+	}
+	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
+	// backoff, so this only ever sees success.
+	return batch, func(ctx context.Context, err error) error {
+		if err == nil {
+			in.c.Ack(b)
+		}
+		return nil
+	}, nil
+}
+
+func (in *input) Close(ctx context.Context) error {
+	if in.c == nil {
+		return nil
+	}
+	return in.c.Close(ctx)
+}
+
+//------------------------------------------------------------------------------
+
+type output struct {
+	cfg    ProducerConfig
+	p      *Producer
+	topic  *service.InterpolatedString
+	key    *service.InterpolatedString
+	prefix string
+}
+
+func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+	var pol service.BatchPolicy
+	brokers, err := brokersFrom(conf, res)
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	o := &output{cfg: ProducerConfig{Brokers: brokers, ClientID: "caracal"}}
+	if o.cfg.Linger, err = conf.FieldDuration("linger"); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.prefix, err = conf.FieldString("header_prefix"); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.topic, err = optionalInterp(conf, "topic"); err != nil {
+		return nil, pol, 0, err
+	}
+	if o.key, err = optionalInterp(conf, "key"); err != nil {
+		return nil, pol, 0, err
+	}
+	maxInFlight, err := conf.FieldMaxInFlight()
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	return o, pol, maxInFlight, nil
+}
+
+// optionalInterp returns nil for an empty field, so the metadata fast path
+// skips interpolation entirely.
+func optionalInterp(conf *service.ParsedConfig, name string) (*service.InterpolatedString, error) {
+	raw, err := conf.FieldString(name)
+	if err != nil || raw == "" {
+		return nil, err
+	}
+	return conf.FieldInterpolatedString(name)
+}
+
+func (o *output) Connect(ctx context.Context) error {
+	if o.p != nil {
+		return nil
+	}
+	p, err := NewProducer(o.cfg)
+	if err != nil {
+		return err
+	}
+	o.p = p
+	return nil
+}
+
+func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	if o.p == nil {
+		return service.ErrNotConnected
+	}
+	recs := make([]*kgo.Record, 0, len(batch))
+	for i, m := range batch {
+		r, err := o.record(batch, i, m)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	return o.p.Produce(ctx, recs)
+}
+
+func (o *output) record(batch service.MessageBatch, i int, m *service.Message) (*kgo.Record, error) {
+	value, err := m.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	r := &kgo.Record{Value: value}
+	if o.topic != nil {
+		if r.Topic, err = batch.TryInterpolatedString(i, o.topic); err != nil {
+			return nil, err
+		}
+	} else {
+		r.Topic, _ = m.MetaGet(envelope.MetaTopic)
+	}
+	if r.Topic == "" {
+		return nil, errors.New("message has no topic: set `topic` or the caracal_topic metadata")
+	}
+	var key string
+	if o.key != nil {
+		if key, err = batch.TryInterpolatedString(i, o.key); err != nil {
+			return nil, err
+		}
+	} else {
+		key, _ = m.MetaGet(envelope.MetaKey)
+	}
+	if key != "" {
+		r.Key = []byte(key)
+	}
+	if o.prefix != "" {
+		_ = m.MetaWalkMut(func(k string, v any) error {
+			if !strings.HasPrefix(k, o.prefix) || k == envelope.MetaTopic || k == envelope.MetaKey {
+				return nil
+			}
+			s, ok := v.(string)
+			if !ok {
+				s = metaString(v)
+			}
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(s)})
+			return nil
+		})
+	}
+	return r, nil
+}
+
+func metaString(v any) string {
+	switch t := v.(type) {
+	case []byte:
+		return string(t)
+	case time.Time:
+		return envelope.FormatTime(t)
+	default:
+		return fmt.Sprint(t)
+	}
+}
+
+func (o *output) Close(ctx context.Context) error {
+	if o.p == nil {
+		return nil
+	}
+	return o.p.Close(ctx)
+}
