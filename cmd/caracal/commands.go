@@ -5,6 +5,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
+	_ "github.com/caracal-sec/caracal/plugins/metrics"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
