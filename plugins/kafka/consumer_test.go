@@ -1,0 +1,187 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/caracal-sec/caracal/plugins/kafka"
+	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
+)
+
+func produceN(t *testing.T, brokers []string, topic string, from, n int) {
+	t.Helper()
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	var recs []*kgo.Record
+	for i := from; i < from+n; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: 0, Value: []byte(strconv.Itoa(i))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Produce(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func consumer(t *testing.T, brokers []string, topic, group string, maxPoll int) *kafka.Consumer {
+	t.Helper()
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, Topics: []string{topic}, Group: group,
+		MaxPoll: maxPoll, FromBeginning: true, CommitEvery: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func next(t *testing.T, c *kafka.Consumer) *kafka.Batch {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := c.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// values reads batches until n records arrived and returns their values.
+func values(t *testing.T, c *kafka.Consumer, n int, ack bool) []string {
+	t.Helper()
+	var out []string
+	for len(out) < n {
+		b := next(t, c)
+		for _, r := range b.Records {
+			out = append(out, string(r.Value))
+		}
+		if ack {
+			c.Ack(b)
+		}
+	}
+	return out
+}
+
+// The commit point never passes a batch that was not acknowledged, even when
+// later batches were: a restart replays from the first unacknowledged record.
+func testCommitsOnlyAcknowledgedPrefix(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "commit", 1)
+	group := topic + "-g"
+	produceN(t, brokers, topic, 0, 30)
+
+	c := consumer(t, brokers, topic, group, 10)
+	var batches []*kafka.Batch
+	got := 0
+	for got < 30 {
+		b := next(t, c)
+		batches = append(batches, b)
+		got += len(b.Records)
+	}
+	if len(batches) < 2 {
+		t.Fatalf("want several batches of at most 10 records, got %d", len(batches))
+	}
+	// Acknowledge everything but the first batch.
+	for _, b := range batches[1:] {
+		c.Ack(b)
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	c = consumer(t, brokers, topic, group, 100)
+	replay := values(t, c, 30, true)
+	if replay[0] != "0" || len(replay) != 30 {
+		t.Fatalf("after an unacknowledged first batch the group must replay from 0, got %d records starting at %s", len(replay), replay[0])
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Everything acknowledged: a new member sees only new records.
+	produceN(t, brokers, topic, 30, 1)
+	c = consumer(t, brokers, topic, group, 100)
+	defer c.Close(context.Background())
+	if v := values(t, c, 1, true); v[0] != "30" {
+		t.Fatalf("after acknowledging all, the next record must be 30, got %s", v[0])
+	}
+}
+
+func TestCommitsOnlyAcknowledgedPrefixEmbedded(t *testing.T) {
+	testCommitsOnlyAcknowledgedPrefix(t, kafkatest.Embedded(t))
+}
+
+func TestCommitsOnlyAcknowledgedPrefixRealKafka(t *testing.T) {
+	testCommitsOnlyAcknowledgedPrefix(t, kafkatest.Real(t))
+}
+
+// The embedded broker keeps acknowledged records across a restart.
+func TestEmbeddedBrokerPersists(t *testing.T) {
+	dir := t.TempDir()
+	e, err := kafka.StartEmbedded(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := "persist"
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, e.Addrs, -1, []kafka.TopicSpec{{Name: topic, Partitions: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, e.Addrs, topic, 0, 5)
+	e.Close()
+
+	e, err = kafka.StartEmbedded(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := consumer(t, e.Addrs, topic, "g", 100)
+	defer c.Close(ctx)
+	got := values(t, c, 5, true)
+	if fmt.Sprint(got) != "[0 1 2 3 4]" {
+		t.Fatalf("records after restart = %v", got)
+	}
+}
+
+func BenchmarkProduceConsume(b *testing.B) {
+	brokers := kafkatest.Brokers(b)
+	topic := kafkatest.Topic(b, brokers, "bench", 1)
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	value := make([]byte, 1024)
+	const perBatch = 500
+	recs := make([]*kgo.Record, perBatch)
+	b.SetBytes(int64(len(value) * perBatch))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range recs {
+			recs[j] = &kgo.Record{Topic: topic, Value: value}
+		}
+		if err := p.Produce(context.Background(), recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	c := consumer(&testing.T{}, brokers, topic, "bench-g", 5000)
+	defer c.Close(context.Background())
+	b.StartTimer()
+	for got := 0; got < b.N*perBatch; {
+		bt, err := c.Next(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		got += len(bt.Records)
+		c.Ack(bt)
+	}
+	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "records/s")
+}
