@@ -1,29 +1,24 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
+	"github.com/caracal-sec/caracal/tools/systest"
 )
 
 // The end-to-end tests run the real binary as a user would (`caracal run`
 // from the repository root), POST a CloudTrail root console login, and check
-// the alert at a local webhook receiver and the row in the Parquet lake.
+// the alert at a local webhook receiver and the row in the Parquet lake, read
+// back with pyarrow.
 
 var (
 	buildOnce sync.Once
@@ -39,11 +34,7 @@ func caracalBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "caracal")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = systest.Build(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -51,172 +42,49 @@ func caracalBinary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
+func start(t *testing.T, dataDir string, env []string, args ...string) *systest.Process {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := systest.Start(systest.Options{
+		Bin: caracalBinary(t), DataDir: dataDir, Env: env, Args: args, WaitHTTP: true,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// system is one `caracal run` process.
-type system struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	httpAddr string
-	dataDir  string
-	out      *lockedBuffer
-	done     chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func startSystem(t *testing.T, dataDir string, env []string, args ...string) *system {
-	t.Helper()
-	bin := caracalBinary(t)
-	s := &system{t: t, httpAddr: freeAddr(t), dataDir: dataDir, out: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, append([]string{"run"}, args...)...)
-	s.cmd.Dir = "../.." // the repository root: config.yaml, pipelines/, rules/, schemas/
-	s.cmd.Env = append(os.Environ(),
-		"CARACAL_HTTP_ADDRESS="+s.httpAddr,
-		"CARACAL_METRICS_ADDRESS="+freeAddr(t),
-		"CARACAL_DATA_DIR="+dataDir,
-		"CARACAL_LAKE_URL=",
-		"CARACAL_BROKERS=",
-		"CARACAL_ALERT_WEBHOOK_URL=",
-	)
-	s.cmd.Env = append(s.cmd.Env, env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = s.cmd.Process.Kill()
-			<-s.done
+		if !p.Exited() {
+			p.Kill()
 		}
 		if t.Failed() {
-			t.Logf("caracal output:\n%s", tail(s.out.String(), 60))
+			t.Logf("caracal output:\n%s", p.Tail(80))
 		}
 	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.httpAddr + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("caracal exited before serving:\n%s", tail(s.out.String(), 60))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caracal did not serve GET / within 90s:\n%s", tail(s.out.String(), 60))
-		}
-		time.Sleep(200 * time.Millisecond)
+	return p
+}
+
+func post(t *testing.T, p *systest.Process, body []byte) {
+	t.Helper()
+	code, resp, err := p.Post("demo", body)
+	if err != nil || code != 200 {
+		t.Fatalf("POST /http/demo = %d %s %v", code, resp, err)
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (s *system) post(body []byte) (int, string) {
-	s.t.Helper()
-	resp, err := http.Post("http://"+s.httpAddr+"/http/demo", "application/json", bytes.NewReader(body))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (s *system) stop() {
-	s.t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		s.t.Fatalf("caracal did not exit within 60s of SIGTERM:\n%s", tail(s.out.String(), 60))
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		s.t.Fatalf("caracal exited with %d after SIGTERM:\n%s", code, tail(s.out.String(), 60))
-	}
-}
-
-func (s *system) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
-}
-
-// webhookReceiver collects alerts POSTed to it.
-func webhookReceiver(t *testing.T) (*httptest.Server, chan map[string]any) {
-	alerts := make(chan map[string]any, 100)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var a map[string]any
-		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&a) != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		alerts <- a
-		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, alerts
-}
-
-// rootLogin is the sample CloudTrail root console login with a unique event id.
 func rootLogin(t *testing.T, eventID string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	b, err := systest.RootLogin(eventID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ev map[string]any
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		t.Fatal(err)
-	}
-	ev["eventID"] = eventID
-	out, _ := json.Marshal(ev)
-	return out
+	return b
 }
 
-func waitAlert(t *testing.T, alerts chan map[string]any, eventID string) map[string]any {
+func waitAlert(t *testing.T, r *systest.Receiver, eventID string) map[string]any {
 	t.Helper()
 	timeout := time.After(90 * time.Second)
 	for {
 		select {
-		case a := <-alerts:
-			if strings.Contains(fmt.Sprint(a["events"]), eventID) || strings.Contains(fmt.Sprint(a["alertContext"]), eventID) {
+		case a := <-r.Alerts:
+			if strings.Contains(fmt.Sprint(a["events"]), eventID) {
 				return a
 			}
 		case <-timeout:
@@ -225,18 +93,30 @@ func waitAlert(t *testing.T, alerts chan map[string]any, eventID string) map[str
 	}
 }
 
-// lakeRow reads the CloudTrail table back with pyarrow (an independent
-// reader) and returns the row with the given eventID.
+// lakeRow reads the CloudTrail table back and returns the row with eventID.
 func lakeRow(t *testing.T, lakeDir, eventID string) map[string]any {
 	t.Helper()
-	rows := laketest.ReadTable(t, filepath.Join(lakeDir, "aws_cloudtrail"))
-	for _, r := range rows {
+	for _, r := range laketest.ReadTable(t, filepath.Join(lakeDir, "aws_cloudtrail")) {
 		if r["eventID"] == eventID {
 			return r
 		}
 	}
-	t.Fatalf("event %s not in the lake (%d rows in aws_cloudtrail)", eventID, len(rows))
 	return nil
+}
+
+// waitLakeRow polls the lake until the event's row is there.
+func waitLakeRow(t *testing.T, lakeDir, eventID string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if r := lakeRow(t, lakeDir, eventID); r != nil {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event %s not in the lake within 90s", eventID)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func checkAlert(t *testing.T, a map[string]any) {
@@ -253,6 +133,9 @@ func checkAlert(t *testing.T, a map[string]any) {
 
 func checkLakeRow(t *testing.T, row map[string]any) {
 	t.Helper()
+	if row == nil {
+		t.Fatal("event not in the lake")
+	}
 	want := map[string]any{
 		"eventName":       "ConsoleLogin",
 		"eventSource":     "signin.amazonaws.com",
@@ -273,21 +156,25 @@ func checkLakeRow(t *testing.T, row map[string]any) {
 	if !strings.Contains(fmt.Sprint(row["p_any_ip_addresses"]), "198.51.100.23") {
 		t.Errorf("lake p_any_ip_addresses = %v", row["p_any_ip_addresses"])
 	}
-	if s, _ := row["p_row_id"].(string); len(s) == 0 {
+	if s, _ := row["p_row_id"].(string); s == "" {
 		t.Errorf("lake p_row_id empty")
+	}
+	if f, _ := row["_file"].(string); !strings.Contains(f, "/aws_cloudtrail/year=2026/month=11/day=23/hour=21/") {
+		t.Errorf("lake file %s is not in the event's hour partition", f)
 	}
 }
 
 func runEndToEnd(t *testing.T, env []string) {
-	hook, alerts := webhookReceiver(t)
+	hook := systest.NewReceiver()
+	defer hook.Close()
 	data := t.TempDir()
-	s := startSystem(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL))
+	p := start(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL))
 	eventID := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
-	if code, body := s.post(rootLogin(t, eventID)); code != 200 {
-		t.Fatalf("POST = %d %s", code, body)
+	post(t, p, rootLogin(t, eventID))
+	checkAlert(t, waitAlert(t, hook, eventID))
+	if err := p.Stop(60 * time.Second); err != nil { // SIGTERM flushes the lake
+		t.Fatal(err)
 	}
-	checkAlert(t, waitAlert(t, alerts, eventID))
-	s.stop() // SIGTERM flushes the lake
 	checkLakeRow(t, lakeRow(t, filepath.Join(data, "lake"), eventID))
 }
 
@@ -302,41 +189,24 @@ func TestEndToEndRealKafka(t *testing.T) {
 
 // An acknowledged event survives the process being killed before any stage
 // consumed it: the embedded broker keeps it in its data directory.
-func TestAcknowledgedEventSurvivesRestart(t *testing.T) {
+func TestAcknowledgedEventSurvivesKill(t *testing.T) {
 	data := t.TempDir()
-	s := startSystem(t, data, nil, "--stages", "ingest")
+	p := start(t, data, nil, "--stages", "ingest")
 	eventID := fmt.Sprintf("restart-%d", time.Now().UnixNano())
-	if code, body := s.post(rootLogin(t, eventID)); code != 200 {
-		t.Fatalf("POST = %d %s", code, body)
-	}
-	s.kill() // SIGKILL: no graceful flush
+	post(t, p, rootLogin(t, eventID))
+	p.Kill() // SIGKILL: no graceful flush
 
-	s = startSystem(t, data, []string{"CARACAL_LAKE_ROLL_PERIOD=1s"})
+	p = start(t, data, []string{"CARACAL_LAKE_ROLL_PERIOD=1s"})
 	row := waitLakeRow(t, filepath.Join(data, "lake"), eventID)
-	s.stop()
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	checkLakeRow(t, row)
 }
 
-// waitLakeRow polls the lake until the event's row is there.
-func waitLakeRow(t *testing.T, lakeDir, eventID string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		for _, r := range laketest.ReadTable(t, filepath.Join(lakeDir, "aws_cloudtrail")) {
-			if r["eventID"] == eventID {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("event %s not in the lake within 90s", eventID)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
-func TestUnknownSourceIs404(t *testing.T) {
-	s := startSystem(t, t.TempDir(), nil, "--stages", "ingest")
-	resp, err := http.Post("http://"+s.httpAddr+"/http/nope", "application/json", strings.NewReader(`{}`))
+func TestStatusAndUnknownSource(t *testing.T) {
+	p := start(t, t.TempDir(), nil, "--stages", "ingest")
+	resp, err := http.Post("http://"+p.HTTPAddr+"/http/nope", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,5 +214,7 @@ func TestUnknownSourceIs404(t *testing.T) {
 	if resp.StatusCode != 404 {
 		t.Fatalf("unknown source = %d, want 404", resp.StatusCode)
 	}
-	s.stop()
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,351 @@
+// Command chaos is `make chaos`: against a real Kafka broker it drives a
+// steady POST load of uniquely numbered CloudTrail events while SIGKILLing and
+// restarting stage processes (and restarting the broker once), then counts
+// every acknowledged event in the lake and every expected alert at a local
+// webhook receiver. It ends with `chaos: <K> kills, <L> lost, <D> duplicated`
+// and exits non-zero when anything was lost or duplicated.
+//
+// Environment: CARACAL_TEST_BROKERS (else scripts/kafka.sh start is run),
+// CHAOS_SECONDS (load duration, default 120), CHAOS_KILLS (default 25),
+// CARACAL_PYTHON (python with pyarrow, to read the lake).
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caracal-sec/caracal/tools/systest"
+)
+
+var stages = []string{"ingest", "process", "detect", "alert", "lake"}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func run() error {
+	seconds := envInt("CHAOS_SECONDS", 120)
+	kills := envInt("CHAOS_KILLS", 25)
+	root, err := systest.RepoRoot()
+	if err != nil {
+		return err
+	}
+	brokers := os.Getenv("CARACAL_TEST_BROKERS")
+	if brokers == "" {
+		if brokers, err = kafkaScript(root, "start"); err != nil {
+			return err
+		}
+		defer func() { _, _ = kafkaScript(root, "stop") }()
+	}
+	work, err := os.MkdirTemp("", "caracal-chaos")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin, err := systest.Build(work)
+	if err != nil {
+		return err
+	}
+	hook := systest.NewReceiver()
+	defer hook.Close()
+	httpAddr, err := systest.FreeAddr()
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(work, "data")
+	env := []string{
+		"CARACAL_BROKERS=" + brokers,
+		"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL,
+		"CARACAL_LAKE_ROLL_PERIOD=2s",
+		"CARACAL_LOG_LEVEL=WARN",
+	}
+	procs := map[string]*systest.Process{}
+	startStage := func(stage string) error {
+		p, err := systest.Start(systest.Options{
+			Bin: bin, DataDir: data, HTTPAddr: httpAddr, Env: env,
+			Args: []string{"--stages", stage}, WaitHTTP: stage == "ingest",
+		})
+		if err != nil {
+			return fmt.Errorf("start %s: %w", stage, err)
+		}
+		procs[stage] = p
+		return nil
+	}
+	for _, s := range stages {
+		if err := startStage(s); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		for _, p := range procs {
+			if !p.Exited() {
+				p.Kill()
+			}
+		}
+	}()
+
+	load := newLoad(httpAddr)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); load.worker(stop) }()
+	}
+
+	// Kills spread over the run, round robin over the stages, and one broker
+	// restart half-way.
+	interval := time.Duration(seconds) * time.Second / time.Duration(kills+1)
+	killed := 0
+	brokerRestarted := false
+	for i := 0; i < kills; i++ {
+		time.Sleep(interval)
+		if !brokerRestarted && i == kills/2 {
+			fmt.Println("chaos: restarting the broker")
+			if _, err := kafkaScript(root, "restart"); err != nil {
+				return err
+			}
+			brokerRestarted = true
+		}
+		stage := stages[i%len(stages)]
+		procs[stage].Kill()
+		killed++
+		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
+		if err := startStage(stage); err != nil {
+			return err
+		}
+	}
+	time.Sleep(interval)
+	close(stop)
+	wg.Wait()
+	acked, probes := load.results()
+	fmt.Printf("chaos: load done: %d events acknowledged (%d requests refused or failed), %d alert probes\n", len(acked), load.failed.Load(), len(probes))
+
+	// Drain: wait until every acknowledged event is in the lake and every
+	// probe's alert has arrived, or give up after 3 minutes.
+	lakeDir := filepath.Join(data, "lake", "aws_cloudtrail")
+	deadline := time.Now().Add(3 * time.Minute)
+	var counts map[string]int
+	for {
+		if counts, err = lakeCounts(lakeDir); err != nil {
+			return err
+		}
+		missing := 0
+		for id := range acked {
+			if counts[id] == 0 {
+				missing++
+			}
+		}
+		alertMissing := len(probes) - len(alertsByProbe(hook.All(), probes))
+		if (missing == 0 && alertMissing == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	for _, s := range stages {
+		if err := procs[s].Stop(60 * time.Second); err != nil {
+			fmt.Println("chaos: stop", s, err)
+		}
+	}
+	if counts, err = lakeCounts(lakeDir); err != nil {
+		return err
+	}
+
+	lost, dup := 0, 0
+	for id := range acked {
+		if counts[id] == 0 {
+			lost++
+		}
+	}
+	for id, n := range counts {
+		if strings.HasPrefix(id, load.prefix) && n > 1 {
+			dup += n - 1
+		}
+	}
+	byProbe := alertsByProbe(hook.All(), probes)
+	alertsLost, alertsDup, redelivered := 0, 0, 0
+	for id := range probes {
+		ids := byProbe[id]
+		if len(ids) == 0 {
+			alertsLost++
+			continue
+		}
+		distinct := map[string]bool{}
+		for _, a := range ids {
+			distinct[a] = true
+		}
+		alertsDup += len(distinct) - 1
+		redelivered += len(ids) - len(distinct)
+	}
+	fmt.Printf("chaos: lake: %d acknowledged events lost, %d duplicate rows; alerts: %d probes without alert, %d duplicate alerts, %d idempotent redeliveries (same alertId)\n",
+		lost, dup, alertsLost, alertsDup, redelivered)
+	fmt.Printf("chaos: %d kills, %d lost, %d duplicated\n", killed+boolInt(brokerRestarted), lost+alertsLost, dup+alertsDup)
+	if lost+alertsLost+dup+alertsDup > 0 {
+		os.Exit(1)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// kafkaScript runs scripts/kafka.sh and returns the brokers it printed.
+func kafkaScript(root, verb string) (string, error) {
+	cmd := exec.Command("bash", filepath.Join(root, "scripts/kafka.sh"), verb)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/kafka.sh %s: %w", verb, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "CARACAL_TEST_BROKERS="); ok {
+			return v, nil
+		}
+	}
+	return "", nil
+}
+
+// load posts batches of uniquely numbered events; one in fifty is a root
+// console login probe from its own IP, which must produce its own alert.
+type load struct {
+	addr   string
+	prefix string
+	seq    atomic.Int64
+	failed atomic.Int64
+	mu     sync.Mutex
+	acked  map[string]bool
+	probes map[string]bool
+}
+
+func newLoad(addr string) *load {
+	return &load{
+		addr: addr, prefix: fmt.Sprintf("chaos-%d-", time.Now().Unix()),
+		acked: map[string]bool{}, probes: map[string]bool{},
+	}
+}
+
+func (l *load) worker(stop chan struct{}) {
+	p := &systest.Process{HTTPAddr: l.addr}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		var ids, probeIDs []string
+		var body strings.Builder
+		for i := 0; i < 10; i++ {
+			n := l.seq.Add(1)
+			id := l.prefix + strconv.FormatInt(n, 10)
+			ev := benign(id, n)
+			if n%50 == 0 {
+				ip := fmt.Sprintf("203.0.%d.%d", (n/250)%256, (n/50)%250+1)
+				b, _ := systest.RootLogin(id, ip)
+				ev = string(b)
+				probeIDs = append(probeIDs, id)
+			}
+			body.WriteString(ev)
+			body.WriteByte('\n')
+			ids = append(ids, id)
+		}
+		code, _, err := p.Post("demo", []byte(body.String()))
+		if err != nil || code != 200 {
+			l.failed.Add(1)
+			continue
+		}
+		l.mu.Lock()
+		for _, id := range ids {
+			l.acked[id] = true
+		}
+		for _, id := range probeIDs {
+			l.probes[id] = true
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *load) results() (map[string]bool, map[string]bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked, l.probes
+}
+
+func benign(id string, n int64) string {
+	ev := map[string]any{
+		"eventVersion": "1.08", "eventTime": time.Now().UTC().Format(time.RFC3339),
+		"eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstances",
+		"awsRegion": "eu-west-1", "sourceIPAddress": fmt.Sprintf("10.0.%d.%d", n%200, n%250+1),
+		"userAgent": "aws-cli/2.15.0", "eventID": id, "eventType": "AwsApiCall",
+		"readOnly": true, "recipientAccountId": "111122223333", "managementEvent": true,
+		"userIdentity": map[string]any{
+			"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": "111122223333",
+			"arn": "arn:aws:iam::111122223333:user/chaos", "userName": "chaos",
+		},
+	}
+	b, _ := json.Marshal(ev)
+	return string(b)
+}
+
+// alertsByProbe maps each probe event id to the alert ids that carried it.
+func alertsByProbe(alerts []map[string]any, probes map[string]bool) map[string][]string {
+	out := map[string][]string{}
+	for _, a := range alerts {
+		evs, _ := a["events"].([]any)
+		for _, e := range evs {
+			m, _ := e.(map[string]any)
+			id, _ := m["eventID"].(string)
+			if probes[id] {
+				out[id] = append(out[id], fmt.Sprint(a["alertId"]))
+			}
+		}
+	}
+	return out
+}
+
+const countScript = `
+import sys, json, glob, collections
+import pyarrow.parquet as pq
+c = collections.Counter()
+for f in glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True):
+    for v in pq.read_table(f, columns=['eventID']).column('eventID').to_pylist():
+        c[v] += 1
+json.dump(c, sys.stdout)
+`
+
+// lakeCounts counts rows per eventID in the table, read with pyarrow.
+func lakeCounts(dir string) (map[string]int, error) {
+	py := os.Getenv("CARACAL_PYTHON")
+	if py == "" {
+		py = "python3"
+	}
+	out, err := exec.Command(py, "-c", countScript, dir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("read lake with pyarrow (%s): %w", py, err)
+	}
+	counts := map[string]int{}
+	return counts, json.Unmarshal(out, &counts)
+}
