@@ -25,7 +25,7 @@ test: build unit yaml-test
 # Tests read the lake back with pyarrow (an independent Parquet reader):
 # scripts/python.sh makes a cached venv with it unless CARACAL_PYTHON is set.
 unit:
-	CARACAL_PYTHON="$${CARACAL_PYTHON:-$$(bash scripts/python.sh)}" $(GO) test -count=1 -timeout 25m ./...
+	CARACAL_PYTHON="$${CARACAL_PYTHON:-$$(bash scripts/python.sh --path)}" $(GO) test -count=1 -timeout 25m ./...
 
 # The shipped rules' and schemas' own tests, through the CLI users run.
 yaml-test: build

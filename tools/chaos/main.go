@@ -5,7 +5,8 @@
 // webhook receiver. It ends with `chaos: <K> kills, <L> lost, <D> duplicated`
 // and exits non-zero when anything was lost or duplicated.
 //
-// Environment: CARACAL_TEST_BROKERS (else scripts/kafka.sh start is run),
+// It starts its own Kafka broker with scripts/kafka.sh on CHAOS_KAFKA_PORT
+// (default 19192), so restarting it disturbs no other test. Environment:
 // CHAOS_SECONDS (load duration, default 120), CHAOS_KILLS (default 25),
 // CARACAL_PYTHON (python with pyarrow, to read the lake).
 package main
@@ -49,13 +50,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	brokers := os.Getenv("CARACAL_TEST_BROKERS")
-	if brokers == "" {
-		if brokers, err = kafkaScript(root, "start"); err != nil {
-			return err
-		}
-		defer func() { _, _ = kafkaScript(root, "stop") }()
+	port := os.Getenv("CHAOS_KAFKA_PORT")
+	if port == "" {
+		port = "19192"
 	}
+	os.Setenv("KAFKA_PORT", port)
+	os.Setenv("KAFKA_NUM_PARTITIONS", "6")
+	brokers, err := kafkaScript(root, "start")
+	if err != nil {
+		return err
+	}
+	defer func() { _, _ = kafkaScript(root, "stop") }()
 	work, err := os.MkdirTemp("", "caracal-chaos")
 	if err != nil {
 		return err
