@@ -21,3 +21,8 @@ func destinationSpec() *service.ConfigField {
 		service.NewStringField("url").Description("Endpoint URL."),
 	)
 }
+
+// caracalLinters are the plugins' checks for `caracal lint`.
+func caracalLinters() linters {
+	return linters{}
+}

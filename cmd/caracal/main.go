@@ -43,6 +43,11 @@ func main() {
 	for _, c := range commands() {
 		opts = append(opts, service.CLIOptAddCommand(c))
 	}
+	if len(args) > 1 && args[1] == "lint" {
+		// Caracal's lint covers rules, schemas and lookups too, and hands
+		// Benthos configs to Benthos's own lint.
+		os.Exit(lintMain(args[2:], caracalLinters(), opts, os.Stdout))
+	}
 	code, err := service.RunCLIToCode(context.Background(), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

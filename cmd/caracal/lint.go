@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"gopkg.in/yaml.v3"
+)
+
+// Finding is one lint result, printed as file:line: message.
+type Finding struct {
+	File    string
+	Line    int
+	Message string
+	Warning bool // reported, but does not fail the lint
+}
+
+func (f Finding) String() string {
+	kind := ""
+	if f.Warning {
+		kind = "warning: "
+	}
+	if f.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s%s", f.File, f.Line, kind, f.Message)
+	}
+	return fmt.Sprintf("%s: %s%s", f.File, kind, f.Message)
+}
+
+// yamlKind tells what a YAML file is from its top-level keys.
+type yamlKind int
+
+const (
+	kindBenthos yamlKind = iota // root config or stream: Benthos lints it
+	kindRule                    // Panther-style rule (AnalysisType)
+	kindSchema                  // Panther log schema (schema + fields)
+	kindLookup                  // lookup table definition (primary_key + data)
+)
+
+func classify(data []byte) yamlKind {
+	var top map[string]any
+	if yaml.Unmarshal(data, &top) != nil {
+		return kindBenthos
+	}
+	switch {
+	case top["AnalysisType"] != nil || top["RuleID"] != nil:
+		return kindRule
+	case top["schema"] != nil && top["fields"] != nil:
+		return kindSchema
+	case top["primary_key"] != nil && top["data"] != nil:
+		return kindLookup
+	}
+	return kindBenthos
+}
+
+// linters are the Caracal-specific checks, by kind; each returns findings
+// for the given files. Plugins provide them (see commands.go).
+type linters struct {
+	rules   func(files []string) []Finding
+	schemas func(files []string) []Finding
+	lookups func(files []string) []Finding
+	// pipelines checks Benthos configs for Caracal concerns (e.g. a source
+	// without authentication).
+	pipelines func(file string, data []byte) []Finding
+}
+
+// lintMain implements `caracal lint [flags] [paths...]`: Benthos's lint for
+// configs and pipelines, plus Caracal's checks for rules, schemas and lookup
+// tables; directories are walked for *.yml / *.yaml. Exit code 1 on any
+// error (warnings alone pass).
+func lintMain(args []string, l linters, opts []service.CLIOptFunc, stdout io.Writer) int {
+	var flags, paths []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+		} else {
+			paths = append(paths, a)
+		}
+	}
+	if len(paths) == 0 {
+		paths = []string{"config.yaml", "pipelines", "rules", "schemas", "lookups"}
+	}
+	files, missing := expand(paths)
+	var findings []Finding
+	for _, m := range missing {
+		if len(args) > 0 { // default paths may be absent
+			findings = append(findings, Finding{File: m, Message: "no such file or directory"})
+		}
+	}
+	byKind := map[yamlKind][]string{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			findings = append(findings, Finding{File: f, Message: err.Error()})
+			continue
+		}
+		k := classify(data)
+		byKind[k] = append(byKind[k], f)
+		if k == kindBenthos && l.pipelines != nil {
+			findings = append(findings, l.pipelines(f, data)...)
+		}
+	}
+	if fn := l.rules; fn != nil && len(byKind[kindRule]) > 0 {
+		findings = append(findings, fn(byKind[kindRule])...)
+	}
+	if fn := l.schemas; fn != nil && len(byKind[kindSchema]) > 0 {
+		findings = append(findings, fn(byKind[kindSchema])...)
+	}
+	if fn := l.lookups; fn != nil && len(byKind[kindLookup]) > 0 {
+		findings = append(findings, fn(byKind[kindLookup])...)
+	}
+	failed := false
+	for _, f := range findings {
+		fmt.Fprintln(stdout, f)
+		if !f.Warning {
+			failed = true
+		}
+	}
+	if configs := byKind[kindBenthos]; len(configs) > 0 {
+		benthosArgs := append([]string{"caracal", "lint"}, flags...)
+		benthosArgs = append(benthosArgs, configs...)
+		code, err := service.RunCLIToCode(context.Background(), append(opts, service.CLIOptSetArgs(benthosArgs...))...)
+		if err != nil {
+			fmt.Fprintln(stdout, err)
+		}
+		if code != 0 {
+			failed = true
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// expand walks directories for YAML files; it returns the files (sorted) and
+// the paths that do not exist.
+func expand(paths []string) (files, missing []string) {
+	seen := map[string]bool{}
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			missing = append(missing, p)
+			continue
+		}
+		if !info.IsDir() {
+			if !seen[p] {
+				seen[p] = true
+				files = append(files, p)
+			}
+			continue
+		}
+		_ = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if ext := filepath.Ext(path); (ext == ".yml" || ext == ".yaml") && !seen[path] {
+				seen[path] = true
+				files = append(files, path)
+			}
+			return nil
+		})
+	}
+	sort.Strings(files)
+	return files, missing
+}
+
+// lineOf returns the 1-based line of the first occurrence of needle in data,
+// or 0.
+func lineOf(data []byte, needle string) int {
+	i := bytes.Index(data, []byte(needle))
+	if i < 0 {
+		return 0
+	}
+	return bytes.Count(data[:i], []byte("\n")) + 1
+}
