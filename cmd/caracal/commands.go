@@ -4,13 +4,15 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
 
+	_ "github.com/caracal-sec/caracal/plugins/httpsource"
+	"github.com/caracal-sec/caracal/plugins/parse"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
 func commands() []*cli.Command {
-	return nil
+	return []*cli.Command{parse.Command()}
 }
 
 // destinationSpec is the spec of one `caracal.destinations` entry.

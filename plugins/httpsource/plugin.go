@@ -1,0 +1,198 @@
+package httpsource
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/settings"
+)
+
+const defaultMaxBody = 1 << 20
+
+func inputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Network").
+		Summary("Webhook sources: POST /http/<path> on one listener, authenticated, decompressed and split into events.").
+		Description(`Each source is a URL that a SaaS tool or log shipper posts to, as it would to Panther's HTTP source. A request body may be one JSON object, JSON lines, a JSON array, an object wrapping a `+"`Records`"+` array (CloudTrail) or plain text lines; gzip, zstd and zlib are detected from the body's magic bytes. The request's events form one batch, and the request is answered 200 only once the output acknowledged all of them (the broker has them), 503 with Retry-After otherwise. Answers: 400 malformed, 401 auth, 404 unknown source, 405 not POST, 413 too large, 415 unsupported encoding. `+"`GET /`"+` shows a status page.`).
+		Fields(
+			service.NewStringField("address").
+				Description("Listen address.").Default("127.0.0.1:8000").Example("0.0.0.0:8000"),
+			service.NewDurationField("timeout").
+				Description("How long a request waits for the broker's acknowledgment before it is answered 503.").
+				Default("30s"),
+			service.NewObjectListField("sources",
+				service.NewStringField("id").Description("Unique source id, recorded as p_source_id.").Example("okta-prod"),
+				service.NewStringField("label").Description("Human name, recorded as p_source_label.").Default(""),
+				service.NewStringField("path").Description("The source's URL is /http/<path>.").Example("okta"),
+				service.NewStringListField("log_types").
+					Description("Log types to classify this source's events among; empty tries all known types.").
+					Default([]string{}).Example([]string{"AWS.CloudTrail"}),
+				service.NewObjectField("auth",
+					service.NewStringEnumField("type", AuthSharedSecret, AuthHMAC, AuthBearer, AuthBasic, AuthNone).
+						Description("How senders authenticate. `none` accepts anyone: only for trying Caracal on loopback."),
+					service.NewStringField("header").Description("Header carrying the secret (shared_secret) or the body's HMAC (hmac).").Default("").Example("X-Signature"),
+					service.NewStringField("secret").Description("Shared secret or HMAC key; use ${ENV_VAR}.").Default("").Secret(),
+					service.NewStringField("algorithm").Description("HMAC algorithm: sha256 or sha1.").Default("sha256"),
+					service.NewStringField("token").Description("Bearer token; use ${ENV_VAR}.").Default("").Secret(),
+					service.NewStringField("username").Description("Basic auth user.").Default(""),
+					service.NewStringField("password").Description("Basic auth password; use ${ENV_VAR}.").Default("").Secret(),
+				).Description("Authentication of the source's senders."),
+				service.NewIntField("max_body_bytes").
+					Description("Largest accepted request, headers included; larger → 413.").Default(defaultMaxBody),
+				service.NewIntField("max_decompressed_bytes").
+					Description("Largest decompressed body (decompression bombs → 413); 0 means 16 × max_body_bytes.").Default(0),
+				service.NewDurationField("alert_if_silent_for").
+					Description("Raise a SYSTEM_ERROR alert when the source received nothing for this long; 0 disables.").Default("24h"),
+			).Description("The webhook sources."),
+		)
+}
+
+func init() {
+	service.MustRegisterBatchInput("caracal_http", inputSpec(), newInput)
+}
+
+type input struct {
+	addr    string
+	server  *Server
+	sources []*Source
+	timeout time.Duration
+	res     *service.Resources
+}
+
+func newInput(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
+	in := &input{res: res}
+	var err error
+	if in.addr, err = conf.FieldString("address"); err != nil {
+		return nil, err
+	}
+	if in.timeout, err = conf.FieldDuration("timeout"); err != nil {
+		return nil, err
+	}
+	list, err := conf.FieldObjectList("sources")
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range list {
+		src, err := parseSource(sc)
+		if err != nil {
+			return nil, err
+		}
+		in.sources = append(in.sources, src)
+	}
+	return in, nil
+}
+
+func parseSource(c *service.ParsedConfig) (*Source, error) {
+	s := &Source{}
+	str := func(into *string, path ...string) error {
+		v, err := c.FieldString(path...)
+		*into = v
+		return err
+	}
+	for _, f := range []struct {
+		into *string
+		path []string
+	}{
+		{&s.ID, []string{"id"}}, {&s.Label, []string{"label"}}, {&s.Path, []string{"path"}},
+		{&s.Auth.Type, []string{"auth", "type"}}, {&s.Auth.Header, []string{"auth", "header"}},
+		{&s.Auth.Secret, []string{"auth", "secret"}}, {&s.Auth.Algorithm, []string{"auth", "algorithm"}},
+		{&s.Auth.Token, []string{"auth", "token"}}, {&s.Auth.Username, []string{"auth", "username"}},
+		{&s.Auth.Password, []string{"auth", "password"}},
+	} {
+		if err := str(f.into, f.path...); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if s.LogTypes, err = c.FieldStringList("log_types"); err != nil {
+		return nil, err
+	}
+	maxBody, err := c.FieldInt("max_body_bytes")
+	if err != nil {
+		return nil, err
+	}
+	maxInflated, err := c.FieldInt("max_decompressed_bytes")
+	if err != nil {
+		return nil, err
+	}
+	s.MaxBodyBytes = int64(maxBody)
+	s.MaxInflated = int64(maxInflated)
+	if s.MaxInflated <= 0 {
+		s.MaxInflated = 16 * s.MaxBodyBytes
+	}
+	if s.Label == "" {
+		s.Label = s.ID
+	}
+	return s, s.Validate()
+}
+
+func (in *input) Connect(ctx context.Context) error {
+	if in.server != nil {
+		return nil
+	}
+	st := settings.From(in.res)
+	status := func() Status {
+		out := Status{Version: in.res.EngineVersion(), Broker: "embedded", Lake: st.LakeURL}
+		if !st.Embedded {
+			out.Broker = strings.Join(st.Brokers, ",")
+		}
+		for _, s := range in.sources {
+			out.Sources = append(out.Sources, fmt.Sprintf("%s /http/%s", s.ID, strings.Trim(s.Path, "/")))
+		}
+		return out
+	}
+	srv, err := NewServer(in.sources, in.timeout, status)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(in.addr); err != nil {
+		return err
+	}
+	in.server = srv
+	in.res.Logger().Infof("Webhook sources listening on http://%s/http/<path>", srv.Addr())
+	return nil
+}
+
+func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	if in.server == nil {
+		return nil, nil, service.ErrNotConnected
+	}
+	var req *Request
+	select {
+	case req = <-in.server.Requests():
+	case <-in.server.closing:
+		return nil, nil, service.ErrEndOfInput
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	received := envelope.FormatTime(req.ReceivedAt)
+	logTypes := strings.Join(req.Source.LogTypes, ",")
+	batch := make(service.MessageBatch, len(req.Events))
+	for i, ev := range req.Events {
+		m := service.NewMessage(ev)
+		m.MetaSetMut(envelope.MetaSourceID, req.Source.ID)
+		m.MetaSetMut(envelope.MetaSourceLabel, req.Source.Label)
+		m.MetaSetMut(envelope.MetaLogTypes, logTypes)
+		m.MetaSetMut(envelope.MetaReceivedAt, received)
+		m.MetaSetMut(envelope.MetaRequestID, req.ID)
+		m.MetaSetMut(envelope.MetaTopic, envelope.TopicRaw)
+		m.MetaSetMut(envelope.MetaKey, req.ID)
+		batch[i] = m
+	}
+	return batch, func(ctx context.Context, err error) error {
+		req.Ack(err)
+		return nil
+	}, nil
+}
+
+func (in *input) Close(ctx context.Context) error {
+	if in.server == nil {
+		return nil
+	}
+	return in.server.Close(ctx)
+}

@@ -1,0 +1,186 @@
+package httpsource
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Auth types.
+const (
+	AuthNone         = "none"
+	AuthSharedSecret = "shared_secret"
+	AuthHMAC         = "hmac"
+	AuthBearer       = "bearer"
+	AuthBasic        = "basic"
+)
+
+// Auth is how a source authenticates its senders.
+type Auth struct {
+	Type      string
+	Header    string // shared_secret, hmac
+	Secret    string // shared_secret, hmac
+	Algorithm string // hmac: sha256 (default) or sha1
+	Token     string // bearer
+	Username  string // basic
+	Password  string // basic
+}
+
+// Source is one webhook endpoint.
+type Source struct {
+	ID           string
+	Label        string
+	Path         string
+	LogTypes     []string
+	Auth         Auth
+	MaxBodyBytes int64 // request body incl. headers
+	MaxInflated  int64 // decompressed size cap
+}
+
+// Validate checks a source's configuration.
+func (s *Source) Validate() error {
+	if s.ID == "" || s.Path == "" {
+		return errors.New("a source needs an id and a path")
+	}
+	switch s.Auth.Type {
+	case AuthNone:
+	case AuthSharedSecret:
+		if s.Auth.Header == "" || s.Auth.Secret == "" {
+			return fmt.Errorf("source %s: shared_secret auth needs header and secret", s.ID)
+		}
+	case AuthHMAC:
+		if s.Auth.Header == "" || s.Auth.Secret == "" {
+			return fmt.Errorf("source %s: hmac auth needs header and secret", s.ID)
+		}
+		if a := s.Auth.Algorithm; a != "" && a != "sha256" && a != "sha1" {
+			return fmt.Errorf("source %s: hmac algorithm %q: use sha256 or sha1", s.ID, a)
+		}
+	case AuthBearer:
+		if s.Auth.Token == "" {
+			return fmt.Errorf("source %s: bearer auth needs a token", s.ID)
+		}
+	case AuthBasic:
+		if s.Auth.Username == "" || s.Auth.Password == "" {
+			return fmt.Errorf("source %s: basic auth needs username and password", s.ID)
+		}
+	default:
+		return fmt.Errorf("source %s: auth type %q: use shared_secret, hmac, bearer, basic or none", s.ID, s.Auth.Type)
+	}
+	return nil
+}
+
+func eq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// Authenticate checks a request against the source's auth; body is the raw
+// (still compressed) request body, which HMAC signs.
+func (s *Source) Authenticate(r *http.Request, body []byte) bool {
+	a := s.Auth
+	switch a.Type {
+	case AuthNone:
+		return true
+	case AuthSharedSecret:
+		return eq(r.Header.Get(a.Header), a.Secret)
+	case AuthBearer:
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return ok && eq(got, a.Token)
+	case AuthBasic:
+		u, p, ok := r.BasicAuth()
+		// Both compared always, so timing does not tell which was wrong.
+		uOK, pOK := eq(u, a.Username), eq(p, a.Password)
+		return ok && uOK && pOK
+	case AuthHMAC:
+		return checkHMAC(r.Header.Get(a.Header), a.Algorithm, a.Secret, body)
+	}
+	return false
+}
+
+// checkHMAC accepts the body's HMAC as lowercase/uppercase hex or base64,
+// with or without a "sha256="/"sha1=" prefix (GitHub, Slack style).
+func checkHMAC(sig, algorithm, secret string, body []byte) bool {
+	var newHash func() hash.Hash
+	switch algorithm {
+	case "", "sha256":
+		algorithm, newHash = "sha256", sha256.New
+	case "sha1":
+		newHash = sha1.New
+	default:
+		return false
+	}
+	sig = strings.TrimSpace(sig)
+	if p, ok := strings.CutPrefix(sig, algorithm+"="); ok {
+		sig = p
+	}
+	mac := hmac.New(newHash, []byte(secret))
+	mac.Write(body)
+	want := mac.Sum(nil)
+	if got, err := hex.DecodeString(sig); err == nil && len(got) == len(want) {
+		return hmac.Equal(got, want)
+	}
+	if got, err := base64.StdEncoding.DecodeString(sig); err == nil {
+		return hmac.Equal(got, want)
+	}
+	return false
+}
+
+// Errors from Decompress that map to HTTP answers.
+var (
+	ErrTooLarge    = errors.New("decompressed body exceeds the limit")
+	ErrUnsupported = errors.New("unsupported content encoding")
+)
+
+// Decompress detects gzip, zstd and zlib from the body's magic bytes (not
+// the headers, which senders get wrong) and inflates up to limit bytes.
+// Uncompressed bodies are returned as they are.
+func Decompress(body []byte, limit int64) ([]byte, string, error) {
+	var r io.Reader
+	var enc string
+	switch {
+	case len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b:
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, "gzip", fmt.Errorf("corrupt gzip: %w", err)
+		}
+		r, enc = zr, "gzip"
+	case len(body) >= 4 && body[0] == 0x28 && body[1] == 0xb5 && body[2] == 0x2f && body[3] == 0xfd:
+		zr, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1))
+		if err != nil {
+			return nil, "zstd", fmt.Errorf("corrupt zstd: %w", err)
+		}
+		defer zr.Close()
+		r, enc = zr, "zstd"
+	case len(body) >= 2 && body[0] == 0x78 && (uint16(body[0])<<8|uint16(body[1]))%31 == 0:
+		zr, err := zlib.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, "zlib", fmt.Errorf("corrupt zlib: %w", err)
+		}
+		r, enc = zr, "zlib"
+	case len(body) >= 4 && bytes.Equal(body[:4], []byte("PK\x03\x04")),
+		len(body) >= 3 && bytes.Equal(body[:3], []byte("BZh")),
+		len(body) >= 6 && bytes.Equal(body[:6], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return nil, "", fmt.Errorf("%w: zip, bzip2 and xz are not accepted; send gzip, zstd or zlib", ErrUnsupported)
+	default:
+		return body, "", nil
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, enc, fmt.Errorf("corrupt %s stream: %w", enc, err)
+	}
+	if int64(len(out)) > limit {
+		return nil, enc, ErrTooLarge
+	}
+	return out, enc, nil
+}

@@ -1,0 +1,88 @@
+// Package httpsource is the caracal_http input: webhook sources on one HTTP
+// listener, each authenticating, decompressing and splitting request bodies
+// into events, answering 200 only once the broker acknowledged them all.
+package httpsource
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Split breaks a request body into events: one JSON object, JSON lines, a
+// JSON array, or an object wrapping a record array (CloudTrail's Records).
+// Anything else is split into non-empty text lines.
+func Split(body []byte) ([][]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty body")
+	}
+	switch trimmed[0] {
+	case '[':
+		return splitArray(trimmed)
+	case '{':
+		if events, ok := splitJSONObjects(trimmed); ok {
+			return events, nil
+		}
+	}
+	return splitLines(trimmed), nil
+}
+
+func splitArray(b []byte) ([][]byte, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(b, &items); err != nil {
+		return nil, fmt.Errorf("malformed JSON array: %w", err)
+	}
+	out := make([][]byte, 0, len(items))
+	for _, it := range items {
+		if len(bytes.TrimSpace(it)) > 0 {
+			out = append(out, []byte(it))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty JSON array")
+	}
+	return out, nil
+}
+
+// splitJSONObjects reads one or more concatenated JSON objects (one object
+// or JSON lines); a lone object with only a Records array is unwrapped.
+func splitJSONObjects(b []byte) ([][]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var out [][]byte
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, false
+		}
+		if len(raw) == 0 || raw[0] != '{' {
+			return nil, false
+		}
+		out = append(out, raw)
+	}
+	if len(out) == 1 {
+		var wrapper struct {
+			Records []json.RawMessage `json:"Records"`
+		}
+		if json.Unmarshal(out[0], &wrapper) == nil && len(wrapper.Records) > 0 {
+			recs := make([][]byte, len(wrapper.Records))
+			for i, r := range wrapper.Records {
+				recs[i] = r
+			}
+			return recs, true
+		}
+	}
+	return out, len(out) > 0
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimRight(line, "\r")
+		if len(bytes.TrimSpace(line)) > 0 {
+			out = append(out, line)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// Classifier tries an event against candidate log types and normalizes it
+// with the first that fits.
+type Classifier struct {
+	parsers map[string]*Parser
+	order   []string
+	now     func() time.Time
+}
+
+// NewClassifier compiles the schemas.
+func NewClassifier(schemas []*schema.Schema) (*Classifier, error) {
+	c := &Classifier{parsers: map[string]*Parser{}, now: time.Now}
+	for _, s := range schemas {
+		p, err := Compile(s)
+		if err != nil {
+			return nil, err
+		}
+		c.parsers[s.Schema] = p
+		c.order = append(c.order, s.Schema)
+	}
+	sort.Strings(c.order)
+	return c, nil
+}
+
+// LoadClassifier reads the schemas in dir and compiles them.
+func LoadClassifier(dir string) (*Classifier, error) {
+	schemas, err := schema.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return NewClassifier(schemas)
+}
+
+// LogTypes lists the known log types, sorted.
+func (c *Classifier) LogTypes() []string { return append([]string(nil), c.order...) }
+
+// Origin is where a raw event came from.
+type Origin struct {
+	SourceID    string
+	SourceLabel string
+	RequestID   string
+	ReceivedAt  time.Time
+	Partition   int32
+	Offset      int64
+	Index       int // the event's position within the raw record
+}
+
+// Classify normalizes raw as the first of candidates that accepts it (all
+// known types when candidates is empty). Exactly one of the results is set.
+func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[string]any, *envelope.ClassificationFailure) {
+	if len(candidates) == 0 {
+		candidates = c.order
+	}
+	var reasons []envelope.FailureReason
+	for _, lt := range candidates {
+		p := c.parsers[lt]
+		if p == nil {
+			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: "unknown log type (no schema)"})
+			continue
+		}
+		res, err := p.Parse(raw)
+		if err != nil {
+			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
+			continue
+		}
+		return c.standardize(p, res, o), nil
+	}
+	return nil, c.failure(raw, candidates, reasons, o)
+}
+
+// standardize adds the p_* fields.
+func (c *Classifier) standardize(p *Parser, res *Result, o Origin) map[string]any {
+	now := c.now().UTC()
+	ev := res.Fields
+	eventTime := res.EventTime
+	if eventTime.IsZero() {
+		eventTime = now
+	}
+	ev[envelope.FieldLogType] = p.Schema.Schema
+	ev[envelope.FieldEventTime] = envelope.FormatTime(eventTime)
+	ev[envelope.FieldParseTime] = envelope.FormatTime(now)
+	ev[envelope.FieldRowID] = envelope.RowID(o.Partition, o.Offset, o.Index)
+	ev[envelope.FieldSourceID] = o.SourceID
+	ev[envelope.FieldSourceLabel] = o.SourceLabel
+	ev[envelope.FieldSchemaVersion] = p.Schema.Version
+	for f, vals := range res.Indicators.Fields() {
+		ev[f] = vals
+	}
+	return ev
+}
+
+func (c *Classifier) failure(raw []byte, tried []string, reasons []envelope.FailureReason, o Origin) *envelope.ClassificationFailure {
+	f := &envelope.ClassificationFailure{
+		SourceID: o.SourceID, SourceLabel: o.SourceLabel, RequestID: o.RequestID,
+		RowID: envelope.RowID(o.Partition, o.Offset, o.Index),
+		Tried: append([]string{}, tried...), Reasons: reasons,
+		ReceivedAt: envelope.FormatTime(o.ReceivedAt), FailedAt: envelope.FormatTime(c.now()),
+	}
+	if o.ReceivedAt.IsZero() {
+		f.ReceivedAt = f.FailedAt
+	}
+	if utf8.Valid(raw) {
+		f.Raw, f.RawEncoding = string(raw), "utf8"
+	} else {
+		f.Raw, f.RawEncoding = base64.StdEncoding.EncodeToString(raw), "base64"
+	}
+	if len(reasons) == 0 {
+		f.Reasons = []envelope.FailureReason{}
+	}
+	return f
+}
+
+// SplitRecords returns the events of a raw record: CloudTrail's
+// {"Records": [...]} wrapper yields its records, anything else itself.
+func SplitRecords(raw []byte) [][]byte {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"Records"`)) {
+		return [][]byte{raw}
+	}
+	var w map[string]json.RawMessage
+	if json.Unmarshal(t, &w) != nil || len(w) != 1 {
+		return [][]byte{raw}
+	}
+	var recs []json.RawMessage
+	if json.Unmarshal(w["Records"], &recs) != nil || len(recs) == 0 {
+		return [][]byte{raw}
+	}
+	out := make([][]byte, len(recs))
+	for i, r := range recs {
+		out[i] = r
+	}
+	return out
+}
+
+// Describe summarizes a failure for humans.
+func Describe(f *envelope.ClassificationFailure) string {
+	s := "no log type accepted the event"
+	for _, r := range f.Reasons {
+		s += fmt.Sprintf("; %s: %s", r.LogType, r.Reason)
+	}
+	return s
+}

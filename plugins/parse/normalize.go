@@ -1,0 +1,341 @@
+// Package parse turns raw events into normalized events: typed by a log
+// schema (Panther's schema YAML), with the standard p_* fields and the
+// indicator fields, or a classification failure that keeps the raw bytes.
+package parse
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// Parser parses one log type's JSON events by its schema.
+type Parser struct {
+	Schema *schema.Schema
+	fields []*node
+	// required top-level keys, checked first as a cheap pre-check
+	required []string
+}
+
+// node is a compiled schema field.
+type node struct {
+	name       string
+	typ        string
+	required   bool
+	element    *node
+	fields     []*node
+	byName     map[string]*node
+	timeFmts   []string
+	eventTime  bool
+	embedded   bool
+	indicators []string
+}
+
+// Compile prepares a parser for a schema.
+func Compile(s *schema.Schema) (*Parser, error) {
+	p := &Parser{Schema: s}
+	for _, f := range s.Fields {
+		n, err := compileField(s, f, 0)
+		if err != nil {
+			return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
+		}
+		p.fields = append(p.fields, n)
+		if f.Required {
+			p.required = append(p.required, f.Name)
+		}
+	}
+	return p, nil
+}
+
+func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
+	if depth > 32 {
+		return nil, fmt.Errorf("field %s: nesting deeper than 32 (a ref cycle?)", f.Name)
+	}
+	f = s.Resolve(f)
+	n := &node{
+		name: f.Name, typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
+		embedded: f.IsEmbeddedJSON, indicators: f.Indicators,
+	}
+	if f.TimeFormat != "" {
+		n.timeFmts = append(n.timeFmts, f.TimeFormat)
+	}
+	n.timeFmts = append(n.timeFmts, f.TimeFormats...)
+	if f.Element != nil {
+		el, err := compileField(s, *f.Element, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		n.element = el
+	}
+	if len(f.Fields) > 0 {
+		n.byName = map[string]*node{}
+		for _, c := range f.Fields {
+			cn, err := compileField(s, c, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			n.fields = append(n.fields, cn)
+			n.byName[c.Name] = cn
+		}
+	}
+	return n, nil
+}
+
+// Result is a parsed event before the standard fields are added.
+type Result struct {
+	Fields     map[string]any
+	EventTime  time.Time // zero when no isEventTime field had a value
+	Indicators *Indicators
+}
+
+// Parse decodes one JSON event and types it by the schema. Fields the schema
+// does not know are dropped (as Panther does); a missing required field or a
+// value of the wrong type fails the event.
+func (p *Parser) Parse(raw []byte) (*Result, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	for _, k := range p.required {
+		// Cheap pre-check before decoding: the key must appear somewhere.
+		if !bytes.Contains(raw, []byte(`"`+k+`"`)) {
+			return nil, fmt.Errorf("missing required field %s", k)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	res := &Result{Fields: make(map[string]any, len(obj)), Indicators: NewIndicators()}
+	st := &state{res: res}
+	if err := st.object(p.fields, obj, res.Fields, ""); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+type state struct {
+	res *Result
+}
+
+func (st *state) object(fields []*node, in map[string]any, out map[string]any, prefix string) error {
+	for _, f := range fields {
+		v, ok := in[f.name]
+		if !ok || v == nil {
+			if f.required {
+				return fmt.Errorf("missing required field %s%s", prefix, f.name)
+			}
+			continue
+		}
+		cv, err := st.value(f, v, prefix+f.name)
+		if err != nil {
+			return err
+		}
+		if cv != nil {
+			out[f.name] = cv
+		}
+	}
+	return nil
+}
+
+func (st *state) value(f *node, v any, path string) (any, error) {
+	switch f.typ {
+	case schema.TypeString:
+		s, err := asString(v)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		st.res.Indicators.Add(f.indicators, s)
+		return s, nil
+	case schema.TypeInt, schema.TypeSmallInt, schema.TypeBigInt:
+		n, err := asInt(v)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		st.res.Indicators.Add(f.indicators, strconv.FormatInt(n, 10))
+		return n, nil
+	case schema.TypeFloat:
+		x, err := asFloat(v)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		return x, nil
+	case schema.TypeBoolean:
+		b, err := asBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		return b, nil
+	case schema.TypeTimestamp:
+		t, err := ParseTime(v, f.timeFmts)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		if f.eventTime && st.res.EventTime.IsZero() {
+			st.res.EventTime = t
+		}
+		return envelope.FormatTime(t), nil
+	case schema.TypeJSON:
+		if s, ok := v.(string); ok && f.embedded {
+			var inner any
+			if err := json.Unmarshal([]byte(s), &inner); err == nil {
+				v = inner
+			}
+		}
+		return normalizeNumbers(v), nil
+	case schema.TypeObject, schema.TypeRef:
+		if s, ok := v.(string); ok && f.embedded {
+			var inner any
+			if err := json.Unmarshal([]byte(s), &inner); err != nil {
+				return nil, fmt.Errorf("field %s: embedded JSON: %w", path, err)
+			}
+			v = inner
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("field %s: want an object, got %s", path, kind(v))
+		}
+		out := make(map[string]any, len(f.fields))
+		if err := st.object(f.fields, m, out, path+"."); err != nil {
+			return nil, err
+		}
+		return out, nil
+	case schema.TypeArray:
+		if s, ok := v.(string); ok && f.embedded {
+			var inner any
+			if err := json.Unmarshal([]byte(s), &inner); err != nil {
+				return nil, fmt.Errorf("field %s: embedded JSON: %w", path, err)
+			}
+			v = inner
+		}
+		items, ok := v.([]any)
+		if !ok {
+			// A lone value where a list is expected is a one-element list.
+			items = []any{v}
+		}
+		out := make([]any, 0, len(items))
+		for i, it := range items {
+			if it == nil {
+				continue
+			}
+			cv, err := st.value(f.element, it, fmt.Sprintf("%s[%d]", path, i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cv)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("field %s: unknown type %q", path, f.typ)
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func asString(v any) (string, error) {
+	switch t := v.(type) {
+	case string:
+		return t, nil
+	case json.Number:
+		return t.String(), nil
+	case bool:
+		return strconv.FormatBool(t), nil
+	default:
+		b, err := json.Marshal(normalizeNumbers(v))
+		return string(b), err
+	}
+}
+
+func asInt(v any) (int64, error) {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return n, nil
+		}
+		if f, err := t.Float64(); err == nil && f == float64(int64(f)) {
+			return int64(f), nil
+		}
+		return 0, fmt.Errorf("%s is not an integer", t)
+	case string:
+		n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an integer", t)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("want an integer, got %s", kind(v))
+}
+
+func asFloat(v any) (float64, error) {
+	switch t := v.(type) {
+	case json.Number:
+		return t.Float64()
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number", t)
+		}
+		return f, nil
+	}
+	return 0, fmt.Errorf("want a number, got %s", kind(v))
+}
+
+func asBool(v any) (bool, error) {
+	switch t := v.(type) {
+	case bool:
+		return t, nil
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(t))
+		if err != nil {
+			return false, fmt.Errorf("%q is not a boolean", t)
+		}
+		return b, nil
+	}
+	return false, fmt.Errorf("want a boolean, got %s", kind(v))
+}
+
+// normalizeNumbers turns json.Number into int64 or float64 inside free-form
+// JSON, so downstream code sees plain Go numbers.
+func normalizeNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return n
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = normalizeNumbers(x)
+		}
+		return t
+	case []any:
+		for i, x := range t {
+			t[i] = normalizeNumbers(x)
+		}
+		return t
+	}
+	return v
+}

@@ -1,0 +1,107 @@
+package parse
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/settings"
+)
+
+func processorSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Parsing").
+		Summary("Parses raw events into normalized events by log schema, or classification failures.").
+		Description("Each message is a raw event from caracal.raw. It is tried against the log types in its `caracal_log_types` metadata (all known types when empty); the first schema that accepts it wins and the message becomes the normalized event (the typed fields plus `p_log_type`, `p_event_time`, `p_parse_time`, `p_row_id`, `p_source_id`, `p_source_label` and the `p_any_*` indicator fields), routed to caracal.events and keyed by p_row_id. An event no schema accepts becomes a classification failure (raw bytes, source, every type tried and why) routed to caracal.classification_failures. Nothing is dropped.").
+		Fields(
+			service.NewStringField("schemas_dir").
+				Description("Directory of log schemas (Panther schema YAML). Empty: the root config's `caracal.schemas_dir`.").
+				Default("").Example("./schemas"),
+		)
+}
+
+func init() {
+	service.MustRegisterBatchProcessor("caracal_parse", processorSpec(),
+		func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
+			dir, err := conf.FieldString("schemas_dir")
+			if err != nil {
+				return nil, err
+			}
+			if dir == "" {
+				dir = settings.From(res).SchemasDir
+			}
+			c, err := LoadClassifier(dir)
+			if err != nil {
+				return nil, err
+			}
+			res.Logger().Infof("Parsing with %d log schemas from %s", len(c.order), dir)
+			return &processor{c: c}, nil
+		})
+}
+
+type processor struct {
+	c *Classifier
+}
+
+func originOf(m *service.Message) Origin {
+	o := Origin{}
+	o.SourceID, _ = m.MetaGet(envelope.MetaSourceID)
+	o.SourceLabel, _ = m.MetaGet(envelope.MetaSourceLabel)
+	o.RequestID, _ = m.MetaGet(envelope.MetaRequestID)
+	if s, ok := m.MetaGet(envelope.MetaReceivedAt); ok {
+		o.ReceivedAt, _ = envelope.ParseTime(s)
+	}
+	if s, ok := m.MetaGet(envelope.MetaKafkaPartition); ok {
+		p, _ := strconv.ParseInt(s, 10, 32)
+		o.Partition = int32(p)
+	}
+	if s, ok := m.MetaGet(envelope.MetaKafkaOffset); ok {
+		o.Offset, _ = strconv.ParseInt(s, 10, 64)
+	}
+	return o
+}
+
+func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	out := make(service.MessageBatch, 0, len(batch))
+	for _, m := range batch {
+		raw, err := m.AsBytes()
+		if err != nil {
+			return nil, err
+		}
+		var candidates []string
+		if s, _ := m.MetaGet(envelope.MetaLogTypes); s != "" {
+			candidates = settings.SplitList(s)
+		}
+		o := originOf(m)
+		for i, rec := range SplitRecords(raw) {
+			o.Index = i
+			msg := m
+			if i > 0 {
+				msg = m.Copy()
+			}
+			ev, fail := p.c.Classify(rec, candidates, o)
+			var body []byte
+			if fail != nil {
+				body, err = json.Marshal(fail)
+				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicFailures)
+				msg.MetaSetMut(envelope.MetaKey, fail.RowID)
+			} else {
+				body, err = json.Marshal(ev)
+				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
+				msg.MetaSetMut(envelope.MetaKey, ev[envelope.FieldRowID])
+				msg.MetaSetMut("caracal_log_type", ev[envelope.FieldLogType])
+			}
+			if err != nil {
+				return nil, err
+			}
+			msg.SetBytes(body)
+			out = append(out, msg)
+		}
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+func (p *processor) Close(context.Context) error { return nil }

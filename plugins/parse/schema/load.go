@@ -1,0 +1,144 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads one schema file.
+func Load(path string) (*Schema, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse reads a schema from YAML; name is used in errors.
+func Parse(name string, data []byte) (*Schema, error) {
+	var s Schema
+	if err := yaml.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	s.File = name
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &s, nil
+}
+
+// LoadDir reads every *.yml / *.yaml schema below dir, sorted by name.
+func LoadDir(dir string) ([]*Schema, error) {
+	var out []*Schema
+	var errs []error
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if ext := filepath.Ext(path); ext != ".yml" && ext != ".yaml" {
+			return nil
+		}
+		s, err := Load(path)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("schemas in %s: %w", dir, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	seen := map[string]string{}
+	for _, s := range out {
+		if prev, dup := seen[s.Schema]; dup {
+			return nil, fmt.Errorf("schema %s defined twice: %s and %s", s.Schema, prev, s.File)
+		}
+		seen[s.Schema] = s.File
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Schema < out[j].Schema })
+	return out, nil
+}
+
+// Validate checks the schema's structure: names, types and their required
+// companions (element, fields, target).
+func (s *Schema) Validate() error {
+	if s.Schema == "" {
+		return errors.New("missing `schema` (the log type name, e.g. Custom.MyApp)")
+	}
+	if len(s.Fields) == 0 {
+		return errors.New("missing `fields`")
+	}
+	for k := range s.Extra {
+		return fmt.Errorf("unknown key %q", k)
+	}
+	return validateFields(s, s.Fields, "")
+}
+
+func validateFields(s *Schema, fields []Field, prefix string) error {
+	names := map[string]bool{}
+	for i := range fields {
+		f := &fields[i]
+		if f.Name == "" {
+			return fmt.Errorf("field %d under %q has no name", i, prefix)
+		}
+		if names[f.Name] {
+			return fmt.Errorf("field %s%s defined twice", prefix, f.Name)
+		}
+		names[f.Name] = true
+		if err := validateField(s, f, prefix+f.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateField(s *Schema, f *Field, path string) error {
+	switch f.Type {
+	case TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, TypeBoolean, TypeJSON:
+	case TypeTimestamp:
+		if f.TimeFormat == "" && len(f.TimeFormats) == 0 {
+			return fmt.Errorf("field %s: timestamp needs timeFormat (rfc3339, unix, unix_ms, unix_us, unix_ns, a strftime pattern or layout=...)", path)
+		}
+	case TypeArray:
+		if f.Element == nil {
+			return fmt.Errorf("field %s: array needs element", path)
+		}
+		return validateField(s, f.Element, path+"[]")
+	case TypeObject:
+		if len(f.Fields) == 0 {
+			return fmt.Errorf("field %s: object needs fields", path)
+		}
+		return validateFields(s, f.Fields, path+".")
+	case TypeRef:
+		if _, ok := s.Definitions[f.Target]; !ok {
+			return fmt.Errorf("field %s: ref target %q is not in definitions", path, f.Target)
+		}
+	default:
+		return fmt.Errorf("field %s: unknown type %q (string, int, smallint, bigint, float, boolean, timestamp, array, object, json, ref)", path, f.Type)
+	}
+	return nil
+}
+
+// Resolve returns the field with a ref replaced by an object of its target's
+// fields.
+func (s *Schema) Resolve(f Field) Field {
+	if f.Type != TypeRef {
+		return f
+	}
+	f.Type = TypeObject
+	f.Fields = s.Definitions[f.Target]
+	return f
+}
