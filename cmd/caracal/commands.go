@@ -4,15 +4,16 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
 
+	"github.com/caracal-sec/caracal/plugins/detect"
 	_ "github.com/caracal-sec/caracal/plugins/httpsource"
-	"github.com/caracal-sec/caracal/plugins/parse"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
+	"github.com/caracal-sec/caracal/plugins/parse"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
 func commands() []*cli.Command {
-	return []*cli.Command{parse.Command()}
+	return []*cli.Command{parse.Command(), detectCommand(), detect.RulesCommand()}
 }
 
 // destinationSpec is the spec of one `caracal.destinations` entry.

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/caracal-sec/caracal/plugins/detect"
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse"
+)
+
+// detectCommand is `caracal detect`: parse raw logs as `caracal parse` does
+// (or read normalized events with --events), run the rules, print matches.
+func detectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "detect",
+		Usage:     "Run the rules over log files (or stdin) and print each match as a JSON line",
+		ArgsUsage: "[file...]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "rules", Value: "./rules", Usage: "directory of rules"},
+			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
+			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) of the input; default: classify among all"},
+			&cli.BoolFlag{Name: "events", Usage: "input is already-normalized events (JSON lines, as in rule tests' Log)"},
+		},
+		Action: func(c *cli.Context) error {
+			engine, err := detect.LoadEngine(c.String("rules"))
+			if err != nil {
+				return err
+			}
+			logTypes := c.StringSlice("log-type")
+			if c.Bool("events") {
+				r, closeAll, err := detect.OpenInputs(c.Args().Slice())
+				if err != nil {
+					return err
+				}
+				defer closeAll()
+				lt := ""
+				if len(logTypes) > 0 {
+					lt = logTypes[0]
+				}
+				return detect.DetectEvents(engine, lt, r, c.App.Writer)
+			}
+			cl, err := parse.LoadClassifier(c.String("schemas"))
+			if err != nil {
+				return err
+			}
+			failed := 0
+			err = parse.Each(cl, c.Args().Slice(), logTypes, "cli", func(ev map[string]any, f *envelope.ClassificationFailure, name string) error {
+				if f != nil {
+					failed++
+					fmt.Fprintf(os.Stderr, "%s: %s\n", name, parse.Describe(f))
+					return nil
+				}
+				return detect.WriteMatches(engine, ev, c.App.Writer)
+			})
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("%d event(s) failed to parse", failed), 1)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,166 @@
+package detect
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+// TestResult is the outcome of one rule test.
+type TestResult struct {
+	Rule, Test string
+	Passed     bool
+	Reason     string
+}
+
+// RunTests runs every rule's embedded tests. A test's Log is a normalized
+// event; its p_log_type defaults to the rule's first log type.
+func RunTests(rules []*Rule) []TestResult {
+	var out []TestResult
+	for _, r := range rules {
+		for _, t := range r.Tests {
+			ev := make(map[string]any, len(t.Log)+1)
+			for k, v := range t.Log {
+				ev[k] = numbers(v)
+			}
+			if _, ok := ev[envelope.FieldLogType]; !ok {
+				ev[envelope.FieldLogType] = r.LogTypes[0]
+			}
+			got, err := r.Eval(ev)
+			res := TestResult{Rule: r.RuleID, Test: t.Name}
+			switch {
+			case err != nil:
+				res.Reason = "rule error: " + err.Error()
+			case got != t.ExpectedResult:
+				res.Reason = fmt.Sprintf("expected %v, got %v", t.ExpectedResult, got)
+			default:
+				res.Passed = true
+			}
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// RulesCommand is `caracal rules` (with `test`).
+func RulesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "rules",
+		Usage: "Work with detection rules",
+		Subcommands: []*cli.Command{{
+			Name:      "test",
+			Usage:     "Run every rule's embedded Tests; exit 1 on any failure",
+			ArgsUsage: "[dir]",
+			Action: func(c *cli.Context) error {
+				dir := c.Args().First()
+				if dir == "" {
+					dir = "./rules"
+				}
+				rules, err := LoadDir(dir)
+				if err != nil {
+					return err
+				}
+				passed, failed, untested := 0, 0, 0
+				for _, r := range rules {
+					if len(r.Tests) == 0 {
+						untested++
+					}
+				}
+				for _, res := range RunTests(rules) {
+					if res.Passed {
+						passed++
+						fmt.Fprintf(c.App.Writer, "PASS %s / %s\n", res.Rule, res.Test)
+						continue
+					}
+					failed++
+					fmt.Fprintf(c.App.Writer, "FAIL %s / %s: %s\n", res.Rule, res.Test, res.Reason)
+				}
+				fmt.Fprintf(c.App.Writer, "rules: %d rules, %d tests: %d passed, %d failed (%d rules without tests)\n", len(rules), passed+failed, passed, failed, untested)
+				if failed > 0 {
+					return cli.Exit("rule tests failed", 1)
+				}
+				return nil
+			},
+		}},
+	}
+}
+
+// DetectEvents reads normalized events (JSON lines) and writes one match per
+// line.
+func DetectEvents(e *Engine, logType string, r io.Reader, w io.Writer) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	enc := json.NewEncoder(w)
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		ev, err := DecodeEvent(sc.Bytes())
+		if err != nil {
+			return err
+		}
+		if logType != "" {
+			if _, ok := ev[envelope.FieldLogType]; !ok {
+				ev[envelope.FieldLogType] = logType
+			}
+		}
+		for _, m := range e.Evaluate(ev) {
+			if err := enc.Encode(m); err != nil {
+				return err
+			}
+		}
+	}
+	return sc.Err()
+}
+
+// WriteMatches evaluates one event and writes its matches as JSON lines.
+func WriteMatches(e *Engine, ev map[string]any, w io.Writer) error {
+	enc := json.NewEncoder(w)
+	for _, m := range e.Evaluate(ev) {
+		if err := enc.Encode(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OpenInputs returns a reader over the named files, or stdin.
+func OpenInputs(files []string) (io.Reader, func(), error) {
+	if len(files) == 0 {
+		return os.Stdin, func() {}, nil
+	}
+	var rs []io.Reader
+	var closers []io.Closer
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			for _, c := range closers {
+				c.Close()
+			}
+			return nil, nil, err
+		}
+		rs = append(rs, fh, newline{})
+		closers = append(closers, fh)
+	}
+	return io.MultiReader(rs...), func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}, nil
+}
+
+type newline struct{}
+
+func (newline) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = '\n'
+	return 1, io.EOF
+}

@@ -1,0 +1,286 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+// maxNodes bounds a rule expression's size, so a rule pack written elsewhere
+// cannot hand the engine an arbitrarily expensive program. expr itself has no
+// file, network or process access.
+const maxNodes = 5000
+
+// LookupFunc resolves lookup("<table>", key) in rules; nil means no tables.
+type LookupFunc func(table string, key any) any
+
+var lookupHook struct {
+	sync.RWMutex
+	fn LookupFunc
+}
+
+// SetLookup installs the lookup-table resolver used by rules' lookup().
+func SetLookup(fn LookupFunc) {
+	lookupHook.Lock()
+	lookupHook.fn = fn
+	lookupHook.Unlock()
+}
+
+var regexCache sync.Map // pattern → *regexp.Regexp
+
+func compileExpr(src string, opts ...expr.Option) (*vm.Program, error) {
+	base := []expr.Option{
+		expr.Env(map[string]any{}),
+		expr.AllowUndefinedVariables(),
+		expr.MaxNodes(maxNodes),
+		expr.Function("cidr_match", func(params ...any) (any, error) {
+			if len(params) != 2 {
+				return false, errors.New("cidr_match(ip, cidr)")
+			}
+			ip, _ := params[0].(string)
+			cidr, _ := params[1].(string)
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return false, nil
+			}
+			p, err := netip.ParsePrefix(cidr)
+			if err != nil {
+				return false, fmt.Errorf("cidr_match: %w", err)
+			}
+			return p.Contains(a.Unmap()), nil
+		}),
+		expr.Function("deep_get", func(params ...any) (any, error) {
+			if len(params) < 2 {
+				return nil, errors.New("deep_get(object, \"a.b.c\"[, default])")
+			}
+			path, _ := params[1].(string)
+			v := DeepGet(params[0], path)
+			if v == nil && len(params) > 2 {
+				return params[2], nil
+			}
+			return v, nil
+		}),
+		expr.Function("re_match", func(params ...any) (any, error) {
+			if len(params) != 2 {
+				return false, errors.New("re_match(value, pattern)")
+			}
+			s, ok := params[0].(string)
+			pat, _ := params[1].(string)
+			if !ok {
+				return false, nil
+			}
+			re, err := cachedRegexp(pat)
+			if err != nil {
+				return false, err
+			}
+			return re.MatchString(s), nil
+		}),
+		expr.Function("lookup", func(params ...any) (any, error) {
+			if len(params) != 2 {
+				return nil, errors.New("lookup(table, key)")
+			}
+			table, _ := params[0].(string)
+			lookupHook.RLock()
+			fn := lookupHook.fn
+			lookupHook.RUnlock()
+			if fn == nil {
+				return nil, nil
+			}
+			return fn(table, params[1]), nil
+		}),
+	}
+	return expr.Compile(src, append(base, opts...)...)
+}
+
+func cachedRegexp(p string) (*regexp.Regexp, error) {
+	if re, ok := regexCache.Load(p); ok {
+		return re.(*regexp.Regexp), nil
+	}
+	re, err := regexp.Compile(p)
+	if err != nil {
+		return nil, fmt.Errorf("re_match: %w", err)
+	}
+	regexCache.Store(p, re)
+	return re, nil
+}
+
+// DeepGet follows a dotted path through maps and lists ("a.b.0.c"); nil
+// when any step is missing.
+func DeepGet(v any, path string) any {
+	if path == "" {
+		return v
+	}
+	for _, k := range strings.Split(path, ".") {
+		switch t := v.(type) {
+		case map[string]any:
+			v = t[k]
+		case []any:
+			i := 0
+			if _, err := fmt.Sscan(k, &i); err != nil || i < 0 || i >= len(t) {
+				return nil
+			}
+			v = t[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}
+
+// Engine evaluates events against the rules of their log type.
+type Engine struct {
+	rules  []*Rule
+	byType map[string][]*Rule
+}
+
+// NewEngine indexes the enabled rules by log type.
+func NewEngine(rules []*Rule) *Engine {
+	e := &Engine{rules: rules, byType: map[string][]*Rule{}}
+	for _, r := range rules {
+		if !r.IsEnabled() {
+			continue
+		}
+		for _, lt := range r.LogTypes {
+			e.byType[lt] = append(e.byType[lt], r)
+		}
+	}
+	return e
+}
+
+// LoadEngine reads the rules in dir.
+func LoadEngine(dir string) (*Engine, error) {
+	rules, err := LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return NewEngine(rules), nil
+}
+
+// Rules returns every loaded rule.
+func (e *Engine) Rules() []*Rule { return e.rules }
+
+// Evaluate runs the event's log type's rules and returns one match per rule
+// that matched, or errored (type RULE_ERROR).
+func (e *Engine) Evaluate(event map[string]any) []map[string]any {
+	lt, _ := event[envelope.FieldLogType].(string)
+	var out []map[string]any
+	for _, r := range e.byType[lt] {
+		if m := r.Match(event); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Eval runs the rule's condition: true, false, or an error.
+func (r *Rule) Eval(event map[string]any) (bool, error) {
+	v, err := vm.Run(r.condition, event)
+	if err != nil {
+		return false, err
+	}
+	b, _ := v.(bool)
+	return b, nil
+}
+
+// Match returns the match record for the event, nil when the rule does not
+// match; a runtime error yields a RULE_ERROR record.
+func (r *Rule) Match(event map[string]any) map[string]any {
+	ok, err := r.Eval(event)
+	if err != nil {
+		m := r.record(event)
+		m[envelope.FieldMatchType] = envelope.TypeRuleError
+		m[envelope.FieldRuleError] = err.Error()
+		m[envelope.FieldAlertTitle] = fmt.Sprintf("Rule %s failed: %v", r.RuleID, firstLine(err.Error()))
+		m[envelope.FieldDedupString] = "error:" + firstLine(err.Error())
+		return m
+	}
+	if !ok {
+		return nil
+	}
+	m := r.record(event)
+	m[envelope.FieldMatchType] = envelope.TypeRule
+	title := r.DisplayName
+	if title == "" {
+		title = r.RuleID
+	}
+	if r.title != nil {
+		if v, err := vm.Run(r.title, event); err == nil && v != nil {
+			title = fmt.Sprint(v)
+		}
+	}
+	m[envelope.FieldAlertTitle] = title
+	dedup := title
+	if r.dedup != nil {
+		if v, err := vm.Run(r.dedup, event); err == nil && v != nil {
+			dedup = fmt.Sprint(v)
+		}
+	}
+	if len(dedup) > 1000 {
+		dedup = dedup[:1000]
+	}
+	m[envelope.FieldDedupString] = dedup
+	ctx := map[string]any{}
+	for i, name := range r.contextNames {
+		v, err := vm.Run(r.contextPrograms[i], event)
+		if err != nil {
+			v = "error: " + err.Error()
+		}
+		ctx[name] = v
+	}
+	m[envelope.FieldAlertContext] = ctx
+	if r.dynSeverity != nil {
+		if v, err := vm.Run(r.dynSeverity, event); err == nil {
+			if s, ok := v.(string); ok && validSeverity(s) {
+				m[envelope.FieldRuleSeverity] = s
+			}
+		}
+	}
+	return m
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// record copies the event and adds the rule's attributes.
+func (r *Rule) record(event map[string]any) map[string]any {
+	m := make(map[string]any, len(event)+16)
+	for k, v := range event {
+		m[k] = v
+	}
+	tags := r.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	reports := r.Reports
+	if reports == nil {
+		reports = map[string][]string{}
+	}
+	outputs := r.OutputIds
+	if outputs == nil {
+		outputs = []string{}
+	}
+	m[envelope.FieldRuleID] = r.RuleID
+	m[envelope.FieldRuleSeverity] = r.Severity
+	m[envelope.FieldRuleTags] = tags
+	m[envelope.FieldRuleReports] = reports
+	m[envelope.FieldRuleName] = r.DisplayName
+	m[envelope.FieldRuleDesc] = r.Description
+	m[envelope.FieldRuleRunbook] = r.Runbook
+	m[envelope.FieldRuleRef] = r.Reference
+	m[envelope.FieldRuleDedupMin] = r.DedupPeriod
+	m[envelope.FieldRuleThresh] = r.ThresholdN
+	m[envelope.FieldRuleOutputs] = outputs
+	return m
+}

@@ -1,0 +1,110 @@
+package detect
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/settings"
+)
+
+func processorSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Utility").
+		Summary("Runs detection rules over normalized events; emits one match per matching rule.").
+		Description("Each message is a normalized event (JSON, from caracal.events). It is evaluated against the enabled rules for its `p_log_type` only. Every match becomes a message: the event plus `p_rule_id`, `p_rule_severity`, `p_rule_tags`, `p_rule_reports`, `p_alert_title`, `p_alert_context`, `p_dedup_string` and the rule's alerting attributes, routed to caracal.matches and keyed by rule id. A rule's runtime error becomes a match of `p_match_type: RULE_ERROR`. Events that match nothing leave the batch.").
+		Fields(
+			service.NewStringField("rules_dir").
+				Description("Directory of rules (`**/*.yml`). Empty: the root config's `caracal.rules_dir`.").
+				Default("").Example("./rules"),
+		)
+}
+
+func init() {
+	service.MustRegisterBatchProcessor("caracal_detect", processorSpec(),
+		func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
+			dir, err := conf.FieldString("rules_dir")
+			if err != nil {
+				return nil, err
+			}
+			if dir == "" {
+				dir = settings.From(res).RulesDir
+			}
+			e, err := LoadEngine(dir)
+			if err != nil {
+				return nil, err
+			}
+			res.Logger().Infof("Detecting with %d rules from %s", len(e.rules), dir)
+			return &processor{e: e}, nil
+		})
+}
+
+type processor struct {
+	e *Engine
+}
+
+// DecodeEvent reads a normalized event, keeping integers as int64.
+func DecodeEvent(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var ev map[string]any
+	if err := dec.Decode(&ev); err != nil {
+		return nil, fmt.Errorf("event is not a JSON object: %w", err)
+	}
+	return numbers(ev).(map[string]any), nil
+}
+
+func numbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return n
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = numbers(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = numbers(x)
+		}
+	}
+	return v
+}
+
+func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	var out service.MessageBatch
+	for _, m := range batch {
+		raw, err := m.AsBytes()
+		if err != nil {
+			return nil, err
+		}
+		ev, err := DecodeEvent(raw)
+		if err != nil {
+			return nil, err
+		}
+		for _, match := range p.e.Evaluate(ev) {
+			b, err := json.Marshal(match)
+			if err != nil {
+				return nil, err
+			}
+			msg := m.Copy()
+			msg.SetBytes(b)
+			msg.MetaSetMut(envelope.MetaTopic, envelope.TopicMatches)
+			msg.MetaSetMut(envelope.MetaKey, match[envelope.FieldRuleID])
+			out = append(out, msg)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+func (p *processor) Close(context.Context) error { return nil }

@@ -1,0 +1,226 @@
+// Package detect runs detection rules over normalized events. Rules use
+// Panther's rule YAML keys, with the logic as an `expr` expression
+// (`Condition`), compiled once and indexed by log type; a rule's runtime
+// error becomes a rule-error result and never stops the other rules.
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+)
+
+// Severities, lowest first.
+var Severities = []string{"Info", "Low", "Medium", "High", "Critical"}
+
+// Test is one of a rule's embedded tests.
+type Test struct {
+	Name           string         `yaml:"Name"`
+	ExpectedResult bool           `yaml:"ExpectedResult"`
+	Log            map[string]any `yaml:"Log"`
+}
+
+// Spec is a rule file as written (Panther's keys).
+type Spec struct {
+	AnalysisType       string              `yaml:"AnalysisType"`
+	RuleID             string              `yaml:"RuleID"`
+	DisplayName        string              `yaml:"DisplayName"`
+	Description        string              `yaml:"Description"`
+	Enabled            *bool               `yaml:"Enabled"`
+	LogTypes           []string            `yaml:"LogTypes"`
+	Severity           string              `yaml:"Severity"`
+	DedupPeriodMinutes *int                `yaml:"DedupPeriodMinutes"`
+	Threshold          *int                `yaml:"Threshold"`
+	Runbook            string              `yaml:"Runbook"`
+	Reference          string              `yaml:"Reference"`
+	Tags               []string            `yaml:"Tags"`
+	Reports            map[string][]string `yaml:"Reports"`
+	OutputIds          []string            `yaml:"OutputIds"`
+	Tests              []Test              `yaml:"Tests"`
+	Condition          string              `yaml:"Condition"`
+	Title              string              `yaml:"Title"`
+	Dedup              string              `yaml:"Dedup"`
+	AlertContext       map[string]string   `yaml:"AlertContext"`
+	DynamicSeverity    string              `yaml:"DynamicSeverity"`
+	SummaryAttributes  []string            `yaml:"SummaryAttributes"`
+}
+
+// Rule is a compiled rule.
+type Rule struct {
+	Spec
+	File            string
+	DedupPeriod     int
+	ThresholdN      int
+	condition       *vm.Program
+	title           *vm.Program
+	dedup           *vm.Program
+	dynSeverity     *vm.Program
+	contextNames    []string
+	contextPrograms []*vm.Program
+}
+
+// ParseRule reads and compiles one rule file's YAML.
+func ParseRule(file string, data []byte) (*Rule, error) {
+	var node yaml.Node
+	if err := yaml.Unmarshal(data, &node); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if err := checkKeys(file, &node); err != nil {
+		return nil, err
+	}
+	var s Spec
+	if err := node.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	r := &Rule{Spec: s, File: file, DedupPeriod: 60, ThresholdN: 1}
+	if err := r.compile(); err != nil {
+		return nil, fmt.Errorf("%s: rule %s: %w", file, s.RuleID, err)
+	}
+	return r, nil
+}
+
+var knownKeys = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
+		"DedupPeriodMinutes", "Threshold", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
+		"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "Filename"} {
+		m[k] = true
+	}
+	return m
+}()
+
+func checkKeys(file string, n *yaml.Node) error {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: a rule is a YAML mapping", file)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !knownKeys[k.Value] {
+			return fmt.Errorf("%s:%d: unknown key %q", file, k.Line, k.Value)
+		}
+	}
+	return nil
+}
+
+func (r *Rule) compile() error {
+	if r.AnalysisType != "rule" {
+		return fmt.Errorf("AnalysisType must be rule, got %q", r.AnalysisType)
+	}
+	if r.RuleID == "" {
+		return errors.New("missing RuleID")
+	}
+	if len(r.LogTypes) == 0 {
+		return errors.New("missing LogTypes")
+	}
+	if !validSeverity(r.Severity) {
+		return fmt.Errorf("Severity %q: use one of %s", r.Severity, strings.Join(Severities, ", "))
+	}
+	if r.DedupPeriodMinutes != nil {
+		r.DedupPeriod = *r.DedupPeriodMinutes
+	}
+	if r.Threshold != nil {
+		r.ThresholdN = *r.Threshold
+	}
+	if r.Condition == "" {
+		return errors.New("missing Condition (an expr boolean)")
+	}
+	var err error
+	if r.condition, err = compileExpr(r.Condition, expr.AsBool()); err != nil {
+		return fmt.Errorf("Condition: %w", err)
+	}
+	if r.Title != "" {
+		if r.title, err = compileExpr(r.Title); err != nil {
+			return fmt.Errorf("Title: %w", err)
+		}
+	}
+	if r.Dedup != "" {
+		if r.dedup, err = compileExpr(r.Dedup); err != nil {
+			return fmt.Errorf("Dedup: %w", err)
+		}
+	}
+	if r.DynamicSeverity != "" {
+		if r.dynSeverity, err = compileExpr(r.DynamicSeverity); err != nil {
+			return fmt.Errorf("DynamicSeverity: %w", err)
+		}
+	}
+	names := make([]string, 0, len(r.AlertContext))
+	for k := range r.AlertContext {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		p, err := compileExpr(r.AlertContext[k])
+		if err != nil {
+			return fmt.Errorf("AlertContext.%s: %w", k, err)
+		}
+		r.contextNames = append(r.contextNames, k)
+		r.contextPrograms = append(r.contextPrograms, p)
+	}
+	return nil
+}
+
+func validSeverity(s string) bool {
+	for _, v := range Severities {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Enabled reports whether the rule runs (default true).
+func (r *Rule) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
+// LoadDir reads every rule (*.yml, *.yaml) below dir.
+func LoadDir(dir string) ([]*Rule, error) {
+	var rules []*Rule
+	var errs []error
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if ext := filepath.Ext(path); ext != ".yml" && ext != ".yaml" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		r, err := ParseRule(path, data)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		rules = append(rules, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules in %s: %w", dir, err)
+	}
+	seen := map[string]string{}
+	for _, r := range rules {
+		if prev, dup := seen[r.RuleID]; dup {
+			errs = append(errs, fmt.Errorf("%s: RuleID %s already defined in %s", r.File, r.RuleID, prev))
+		}
+		seen[r.RuleID] = r.File
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.Slice(rules, func(i, j int) bool { return rules[i].RuleID < rules[j].RuleID })
+	return rules, nil
+}
