@@ -4,6 +4,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
 
+	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/detect"
 	_ "github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
@@ -16,14 +17,8 @@ func commands() []*cli.Command {
 	return []*cli.Command{parse.Command(), detectCommand(), detect.RulesCommand()}
 }
 
-// destinationSpec is the spec of one `caracal.destinations` entry.
-func destinationSpec() *service.ConfigField {
-	return service.NewObjectField("destination",
-		service.NewStringField("id").Description("Unique id; rules name it in OutputIds."),
-		service.NewStringField("type").Description("webhook"),
-		service.NewStringField("url").Description("Endpoint URL."),
-	)
-}
+// destinationFields are the fields of one `caracal.destinations` entry.
+func destinationFields() []*service.ConfigField { return alert.DestinationFields() }
 
 // caracalLinters are the plugins' checks for `caracal lint`.
 func caracalLinters() linters {

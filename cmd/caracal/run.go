@@ -61,7 +61,7 @@ func rewriteArgs(args []string) ([]string, error) {
 // mainSchema is Benthos's root config schema plus the `caracal:` section.
 func mainSchema() *service.ConfigSchema {
 	return service.GlobalEnvironment().FullConfigSchema(version, dateBuilt).
-		Field(service.NewObjectField(settings.Section, settings.Fields(destinationSpec())...).
+		Field(service.NewObjectField(settings.Section, settings.Fields(destinationFields()...)...).
 			Description("Caracal's settings: the broker, the lake, topic defaults and alert destinations.").
 			Optional())
 }

@@ -27,7 +27,7 @@ func RunTests(rules []*Rule) []TestResult {
 		for _, t := range r.Tests {
 			ev := make(map[string]any, len(t.Log)+1)
 			for k, v := range t.Log {
-				ev[k] = numbers(v)
+				ev[k] = envelope.PlainNumbers(v)
 			}
 			if _, ok := ev[envelope.FieldLogType]; !ok {
 				ev[envelope.FieldLogType] = r.LogTypes[0]

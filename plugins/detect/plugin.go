@@ -1,10 +1,8 @@
 package detect
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -48,35 +46,7 @@ type processor struct {
 }
 
 // DecodeEvent reads a normalized event, keeping integers as int64.
-func DecodeEvent(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var ev map[string]any
-	if err := dec.Decode(&ev); err != nil {
-		return nil, fmt.Errorf("event is not a JSON object: %w", err)
-	}
-	return numbers(ev).(map[string]any), nil
-}
-
-func numbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if n, err := t.Int64(); err == nil {
-			return n
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = numbers(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = numbers(x)
-		}
-	}
-	return v
-}
+func DecodeEvent(b []byte) (map[string]any, error) { return envelope.DecodeObject(b) }
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var out service.MessageBatch

@@ -5,6 +5,8 @@
 package envelope
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -174,4 +176,37 @@ type Alert struct {
 	Events      []map[string]any    `json:"events"`
 	Reports     map[string][]string `json:"reports,omitempty"`
 	OutputIDs   []string            `json:"outputIds,omitempty"`
+}
+
+// DecodeObject reads a JSON object as stages pass events along, keeping
+// integers as int64 (not float64) so ids and counters survive the hop.
+func DecodeObject(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	return PlainNumbers(obj).(map[string]any), nil
+}
+
+// PlainNumbers replaces json.Number values with int64 or float64, in place.
+func PlainNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return n
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = PlainNumbers(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = PlainNumbers(x)
+		}
+	}
+	return v
 }

@@ -191,7 +191,7 @@ func (st *state) value(f *node, v any, path string) (any, error) {
 				v = inner
 			}
 		}
-		return normalizeNumbers(v), nil
+		return envelope.PlainNumbers(v), nil
 	case schema.TypeObject, schema.TypeRef:
 		if s, ok := v.(string); ok && f.embedded {
 			var inner any
@@ -263,7 +263,7 @@ func asString(v any) (string, error) {
 	case bool:
 		return strconv.FormatBool(t), nil
 	default:
-		b, err := json.Marshal(normalizeNumbers(v))
+		b, err := json.Marshal(envelope.PlainNumbers(v))
 		return string(b), err
 	}
 }
@@ -314,28 +314,4 @@ func asBool(v any) (bool, error) {
 		return b, nil
 	}
 	return false, fmt.Errorf("want a boolean, got %s", kind(v))
-}
-
-// normalizeNumbers turns json.Number into int64 or float64 inside free-form
-// JSON, so downstream code sees plain Go numbers.
-func normalizeNumbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if n, err := t.Int64(); err == nil {
-			return n
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, x := range t {
-			t[k] = normalizeNumbers(x)
-		}
-		return t
-	case []any:
-		for i, x := range t {
-			t[i] = normalizeNumbers(x)
-		}
-		return t
-	}
-	return v
 }

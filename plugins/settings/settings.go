@@ -62,7 +62,7 @@ type Settings struct {
 }
 
 // Fields returns the config fields of the `caracal:` section; destination
-// is the spec of one destination entry (owned by the alert plugin).
+// are the fields of one destination entry (owned by the alert plugin).
 func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 	fs := []*service.ConfigField{
 		service.NewStringField(fieldBrokers).
@@ -91,7 +91,7 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 		service.NewStringField(fieldLookupsDir).Description("Directory of lookup table definitions (`*.yml`).").Default("./lookups"),
 	}
 	if len(destination) > 0 {
-		fs = append(fs, service.NewObjectListField(FieldDestinations, destination[0]).
+		fs = append(fs, service.NewObjectListField(FieldDestinations, destination...).
 			Description("Where alerts go. Each entry has a unique `id`, a `type` and filters; rules may name ids in `OutputIds`.").
 			Default([]any{}))
 	}

@@ -1,0 +1,241 @@
+// Package alert turns rule matches into deduplicated alerts and delivers
+// them to destinations. The state machine follows Panther's: the first match
+// of a (rule, dedup string) opens an alert once Threshold matches arrived in
+// the window; later matches within DedupPeriodMinutes of the alert's creation
+// attach to it without a new notification; after the window the next match
+// opens a new alert, whose id also hashes the alert number.
+package alert
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+// MaxEvents is how many events an alert keeps for its notification.
+const MaxEvents = 10
+
+// AlertID is deterministic: the same rule, alert number and dedup string
+// always give the same id, so a replay re-sends the same alert rather than a
+// new one, and destinations can use it as an idempotency key.
+func AlertID(ruleID string, number int, dedup string) string {
+	h := sha256.Sum256([]byte(ruleID + ":" + strconv.Itoa(number) + ":" + dedup))
+	return hex.EncodeToString(h[:16])
+}
+
+// group is one (rule, dedup string)'s state.
+type group struct {
+	Number      int             `json:"number"` // alerts opened so far
+	WindowStart time.Time       `json:"window_start"`
+	Matches     int             `json:"matches"` // in the current window
+	Open        bool            `json:"open"`    // an alert exists for the window
+	Alert       *envelope.Alert `json:"-"`
+}
+
+// State holds every rule's dedup groups and storm counters.
+type State struct {
+	mu         sync.Mutex
+	groups     map[string]*group
+	storm      map[string]*stormCounter
+	StormLimit int
+}
+
+type stormCounter struct {
+	hourStart  time.Time
+	alerts     int
+	suppressed bool
+}
+
+// NewState returns empty state; stormLimit ≤ 0 disables the limiter.
+func NewState(stormLimit int) *State {
+	return &State{groups: map[string]*group{}, storm: map[string]*stormCounter{}, StormLimit: stormLimit}
+}
+
+// Outcome of observing one match.
+type Outcome struct {
+	Alert    *envelope.Alert // set when a new alert opened (to notify)
+	Attached *envelope.Alert // set when the match attached to an open alert
+	Storm    *envelope.Alert // a SYSTEM_ERROR raised when the storm limit tripped
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func num(m map[string]any, k string, def int) int {
+	switch v := m[k].(type) {
+	case float64:
+		return int(v)
+	case int64:
+		return int(v)
+	case int:
+		return v
+	}
+	return def
+}
+
+func strs(m map[string]any, k string) []string {
+	out := []string{}
+	switch v := m[k].(type) {
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+	case []string:
+		out = append(out, v...)
+	}
+	return out
+}
+
+// Observe applies one match (an event plus p_rule_* fields) at time now.
+func (s *State) Observe(match map[string]any, now time.Time) Outcome {
+	ruleID := str(match, envelope.FieldRuleID)
+	dedup := str(match, envelope.FieldDedupString)
+	period := time.Duration(num(match, envelope.FieldRuleDedupMin, 60)) * time.Minute
+	threshold := num(match, envelope.FieldRuleThresh, 1)
+	if threshold < 1 {
+		threshold = 1
+	}
+	key := ruleID + "\x00" + dedup
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[key]
+	if g == nil {
+		g = &group{}
+		s.groups[key] = g
+	}
+	if g.WindowStart.IsZero() || now.Sub(g.WindowStart) >= period {
+		g.WindowStart, g.Matches, g.Open, g.Alert = now, 0, false, nil
+	}
+	g.Matches++
+	var out Outcome
+	if g.Open {
+		a := g.Alert
+		if a != nil {
+			a.EventCount++
+			a.UpdatedAt = envelope.FormatTime(now)
+			if len(a.Events) < MaxEvents {
+				a.Events = append(a.Events, eventOf(match))
+			}
+		}
+		out.Attached = a
+		return out
+	}
+	if g.Matches < threshold {
+		return out
+	}
+	// Threshold crossed: the alert is created now and its window starts.
+	if suppressed, storm := s.stormCheck(ruleID, now); suppressed {
+		out.Storm = storm
+		g.Open = true // recorded, not notified
+		return out
+	}
+	g.Number++
+	g.Open, g.WindowStart = true, now
+	a := newAlert(match, g.Number, g.Matches, now)
+	g.Alert = a
+	out.Alert = a
+	return out
+}
+
+// stormCheck counts an alert against the rule's hourly budget.
+func (s *State) stormCheck(ruleID string, now time.Time) (bool, *envelope.Alert) {
+	if s.StormLimit <= 0 {
+		return false, nil
+	}
+	c := s.storm[ruleID]
+	if c == nil || now.Sub(c.hourStart) >= time.Hour {
+		c = &stormCounter{hourStart: now}
+		s.storm[ruleID] = c
+	}
+	if c.suppressed {
+		return true, nil
+	}
+	c.alerts++
+	if c.alerts <= s.StormLimit {
+		return false, nil
+	}
+	c.suppressed = true
+	title := fmt.Sprintf("Alert storm: rule %s raised more than %d alerts in an hour; its alerts are suppressed until %s (matches are still stored)",
+		ruleID, s.StormLimit, envelope.FormatTime(c.hourStart.Add(time.Hour)))
+	return true, SystemError("storm:"+ruleID+":"+envelope.FormatTime(c.hourStart), title, "Critical", now)
+}
+
+// Unsuppress lifts a rule's storm suppression.
+func (s *State) Unsuppress(ruleID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.storm, ruleID)
+}
+
+func eventOf(match map[string]any) map[string]any {
+	ev := make(map[string]any, len(match))
+	for k, v := range match {
+		switch k {
+		case envelope.FieldRuleName, envelope.FieldRuleDesc, envelope.FieldRuleRunbook, envelope.FieldRuleRef,
+			envelope.FieldRuleDedupMin, envelope.FieldRuleThresh, envelope.FieldRuleOutputs:
+			continue
+		}
+		ev[k] = v
+	}
+	return ev
+}
+
+func newAlert(match map[string]any, number, count int, now time.Time) *envelope.Alert {
+	ruleID := str(match, envelope.FieldRuleID)
+	dedup := str(match, envelope.FieldDedupString)
+	typ := str(match, envelope.FieldMatchType)
+	if typ == "" {
+		typ = envelope.TypeRule
+	}
+	ctx, _ := match[envelope.FieldAlertContext].(map[string]any)
+	if ctx == nil {
+		ctx = map[string]any{}
+	}
+	if typ == envelope.TypeRuleError {
+		ctx["error"] = str(match, envelope.FieldRuleError)
+	}
+	reports := map[string][]string{}
+	if r, ok := match[envelope.FieldRuleReports].(map[string]any); ok {
+		for k, v := range r {
+			reports[k] = strs(map[string]any{"v": v}, "v")
+		}
+	}
+	name := str(match, envelope.FieldRuleName)
+	if name == "" {
+		name = ruleID
+	}
+	ts := envelope.FormatTime(now)
+	id := AlertID(ruleID, number, dedup)
+	return &envelope.Alert{
+		ID: ruleID, AlertID: id, CreatedAt: ts, UpdatedAt: ts,
+		Severity: str(match, envelope.FieldRuleSeverity), Type: typ,
+		Link:  "caracal://alerts/" + id,
+		Title: str(match, envelope.FieldAlertTitle), Name: name,
+		Description: str(match, envelope.FieldRuleDesc), Runbook: str(match, envelope.FieldRuleRunbook),
+		Tags: strs(match, envelope.FieldRuleTags), Version: "1", AlertContext: ctx,
+		DedupString: dedup, EventCount: count, LogTypes: []string{str(match, envelope.FieldLogType)},
+		Events: []map[string]any{eventOf(match)}, Reports: reports,
+		OutputIDs: strs(match, envelope.FieldRuleOutputs),
+	}
+}
+
+// SystemError builds a SYSTEM_ERROR alert with a deterministic id from key.
+func SystemError(key, title, severity string, now time.Time) *envelope.Alert {
+	ts := envelope.FormatTime(now)
+	id := AlertID("SYSTEM", 0, key)
+	return &envelope.Alert{
+		ID: "caracal.system", AlertID: id, CreatedAt: ts, UpdatedAt: ts, Severity: severity,
+		Type: envelope.TypeSystemError, Link: "caracal://alerts/" + id, Title: title, Name: "Caracal system error",
+		Description: title, Tags: []string{}, Version: "1", AlertContext: map[string]any{},
+		DedupString: key, EventCount: 1, LogTypes: []string{}, Events: []map[string]any{},
+	}
+}
