@@ -8,6 +8,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/detect"
 	_ "github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
+	_ "github.com/caracal-sec/caracal/plugins/lake"
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse"
 )

@@ -1,0 +1,366 @@
+// Package lake writes Caracal's topics to Parquet on object storage: one
+// table per log type (columns follow its schema) plus classification
+// failures, rule matches, rule errors, alerts and system errors, partitioned
+// by hour, under deterministic names so a replayed batch overwrites its files
+// instead of duplicating rows.
+package lake
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// Table is a lake table's Parquet layout and how to encode rows into it.
+type Table struct {
+	Name   string
+	Schema *parquet.Schema
+	root   *col
+	ncols  int
+	// TimeField is the row field that decides the hour partition.
+	TimeField string
+}
+
+// col is a compiled schema node: the Parquet node plus what the row
+// encoder needs (column index of leaves, value kind).
+type col struct {
+	name     string
+	kind     string // a schema type, or "list" / "group"
+	index    int    // leaf column index
+	children []*col // group fields in Parquet order; list: the element
+}
+
+// standardFields are the p_* columns of every log table.
+func standardFields() []schema.Field {
+	fs := []schema.Field{
+		{Name: envelope.FieldLogType, Type: schema.TypeString},
+		{Name: envelope.FieldEventTime, Type: schema.TypeTimestamp, TimeFormat: "rfc3339"},
+		{Name: envelope.FieldParseTime, Type: schema.TypeTimestamp, TimeFormat: "rfc3339"},
+		{Name: envelope.FieldRowID, Type: schema.TypeString},
+		{Name: envelope.FieldSourceID, Type: schema.TypeString},
+		{Name: envelope.FieldSourceLabel, Type: schema.TypeString},
+		{Name: envelope.FieldSchemaVersion, Type: schema.TypeBigInt},
+		{Name: envelope.FieldEnrichment, Type: schema.TypeJSON},
+	}
+	for _, f := range envelope.IndicatorFields {
+		fs = append(fs, schema.Field{Name: f, Type: schema.TypeArray, Element: &schema.Field{Type: schema.TypeString}})
+	}
+	return fs
+}
+
+// LogTable is the table of one log type: its schema's fields plus p_*.
+func LogTable(s *schema.Schema) (*Table, error) {
+	fields := make([]schema.Field, 0, len(s.Fields)+24)
+	for _, f := range s.Fields {
+		fields = append(fields, s.Resolve(f))
+	}
+	fields = append(fields, standardFields()...)
+	return NewTable(envelope.TableName(s.Schema), fields, envelope.FieldEventTime, s)
+}
+
+func str(n string) schema.Field { return schema.Field{Name: n, Type: schema.TypeString} }
+func ts(n string) schema.Field {
+	return schema.Field{Name: n, Type: schema.TypeTimestamp, TimeFormat: "rfc3339"}
+}
+func js(n string) schema.Field { return schema.Field{Name: n, Type: schema.TypeJSON} }
+func strList(n string) schema.Field {
+	return schema.Field{Name: n, Type: schema.TypeArray, Element: &schema.Field{Type: schema.TypeString}}
+}
+
+// FailuresTable holds classification failures.
+func FailuresTable() *Table {
+	t, _ := NewTable(envelope.TableFailures, []schema.Field{
+		str("raw"), str("raw_encoding"), str(envelope.FieldSourceID), str(envelope.FieldSourceLabel),
+		str("request_id"), str(envelope.FieldRowID), strList("log_types_tried"),
+		{Name: "reasons", Type: schema.TypeArray, Element: &schema.Field{Type: schema.TypeObject, Fields: []schema.Field{str("log_type"), str("reason")}}},
+		ts("received_at"), ts("failed_at"),
+	}, "received_at", nil)
+	return t
+}
+
+// MatchesTable holds rule matches (or rule errors): the rule's fields as
+// columns, the event itself as JSON (events of any log type share it).
+func MatchesTable(name string) *Table {
+	fields := []schema.Field{
+		str(envelope.FieldRuleID), str(envelope.FieldRuleSeverity), strList(envelope.FieldRuleTags),
+		js(envelope.FieldRuleReports), str(envelope.FieldAlertTitle), js(envelope.FieldAlertContext),
+		str(envelope.FieldDedupString), str(envelope.FieldMatchType), str(envelope.FieldRuleError),
+		js("event"),
+	}
+	fields = append(fields, standardFields()...)
+	t, _ := NewTable(name, fields, envelope.FieldEventTime, nil)
+	return t
+}
+
+// AlertsTable holds alerts (or system errors), with Panther's webhook names.
+func AlertsTable(name string) *Table {
+	t, _ := NewTable(name, []schema.Field{
+		str("id"), str("alertId"), ts("createdAt"), ts("updatedAt"), str("severity"), str("type"),
+		str("link"), str("title"), str("name"), str("description"), str("runbook"), strList("tags"),
+		str("version"), js("alertContext"), str("dedupString"), {Name: "eventCount", Type: schema.TypeBigInt},
+		strList("logTypes"), js("events"), js("reports"), strList("outputIds"),
+	}, "createdAt", nil)
+	return t
+}
+
+// NewTable compiles fields into a Parquet schema.
+func NewTable(name string, fields []schema.Field, timeField string, s *schema.Schema) (*Table, error) {
+	t := &Table{Name: name, TimeField: timeField}
+	group := parquet.Group{}
+	kids := map[string]*col{}
+	for _, f := range fields {
+		n, c, err := t.node(f, s, 0)
+		if err != nil {
+			return nil, fmt.Errorf("table %s: %w", name, err)
+		}
+		group[f.Name] = n
+		kids[f.Name] = c
+	}
+	t.Schema = parquet.NewSchema(name, group)
+	t.root = &col{kind: "group"}
+	// Parquet orders group fields by name; the encoder follows that order
+	// and numbers leaves depth first, as the schema does.
+	for _, f := range t.Schema.Fields() {
+		t.root.children = append(t.root.children, kids[f.Name()])
+	}
+	t.ncols = 0
+	t.number(t.root)
+	if t.ncols != len(t.Schema.Columns()) {
+		return nil, fmt.Errorf("table %s: %d leaf columns, schema has %d", name, t.ncols, len(t.Schema.Columns()))
+	}
+	return t, nil
+}
+
+func (t *Table) number(c *col) {
+	switch c.kind {
+	case "group":
+		for _, k := range c.children {
+			t.number(k)
+		}
+	case "list":
+		t.number(c.children[0])
+	default:
+		c.index = t.ncols
+		t.ncols++
+	}
+}
+
+func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node, *col, error) {
+	if depth > 32 {
+		return nil, nil, fmt.Errorf("field %s nests deeper than 32", f.Name)
+	}
+	if s != nil {
+		f = s.Resolve(f)
+	}
+	c := &col{name: f.Name, kind: f.Type}
+	var n parquet.Node
+	switch f.Type {
+	case schema.TypeString, schema.TypeJSON:
+		n = parquet.String()
+	case schema.TypeInt, schema.TypeBigInt:
+		n = parquet.Int(64)
+	case schema.TypeSmallInt:
+		n = parquet.Int(32)
+	case schema.TypeFloat:
+		n = parquet.Leaf(parquet.DoubleType)
+	case schema.TypeBoolean:
+		n = parquet.Leaf(parquet.BooleanType)
+	case schema.TypeTimestamp:
+		n = parquet.TimestampAdjusted(parquet.Microsecond, true) // micros: what Athena, Trino and pyarrow read natively
+	case schema.TypeObject:
+		g := parquet.Group{}
+		kids := map[string]*col{}
+		for _, cf := range f.Fields {
+			cn, cc, err := t.node(cf, s, depth+1)
+			if err != nil {
+				return nil, nil, err
+			}
+			g[cf.Name] = cn
+			kids[cf.Name] = cc
+		}
+		c.kind = "group"
+		for _, gf := range g.Fields() {
+			c.children = append(c.children, kids[gf.Name()])
+		}
+		n = g
+	case schema.TypeArray:
+		el, ec, err := t.node(*f.Element, s, depth+1)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.kind = "list"
+		c.children = []*col{ec}
+		// Elements are optional: a null inside a JSON array stays a null.
+		return parquet.Optional(parquet.List(parquet.Optional(el))), c, nil
+	default:
+		return nil, nil, fmt.Errorf("field %s: type %q has no column mapping", f.Name, f.Type)
+	}
+	return parquet.Optional(n), c, nil
+}
+
+// Encode turns a row (a JSON-decoded object) into a Parquet row following
+// the Dremel encoding: every node is optional, so a missing value or object
+// is a null at the parent's definition level; lists repeat their element.
+func (t *Table) Encode(v map[string]any) (parquet.Row, error) {
+	cols := make([][]parquet.Value, t.ncols)
+	if err := t.encodeGroup(cols, t.root.children, v, 0, 0, 0); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, c := range cols {
+		n += len(c)
+	}
+	row := make(parquet.Row, 0, n)
+	for _, c := range cols {
+		row = append(row, c...)
+	}
+	return row, nil
+}
+
+// encodeGroup writes the fields of a defined group; r is the repetition
+// level for each column's first value, d the definition level reached.
+func (t *Table) encodeGroup(cols [][]parquet.Value, fields []*col, v map[string]any, r, d, depth int) error {
+	for _, c := range fields {
+		var x any
+		if v != nil {
+			x = v[c.name]
+		}
+		if err := t.encode(cols, c, x, r, d, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nulls writes a null at (r, d) to every leaf below c.
+func nulls(cols [][]parquet.Value, c *col, r, d int) {
+	switch c.kind {
+	case "group":
+		for _, k := range c.children {
+			nulls(cols, k, r, d)
+		}
+	case "list":
+		nulls(cols, c.children[0], r, d)
+	default:
+		cols[c.index] = append(cols[c.index], parquet.Value{}.Level(r, d, c.index))
+	}
+}
+
+// encode writes value x of optional node c; d is the parent's definition
+// level, depth the number of repeated ancestors.
+func (t *Table) encode(cols [][]parquet.Value, c *col, x any, r, d, depth int) error {
+	if x == nil {
+		nulls(cols, c, r, d)
+		return nil
+	}
+	switch c.kind {
+	case "group":
+		m, ok := x.(map[string]any)
+		if !ok {
+			nulls(cols, c, r, d)
+			return nil
+		}
+		return t.encodeGroup(cols, c.children, m, r, d+1, depth)
+	case "list":
+		items, ok := x.([]any)
+		if !ok {
+			if ss, isStrs := x.([]string); isStrs {
+				items = make([]any, len(ss))
+				for i, s := range ss {
+					items[i] = s
+				}
+			} else {
+				items = []any{x}
+			}
+		}
+		if len(items) == 0 {
+			nulls(cols, c.children[0], r, d+1) // defined, empty
+			return nil
+		}
+		for i, it := range items {
+			ri := r
+			if i > 0 {
+				ri = depth + 1
+			}
+			// +1 optional list, +1 repeated "list" group
+			if err := t.encode(cols, c.children[0], it, ri, d+2, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	val, err := leaf(c.kind, x)
+	if err != nil {
+		return fmt.Errorf("column %s: %w", c.name, err)
+	}
+	cols[c.index] = append(cols[c.index], val.Level(r, d+1, c.index))
+	return nil
+}
+
+func leaf(kind string, x any) (parquet.Value, error) {
+	switch kind {
+	case schema.TypeString:
+		switch s := x.(type) {
+		case string:
+			return parquet.ByteArrayValue([]byte(s)), nil
+		default:
+			b, err := json.Marshal(x)
+			return parquet.ByteArrayValue(b), err
+		}
+	case schema.TypeJSON:
+		b, err := json.Marshal(x)
+		return parquet.ByteArrayValue(b), err
+	case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
+		var n int64
+		switch v := x.(type) {
+		case int64:
+			n = v
+		case float64:
+			n = int64(v)
+		case int:
+			n = int64(v)
+		default:
+			return parquet.Value{}, fmt.Errorf("want an integer, got %T", x)
+		}
+		if kind == schema.TypeSmallInt {
+			return parquet.Int32Value(int32(n)), nil
+		}
+		return parquet.Int64Value(n), nil
+	case schema.TypeFloat:
+		switch v := x.(type) {
+		case float64:
+			return parquet.DoubleValue(v), nil
+		case int64:
+			return parquet.DoubleValue(float64(v)), nil
+		}
+		return parquet.Value{}, fmt.Errorf("want a number, got %T", x)
+	case schema.TypeBoolean:
+		b, ok := x.(bool)
+		if !ok {
+			return parquet.Value{}, fmt.Errorf("want a boolean, got %T", x)
+		}
+		return parquet.BooleanValue(b), nil
+	case schema.TypeTimestamp:
+		tm, err := asTime(x)
+		if err != nil {
+			return parquet.Value{}, err
+		}
+		return parquet.Int64Value(tm.UnixMicro()), nil
+	}
+	return parquet.Value{}, fmt.Errorf("unknown column kind %q", kind)
+}
+
+func asTime(x any) (time.Time, error) {
+	switch v := x.(type) {
+	case string:
+		return time.Parse(time.RFC3339Nano, v)
+	case time.Time:
+		return v, nil
+	}
+	return time.Time{}, fmt.Errorf("want a timestamp, got %T", x)
+}

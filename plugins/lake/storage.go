@@ -1,0 +1,104 @@
+package lake
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Storage is where lake objects go: a local directory or object storage.
+// Put must be atomic (a reader sees the whole object or none) and
+// idempotent (writing the same key again replaces it).
+type Storage interface {
+	Put(ctx context.Context, key string, data []byte) error
+	// URL names the storage for humans.
+	URL() string
+}
+
+var keyRe = regexp.MustCompile(`^[A-Za-z0-9_=./-]+$`)
+
+// CheckKey rejects keys that could escape the lake: absolute paths, ".."
+// segments, or characters outside a conservative set.
+func CheckKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || !keyRe.MatchString(key) {
+		return fmt.Errorf("invalid lake key %q", key)
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("invalid lake key %q: empty, . or .. segment", key)
+		}
+	}
+	return nil
+}
+
+// LocalStorage writes objects as files under a directory.
+type LocalStorage struct {
+	Dir string
+}
+
+// URL implements Storage.
+func (l *LocalStorage) URL() string { return l.Dir }
+
+// Put writes to a temporary file, syncs it and renames it into place, so a
+// crash never leaves a partial file under the final name.
+func (l *LocalStorage) Put(ctx context.Context, key string, data []byte) error {
+	if err := CheckKey(key); err != nil {
+		return err
+	}
+	path := filepath.Join(l.Dir, filepath.FromSlash(key))
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lake: %w", err)
+	}
+	var suffix [6]byte
+	_, _ = rand.Read(suffix[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(suffix[:]))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("lake: %w", err)
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := firstErr(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("lake: write %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("lake: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// OpenStorage returns the storage for a lake URL: a directory path (or
+// file://), or s3://bucket/prefix.
+func OpenStorage(url string) (Storage, error) {
+	switch {
+	case strings.HasPrefix(url, "s3://"):
+		return NewS3Storage(url)
+	case strings.HasPrefix(url, "file://"):
+		return &LocalStorage{Dir: strings.TrimPrefix(url, "file://")}, nil
+	case strings.Contains(url, "://"):
+		return nil, fmt.Errorf("lake URL %q: use a directory or s3://bucket/prefix", url)
+	}
+	return &LocalStorage{Dir: url}, nil
+}
