@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -101,8 +103,22 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		return err
 	}
 	log.Infof("Lake at %s", s.LakeURL)
+	s.Draining = drainOnSignal()
 	settings.Put(pConf.Resources(), s)
 	return nil
+}
+
+// drainOnSignal returns a channel closed at the first SIGTERM or SIGINT
+// (Benthos also receives it and stops the streams).
+func drainOnSignal() <-chan struct{} {
+	ch := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sig
+		close(ch)
+	}()
+	return ch
 }
 
 func (rt *runtime) close() {

@@ -16,7 +16,7 @@ func outputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Services").
 		Summary("Writes events, classification failures, matches and alerts to the Parquet lake.").
-		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Each batch is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. Log tables' columns follow their schema plus the p_* fields. Files roll by the `batching` policy: by size or age, and on shutdown.").
+		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Rows are gathered into rolls (by size or age, and written at once when the process stops); a roll is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. Log tables' columns follow their schema plus the p_* fields.").
 		Fields(
 			service.NewStringField("url").
 				Description("Lake location: a directory or s3://bucket/prefix. Empty: the root config's caracal.lake_url.").
@@ -26,11 +26,15 @@ func outputSpec() *service.ConfigSpec {
 				Default(""),
 			service.NewIntField("row_group_rows").
 				Description("Rows per Parquet row group.").Default(131072).Advanced(),
-			service.NewBatchPolicyField("batching").
-				Description("When a file is rolled: by `byte_size` (default 128 MiB), `period` (default 5m) or `count`; pending rows are written on shutdown."),
+			service.NewIntField("roll_bytes").
+				Description("Roll (write) the pending files once this much input is gathered.").
+				Default(128<<20),
+			service.NewDurationField("roll_period").
+				Description("Roll the pending files at the latest this long after their first row. Pending rows are also written when the process stops.").
+				Default("5m").Example("1m"),
 			service.NewOutputMaxInFlightField().
-				Description("Keep 1: batches must be written in order for replays to overwrite rather than duplicate.").
-				Default(1).Advanced(),
+				Description("Input batches gathered into one roll at once; each waits until its roll is written.").
+				Default(4096).Advanced(),
 		)
 }
 
@@ -59,11 +63,13 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	if err != nil {
 		return nil, pol, 0, err
 	}
-	if pol, err = conf.FieldBatchPolicy("batching"); err != nil {
+	rollBytes, err := conf.FieldInt("roll_bytes")
+	if err != nil {
 		return nil, pol, 0, err
 	}
-	if pol.IsNoop() {
-		pol = service.BatchPolicy{ByteSize: 128 << 20, Period: "5m"}
+	rollPeriod, err := conf.FieldDuration("roll_period")
+	if err != nil {
+		return nil, pol, 0, err
 	}
 	mif, err := conf.FieldMaxInFlight()
 	if err != nil {
@@ -85,23 +91,25 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	w := &Writer{Tables: tables, Storage: store, RowGroupRows: int64(rg), OnError: func(r *Record, err error) {
 		log.Errorf("Lake: row from %s/%d@%d not written: %v", r.Topic, r.Partition, r.Offset, err)
 	}}
-	log.Infof("Lake at %s", store.URL())
-	return &output{w: w}, pol, mif, nil
+	log.Infof("Lake at %s (files roll at %d bytes or %s)", store.URL(), rollBytes, rollPeriod)
+	return &output{r: NewRoller(w, rollBytes, rollPeriod, st.Draining)}, pol, mif, nil
 }
 
 type output struct {
-	w *Writer
+	r *Roller
 }
 
 func (o *output) Connect(context.Context) error { return nil }
 
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	recs := make([]*Record, 0, len(batch))
+	size := 0
 	for _, m := range batch {
 		raw, err := m.AsBytes()
 		if err != nil {
 			return err
 		}
+		size += len(raw)
 		v, err := envelope.DecodeObject(raw)
 		if err != nil {
 			return fmt.Errorf("lake: %w", err)
@@ -117,7 +125,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		}
 		recs = append(recs, r)
 	}
-	return o.w.Write(ctx, recs)
+	return o.r.Add(ctx, recs, size)
 }
 
-func (o *output) Close(context.Context) error { return nil }
+func (o *output) Close(context.Context) error { return o.r.Flush() }

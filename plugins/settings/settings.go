@@ -59,6 +59,10 @@ type Settings struct {
 	RulesDir        string
 	SchemasDir      string
 	LookupsDir      string
+	// Draining is closed when the process was asked to stop (SIGTERM):
+	// outputs that hold data back to batch it (the lake) write it out now
+	// instead of waiting for their roll. Nil outside `caracal run`.
+	Draining <-chan struct{}
 }
 
 // Fields returns the config fields of the `caracal:` section; destination
