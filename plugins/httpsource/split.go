@@ -61,16 +61,17 @@ func splitJSONObjects(b []byte) ([][]byte, bool) {
 		}
 		out = append(out, raw)
 	}
-	if len(out) == 1 {
-		var wrapper struct {
-			Records []json.RawMessage `json:"Records"`
-		}
-		if json.Unmarshal(out[0], &wrapper) == nil && len(wrapper.Records) > 0 {
-			recs := make([][]byte, len(wrapper.Records))
-			for i, r := range wrapper.Records {
-				recs[i] = r
+	if len(out) == 1 && bytes.Contains(out[0], []byte(`"Records"`)) {
+		// An object whose only key is a record array (CloudTrail's S3 files).
+		var wrapper map[string]json.RawMessage
+		var recs []json.RawMessage
+		if json.Unmarshal(out[0], &wrapper) == nil && len(wrapper) == 1 &&
+			json.Unmarshal(wrapper["Records"], &recs) == nil && len(recs) > 0 {
+			events := make([][]byte, len(recs))
+			for i, r := range recs {
+				events[i] = r
 			}
-			return recs, true
+			return events, true
 		}
 	}
 	return out, len(out) > 0

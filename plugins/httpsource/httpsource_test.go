@@ -1,0 +1,317 @@
+package httpsource
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func gz(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zl(b []byte) []byte {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zs(b []byte) []byte {
+	enc, _ := zstd.NewWriter(nil)
+	return enc.EncodeAll(b, nil)
+}
+
+func TestSplit(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+		err        bool
+	}{
+		{"one object", `{"a":1}`, []string{`{"a":1}`}, false},
+		{"json lines", "{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\r\n", []string{`{"a":1}`, `{"a":2}`, `{"a":3}`}, false},
+		{"array", `[{"a":1}, {"a":2}]`, []string{`{"a":1}`, `{"a":2}`}, false},
+		{"records wrapper", `{"Records":[{"a":1},{"a":2}]}`, []string{`{"a":1}`, `{"a":2}`}, false},
+		{"object with other keys is one event", `{"Records":[{"a":1}],"b":2}`, []string{`{"Records":[{"a":1}],"b":2}`}, false},
+		{"plain lines", "line one\nline two\n", []string{"line one", "line two"}, false},
+		{"object then junk is lines", "{\"a\":1}\nnot json", []string{`{"a":1}`, "not json"}, false},
+		{"empty", "  \n", nil, true},
+		{"malformed array", `[{"a":1}`, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Split([]byte(tc.body))
+			if tc.err {
+				if err == nil {
+					t.Fatalf("want error, got %q", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gs []string
+			for _, g := range got {
+				gs = append(gs, string(g))
+			}
+			if fmt.Sprint(gs) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %q, want %q", gs, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecompress(t *testing.T) {
+	plain := []byte(strings.Repeat(`{"eventName":"ConsoleLogin"}`+"\n", 100))
+	for name, body := range map[string][]byte{"plain": plain, "gzip": gz(plain), "zlib": zl(plain), "zstd": zs(plain)} {
+		got, _, err := Decompress(body, 1<<20)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: err %v, equal %v", name, err, bytes.Equal(got, plain))
+		}
+	}
+	bomb := gz(make([]byte, 10<<20))
+	if _, _, err := Decompress(bomb, 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("bomb: %v, want ErrTooLarge", err)
+	}
+	corrupt := gz(plain)
+	corrupt = append(corrupt[:20], bytes.Repeat([]byte{0xff}, 40)...)
+	if _, enc, err := Decompress(corrupt, 1<<20); err == nil || enc != "gzip" {
+		t.Errorf("corrupt gzip: enc %q err %v", enc, err)
+	}
+	if _, _, err := Decompress([]byte("PK\x03\x04rest"), 1<<20); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("zip: %v, want ErrUnsupported", err)
+	}
+}
+
+func hmacHex(h func() hash.Hash, secret, body string) string {
+	m := hmac.New(h, []byte(secret))
+	m.Write([]byte(body))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func hmacB64(secret, body string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(body))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+func TestAuthenticate(t *testing.T) {
+	body := `{"a":1}`
+	basic := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+	cases := []struct {
+		name   string
+		auth   Auth
+		header map[string]string
+		ok     bool
+	}{
+		{"none", Auth{Type: AuthNone}, nil, true},
+		{"shared secret ok", Auth{Type: AuthSharedSecret, Header: "X-Key", Secret: "s3cret"}, map[string]string{"X-Key": "s3cret"}, true},
+		{"shared secret wrong", Auth{Type: AuthSharedSecret, Header: "X-Key", Secret: "s3cret"}, map[string]string{"X-Key": "s3cre"}, false},
+		{"shared secret missing", Auth{Type: AuthSharedSecret, Header: "X-Key", Secret: "s3cret"}, nil, false},
+		{"bearer ok", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Bearer tok"}, true},
+		{"bearer wrong", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Bearer tik"}, false},
+		{"bearer wrong scheme", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Basic tok"}, false},
+		{"basic ok", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("u", "p")}, true},
+		{"basic wrong password", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("u", "x")}, false},
+		{"basic wrong user", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("x", "p")}, false},
+		{"hmac hex", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": hmacHex(sha256.New, "k", body)}, true},
+		{"hmac prefixed", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": "sha256=" + hmacHex(sha256.New, "k", body)}, true},
+		{"hmac base64", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": hmacB64("k", body)}, true},
+		{"hmac sha1", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k", Algorithm: "sha1"}, map[string]string{"X-Sig": "sha1=" + hmacHex(sha1.New, "k", body)}, true},
+		{"hmac wrong algorithm", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": hmacHex(sha1.New, "k", body)}, false},
+		{"hmac wrong key", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": hmacHex(sha256.New, "other", body)}, false},
+		{"hmac truncated", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, map[string]string{"X-Sig": hmacHex(sha256.New, "k", body)[:40]}, false},
+		{"hmac missing", Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}, nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Source{ID: "s", Path: "s", Auth: tc.auth}
+			if err := s.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("POST", "/http/s", strings.NewReader(body))
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			if got := s.Authenticate(r, []byte(body)); got != tc.ok {
+				t.Fatalf("Authenticate = %v, want %v", got, tc.ok)
+			}
+		})
+	}
+}
+
+// server starts a Server whose requests are acknowledged with ackErr.
+func server(t *testing.T, ackErr error, sources ...*Source) (*Server, chan *Request) {
+	t.Helper()
+	for _, s := range sources {
+		if s.MaxBodyBytes == 0 {
+			s.MaxBodyBytes = 1 << 20
+		}
+		if s.MaxInflated == 0 {
+			s.MaxInflated = 16 * s.MaxBodyBytes
+		}
+	}
+	srv, err := NewServer(sources, 2*time.Second, func() Status { return Status{Version: "test"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Request, 100)
+	go func() {
+		for r := range srv.Requests() {
+			got <- r
+			r.Ack(ackErr)
+		}
+	}()
+	t.Cleanup(func() { srv.Close(t.Context()) })
+	return srv, got
+}
+
+func do(t *testing.T, method, url string, body []byte, hdr map[string]string) (int, string, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestHandlerAnswers(t *testing.T) {
+	src := &Source{ID: "okta", Label: "Okta", Path: "okta", Auth: Auth{Type: AuthBearer, Token: "t0k3n"}, MaxBodyBytes: 4096}
+	srv, got := server(t, nil, src)
+	base := "http://" + srv.Addr()
+	auth := map[string]string{"Authorization": "Bearer t0k3n"}
+
+	code, body, hdr := do(t, "POST", base+"/http/okta", []byte("{\"a\":1}\n{\"a\":2}"), auth)
+	if code != 200 || !strings.Contains(body, `"events":2`) || hdr.Get("X-Request-Id") == "" {
+		t.Fatalf("good POST = %d %s", code, body)
+	}
+	if r := <-got; len(r.Events) != 2 || r.Source.ID != "okta" {
+		t.Fatalf("request = %+v", r)
+	}
+	code, _, _ = do(t, "POST", base+"/http/okta", gz([]byte(`[{"a":1},{"a":2},{"a":3}]`)), auth)
+	if code != 200 {
+		t.Fatalf("gzip POST = %d", code)
+	}
+	if r := <-got; len(r.Events) != 3 {
+		t.Fatalf("gzip events = %d", len(r.Events))
+	}
+
+	for _, tc := range []struct {
+		name, method, path string
+		body               []byte
+		hdr                map[string]string
+		want               int
+	}{
+		{"wrong token", "POST", "/http/okta", []byte(`{}`), map[string]string{"Authorization": "Bearer nope"}, 401},
+		{"no auth", "POST", "/http/okta", []byte(`{}`), nil, 401},
+		{"unknown source", "POST", "/http/nope", []byte(`{}`), auth, 404},
+		{"GET a source", "GET", "/http/okta", nil, auth, 405},
+		{"too large", "POST", "/http/okta", bytes.Repeat([]byte("x"), 5000), auth, 413},
+		{"bomb", "POST", "/http/okta", gz(make([]byte, 1<<20)), auth, 413},
+		{"corrupt gzip", "POST", "/http/okta", append([]byte{0x1f, 0x8b}, bytes.Repeat([]byte{1}, 30)...), auth, 400},
+		{"zip", "POST", "/http/okta", []byte("PK\x03\x04data"), auth, 415},
+		{"empty", "POST", "/http/okta", nil, auth, 400},
+		{"status page", "GET", "/", nil, nil, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, _ := do(t, tc.method, base+tc.path, tc.body, tc.hdr)
+			if code != tc.want {
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, code, body, tc.want)
+			}
+			if code >= 400 && !strings.Contains(body, `"error"`) {
+				t.Fatalf("error body is not JSON with an error: %s", body)
+			}
+			if strings.Contains(body, "t0k3n") {
+				t.Fatalf("secret echoed in %s", body)
+			}
+		})
+	}
+}
+
+func TestBrokerRefusalIs503(t *testing.T) {
+	srv, _ := server(t, errors.New("broker down"), &Source{ID: "d", Path: "d", Auth: Auth{Type: AuthNone}})
+	code, body, hdr := do(t, "POST", "http://"+srv.Addr()+"/http/d", []byte(`{"a":1}`), nil)
+	if code != 503 || hdr.Get("Retry-After") == "" {
+		t.Fatalf("nacked request = %d %s (Retry-After %q), want 503 with Retry-After", code, body, hdr.Get("Retry-After"))
+	}
+}
+
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, "{\"a\":1}\n{\"b\":2}", `[{"a":1}]`, `{"Records":[{"a":1}]}`, "x\ny", "", "[", `{"Records":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		events, err := Split(b)
+		if err == nil && len(events) == 0 {
+			t.Fatalf("no error and no events for %q", b)
+		}
+	})
+}
+
+func FuzzDecompress(f *testing.F) {
+	for _, s := range [][]byte{[]byte("plain"), gz([]byte("hello")), zl([]byte("hello")), zs([]byte("hello")), {0x1f, 0x8b}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, _, err := Decompress(b, 1<<16)
+		if err == nil && int64(len(out)) > 1<<16 {
+			t.Fatalf("output %d bytes beyond the cap", len(out))
+		}
+	})
+}
+
+func BenchmarkAuthDecompressSplit(b *testing.B) {
+	var lines bytes.Buffer
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&lines, `{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.0.0.%d","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.ubuntu.22 prompt/off command/ec2.describe-instances","eventID":"%08d-aaaa-bbbb-cccc-dddddddddddd","readOnly":true,"recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","userName":"alice"}}`+"\n", i, i)
+	}
+	plain := lines.Bytes()
+	body := gz(plain)
+	src := &Source{ID: "b", Path: "b", Auth: Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "k"}}
+	sig := hmacHex(sha256.New, "k", string(body))
+	r := httptest.NewRequest("POST", "/http/b", nil)
+	r.Header.Set("X-Sig", sig)
+	b.SetBytes(int64(len(plain)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if !src.Authenticate(r, body) {
+			b.Fatal("auth")
+		}
+		out, _, err := Decompress(body, 16<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ev, err := Split(out); err != nil || len(ev) != 100 {
+			b.Fatal(err, len(ev))
+		}
+	}
+}
