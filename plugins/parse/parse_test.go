@@ -1,0 +1,266 @@
+package parse
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+func classifier(t testing.TB) *Classifier {
+	t.Helper()
+	c, err := LoadClassifier("../../schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time { return time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC) }
+	return c
+}
+
+func sample(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCloudTrailNormalized(t *testing.T) {
+	c := classifier(t)
+	o := Origin{SourceID: "demo", SourceLabel: "Demo", Partition: 3, Offset: 42, Index: 1}
+	ev, fail := c.Classify(sample(t), nil, o)
+	if fail != nil {
+		t.Fatal(Describe(fail))
+	}
+	want := map[string]any{
+		"p_log_type":            "AWS.CloudTrail",
+		"p_event_time":          "2026-11-23T21:04:05.000000000Z",
+		"p_parse_time":          "2026-11-24T01:02:03.000000000Z",
+		"p_row_id":              envelope.RowID(3, 42, 1),
+		"p_source_id":           "demo",
+		"p_source_label":        "Demo",
+		"eventTime":             "2026-11-23T21:04:05.000000000Z",
+		"eventName":             "ConsoleLogin",
+		"managementEvent":       true,
+		"p_any_ip_addresses":    []string{"198.51.100.23"},
+		"p_any_aws_account_ids": []string{"111122223333"},
+		"p_any_aws_arns":        []string{"arn:aws:iam::111122223333:root"},
+		"p_any_domain_names":    []string{"signin.aws.amazon.com"},
+	}
+	for k, v := range want {
+		if fmt.Sprint(ev[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v", k, ev[k], v)
+		}
+	}
+	if _, ok := ev["p_any_emails"]; ok {
+		t.Error("empty indicator fields must be absent")
+	}
+	ui := ev["userIdentity"].(map[string]any)
+	if ui["type"] != "Root" {
+		t.Errorf("userIdentity.type = %v", ui["type"])
+	}
+	// additionalEventData is json: kept as an object for rules.
+	if ad, ok := ev["additionalEventData"].(map[string]any); !ok || ad["MFAUsed"] != "No" {
+		t.Errorf("additionalEventData = %#v", ev["additionalEventData"])
+	}
+}
+
+func TestRecordsWrapperAndFailures(t *testing.T) {
+	c := classifier(t)
+	one := strings.TrimSpace(string(sample(t)))
+	wrapped := `{"Records":[` + one + `,` + strings.Replace(one, `"ConsoleLogin","awsRegion"`, `"GetObject","awsRegion"`, 1) + `]}`
+	recs := SplitRecords([]byte(wrapped))
+	if len(recs) != 2 {
+		t.Fatalf("Records wrapper split into %d", len(recs))
+	}
+	for i, r := range recs {
+		ev, f := c.Classify(r, []string{"AWS.CloudTrail"}, Origin{Index: i})
+		if f != nil {
+			t.Fatal(Describe(f))
+		}
+		if ev["p_row_id"] != envelope.RowID(0, 0, i) {
+			t.Errorf("row id %v", ev["p_row_id"])
+		}
+	}
+
+	for _, tc := range []struct {
+		name, raw, reason string
+	}{
+		{"not json", "hello world", "not a JSON object"},
+		{"missing required", `{"eventName":"x"}`, "missing required field"},
+		{"wrong type", strings.Replace(one, `"managementEvent":true`, `"managementEvent":{"x":1}`, 1), "managementEvent"},
+		{"bad time", strings.Replace(one, `"2026-11-23T21:04:05Z"`, `"yesterday"`, 1), "eventTime"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, f := c.Classify([]byte(tc.raw), nil, Origin{SourceID: "s"})
+			if f == nil {
+				t.Fatalf("parsed: %v", ev)
+			}
+			if f.Raw != tc.raw || f.RawEncoding != "utf8" || f.SourceID != "s" || len(f.Tried) != 1 {
+				t.Errorf("failure = %+v", f)
+			}
+			if !strings.Contains(f.Reasons[0].Reason, tc.reason) {
+				t.Errorf("reason %q lacks %q", f.Reasons[0].Reason, tc.reason)
+			}
+		})
+	}
+	_, f := c.Classify([]byte{0xff, 0xfe, 0x00}, nil, Origin{})
+	if f == nil || f.RawEncoding != "base64" || f.Raw != "//4A" {
+		t.Errorf("binary failure = %+v", f)
+	}
+	_, f = c.Classify([]byte(one), []string{"Nope.Type"}, Origin{})
+	if f == nil || f.Reasons[0].LogType != "Nope.Type" {
+		t.Errorf("unknown candidate type: %+v", f)
+	}
+}
+
+func TestTimeFormats(t *testing.T) {
+	ref := time.Date(2026, 11, 23, 21, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		v   any
+		fmt string
+	}{
+		{"2026-11-23T21:04:05Z", "rfc3339"},
+		{"2026-11-23T22:04:05+01:00", "rfc3339"},
+		{"2026-11-23 21:04:05", "rfc3339"},
+		{json.Number("1795467845"), "unix"},
+		{"1795467845000", "unix_ms"},
+		{json.Number("1795467845000000"), "unix_us"},
+		{"1795467845000000000", "unix_ns"},
+		{"23/Nov/2026:21:04:05 +0000", "%d/%b/%Y:%H:%M:%S %z"},
+		{"2026.11.23 21h04m05", "layout=2006.01.02 15h04m05"},
+	} {
+		got, err := ParseTime(tc.v, []string{tc.fmt})
+		if err != nil || !got.Equal(ref) {
+			t.Errorf("ParseTime(%v, %s) = %v, %v", tc.v, tc.fmt, got, err)
+		}
+	}
+	if _, err := ParseTime("nope", []string{"unix", "rfc3339"}); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestIndicators(t *testing.T) {
+	ix := NewIndicators()
+	ix.Add([]string{"ip"}, "::ffff:10.0.0.1")
+	ix.Add([]string{"domain"}, "Example.COM.")
+	ix.Add([]string{"domain"}, "203.0.113.9")
+	ix.Add([]string{"domain"}, "AWS Internal")
+	ix.Add([]string{"url"}, "https://evil.example.net:8443/x")
+	ix.Add([]string{"net_addr"}, "[2001:db8::1]:443")
+	ix.Add([]string{"aws_arn"}, "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc1234def567890")
+	ix.Add([]string{"aws_arn"}, "arn:aws:sts::123456789012:assumed-role/Admin/alice@example.com")
+	ix.Add([]string{"sha256"}, strings.Repeat("AB", 32))
+	ix.Add([]string{"md5"}, "not-a-hash")
+	ix.Add([]string{"mac"}, "00:1A:2b:3c:4d:5e")
+	ix.Add([]string{"email"}, "Bob@Example.com")
+	got := ix.Fields()
+	want := map[string]string{
+		"p_any_ip_addresses":     "[10.0.0.1 2001:db8::1 203.0.113.9]",
+		"p_any_domain_names":     "[evil.example.net example.com]",
+		"p_any_aws_account_ids":  "[123456789012]",
+		"p_any_aws_instance_ids": "[i-0abc1234def567890]",
+		"p_any_emails":           "[alice@example.com bob@example.com]",
+		"p_any_sha256_hashes":    "[" + strings.Repeat("ab", 32) + "]",
+		"p_any_mac_addresses":    "[00:1a:2b:3c:4d:5e]",
+	}
+	for k, v := range want {
+		if fmt.Sprint(got[k]) != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if _, ok := got["p_any_md5_hashes"]; ok {
+		t.Error("an invalid md5 was recorded")
+	}
+	if len(got["p_any_aws_arns"]) != 2 {
+		t.Errorf("arns = %v", got["p_any_aws_arns"])
+	}
+}
+
+func TestSchemaValidation(t *testing.T) {
+	for _, tc := range []struct{ yaml, err string }{
+		{"schema: X\nfields: [{name: a, type: nope}]", "unknown type"},
+		{"schema: X\nfields: [{name: t, type: timestamp}]", "timeFormat"},
+		{"schema: X\nfields: [{name: a, type: array}]", "element"},
+		{"schema: X\nfields: [{name: r, type: ref, target: missing}]", "definitions"},
+		{"fields: [{name: a, type: string}]", "missing `schema`"},
+		{"schema: X\nfields: [{name: a, type: string}]\nextraKey: 1", "unknown key"},
+	} {
+		if _, err := schema.Parse("x.yml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.err)
+		}
+	}
+}
+
+func TestInferredSchemaParsesItsSamples(t *testing.T) {
+	var samples []map[string]any
+	raw := sample(t)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	samples = append(samples, m)
+	s := Infer("Custom.Sample", samples)
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, f := c.Classify(raw, nil, Origin{})
+	if f != nil {
+		t.Fatal(Describe(f))
+	}
+	if ev["p_event_time"] != "2026-11-23T21:04:05.000000000Z" || ev["eventName"] != "ConsoleLogin" {
+		t.Errorf("inferred parse: %v / %v", ev["p_event_time"], ev["eventName"])
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	f.Add([]byte(`{"eventName":"x"}`))
+	f.Add([]byte(`{"Records":[{"a":1}]}`))
+	f.Add([]byte("plain"))
+	one, _ := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	f.Add(one)
+	c, err := LoadClassifier("../../schemas")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, r := range SplitRecords(raw) {
+			ev, fail := c.Classify(r, nil, Origin{})
+			if (ev == nil) == (fail == nil) {
+				t.Fatalf("exactly one of event and failure must be set for %q", r)
+			}
+			if ev != nil {
+				if _, err := json.Marshal(ev); err != nil {
+					t.Fatalf("normalized event does not marshal: %v", err)
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkCloudTrail(b *testing.B) {
+	c := classifier(b)
+	raw := sample(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev, f := c.Classify(raw, []string{"AWS.CloudTrail"}, Origin{})
+		if f != nil {
+			b.Fatal(Describe(f))
+		}
+		if _, err := json.Marshal(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
