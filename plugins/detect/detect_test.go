@@ -1,0 +1,207 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+func rule(t testing.TB, y string) *Rule {
+	t.Helper()
+	r, err := ParseRule("test.yml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+const base = `AnalysisType: rule
+RuleID: Test.Rule
+Enabled: true
+LogTypes: [AWS.CloudTrail]
+Severity: Medium
+`
+
+func TestConditionsAndHelpers(t *testing.T) {
+	ev := map[string]any{
+		"p_log_type":      "AWS.CloudTrail",
+		"eventName":       "ConsoleLogin",
+		"sourceIPAddress": "10.1.2.3",
+		"userIdentity":    map[string]any{"type": "Root", "sessionContext": map[string]any{"attributes": map[string]any{"mfaAuthenticated": "false"}}},
+		"resources":       []any{map[string]any{"arn": "arn:aws:s3:::bucket"}},
+		"bytesOut":        int64(7),
+	}
+	for _, tc := range []struct {
+		cond string
+		want bool
+	}{
+		{`eventName == "ConsoleLogin"`, true},
+		{`eventName in ["A", "ConsoleLogin"]`, true},
+		{`userIdentity.type == "Root"`, true},
+		{`missing?.field == "x"`, false},
+		{`missing == nil`, true},
+		{`deep_get(userIdentity, "sessionContext.attributes.mfaAuthenticated") == "false"`, true},
+		{`deep_get(userIdentity, "nope.deeper", "dflt") == "dflt"`, true},
+		{`deep_get(resources, "0.arn") startsWith "arn:aws:s3"`, true},
+		{`cidr_match(sourceIPAddress, "10.0.0.0/8")`, true},
+		{`cidr_match(sourceIPAddress, "192.168.0.0/16")`, false},
+		{`cidr_match("not an ip", "10.0.0.0/8")`, false},
+		{`re_match(eventName, "^Console(Login|Logout)$")`, true},
+		{`bytesOut > 5 && bytesOut < 10`, true},
+		{`$env["bytesOut"] == 7`, true},
+		{`any(resources, .arn contains "bucket")`, true},
+	} {
+		r := rule(t, base+"Condition: '"+strings.ReplaceAll(tc.cond, "'", "''")+"'\n")
+		got, err := r.Eval(ev)
+		if err != nil || got != tc.want {
+			t.Errorf("%s = %v, %v; want %v", tc.cond, got, err, tc.want)
+		}
+	}
+}
+
+func TestMatchRecordAndErrorIsolation(t *testing.T) {
+	good := rule(t, strings.Replace(base, "RuleID: Test.Rule", "RuleID: Test.Good", 1)+`DisplayName: Good rule
+Tags: [a, b]
+Reports: {MITRE ATT&CK: [TA0001:T1078]}
+OutputIds: [soc]
+DedupPeriodMinutes: 30
+Threshold: 3
+Condition: eventName == "X"
+Title: '"X by " + user'
+Dedup: user
+AlertContext: {who: user, n: 1 + 1}
+DynamicSeverity: 'user == "root" ? "Critical" : "DEFAULT"'
+`)
+	bad := rule(t, strings.Replace(base, "RuleID: Test.Rule", "RuleID: Test.Bad", 1)+`Condition: 'eventName == "X" && (1 / zero) > 0 && nested.deeper.field == 1'
+`)
+	e := NewEngine([]*Rule{good, bad})
+	out := e.Evaluate(map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": "X", "user": "root", "zero": int64(0)})
+	if len(out) != 2 {
+		t.Fatalf("want a match and a rule error, got %d", len(out))
+	}
+	var m, re map[string]any
+	for _, o := range out {
+		if o[envelope.FieldMatchType] == envelope.TypeRule {
+			m = o
+		} else {
+			re = o
+		}
+	}
+	if m == nil || re == nil {
+		t.Fatalf("types: %v", out)
+	}
+	checks := map[string]any{
+		envelope.FieldRuleID: "Test.Good", envelope.FieldAlertTitle: "X by root", envelope.FieldDedupString: "root",
+		envelope.FieldRuleSeverity: "Critical", envelope.FieldRuleDedupMin: 30, envelope.FieldRuleThresh: 3,
+		envelope.FieldRuleTags: []string{"a", "b"}, envelope.FieldRuleOutputs: []string{"soc"},
+		envelope.FieldRuleName: "Good rule", "eventName": "X",
+	}
+	for k, v := range checks {
+		if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	if ctx := m[envelope.FieldAlertContext].(map[string]any); ctx["who"] != "root" || fmt.Sprint(ctx["n"]) != "2" {
+		t.Errorf("alert context %v", ctx)
+	}
+	if re[envelope.FieldRuleID] != "Test.Bad" || re[envelope.FieldRuleError] == "" {
+		t.Errorf("rule error record %v", re)
+	}
+	// Only the event's log type's rules run.
+	if got := e.Evaluate(map[string]any{"p_log_type": "AWS.ALB", "eventName": "X"}); len(got) != 0 {
+		t.Errorf("rules of another log type ran: %v", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, err string }{
+		{base + "Condition: 'eventName =='", "Condition"},
+		{base + "Condition: x\nSeverety: High", `test.yml:7: unknown key "Severety"`},
+		{strings.Replace(base, "Medium", "Urgent", 1) + "Condition: x", "Severity"},
+		{strings.Replace(base, "LogTypes: [AWS.CloudTrail]\n", "", 1) + "Condition: x", "LogTypes"},
+		{base, "missing Condition"},
+		{base + "Condition: '" + strings.Repeat("a + ", 6000) + "a'", "Condition"},
+	} {
+		if _, err := ParseRule("test.yml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("err = %v, want it to mention %q", err, tc.err)
+		}
+	}
+	dir := t.TempDir()
+	y := base + "Condition: 'true'\n"
+	os.WriteFile(filepath.Join(dir, "a.yml"), []byte(y), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.yml"), []byte(y), 0o644)
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "already defined") {
+		t.Errorf("duplicate RuleID: %v", err)
+	}
+}
+
+// The shipped pack's own tests run in go test too.
+func TestShippedRules(t *testing.T) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) == 0 {
+		t.Fatal("no rules shipped")
+	}
+	for _, res := range RunTests(rules) {
+		if !res.Passed {
+			t.Errorf("%s / %s: %s", res.Rule, res.Test, res.Reason)
+		}
+	}
+	for _, r := range rules {
+		var pos, neg int
+		for _, tc := range r.Tests {
+			if tc.ExpectedResult {
+				pos++
+			} else {
+				neg++
+			}
+		}
+		if pos == 0 || neg == 0 {
+			t.Errorf("%s needs positive and negative tests (%d/%d)", r.RuleID, pos, neg)
+		}
+		if len(r.Reports["MITRE ATT&CK"]) == 0 {
+			t.Errorf("%s has no MITRE ATT&CK Reports", r.RuleID)
+		}
+	}
+}
+
+func TestDetectEvents(t *testing.T) {
+	e := NewEngine([]*Rule{rule(t, base+"Condition: eventName == \"X\"\n")})
+	var out bytes.Buffer
+	in := strings.NewReader(`{"eventName":"X"}` + "\n" + `{"eventName":"Y"}` + "\n")
+	if err := DetectEvents(e, "AWS.CloudTrail", in, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var m map[string]any
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &m) != nil || m["p_rule_id"] != "Test.Rule" {
+		t.Fatalf("matches: %q", out.String())
+	}
+}
+
+func BenchmarkEngine(b *testing.B) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(rules)
+	events := []map[string]any{
+		{"p_log_type": "AWS.CloudTrail", "eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com", "userIdentity": map[string]any{"type": "IAMUser"}},
+		{"p_log_type": "AWS.CloudTrail", "eventName": "ConsoleLogin", "userIdentity": map[string]any{"type": "Root"}, "responseElements": map[string]any{"ConsoleLogin": "Success"}},
+		{"p_log_type": "AWS.CloudTrail", "eventName": "PutObject", "eventSource": "s3.amazonaws.com"},
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e.Evaluate(events[i%len(events)])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(e.byType["AWS.CloudTrail"])), "ns/rule")
+}
