@@ -1,0 +1,217 @@
+package alert
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+func match(rule, dedup string, period, threshold int) map[string]any {
+	return map[string]any{
+		"p_rule_id": rule, "p_dedup_string": dedup, "p_rule_severity": "High", "p_match_type": "RULE",
+		"p_rule_dedup_period_minutes": int64(period), "p_rule_threshold": int64(threshold),
+		"p_alert_title": "t", "p_log_type": "AWS.CloudTrail", "p_rule_tags": []any{"x"},
+		"p_alert_context": map[string]any{"k": "v"}, "eventName": "E",
+	}
+}
+
+func TestDedupWindow(t *testing.T) {
+	s := NewState(0)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	first := s.Observe(match("R", "a", 60, 1), t0)
+	if first.Alert == nil || first.Alert.EventCount != 1 {
+		t.Fatalf("first match must open an alert: %+v", first)
+	}
+	if first.Alert.AlertID != AlertID("R", 1, "a") {
+		t.Fatal("alert id is not deterministic")
+	}
+	again := s.Observe(match("R", "a", 60, 1), t0.Add(30*time.Minute))
+	if again.Alert != nil || again.Attached == nil || again.Attached.EventCount != 2 {
+		t.Fatalf("a match inside the window must attach: %+v", again)
+	}
+	other := s.Observe(match("R", "b", 60, 1), t0.Add(31*time.Minute))
+	if other.Alert == nil {
+		t.Fatal("another dedup string opens its own alert")
+	}
+	later := s.Observe(match("R", "a", 60, 1), t0.Add(61*time.Minute))
+	if later.Alert == nil || later.Alert.AlertID != AlertID("R", 2, "a") || later.Alert.AlertID == first.Alert.AlertID {
+		t.Fatalf("after the window the next match opens alert number 2: %+v", later)
+	}
+}
+
+func TestThreshold(t *testing.T) {
+	s := NewState(0)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 2; i++ {
+		if o := s.Observe(match("R", "a", 10, 3), t0.Add(time.Duration(i)*time.Minute)); o.Alert != nil {
+			t.Fatalf("alert before the threshold at match %d", i+1)
+		}
+	}
+	o := s.Observe(match("R", "a", 10, 3), t0.Add(2*time.Minute))
+	if o.Alert == nil || o.Alert.EventCount != 3 || o.Alert.CreatedAt != envelope.FormatTime(t0.Add(2*time.Minute)) {
+		t.Fatalf("third match must open the alert, created when crossed: %+v", o.Alert)
+	}
+	// Matches spread wider than the window never reach the threshold.
+	s2 := NewState(0)
+	for i := 0; i < 5; i++ {
+		if o := s2.Observe(match("R", "a", 10, 3), t0.Add(time.Duration(i)*11*time.Minute)); o.Alert != nil {
+			t.Fatalf("sparse matches reached the threshold at %d", i)
+		}
+	}
+}
+
+func TestStormLimiter(t *testing.T) {
+	s := NewState(3)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	alerts, storms := 0, 0
+	for i := 0; i < 10; i++ {
+		o := s.Observe(match("R", string(rune('a'+i)), 60, 1), t0.Add(time.Duration(i)*time.Second))
+		if o.Alert != nil {
+			alerts++
+		}
+		if o.Storm != nil {
+			storms++
+			if o.Storm.Type != envelope.TypeSystemError {
+				t.Fatalf("storm alert type %s", o.Storm.Type)
+			}
+		}
+	}
+	if alerts != 3 || storms != 1 {
+		t.Fatalf("alerts %d storms %d, want 3 and 1", alerts, storms)
+	}
+	if o := s.Observe(match("Other", "z", 60, 1), t0); o.Alert == nil {
+		t.Fatal("another rule is not suppressed")
+	}
+	if o := s.Observe(match("R", "new", 60, 1), t0.Add(61*time.Minute)); o.Alert == nil {
+		t.Fatal("suppression must lift after the hour")
+	}
+	s.Unsuppress("R")
+}
+
+type receiver struct {
+	mu       sync.Mutex
+	statuses []int // answered in order; then 200
+	calls    []*http.Request
+	bodies   [][]byte
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	rc.calls = append(rc.calls, r)
+	rc.bodies = append(rc.bodies, b)
+	status := 200
+	if len(rc.statuses) > 0 {
+		status, rc.statuses = rc.statuses[0], rc.statuses[1:]
+	}
+	rc.mu.Unlock()
+	if status == 429 {
+		w.Header().Set("Retry-After", "0")
+	}
+	w.WriteHeader(status)
+}
+
+func testAlert() *envelope.Alert {
+	return newAlert(match("AWS.Test", "d", 60, 1), 1, 1, time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
+}
+
+func TestWebhookShapeSignatureAndRetry(t *testing.T) {
+	rc := &receiver{statuses: []int{503, 429}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var attempts []Attempt
+	w := &Webhook{Name: "hook", URL: srv.URL + "/alerts", Secret: "k", Headers: map[string]string{"X-Team": "soc"},
+		Retry: Retry{MaxAttempts: 5, Initial: time.Millisecond, Max: 5 * time.Millisecond},
+		OnAttempt: func(a Attempt) { attempts = append(attempts, a) }}
+	a := testAlert()
+	if err := w.Deliver(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.calls) != 3 || len(attempts) != 3 || attempts[0].Status != 503 || attempts[2].Error != "" {
+		t.Fatalf("calls %d attempts %+v: want 503, 429, then 200", len(rc.calls), attempts)
+	}
+	r, body := rc.calls[2], rc.bodies[2]
+	if r.Method != "POST" || r.URL.Path != "/alerts" || r.Header.Get("Content-Type") != "application/json" ||
+		r.Header.Get("Idempotency-Key") != a.AlertID || r.Header.Get("X-Team") != "soc" {
+		t.Fatalf("request %s %s %v", r.Method, r.URL.Path, r.Header)
+	}
+	mac := hmac.New(sha256.New, []byte("k"))
+	mac.Write(body)
+	if r.Header.Get("X-Caracal-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+		t.Fatal("signature does not match the body")
+	}
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "alertId", "createdAt", "severity", "type", "link", "title", "name", "description", "runbook", "tags", "version", "alertContext", "dedupString", "eventCount", "logTypes", "updatedAt", "events"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("payload lacks %q", k)
+		}
+	}
+	if got["id"] != "AWS.Test" || got["type"] != "RULE" {
+		t.Errorf("payload id/type %v/%v", got["id"], got["type"])
+	}
+}
+
+func TestWebhookDoesNotRetry4xx(t *testing.T) {
+	rc := &receiver{statuses: []int{400}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	w := &Webhook{Name: "hook", URL: srv.URL, Retry: Retry{MaxAttempts: 5, Initial: time.Millisecond}}
+	if err := w.Deliver(context.Background(), testAlert()); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("err %v", err)
+	}
+	if len(rc.calls) != 1 {
+		t.Fatalf("a 400 was retried: %d calls", len(rc.calls))
+	}
+}
+
+func TestFilters(t *testing.T) {
+	a := testAlert()
+	for _, tc := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{MinSeverity: "High"}, true},
+		{Filter{MinSeverity: "Critical"}, false},
+		{Filter{LogTypes: []string{"AWS.ALB"}}, false},
+		{Filter{LogTypes: []string{"AWS.CloudTrail"}}, true},
+		{Filter{Tags: []string{"x"}}, true},
+		{Filter{RuleIDs: []string{"Other"}}, false},
+	} {
+		if got := tc.f.Match(a); got != tc.want {
+			t.Errorf("%+v = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+	a.OutputIDs = []string{"pager"}
+	if outputAllowed(a, "slack") || !outputAllowed(a, "pager") {
+		t.Error("OutputIds must restrict destinations")
+	}
+}
+
+func BenchmarkStateObserve(b *testing.B) {
+	s := NewState(1000)
+	matches := make([]map[string]any, 1000)
+	for i := range matches {
+		matches[i] = match("Rule"+string(rune('A'+i%40)), "dedup"+string(rune('a'+i%26)), 60, 1)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		s.Observe(matches[i%len(matches)], now)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "matches/s")
+}
