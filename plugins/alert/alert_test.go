@@ -132,7 +132,7 @@ func TestWebhookShapeSignatureAndRetry(t *testing.T) {
 	defer srv.Close()
 	var attempts []Attempt
 	w := &Webhook{Name: "hook", URL: srv.URL + "/alerts", Secret: "k", Headers: map[string]string{"X-Team": "soc"},
-		Retry: Retry{MaxAttempts: 5, Initial: time.Millisecond, Max: 5 * time.Millisecond},
+		Retry:     Retry{MaxAttempts: 5, Initial: time.Millisecond, Max: 5 * time.Millisecond},
 		OnAttempt: func(a Attempt) { attempts = append(attempts, a) }}
 	a := testAlert()
 	if err := w.Deliver(context.Background(), a); err != nil {
