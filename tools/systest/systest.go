@@ -241,6 +241,7 @@ func NewReceiver() *Receiver {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		a["_received"] = time.Now() // for latency measurements; not part of the payload
 		r.mu.Lock()
 		r.all = append(r.all, a)
 		r.mu.Unlock()

@@ -1,0 +1,302 @@
+// Command bench is `make bench`: it runs the whole Caracal system (all
+// stages, real broker when CARACAL_BROKERS is set, else the embedded one),
+// drives it over loopback with CloudTrail-sized events for BENCH_SECONDS
+// (default 60), measures POST→alert latency with probe events at a local
+// webhook receiver, and reports events/s per core (events per CPU-second of
+// the caracal process), MB/s, p50/p99 latency and peak RSS. It then runs the
+// same load through a stock Redpanda Connect pipeline doing the equivalent
+// work (see baseline.go) and prints the ratio. The last line is
+// `bench: <N> events/s/core, p99 POST→alert <M> ms, <R>x redpanda-connect`.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caracal-sec/caracal/tools/systest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Result of one load run.
+type Result struct {
+	Name       string
+	Events     int64
+	Bytes      int64
+	Seconds    float64
+	CPUSeconds float64
+	PeakRSSMiB float64
+	P50, P99   time.Duration
+	Probes     int
+	Alerted    int
+}
+
+func (r Result) perCore() float64 {
+	if r.CPUSeconds == 0 {
+		return 0
+	}
+	return float64(r.Events) / r.CPUSeconds
+}
+
+func (r Result) print() {
+	fmt.Printf("%s: %d events in %.1fs = %.0f events/s, %.1f MB/s, %.1f CPU-s → %.0f events/s/core; p50 POST→alert %s, p99 %s (%d/%d probes alerted); peak RSS %.0f MiB\n",
+		r.Name, r.Events, r.Seconds, float64(r.Events)/r.Seconds, float64(r.Bytes)/r.Seconds/1e6, r.CPUSeconds,
+		r.perCore(), r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Alerted, r.Probes, r.PeakRSSMiB)
+}
+
+func run() error {
+	seconds := envInt("BENCH_SECONDS", 60)
+	work, err := os.MkdirTemp("", "caracal-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin, err := systest.Build(work)
+	if err != nil {
+		return err
+	}
+	hook := systest.NewReceiver()
+	defer hook.Close()
+	env := []string{"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL, "CARACAL_LOG_LEVEL=WARN", "CARACAL_LAKE_ROLL_PERIOD=30s"}
+	if b := os.Getenv("CARACAL_BROKERS"); b != "" {
+		env = append(env, "CARACAL_BROKERS="+b)
+	}
+	p, err := systest.Start(systest.Options{Bin: bin, DataDir: filepath.Join(work, "data"), Env: env, WaitHTTP: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if !p.Exited() {
+			p.Kill()
+		}
+	}()
+	fmt.Printf("bench: caracal (all stages, %s broker) for %ds\n", brokerKind(), seconds)
+	caracal := drive("caracal", "http://"+p.HTTPAddr+"/http/demo", p.Pid(), seconds, hook)
+	if err := p.Stop(2 * time.Minute); err != nil {
+		fmt.Println("bench: stop:", err)
+	}
+	caracal.print()
+
+	ratio := "n/a"
+	if os.Getenv("BENCH_BASELINE") != "0" {
+		base, err := runBaseline(work, seconds)
+		if err != nil {
+			fmt.Println("bench: redpanda-connect baseline not run:", err)
+		} else {
+			base.print()
+			if base.perCore() > 0 {
+				ratio = fmt.Sprintf("%.1f", caracal.perCore()/base.perCore())
+			}
+		}
+	}
+	fmt.Printf("bench: %.0f events/s/core, p99 POST→alert %d ms, %sx redpanda-connect\n",
+		caracal.perCore(), caracal.P99.Milliseconds(), ratio)
+	return nil
+}
+
+func brokerKind() string {
+	if os.Getenv("CARACAL_BROKERS") != "" {
+		return "external"
+	}
+	return "embedded"
+}
+
+// cpuSeconds reads utime+stime of a process (clock ticks of 100 Hz).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (u + st) / 100
+}
+
+// peakRSSMiB reads VmHWM of a process.
+func peakRSSMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// event is a realistic ~1.2 KB CloudTrail management event.
+func event(rng *rand.Rand, n int64) map[string]any {
+	names := []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
+	users := []string{"alice", "bob", "ci-deployer", "terraform", "carol"}
+	u := users[rng.IntN(len(users))]
+	return map[string]any{
+		"eventVersion": "1.08", "eventTime": time.Now().UTC().Format(time.RFC3339),
+		"eventSource": "ec2.amazonaws.com", "eventName": names[rng.IntN(len(names))],
+		"awsRegion": "eu-west-1", "sourceIPAddress": fmt.Sprintf("10.%d.%d.%d", rng.IntN(256), rng.IntN(256), rng.IntN(254)+1),
+		"userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances",
+		"eventID":   fmt.Sprintf("bench-%d", n), "requestID": fmt.Sprintf("req-%016x", rng.Uint64()),
+		"eventType": "AwsApiCall", "readOnly": true, "recipientAccountId": "111122223333", "managementEvent": true,
+		"eventCategory": "Management",
+		"userIdentity": map[string]any{
+			"type": "IAMUser", "principalId": "AIDAEXAMPLEEXAMPLE", "accountId": "111122223333",
+			"arn": "arn:aws:iam::111122223333:user/" + u, "userName": u, "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+			"sessionContext": map[string]any{"attributes": map[string]any{"creationDate": "2026-11-23T08:00:00Z", "mfaAuthenticated": "false"}},
+		},
+		"requestParameters": map[string]any{"instancesSet": map[string]any{"items": []any{map[string]any{"instanceId": "i-0abc1234def567890"}}}, "filterSet": map[string]any{}},
+		"responseElements":  nil,
+		"tlsDetails":        map[string]any{"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "ec2.eu-west-1.amazonaws.com"},
+		"resources":         []any{map[string]any{"arn": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
+	}
+}
+
+// drive posts batches of 100 events from several clients for the duration,
+// plus a probe (a root console login from a fresh IP) every 250ms whose
+// alert's arrival at the receiver gives the POST→alert latency.
+func drive(name, url string, pid, seconds int, hook *systest.Receiver) Result {
+	res := Result{Name: name}
+	var events, bytesSent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	var seq atomic.Int64
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 42))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				batch := make([]any, 100)
+				for i := range batch {
+					batch[i] = event(rng, seq.Add(1))
+				}
+				body, _ := json.Marshal(batch)
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					events.Add(int64(len(batch)))
+					bytesSent.Add(int64(len(body)))
+				} else {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}(c)
+	}
+	sent := map[string]time.Time{}
+	var sentMu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			id := fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), i)
+			body, err := systest.RootLogin(id, fmt.Sprintf("203.0.%d.%d", (i/250)%256, i%250+1))
+			if err != nil {
+				return
+			}
+			t0 := time.Now()
+			resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				sentMu.Lock()
+				sent[id] = t0
+				sentMu.Unlock()
+			}
+		}
+	}()
+	cpu0 := cpuSeconds(pid)
+	start := time.Now()
+	time.Sleep(time.Duration(seconds) * time.Second)
+	close(stop)
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	res.CPUSeconds = cpuSeconds(pid) - cpu0
+	res.Events, res.Bytes = events.Load(), bytesSent.Load()
+
+	// Give the last probes time to alert.
+	deadline := time.Now().Add(30 * time.Second)
+	var lat []time.Duration
+	for {
+		lat = lat[:0]
+		arrived := map[string]time.Time{}
+		for _, a := range hook.All() {
+			evs, _ := a["events"].([]any)
+			for _, e := range evs {
+				m, _ := e.(map[string]any)
+				if id, _ := m["eventID"].(string); id != "" {
+					if t, ok := a["_received"].(time.Time); ok {
+						arrived[id] = t
+					}
+				}
+			}
+		}
+		sentMu.Lock()
+		for id, t0 := range sent {
+			if t, ok := arrived[id]; ok {
+				lat = append(lat, t.Sub(t0))
+			}
+		}
+		res.Probes = len(sent)
+		sentMu.Unlock()
+		if len(lat) >= res.Probes || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	res.PeakRSSMiB = peakRSSMiB(pid)
+	res.Alerted = len(lat)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		res.P50 = lat[len(lat)/2]
+		res.P99 = lat[(len(lat)*99)/100]
+	}
+	return res
+}
