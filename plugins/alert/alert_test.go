@@ -50,6 +50,25 @@ func TestDedupWindow(t *testing.T) {
 	}
 }
 
+// A match redelivered after its batch was refused downstream yields the same
+// alert again rather than attaching to it (which would lose the alert).
+func TestRedeliveredOpeningMatchReemits(t *testing.T) {
+	s := NewState(0)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	m := match("R", "a", 60, 1)
+	m["p_row_id"] = "row-1"
+	first := s.Observe(m, t0)
+	again := s.Observe(m, t0.Add(time.Second))
+	if first.Alert == nil || again.Alert == nil || again.Alert.AlertID != first.Alert.AlertID || again.Alert.EventCount != 1 {
+		t.Fatalf("redelivery: first %+v again %+v", first.Alert, again.Alert)
+	}
+	other := match("R", "a", 60, 1)
+	other["p_row_id"] = "row-2"
+	if o := s.Observe(other, t0.Add(2*time.Second)); o.Alert != nil || o.Attached == nil {
+		t.Fatal("a different match must attach")
+	}
+}
+
 func TestThreshold(t *testing.T) {
 	s := NewState(0)
 	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)

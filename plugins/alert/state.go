@@ -115,8 +115,13 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	if g.WindowStart.IsZero() || now.Sub(g.WindowStart) >= period {
 		g.WindowStart, g.Matches, g.Open, g.Alert = now, 0, false, nil
 	}
-	g.Matches++
 	var out Outcome
+	rowID := str(match, envelope.FieldRowID)
+	if g.Open && rowID != "" && rowID == g.OpenedBy && g.Alert != nil {
+		out.Alert = g.Alert // redelivered: send the same alert again
+		return out
+	}
+	g.Matches++
 	if g.Open {
 		a := g.Alert
 		if a != nil {
@@ -139,7 +144,7 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 		return out
 	}
 	g.Number++
-	g.Open, g.WindowStart = true, now
+	g.Open, g.WindowStart, g.OpenedBy = true, now, rowID
 	a := newAlert(match, g.Number, g.Matches, now)
 	g.Alert = a
 	out.Alert = a

@@ -78,20 +78,13 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topics...),
+	opts := append(groupOpts(cfg),
 		kgo.ConsumeResetOffset(reset),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(cfg.CommitEvery),
-		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.OnPartitionsRevoked(c.forget),
 		kgo.OnPartitionsLost(c.forget),
-	}
-	if cfg.ClientID != "" {
-		opts = append(opts, kgo.ClientID(cfg.ClientID))
-	}
+	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
@@ -139,7 +132,7 @@ func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 	for {
 		c.mu.Lock()
 		for !c.closed && len(c.pending) == 0 && c.inFlight >= c.cfg.MaxInFlight && ctx.Err() == nil {
-			c.waitCtx(ctx)
+			waitCond(ctx, &c.mu, c.cond)
 		}
 		if c.closed {
 			c.mu.Unlock()
@@ -178,17 +171,6 @@ func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 }
 
 var errClosed = errors.New("consumer closed")
-
-// waitCtx waits on the condition but wakes when ctx is done.
-func (c *Consumer) waitCtx(ctx context.Context) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	})
-	c.cond.Wait()
-	stop()
-}
 
 func (c *Consumer) enqueue(fetches kgo.Fetches) {
 	c.mu.Lock()

@@ -40,6 +40,9 @@ func inputSpec() *service.ConfigSpec {
 			service.NewDurationField("commit_period").
 				Description("How often acknowledged offsets are committed.").
 				Default("1s").Advanced(),
+			service.NewBoolField("transactional").
+				Description("Exactly once for a consume → transform → produce stage: records are consumed in Kafka transactions, and a `caracal_kafka` output with `transaction_group` set to this `consumer_group` produces inside them; offsets and output commit together once every batch of a poll is acknowledged, and a refusal or crash aborts both, so a replay never duplicates downstream records.").
+				Default(false),
 		)
 }
 
@@ -64,6 +67,9 @@ func outputSpec() *service.ConfigSpec {
 			service.NewDurationField("linger").
 				Description("How long the producer waits to fill a batch; 0 sends at once.").
 				Default("0s").Advanced(),
+			service.NewStringField("transaction_group").
+				Description("Produce inside the Kafka transaction of this stream's `caracal_kafka` input with this `consumer_group` (which must be `transactional`), so output and consumed offsets commit atomically.").
+				Default("").Example("caracal-process"),
 			service.NewOutputMaxInFlightField().Default(64),
 		)
 }
@@ -94,8 +100,19 @@ func brokersFrom(conf *service.ParsedConfig, res *service.Resources) ([]string, 
 //------------------------------------------------------------------------------
 
 type input struct {
-	cfg ConsumerConfig
-	c   *Consumer
+	cfg      ConsumerConfig
+	c        *Consumer
+	txn      bool
+	tc       *TxnConsumer
+	sessions *Sessions
+}
+
+type sessionsKey struct{}
+
+// sessionsOf returns the process's registry of transactional sessions.
+func sessionsOf(res *service.Resources) *Sessions {
+	v, _ := res.GetOrSetGeneric(sessionsKey{}, NewSessions())
+	return v.(*Sessions)
 }
 
 func newInput(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
@@ -122,11 +139,29 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 	if cfg.CommitEvery, err = conf.FieldDuration("commit_period"); err != nil {
 		return nil, err
 	}
+	txn, err := conf.FieldBool("transactional")
+	if err != nil {
+		return nil, err
+	}
+	if txn {
+		// No automatic retry: a refused batch aborts the transaction and
+		// its records are consumed again.
+		return &input{cfg: cfg, txn: true, sessions: sessionsOf(res)}, nil
+	}
 	return service.AutoRetryNacksBatched(&input{cfg: cfg}), nil
 }
 
 func (in *input) Connect(ctx context.Context) error {
-	if in.c != nil {
+	if in.c != nil || in.tc != nil {
+		return nil
+	}
+	if in.txn {
+		tc, err := NewTxnConsumer(in.cfg)
+		if err != nil {
+			return err
+		}
+		in.tc = tc
+		in.sessions.Put(in.cfg.Group, tc)
 		return nil
 	}
 	c, err := NewConsumer(in.cfg)
@@ -138,10 +173,16 @@ func (in *input) Connect(ctx context.Context) error {
 }
 
 func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
-	if in.c == nil {
+	if in.c == nil && in.tc == nil {
 		return nil, nil, service.ErrNotConnected
 	}
-	b, err := in.c.Next(ctx)
+	var b *Batch
+	var err error
+	if in.tc != nil {
+		b, err = in.tc.Next(ctx)
+	} else {
+		b, err = in.c.Next(ctx)
+	}
 	if err != nil {
 		if errors.Is(err, errClosed) {
 			return nil, nil, service.ErrEndOfInput
@@ -165,7 +206,10 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
 	return batch, func(ctx context.Context, err error) error {
-		if err == nil {
+		switch {
+		case in.tc != nil:
+			in.tc.Ack(b, err)
+		case err == nil:
 			in.c.Ack(b)
 		}
 		return nil
@@ -173,6 +217,10 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 }
 
 func (in *input) Close(ctx context.Context) error {
+	if in.tc != nil {
+		in.sessions.Remove(in.cfg.Group, in.tc)
+		return in.tc.Close(ctx)
+	}
 	if in.c == nil {
 		return nil
 	}
@@ -182,11 +230,13 @@ func (in *input) Close(ctx context.Context) error {
 //------------------------------------------------------------------------------
 
 type output struct {
-	cfg    ProducerConfig
-	p      *Producer
-	topic  *service.InterpolatedString
-	key    *service.InterpolatedString
-	prefix string
+	cfg      ProducerConfig
+	p        *Producer
+	txnGroup string
+	sessions *Sessions
+	topic    *service.InterpolatedString
+	key      *service.InterpolatedString
+	prefix   string
 }
 
 func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
@@ -195,7 +245,10 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	if err != nil {
 		return nil, pol, 0, err
 	}
-	o := &output{cfg: ProducerConfig{Brokers: brokers, ClientID: "caracal"}}
+	o := &output{cfg: ProducerConfig{Brokers: brokers, ClientID: "caracal"}, sessions: sessionsOf(res)}
+	if o.txnGroup, err = conf.FieldString("transaction_group"); err != nil {
+		return nil, pol, 0, err
+	}
 	if o.cfg.Linger, err = conf.FieldDuration("linger"); err != nil {
 		return nil, pol, 0, err
 	}
@@ -226,7 +279,7 @@ func optionalInterp(conf *service.ParsedConfig, name string) (*service.Interpola
 }
 
 func (o *output) Connect(ctx context.Context) error {
-	if o.p != nil {
+	if o.p != nil || o.txnGroup != "" {
 		return nil
 	}
 	p, err := NewProducer(o.cfg)
@@ -238,7 +291,7 @@ func (o *output) Connect(ctx context.Context) error {
 }
 
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	if o.p == nil {
+	if o.p == nil && o.txnGroup == "" {
 		return service.ErrNotConnected
 	}
 	recs := make([]*kgo.Record, 0, len(batch))
@@ -248,6 +301,13 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 		recs = append(recs, r)
+	}
+	if o.txnGroup != "" {
+		tc, err := o.sessions.Get(ctx, o.txnGroup)
+		if err != nil {
+			return err
+		}
+		return tc.Produce(ctx, recs)
 	}
 	return o.p.Produce(ctx, recs)
 }

@@ -145,9 +145,9 @@ func run() error {
 	fmt.Printf("chaos: load done: %d events acknowledged (%d requests refused or failed), %d alert probes\n", len(acked), load.failed.Load(), len(probes))
 
 	// Drain: wait until every acknowledged event is in the lake and every
-	// probe's alert has arrived, or give up after 3 minutes.
+	// probe's alert has arrived, or give up after 5 minutes.
 	lakeDir := filepath.Join(data, "lake", "aws_cloudtrail")
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	var counts map[string]int
 	for {
 		if counts, err = lakeCounts(lakeDir); err != nil {

@@ -1,0 +1,248 @@
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TxnConsumer consumes and produces in Kafka transactions (exactly once for
+// a consume → transform → produce stage): everything polled is handed out as
+// batches; once all of them are acknowledged downstream (their output
+// records produced in the open transaction), the consumed offsets and the
+// produced records commit atomically. A refused batch, a rebalance or a
+// crash aborts the transaction: its records are re-consumed and the aborted
+// output is invisible to read_committed consumers, so a replay never
+// duplicates downstream records.
+type TxnConsumer struct {
+	sess *kgo.GroupTransactSession
+	cfg  ConsumerConfig
+
+	mu          sync.Mutex
+	cond        *sync.Cond
+	pending     []*Batch
+	outstanding int
+	failed      bool
+	inTxn       bool
+	closed      bool
+}
+
+// NewTxnConsumer joins the group with a transactional producer.
+func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("no seed brokers: set caracal.brokers or CARACAL_BROKERS")
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 5000
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	reset := kgo.NewOffset().AtEnd()
+	if cfg.FromBeginning {
+		reset = kgo.NewOffset().AtStart()
+	}
+	opts := append(groupOpts(cfg),
+		kgo.ConsumeResetOffset(reset),
+		// KIP-447: the group generation fences zombies, so the id only has
+		// to be unique per process.
+		kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(id[:])),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.RequireStableFetchOffsets(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(4<<20),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka transactional consumer %s: %w", cfg.Group, err)
+	}
+	c := &TxnConsumer{sess: sess, cfg: cfg}
+	c.cond = sync.NewCond(&c.mu)
+	return c, nil
+}
+
+// groupOpts are the options every Caracal group consumer uses.
+func groupOpts(cfg ConsumerConfig) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		// Skip records of aborted transactions.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// A killed member is noticed within seconds, not the 45s default.
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.RebalanceTimeout(30 * time.Second),
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	return opts
+}
+
+// Next hands out the next batch of the current transaction; when all were
+// acknowledged it ends the transaction and polls for the next.
+func (c *TxnConsumer) Next(ctx context.Context) (*Batch, error) {
+	for {
+		c.mu.Lock()
+		for !c.closed && len(c.pending) == 0 && c.outstanding > 0 && ctx.Err() == nil {
+			waitCond(ctx, &c.mu, c.cond)
+		}
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		if len(c.pending) > 0 {
+			b := c.pending[0]
+			c.pending = c.pending[1:]
+			c.outstanding++
+			c.mu.Unlock()
+			return b, nil
+		}
+		inTxn, failed := c.inTxn, c.failed
+		c.mu.Unlock()
+
+		if inTxn {
+			try := kgo.TryCommit
+			if failed {
+				try = kgo.TryAbort
+			}
+			_, err := c.sess.End(ctx, try)
+			c.mu.Lock()
+			c.inTxn, c.failed = false, false
+			c.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				// The transaction was aborted; its records are consumed
+				// again from the last commit.
+				return nil, fmt.Errorf("end transaction: %w", err)
+			}
+		}
+
+		fetches := c.sess.PollRecords(ctx, c.cfg.MaxPoll)
+		if fetches.IsClientClosed() {
+			return nil, errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+			}
+		})
+		if fetches.NumRecords() == 0 {
+			if ferr != nil {
+				return nil, ferr
+			}
+			continue
+		}
+		if err := c.sess.Begin(); err != nil {
+			return nil, fmt.Errorf("begin transaction: %w", err)
+		}
+		c.mu.Lock()
+		c.inTxn = true
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				c.pending = append(c.pending, &Batch{Topic: p.Topic, Partition: p.Partition, Records: p.Records})
+			}
+		})
+		c.mu.Unlock()
+	}
+}
+
+// Ack records a batch's outcome; a refused batch aborts the transaction.
+func (c *TxnConsumer) Ack(b *Batch, err error) {
+	c.mu.Lock()
+	c.outstanding--
+	if err != nil {
+		c.failed = true
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+// Produce writes records inside the open transaction.
+func (c *TxnConsumer) Produce(ctx context.Context, recs []*kgo.Record) error {
+	return c.sess.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// Close aborts an open transaction and leaves the group.
+func (c *TxnConsumer) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	inTxn := c.inTxn
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if inTxn {
+		_, _ = c.sess.End(ctx, kgo.TryAbort)
+	}
+	c.sess.Close()
+	return nil
+}
+
+// waitCond waits on cond (with mu held) but wakes when ctx is done.
+func waitCond(ctx context.Context, mu *sync.Mutex, cond *sync.Cond) {
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		cond.Broadcast()
+		mu.Unlock()
+	})
+	cond.Wait()
+	stop()
+}
+
+// Sessions lets a stage's output produce in its input's transaction: both
+// name the same consumer group.
+type Sessions struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	byKey map[string]*TxnConsumer
+}
+
+// NewSessions returns an empty registry.
+func NewSessions() *Sessions {
+	s := &Sessions{byKey: map[string]*TxnConsumer{}}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// Put registers the input's session.
+func (s *Sessions) Put(group string, c *TxnConsumer) {
+	s.mu.Lock()
+	s.byKey[group] = c
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// Remove unregisters a session.
+func (s *Sessions) Remove(group string, c *TxnConsumer) {
+	s.mu.Lock()
+	if s.byKey[group] == c {
+		delete(s.byKey, group)
+	}
+	s.mu.Unlock()
+}
+
+// Get waits until the group's session exists.
+func (s *Sessions) Get(ctx context.Context, group string) (*TxnConsumer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.byKey[group] == nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("no transactional caracal_kafka input with consumer_group %q in this stream: %w", group, err)
+		}
+		waitCond(ctx, &s.mu, s.cond)
+	}
+	return s.byKey[group], nil
+}
