@@ -30,11 +30,15 @@ func AlertID(ruleID string, number int, dedup string) string {
 
 // group is one (rule, dedup string)'s state.
 type group struct {
-	Number      int             `json:"number"` // alerts opened so far
-	WindowStart time.Time       `json:"window_start"`
-	Matches     int             `json:"matches"` // in the current window
-	Open        bool            `json:"open"`    // an alert exists for the window
-	Alert       *envelope.Alert `json:"-"`
+	Number      int       `json:"number"` // alerts opened so far
+	WindowStart time.Time `json:"window_start"`
+	Matches     int       `json:"matches"` // in the current window
+	Open        bool      `json:"open"`    // an alert exists for the window
+	// OpenedBy is the p_row_id of the match that opened the alert: if that
+	// match arrives again (its batch was refused downstream and redelivered)
+	// the alert is emitted again, with the same id, instead of being lost.
+	OpenedBy string          `json:"opened_by"`
+	Alert    *envelope.Alert `json:"-"`
 }
 
 // State holds every rule's dedup groups and storm counters.
