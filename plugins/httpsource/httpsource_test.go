@@ -4,17 +4,28 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	crand "crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +67,9 @@ func TestSplit(t *testing.T) {
 		{"object with other keys is one event", `{"Records":[{"a":1}],"b":2}`, []string{`{"Records":[{"a":1}],"b":2}`}, false},
 		{"plain lines", "line one\nline two\n", []string{"line one", "line two"}, false},
 		{"object then junk is lines", "{\"a\":1}\nnot json", []string{`{"a":1}`, "not json"}, false},
+		{"xml document", `<?xml version="1.0"?><Event><A x="1">v</A></Event>`, []string{`<Event><A x="1">v</A></Event>`}, false},
+		{"xml stream", "<E><a/></E>\n<E><b>t</b></E>", []string{"<E><a/></E>", "<E><b>t</b></E>"}, false},
+		{"malformed xml", "<E><a></E>", nil, true},
 		{"empty", "  \n", nil, true},
 		{"malformed array", `[{"a":1}`, nil, true},
 	} {
@@ -314,4 +328,102 @@ func BenchmarkAuthDecompressSplit(b *testing.B) {
 			b.Fatal(err, len(ev))
 		}
 	}
+}
+
+func TestRateLimit(t *testing.T) {
+	srv, _ := server(t, nil, &Source{ID: "r", Path: "r", Auth: Auth{Type: AuthNone}, EventsPerSecond: 3})
+	url := "http://" + srv.Addr() + "/http/r"
+	if code, body, _ := do(t, "POST", url, []byte("a\nb\nc"), nil); code != 200 {
+		t.Fatalf("within the limit = %d %s", code, body)
+	}
+	code, _, hdr := do(t, "POST", url, []byte("d\ne"), nil)
+	if code != 429 || hdr.Get("Retry-After") == "" {
+		t.Fatalf("over the limit = %d (Retry-After %q), want 429", code, hdr.Get("Retry-After"))
+	}
+}
+
+func TestSilenceAlertAndRecovery(t *testing.T) {
+	src := &Source{ID: "quiet", Path: "q", Auth: Auth{Type: AuthNone}, SilentFor: 100 * time.Millisecond}
+	srv, got := server(t, nil, src)
+	var alert *Request
+	select {
+	case alert = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no silence alert")
+	}
+	if alert.System == nil || alert.System.Type != "SYSTEM_ERROR" || !strings.Contains(alert.System.Title, "quiet") {
+		t.Fatalf("silence alert %+v", alert.System)
+	}
+	if code, _, _ := do(t, "POST", "http://"+srv.Addr()+"/http/q", []byte(`{"a":1}`), nil); code != 200 {
+		t.Fatal(code)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case r := <-got:
+			if r.System != nil && strings.Contains(r.System.Title, "again") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no recovery notice")
+		}
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	cfg, err := NewTLSConfig(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &Source{ID: "s", Path: "s", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 24}
+	srv, err := NewServer([]*Source{src}, time.Second, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetTLS(cfg)
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(t.Context())
+	go func() {
+		for r := range srv.Requests() {
+			r.Ack(nil)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Post("https://"+srv.Addr()+"/http/s", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("HTTPS POST = %d (tls %v)", resp.StatusCode, resp.TLS != nil)
+	}
+	// Plain HTTP to the TLS listener never gets through.
+	if plain, err := http.Post("http://"+srv.Addr()+"/http/s", "application/json", strings.NewReader(`{}`)); err == nil {
+		plain.Body.Close()
+		if plain.StatusCode == 200 {
+			t.Fatal("plain HTTP accepted by the TLS listener")
+		}
+	}
+}
+
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }

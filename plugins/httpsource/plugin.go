@@ -2,7 +2,9 @@ package httpsource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -25,6 +27,11 @@ func inputSpec() *service.ConfigSpec {
 			service.NewDurationField("timeout").
 				Description("How long a request waits for the broker's acknowledgment before it is answered 503.").
 				Default("30s"),
+			service.NewObjectField("tls",
+				service.NewBoolField("enabled").Description("Serve HTTPS.").Default(false),
+				service.NewStringField("cert_file").Description("PEM certificate (chain); re-read when it changes.").Default("").Example("/etc/caracal/tls.crt"),
+				service.NewStringField("key_file").Description("PEM private key; re-read when it changes.").Default("").Example("/etc/caracal/tls.key"),
+			).Description("TLS for the listener (Panther's sources are HTTPS only)."),
 			service.NewObjectListField("sources",
 				service.NewStringField("id").Description("Unique source id, recorded as p_source_id.").Example("okta-prod"),
 				service.NewStringField("label").Description("Human name, recorded as p_source_label.").Default(""),
@@ -37,6 +44,7 @@ func inputSpec() *service.ConfigSpec {
 						Description("How senders authenticate. `none` accepts anyone: only for trying Caracal on loopback."),
 					service.NewStringField("header").Description("Header carrying the secret (shared_secret) or the body's HMAC (hmac).").Default("").Example("X-Signature"),
 					service.NewStringField("secret").Description("Shared secret or HMAC key; use ${ENV_VAR}.").Default("").Secret(),
+					service.NewStringField("secret_file").Description("Read the secret (or token, or password) from this file instead (trailing newline trimmed).").Default("").Example("/run/secrets/okta_hmac"),
 					service.NewStringField("algorithm").Description("HMAC algorithm: sha256 or sha1.").Default("sha256"),
 					service.NewStringField("token").Description("Bearer token; use ${ENV_VAR}.").Default("").Secret(),
 					service.NewStringField("username").Description("Basic auth user.").Default(""),
@@ -47,7 +55,11 @@ func inputSpec() *service.ConfigSpec {
 				service.NewIntField("max_decompressed_bytes").
 					Description("Largest decompressed body (decompression bombs → 413); 0 means 16 × max_body_bytes.").Default(0),
 				service.NewDurationField("alert_if_silent_for").
-					Description("Raise a SYSTEM_ERROR alert when the source received nothing for this long; 0 disables.").Default("24h"),
+					Description("Raise a SYSTEM_ERROR alert when the source received nothing for this long (and a notice when data returns); 0 disables.").Default("24h"),
+				service.NewObjectField("rate_limit",
+					service.NewFloatField("events_per_second").Description("Events a second accepted from the source; 0: unlimited.").Default(0),
+					service.NewFloatField("bytes_per_second").Description("Decompressed bytes a second accepted from the source; 0: unlimited.").Default(0),
+				).Description("Per-source rate limit; beyond it requests are answered 429 with Retry-After.").Advanced(),
 			).Description("The webhook sources."),
 		)
 }
@@ -62,6 +74,9 @@ type input struct {
 	sources []*Source
 	timeout time.Duration
 	res     *service.Resources
+	tlsCert string
+	tlsKey  string
+	tlsOn   bool
 }
 
 func newInput(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
@@ -71,6 +86,15 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		return nil, err
 	}
 	if in.timeout, err = conf.FieldDuration("timeout"); err != nil {
+		return nil, err
+	}
+	if in.tlsOn, err = conf.FieldBool("tls", "enabled"); err != nil {
+		return nil, err
+	}
+	if in.tlsCert, err = conf.FieldString("tls", "cert_file"); err != nil {
+		return nil, err
+	}
+	if in.tlsKey, err = conf.FieldString("tls", "key_file"); err != nil {
 		return nil, err
 	}
 	list, err := conf.FieldObjectList("sources")
@@ -112,6 +136,34 @@ func parseSource(c *service.ParsedConfig) (*Source, error) {
 	if s.LogTypes, err = c.FieldStringList("log_types"); err != nil {
 		return nil, err
 	}
+	secretFile, err := c.FieldString("auth", "secret_file")
+	if err != nil {
+		return nil, err
+	}
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: secret_file: %w", s.ID, err)
+		}
+		secret := strings.TrimRight(string(b), "\r\n")
+		switch s.Auth.Type {
+		case AuthBearer:
+			s.Auth.Token = secret
+		case AuthBasic:
+			s.Auth.Password = secret
+		default:
+			s.Auth.Secret = secret
+		}
+	}
+	if s.SilentFor, err = c.FieldDuration("alert_if_silent_for"); err != nil {
+		return nil, err
+	}
+	if s.EventsPerSecond, err = c.FieldFloat("rate_limit", "events_per_second"); err != nil {
+		return nil, err
+	}
+	if s.BytesPerSecond, err = c.FieldFloat("rate_limit", "bytes_per_second"); err != nil {
+		return nil, err
+	}
 	maxBody, err := c.FieldInt("max_body_bytes")
 	if err != nil {
 		return nil, err
@@ -150,11 +202,26 @@ func (in *input) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	srv.SetObserver(newMetrics(in.res.Metrics()))
+	scheme := "http"
+	if in.tlsOn {
+		tc, err := NewTLSConfig(in.tlsCert, in.tlsKey)
+		if err != nil {
+			return err
+		}
+		srv.SetTLS(tc)
+		scheme = "https"
+	}
 	if err := srv.Listen(in.addr); err != nil {
 		return err
 	}
 	in.server = srv
-	in.res.Logger().Infof("Webhook sources listening on http://%s/http/<path>", srv.Addr())
+	in.res.Logger().Infof("Webhook sources listening on %s://%s/http/<path>", scheme, srv.Addr())
+	for _, s := range in.sources {
+		if s.Auth.Type == AuthNone {
+			in.res.Logger().Warnf("Source %s accepts unauthenticated requests (auth: none): use it only on loopback", s.ID)
+		}
+	}
 	return nil
 }
 
@@ -169,6 +236,17 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		return nil, nil, service.ErrEndOfInput
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
+	}
+	if req.System != nil {
+		b, err := json.Marshal(req.System)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := service.NewMessage(b)
+		m.MetaSetMut(envelope.MetaSourceID, req.Source.ID)
+		m.MetaSetMut(envelope.MetaTopic, envelope.TopicSystemError)
+		m.MetaSetMut(envelope.MetaKey, req.Source.ID)
+		return service.MessageBatch{m}, func(context.Context, error) error { return nil }, nil
 	}
 	received := envelope.FormatTime(req.ReceivedAt)
 	logTypes := strings.Join(req.Source.LogTypes, ",")

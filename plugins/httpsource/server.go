@@ -3,6 +3,8 @@ package httpsource
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,16 +16,32 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // Request is one accepted POST, split into events, waiting for the broker's
-// acknowledgment of all of them.
+// acknowledgment of all of them. A request with System set carries a source
+// health alert instead of events.
 type Request struct {
 	ID         string
 	Source     *Source
 	Events     [][]byte
 	ReceivedAt time.Time
+	System     *envelope.Alert
 	done       chan error
+}
+
+// Observer receives per-request figures (metrics).
+type Observer interface {
+	Request(source string, status int, rawBytes, plainBytes, events int, latency time.Duration)
+}
+
+type sourceState struct {
+	events, bytes *bucket
+	mu            sync.Mutex
+	lastSeen      time.Time
+	silent        bool // a silence alert is out
 }
 
 // Ack reports the outcome; the HTTP handler answers from it.
@@ -45,9 +63,12 @@ type Status struct {
 // Server is the HTTP listener shared by all sources.
 type Server struct {
 	sources  map[string]*Source // by path
+	state    map[*Source]*sourceState
 	requests chan *Request
 	timeout  time.Duration
 	status   func() Status
+	observer Observer
+	tls      *tls.Config
 
 	srv      *http.Server
 	ln       net.Listener
@@ -61,6 +82,7 @@ type Server struct {
 func NewServer(sources []*Source, timeout time.Duration, status func() Status) (*Server, error) {
 	s := &Server{
 		sources:  map[string]*Source{},
+		state:    map[*Source]*sourceState{},
 		requests: make(chan *Request),
 		timeout:  timeout,
 		status:   status,
@@ -75,9 +97,16 @@ func NewServer(sources []*Source, timeout time.Duration, status func() Status) (
 			return nil, fmt.Errorf("two sources use path %q", p)
 		}
 		s.sources[p] = src
+		s.state[src] = &sourceState{events: newBucket(src.EventsPerSecond), bytes: newBucket(src.BytesPerSecond), lastSeen: time.Now()}
 	}
 	return s, nil
 }
+
+// SetObserver installs the metrics observer (before Listen).
+func (s *Server) SetObserver(o Observer) { s.observer = o }
+
+// SetTLS serves HTTPS with the given config (before Listen).
+func (s *Server) SetTLS(c *tls.Config) { s.tls = c }
 
 // Listen starts serving on addr.
 func (s *Server) Listen(addr string) error {
@@ -85,10 +114,87 @@ func (s *Server) Listen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	s.ln = ln
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
+	go s.watchSilence()
 	return nil
+}
+
+// watchSilence raises a SYSTEM_ERROR alert for a source that received
+// nothing for its SilentFor, and a recovery notice when data returns.
+func (s *Server) watchSilence() {
+	every := 5 * time.Second
+	for src := range s.state {
+		if src.SilentFor > 0 && src.SilentFor/2 < every {
+			every = max(src.SilentFor/2, 10*time.Millisecond)
+		}
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		for src, st := range s.state {
+			if src.SilentFor <= 0 {
+				continue
+			}
+			st.mu.Lock()
+			fire := !st.silent && now.Sub(st.lastSeen) >= src.SilentFor
+			if fire {
+				st.silent = true
+			}
+			last := st.lastSeen
+			st.mu.Unlock()
+			if fire {
+				title := fmt.Sprintf("Source %s has received no data for %s (last at %s)", src.ID, src.SilentFor, envelope.FormatTime(last))
+				s.system(src, "silent:"+src.ID+":"+envelope.FormatTime(last), title, "Medium")
+			}
+		}
+	}
+}
+
+// system hands a source health alert to the pipeline (best effort: it
+// waits for the pipeline like a request does).
+func (s *Server) system(src *Source, key, title, severity string) {
+	now := time.Now().UTC()
+	id := sha256.Sum256([]byte("SYSTEM:0:" + key))
+	a := &envelope.Alert{
+		ID: "caracal.source." + src.ID, AlertID: hex.EncodeToString(id[:16]), CreatedAt: envelope.FormatTime(now),
+		UpdatedAt: envelope.FormatTime(now), Severity: severity, Type: envelope.TypeSystemError,
+		Link: "caracal://sources/" + src.ID, Title: title, Name: "Source health", Description: title,
+		Tags: []string{"source-health"}, Version: "1", AlertContext: map[string]any{"source_id": src.ID, "source_label": src.Label},
+		DedupString: key, EventCount: 1, LogTypes: src.LogTypes, Events: []map[string]any{},
+	}
+	if a.LogTypes == nil {
+		a.LogTypes = []string{}
+	}
+	req := &Request{ID: newRequestID(), Source: src, ReceivedAt: now, System: a, done: make(chan error, 1)}
+	select {
+	case s.requests <- req:
+	case <-s.closing:
+	}
+}
+
+// seen records data from a source and sends a recovery notice if it had
+// been reported silent.
+func (s *Server) seen(src *Source) {
+	st := s.state[src]
+	st.mu.Lock()
+	st.lastSeen = time.Now()
+	recovered := st.silent
+	st.silent = false
+	st.mu.Unlock()
+	if recovered {
+		go s.system(src, "recovered:"+src.ID+":"+envelope.FormatTime(time.Now()), fmt.Sprintf("Source %s receives data again", src.ID), "Info")
+	}
 }
 
 // Addr is the listening address.
@@ -167,43 +273,78 @@ func headerBytes(r *http.Request) int64 {
 	return n
 }
 
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
 func (s *Server) handlePost(w http.ResponseWriter, r *http.Request, src *Source) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: 200}
+	var raw, plain, events int
+	defer func() {
+		if s.observer != nil {
+			s.observer.Request(src.ID, rec.status, raw, plain, events, time.Since(start))
+		}
+	}()
+	raw, plain, events = s.post(rec, r, src)
+}
+
+func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawBytes, plainBytes, nEvents int) {
 	reqID := newRequestID()
 	w.Header().Set("X-Request-Id", reqID)
 	limit := src.MaxBodyBytes - headerBytes(r)
 	if r.ContentLength > limit || limit <= 0 {
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("request larger than %d bytes", src.MaxBodyBytes))
-		return
+		return rawBytes, plainBytes, nEvents
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		fail(w, http.StatusBadRequest, src.ID, "reading body: "+err.Error())
-		return
+		return rawBytes, plainBytes, nEvents
 	}
 	if int64(len(body)) > limit {
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("request larger than %d bytes", src.MaxBodyBytes))
-		return
+		return rawBytes, plainBytes, nEvents
 	}
+	rawBytes = len(body)
 	if !src.Authenticate(r, body) {
 		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
-		return
+		return rawBytes, plainBytes, nEvents
 	}
 	plain, _, err := Decompress(body, src.MaxInflated)
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("decompressed body larger than %d bytes", src.MaxInflated))
-		return
+		return rawBytes, plainBytes, nEvents
 	case errors.Is(err, ErrUnsupported):
 		fail(w, http.StatusUnsupportedMediaType, src.ID, err.Error())
-		return
+		return rawBytes, plainBytes, nEvents
 	case err != nil:
 		fail(w, http.StatusBadRequest, src.ID, err.Error())
-		return
+		return rawBytes, plainBytes, nEvents
 	}
+	plainBytes = len(plain)
 	events, err := Split(plain)
 	if err != nil {
 		fail(w, http.StatusBadRequest, src.ID, err.Error())
-		return
+		return rawBytes, plainBytes, nEvents
+	}
+	nEvents = len(events)
+	st := s.state[src]
+	if ok, wait := st.events.take(float64(len(events))); !ok {
+		tooMany(w, src.ID, wait, "event rate limit exceeded")
+		return rawBytes, plainBytes, nEvents
+	}
+	if ok, wait := st.bytes.take(float64(len(plain))); !ok {
+		tooMany(w, src.ID, wait, "byte rate limit exceeded")
+		return rawBytes, plainBytes, nEvents
 	}
 	req := &Request{ID: reqID, Source: src, Events: events, ReceivedAt: time.Now().UTC(), done: make(chan error, 1)}
 	timer := time.NewTimer(s.timeout)
@@ -212,21 +353,28 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request, src *Source)
 	case s.requests <- req:
 	case <-timer.C:
 		overloaded(w, src.ID, "the pipeline is not taking events: try again later")
-		return
+		return rawBytes, plainBytes, nEvents
 	case <-s.closing:
 		overloaded(w, src.ID, "shutting down: try again later")
-		return
+		return rawBytes, plainBytes, nEvents
 	}
 	select {
 	case err := <-req.done:
 		if err != nil {
 			overloaded(w, src.ID, "the broker did not acknowledge the events: try again later")
-			return
+			return rawBytes, plainBytes, nEvents
 		}
+		s.seen(src)
 		writeJSON(w, http.StatusOK, map[string]any{"request_id": reqID, "events": len(events)})
 	case <-timer.C:
 		overloaded(w, src.ID, "the broker did not acknowledge the events in time: try again later")
 	}
+	return rawBytes, plainBytes, nEvents
+}
+
+func tooMany(w http.ResponseWriter, source string, wait time.Duration, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	fail(w, http.StatusTooManyRequests, source, msg)
 }
 
 func overloaded(w http.ResponseWriter, source, msg string) {

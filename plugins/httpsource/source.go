@@ -16,6 +16,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -49,6 +51,49 @@ type Source struct {
 	Auth         Auth
 	MaxBodyBytes int64 // request body incl. headers
 	MaxInflated  int64 // decompressed size cap
+	// EventsPerSecond and BytesPerSecond rate-limit the source (0: none);
+	// beyond them requests are answered 429 with Retry-After.
+	EventsPerSecond float64
+	BytesPerSecond  float64
+	// SilentFor raises a SYSTEM_ERROR alert when nothing arrived for this
+	// long (0 disables).
+	SilentFor time.Duration
+}
+
+// bucket is a token bucket: rate tokens a second, at most burst.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64) *bucket {
+	if rate <= 0 {
+		return nil
+	}
+	return &bucket{rate: rate, tokens: rate, last: time.Now()}
+}
+
+// take removes n tokens if available; otherwise it reports how long until
+// they would be.
+func (b *bucket) take(n float64) (bool, time.Duration) {
+	if b == nil {
+		return true, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if n > b.rate {
+		n = b.rate // a request larger than a second's budget passes on a full bucket
+	}
+	if b.tokens >= n {
+		b.tokens -= n
+		return true, 0
+	}
+	return false, time.Duration((n - b.tokens) / b.rate * float64(time.Second))
 }
 
 // Validate checks a source's configuration.

@@ -6,13 +6,15 @@ package httpsource
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Split breaks a request body into events: one JSON object, JSON lines, a
-// JSON array, or an object wrapping a record array (CloudTrail's Records).
-// Anything else is split into non-empty text lines.
+// JSON array, an object wrapping a record array (CloudTrail's Records), or
+// XML documents. Anything else is split into non-empty text lines.
 func Split(body []byte) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -25,8 +27,53 @@ func Split(body []byte) ([][]byte, error) {
 		if events, ok := splitJSONObjects(trimmed); ok {
 			return events, nil
 		}
+	case '<':
+		return splitXML(trimmed)
 	}
 	return splitLines(trimmed), nil
+}
+
+// splitXML returns each top-level element of an XML body as one event (a
+// declaration or comments before them are dropped): one document, or a
+// stream of records such as Windows events.
+func splitXML(b []byte) ([][]byte, error) {
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	dec.Strict = true
+	var out [][]byte
+	depth := 0
+	start := int64(-1)
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.RawToken()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("malformed XML: %w", err)
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				start = before
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth < 0 {
+				return nil, errors.New("malformed XML: unbalanced end element")
+			}
+			if depth == 0 {
+				out = append(out, b[start:dec.InputOffset()])
+			}
+		}
+	}
+	if depth != 0 {
+		return nil, errors.New("malformed XML: unclosed element")
+	}
+	if len(out) == 0 {
+		return nil, errors.New("XML body without elements")
+	}
+	return out, nil
 }
 
 func splitArray(b []byte) ([][]byte, error) {
