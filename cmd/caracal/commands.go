@@ -1,16 +1,22 @@
 package main
 
 import (
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
 
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/detect"
-	_ "github.com/caracal-sec/caracal/plugins/httpsource"
+	"github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
 	_ "github.com/caracal-sec/caracal/plugins/lake"
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
@@ -23,5 +29,63 @@ func destinationFields() []*service.ConfigField { return alert.DestinationFields
 
 // caracalLinters are the plugins' checks for `caracal lint`.
 func caracalLinters() linters {
-	return linters{}
+	return linters{
+		pipelines: func(file string, data []byte) []Finding {
+			var out []Finding
+			for _, w := range httpsource.LintConfig(data) {
+				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: true})
+			}
+			return out
+		},
+		rules: func(files []string) []Finding {
+			var out []Finding
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err == nil {
+					_, err = detect.ParseRule(f, data)
+				}
+				if err != nil {
+					out = append(out, Finding{File: f, Line: errLine(err), Message: stripFile(f, err.Error())})
+				}
+			}
+			return out
+		},
+		schemas: func(files []string) []Finding {
+			var out []Finding
+			for _, f := range files {
+				if _, err := schema.Load(f); err != nil {
+					out = append(out, Finding{File: f, Line: errLine(err), Message: stripFile(f, err.Error())})
+				}
+			}
+			return out
+		},
+	}
+}
+
+var lineRe = regexp.MustCompile(`:(\d+):`)
+
+// errLine finds a line number in an error such as "file.yml:12: ..." or a
+// YAML decoder's "line 12".
+func errLine(err error) int {
+	s := err.Error()
+	if m := lineRe.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	if i := strings.Index(s, "line "); i >= 0 {
+		n, _ := strconv.Atoi(strings.TrimRightFunc(s[i+5:], func(r rune) bool { return r < '0' || r > '9' }))
+		if j := strings.IndexFunc(s[i+5:], func(r rune) bool { return r < '0' || r > '9' }); j > 0 {
+			n, _ = strconv.Atoi(s[i+5 : i+5+j])
+		}
+		return n
+	}
+	return 0
+}
+
+func stripFile(file, msg string) string {
+	msg = strings.TrimPrefix(msg, file+":")
+	if m := lineRe.FindStringIndex(":" + msg); m != nil && m[0] == 0 {
+		msg = msg[m[1]-1:]
+	}
+	return strings.TrimSpace(msg)
 }

@@ -1,0 +1,68 @@
+package httpsource
+
+import (
+	"gopkg.in/yaml.v3"
+)
+
+// Warning is a lint finding in a config file.
+type Warning struct {
+	Line    int
+	Message string
+}
+
+// LintConfig finds caracal_http sources in a Benthos config that accept
+// unauthenticated requests (auth type none): allowed, but worth a warning.
+func LintConfig(data []byte) []Warning {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return nil
+	}
+	var out []Warning
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == "caracal_http" {
+					out = append(out, lintSources(n.Content[i+1])...)
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	return out
+}
+
+func lintSources(http *yaml.Node) []Warning {
+	var out []Warning
+	sources := child(http, "sources")
+	if sources == nil || sources.Kind != yaml.SequenceNode {
+		return nil
+	}
+	for _, s := range sources.Content {
+		auth := child(s, "auth")
+		typ := child(auth, "type")
+		if typ != nil && typ.Value == AuthNone {
+			id := "?"
+			if n := child(s, "id"); n != nil {
+				id = n.Value
+			}
+			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
+		}
+	}
+	return out
+}
+
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
