@@ -99,7 +99,7 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, kafka.DefaultTopics(s.Partitions)); err != nil {
+	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, kafka.DefaultTopics(s.Partitions, s.Retention)); err != nil {
 		return err
 	}
 	log.Infof("Lake at %s", s.LakeURL)

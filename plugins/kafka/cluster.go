@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -56,14 +57,19 @@ type TopicSpec struct {
 }
 
 // DefaultTopics are Caracal's topics: every one gets `partitions`
-// partitions; the alert state changelog is compacted.
-func DefaultTopics(partitions int32) []TopicSpec {
+// partitions and the retention (0: the broker's); the alert state changelog
+// is compacted instead.
+func DefaultTopics(partitions int32, retention time.Duration) []TopicSpec {
 	compact := "compact"
+	ms := strconv.FormatInt(retention.Milliseconds(), 10)
 	out := make([]TopicSpec, 0, len(envelope.AllTopics))
 	for _, t := range envelope.AllTopics {
 		spec := TopicSpec{Name: t, Partitions: partitions}
-		if t == envelope.TopicAlertState {
+		switch {
+		case t == envelope.TopicAlertState:
 			spec.Configs = map[string]*string{"cleanup.policy": &compact}
+		case retention > 0:
+			spec.Configs = map[string]*string{"retention.ms": &ms}
 		}
 		out = append(out, spec)
 	}

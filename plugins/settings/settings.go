@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 )
@@ -21,6 +22,7 @@ const (
 	fieldLakeURL         = "lake_url"
 	fieldPartitions      = "topic_partitions"
 	fieldReplication     = "topic_replication_factor"
+	fieldRetention       = "topic_retention"
 	FieldDestinations    = "destinations"
 	fieldAlertWebhookURL = "alert_webhook_url"
 	fieldAlertStormLimit = "alert_storm_limit"
@@ -50,6 +52,8 @@ type Settings struct {
 	// Partitions and ReplicationFactor apply to topics Caracal creates.
 	Partitions        int32
 	ReplicationFactor int16
+	// Retention of the topics Caracal creates (not the compacted state).
+	Retention time.Duration
 	// Destinations are the parsed `destinations` entries; the alert plugin
 	// interprets them.
 	Destinations []*service.ParsedConfig
@@ -84,6 +88,9 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 		service.NewIntField(fieldReplication).
 			Description("Replication factor for topics Caracal creates; -1 uses the broker's default.").
 			Default(-1),
+		service.NewDurationField(fieldRetention).
+			Description("Retention of the topics Caracal creates (the lake keeps the data for good; topics only need to cover replays and outages). 0 uses the broker's default.").
+			Default("168h").Example("72h"),
 		service.NewStringField(fieldAlertWebhookURL).
 			Description("When set, alerts are also POSTed as JSON to this URL (a webhook destination named `env-webhook`). CARACAL_ALERT_WEBHOOK_URL sets it too.").
 			Example("https://hooks.example.com/caracal").Default(""),
@@ -151,6 +158,11 @@ func Parse(conf *service.ParsedConfig) (*Settings, error) {
 		}
 		s.ReplicationFactor = int16(n)
 	}
+	if conf.Contains(fieldRetention) {
+		if s.Retention, err = conf.FieldDuration(fieldRetention); err != nil {
+			return nil, err
+		}
+	}
 	if conf.Contains(fieldAlertStormLimit) {
 		if s.AlertStormLimit, err = conf.FieldInt(fieldAlertStormLimit); err != nil {
 			return nil, err
@@ -170,6 +182,7 @@ func Default() *Settings {
 		DataDir:           defaultDataDir,
 		Partitions:        defaultPartitions,
 		ReplicationFactor: -1,
+		Retention:         7 * 24 * time.Hour,
 		AlertStormLimit:   defaultStormLimit,
 		RulesDir:          "./rules",
 		SchemasDir:        "./schemas",
