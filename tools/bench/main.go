@@ -80,7 +80,8 @@ func run() error {
 	}
 	hook := systest.NewReceiver()
 	defer hook.Close()
-	env := []string{"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL, "CARACAL_LOG_LEVEL=WARN", "CARACAL_LAKE_ROLL_PERIOD=30s"}
+	env := []string{"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL, "CARACAL_LOG_LEVEL=WARN", "CARACAL_LAKE_ROLL_PERIOD=30s",
+		"CARACAL_ALERT_STORM_LIMIT=100000000"}
 	if b := os.Getenv("CARACAL_BROKERS"); b != "" {
 		env = append(env, "CARACAL_BROKERS="+b)
 	}

@@ -82,6 +82,8 @@ func run() error {
 		"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL,
 		"CARACAL_LAKE_ROLL_PERIOD=2s",
 		"CARACAL_LOG_LEVEL=WARN",
+		// Every probe must alert: no storm suppression in this test.
+		"CARACAL_ALERT_STORM_LIMIT=100000000",
 	}
 	procs := map[string]*systest.Process{}
 	startStage := func(stage string) error {
