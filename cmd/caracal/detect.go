@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/caracal-sec/caracal/plugins/detect"
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse"
 )
@@ -23,11 +24,19 @@ func detectCommand() *cli.Command {
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) of the input; default: classify among all"},
 			&cli.BoolFlag{Name: "events", Usage: "input is already-normalized events (JSON lines, as in rule tests' Log)"},
+			&cli.StringFlag{Name: "lookups", Usage: "directory of lookup tables: enrich events and serve the rules' lookup()"},
 		},
 		Action: func(c *cli.Context) error {
 			engine, err := detect.LoadEngine(c.String("rules"))
 			if err != nil {
 				return err
+			}
+			var set *enrich.Set
+			if dir := c.String("lookups"); dir != "" {
+				if set, err = enrich.LoadSet(c.Context, dir); err != nil {
+					return err
+				}
+				detect.SetLookup(set.Lookup)
 			}
 			logTypes := c.StringSlice("log-type")
 			if c.Bool("events") {
@@ -45,6 +54,9 @@ func detectCommand() *cli.Command {
 			cl, err := parse.LoadClassifier(c.String("schemas"))
 			if err != nil {
 				return err
+			}
+			if set != nil {
+				cl.Enrich = set.Enrich
 			}
 			failed := 0
 			err = parse.Each(cl, c.Args().Slice(), logTypes, "cli", func(ev map[string]any, f *envelope.ClassificationFailure, name string) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
@@ -19,6 +20,9 @@ func processorSpec() *service.ConfigSpec {
 			service.NewStringField("rules_dir").
 				Description("Directory of rules (`**/*.yml`). Empty: the root config's `caracal.rules_dir`.").
 				Default("").Example("./rules"),
+			service.NewStringField("lookups_dir").
+				Description("Lookup tables for the rules' lookup(table, key). Empty: the root config's `caracal.lookups_dir`.").
+				Default(""),
 		)
 }
 
@@ -36,6 +40,21 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
+			ldir, err := conf.FieldString("lookups_dir")
+			if err != nil {
+				return nil, err
+			}
+			if ldir == "" {
+				ldir = settings.From(res).LookupsDir
+			}
+			set, err := enrich.LoadSet(context.Background(), ldir)
+			if err != nil {
+				return nil, err
+			}
+			set.Run(context.Background(), func(t *enrich.Table, err error) {
+				res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
+			})
+			SetLookup(set.Lookup)
 			res.Logger().Infof("Detecting with %d rules from %s", len(e.rules), dir)
 			return &processor{e: e}, nil
 		})

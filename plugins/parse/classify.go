@@ -19,6 +19,9 @@ type Classifier struct {
 	parsers map[string]*Parser
 	order   []string
 	now     func() time.Time
+	// Enrich, when set, is applied by the CLI helpers (Each) to every
+	// normalized event, as the pipeline's caracal_enrich does.
+	Enrich func(map[string]any) bool
 }
 
 // NewClassifier compiles the schemas.

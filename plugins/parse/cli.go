@@ -2,6 +2,7 @@ package parse
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -79,10 +81,14 @@ func Command() *cli.Command {
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) to try; default: all known"},
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
 			&cli.StringFlag{Name: "source-id", Value: "cli", Usage: "p_source_id for the events"},
+			&cli.StringFlag{Name: "lookups", Usage: "directory of lookup tables to enrich with, as the pipeline does"},
 		},
 		Action: func(c *cli.Context) error {
 			cl, err := LoadClassifier(c.String("schemas"))
 			if err != nil {
+				return err
+			}
+			if cl.Enrich, err = LoadEnricher(c.String("lookups")); err != nil {
 				return err
 			}
 			failed := 0
@@ -131,6 +137,9 @@ func Each(cl *Classifier, files, logTypes []string, sourceID string, fn func(ev 
 			o := Origin{SourceID: sourceID, SourceLabel: sourceID, ReceivedAt: time.Now(), Offset: int64(line)}
 			line++
 			ev, fail := cl.Classify(raw, logTypes, o)
+			if ev != nil && cl.Enrich != nil {
+				cl.Enrich(ev)
+			}
 			return fn(ev, fail, fmt.Sprintf("%s:%d", name, line))
 		})
 		if err != nil {
@@ -138,4 +147,17 @@ func Each(cl *Classifier, files, logTypes []string, sourceID string, fn func(ev 
 		}
 	}
 	return nil
+}
+
+// LoadEnricher loads the lookup tables in dir for the CLI (nil without a
+// directory).
+func LoadEnricher(dir string) (func(map[string]any) bool, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	set, err := enrich.LoadSet(context.Background(), dir)
+	if err != nil {
+		return nil, err
+	}
+	return set.Enrich, nil
 }

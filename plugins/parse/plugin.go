@@ -83,21 +83,22 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 				msg = m.Copy()
 			}
 			ev, fail := p.c.Classify(rec, candidates, o)
-			var body []byte
 			if fail != nil {
-				body, err = json.Marshal(fail)
+				body, err := json.Marshal(fail)
+				if err != nil {
+					return nil, err
+				}
+				msg.SetBytes(body)
 				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicFailures)
 				msg.MetaSetMut(envelope.MetaKey, fail.RowID)
 			} else {
-				body, err = json.Marshal(ev)
+				// Structured: the next processors (enrichment) work on the
+				// map, and the output serializes it once.
+				msg.SetStructuredMut(ev)
 				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
 				msg.MetaSetMut(envelope.MetaKey, ev[envelope.FieldRowID])
 				msg.MetaSetMut("caracal_log_type", ev[envelope.FieldLogType])
 			}
-			if err != nil {
-				return nil, err
-			}
-			msg.SetBytes(body)
 			out = append(out, msg)
 		}
 	}

@@ -1,0 +1,165 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+// Set is every lookup table of a deployment.
+type Set struct {
+	tables map[string]*Table
+	order  []*Table
+	// byLogType lists (table, path) pairs to look up per log type.
+	byLogType map[string][]assoc
+}
+
+type assoc struct {
+	t    *Table
+	path string
+	keys []string // path split on "." with "[*]" removed
+}
+
+// LoadSet loads every table defined in dir (an empty set when there is no
+// such directory).
+func LoadSet(ctx context.Context, dir string) (*Set, error) {
+	defs, err := LoadDefs(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{tables: map[string]*Table{}, byLogType: map[string][]assoc{}}
+	for _, d := range defs {
+		if _, dup := s.tables[d.Name]; dup {
+			return nil, fmt.Errorf("%s: lookup table %s defined twice", d.File, d.Name)
+		}
+		t, err := NewTable(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		s.tables[d.Name] = t
+		s.order = append(s.order, t)
+		for lt, paths := range d.Associations {
+			for _, p := range paths {
+				s.byLogType[lt] = append(s.byLogType[lt], assoc{t: t, path: p, keys: splitPath(p)})
+			}
+		}
+	}
+	return s, nil
+}
+
+// Tables lists the tables, by name.
+func (s *Set) Tables() []*Table { return s.order }
+
+// Run refreshes every table in the background until ctx ends.
+func (s *Set) Run(ctx context.Context, onError func(t *Table, err error)) {
+	for _, t := range s.order {
+		t.OnError = onError
+		go t.Run(ctx)
+	}
+}
+
+// Lookup returns the row for key in the named table, or nil (the rules'
+// lookup(table, key)).
+func (s *Set) Lookup(table string, key any) any {
+	if s == nil {
+		return nil
+	}
+	t := s.tables[table]
+	if t == nil || key == nil {
+		return nil
+	}
+	if row := t.Index().Get(fmt.Sprint(key)); row != nil {
+		return row
+	}
+	return nil
+}
+
+func splitPath(p string) []string {
+	p = strings.ReplaceAll(p, "[*]", "")
+	return strings.Split(p, ".")
+}
+
+// values collects the scalar values at a path, descending into arrays.
+func values(v any, keys []string, out []string) []string {
+	if len(keys) == 0 {
+		switch t := v.(type) {
+		case nil:
+		case string:
+			out = append(out, t)
+		case []any:
+			for _, x := range t {
+				out = values(x, nil, out)
+			}
+		case []string:
+			out = append(out, t...)
+		case map[string]any:
+		default:
+			out = append(out, fmt.Sprint(t))
+		}
+		return out
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		return values(t[keys[0]], keys[1:], out)
+	case []any:
+		for _, x := range t {
+			out = values(x, keys, out)
+		}
+	}
+	return out
+}
+
+// Enrich adds p_enrichment.<table>.<path> for every hit of the event's log
+// type's associations: the row, or a list of rows when several values of
+// the path hit. It reports whether anything was added.
+func (s *Set) Enrich(event map[string]any) bool {
+	if s == nil {
+		return false
+	}
+	lt, _ := event[envelope.FieldLogType].(string)
+	as := s.byLogType[lt]
+	if len(as) == 0 {
+		return false
+	}
+	added := false
+	for _, a := range as {
+		ix := a.t.Index()
+		var hits []any
+		for _, v := range values(event, a.keys, nil) {
+			if row := ix.Get(v); row != nil {
+				hits = appendUnique(hits, row)
+			}
+		}
+		if len(hits) == 0 {
+			continue
+		}
+		enr, _ := event[envelope.FieldEnrichment].(map[string]any)
+		if enr == nil {
+			enr = map[string]any{}
+			event[envelope.FieldEnrichment] = enr
+		}
+		tab, _ := enr[a.t.Def.Name].(map[string]any)
+		if tab == nil {
+			tab = map[string]any{}
+			enr[a.t.Def.Name] = tab
+		}
+		if len(hits) == 1 {
+			tab[a.path] = hits[0]
+		} else {
+			tab[a.path] = hits
+		}
+		added = true
+	}
+	return added
+}
+
+func appendUnique(list []any, row map[string]any) []any {
+	for _, x := range list {
+		if m, ok := x.(map[string]any); ok && fmt.Sprintf("%p", m) == fmt.Sprintf("%p", row) {
+			return list
+		}
+	}
+	return append(list, row)
+}

@@ -1,0 +1,463 @@
+// Package enrich adds context to events before detection, as Panther's
+// lookup tables do: tables defined in lookups/*.yml are loaded from a file,
+// s3:// or https:// URL, refreshed in the background, and matched against
+// event fields (exact string keys, or CIDR keys by longest prefix); a hit
+// adds p_enrichment.<table>.<field path> = <row>. Rules call lookup(table,
+// key) for the same rows.
+package enrich
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"gopkg.in/yaml.v3"
+)
+
+// Def is a lookup table definition (lookups/<name>.yml).
+type Def struct {
+	Name         string              `yaml:"name"`
+	Description  string              `yaml:"description"`
+	PrimaryKey   string              `yaml:"primary_key"`
+	KeyType      string              `yaml:"key_type"` // string (default) or cidr
+	Data         string              `yaml:"data"`
+	Format       string              `yaml:"format"` // csv, jsonl, json; default from the extension
+	Refresh      string              `yaml:"refresh"`
+	Associations map[string][]string `yaml:"associations"`
+	File         string              `yaml:"-"`
+	refresh      time.Duration
+}
+
+// LoadDefs reads every *.yml / *.yaml definition in dir (none when the
+// directory does not exist).
+func LoadDefs(dir string) ([]*Def, error) {
+	var defs []*Def
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && path == dir {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() || (filepath.Ext(path) != ".yml" && filepath.Ext(path) != ".yaml") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		def, err := ParseDef(path, data)
+		if err != nil {
+			return err
+		}
+		defs = append(defs, def)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lookup tables in %s: %w", dir, err)
+	}
+	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
+	return defs, nil
+}
+
+// ParseDef reads and checks one definition; a relative local data path is
+// relative to the definition file.
+func ParseDef(file string, data []byte) (*Def, error) {
+	var d Def
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	d.File = file
+	if d.Name == "" || d.PrimaryKey == "" || d.Data == "" {
+		return nil, fmt.Errorf("%s: name, primary_key and data are required", file)
+	}
+	switch d.KeyType {
+	case "":
+		d.KeyType = "string"
+	case "string", "cidr":
+	default:
+		return nil, fmt.Errorf("%s: key_type %q: use string or cidr", file, d.KeyType)
+	}
+	if d.Format == "" {
+		switch strings.ToLower(filepath.Ext(strings.SplitN(d.Data, "?", 2)[0])) {
+		case ".csv":
+			d.Format = "csv"
+		case ".jsonl", ".ndjson":
+			d.Format = "jsonl"
+		default:
+			d.Format = "json"
+		}
+	}
+	if d.Format != "csv" && d.Format != "jsonl" && d.Format != "json" {
+		return nil, fmt.Errorf("%s: format %q: use csv, jsonl or json", file, d.Format)
+	}
+	d.refresh = 5 * time.Minute
+	if d.Refresh != "" {
+		r, err := time.ParseDuration(d.Refresh)
+		if err != nil {
+			return nil, fmt.Errorf("%s: refresh: %w", file, err)
+		}
+		d.refresh = r
+	}
+	if !strings.Contains(d.Data, "://") && !filepath.IsAbs(d.Data) {
+		d.Data = filepath.Join(filepath.Dir(file), d.Data)
+	}
+	return &d, nil
+}
+
+// Index is one loaded version of a table; it is immutable, and a refresh
+// swaps in a new one atomically.
+type Index struct {
+	rows    []map[string]any
+	byKey   map[string]int
+	cidr    *CIDRTrie
+	version string // checksum or ETag of the data
+	Loaded  time.Time
+	Bytes   int // approximate memory
+}
+
+// Rows is the number of rows.
+func (ix *Index) Rows() int { return len(ix.rows) }
+
+// Get finds the row for a key: exact for string tables, longest prefix for
+// CIDR tables (key is then an IP address).
+func (ix *Index) Get(key string) map[string]any {
+	if ix.cidr != nil {
+		a, err := netip.ParseAddr(strings.TrimSpace(key))
+		if err != nil {
+			return nil
+		}
+		if i, ok := ix.cidr.Lookup(a); ok {
+			return ix.rows[i]
+		}
+		return nil
+	}
+	if i, ok := ix.byKey[key]; ok {
+		return ix.rows[i]
+	}
+	return nil
+}
+
+// Build indexes rows by the definition's primary key.
+func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
+	ix := &Index{rows: rows, version: version, Loaded: time.Now()}
+	if d.KeyType == "cidr" {
+		ix.cidr = &CIDRTrie{}
+	} else {
+		ix.byKey = make(map[string]int, len(rows))
+	}
+	for i, r := range rows {
+		k, ok := r[d.PrimaryKey]
+		if !ok || k == nil {
+			return nil, fmt.Errorf("table %s row %d has no %s", d.Name, i+1, d.PrimaryKey)
+		}
+		ks := fmt.Sprint(k)
+		if ix.cidr != nil {
+			p, err := netip.ParsePrefix(ks)
+			if err != nil {
+				a, aerr := netip.ParseAddr(ks)
+				if aerr != nil {
+					return nil, fmt.Errorf("table %s row %d: %q is not a CIDR", d.Name, i+1, ks)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			ix.cidr.Insert(p, i)
+		} else {
+			ix.byKey[ks] = i
+		}
+	}
+	ix.Bytes = estimateBytes(rows)
+	if ix.cidr != nil {
+		ix.Bytes += ix.cidr.Bytes()
+	} else {
+		ix.Bytes += len(ix.byKey) * 48
+	}
+	return ix, nil
+}
+
+func estimateBytes(rows []map[string]any) int {
+	n := 0
+	for _, r := range rows {
+		n += 48
+		for k, v := range r {
+			n += len(k) + 32
+			if s, ok := v.(string); ok {
+				n += len(s)
+			}
+		}
+	}
+	return n
+}
+
+// Parse decodes table data in the given format.
+func Parse(format string, data []byte) ([]map[string]any, error) {
+	switch format {
+	case "csv":
+		r := csv.NewReader(bytes.NewReader(data))
+		r.FieldsPerRecord = -1
+		header, err := r.Read()
+		if err != nil {
+			return nil, fmt.Errorf("csv header: %w", err)
+		}
+		var rows []map[string]any
+		for line := 2; ; line++ {
+			rec, err := r.Read()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("csv: %w", err)
+			}
+			if len(rec) != len(header) {
+				return nil, fmt.Errorf("csv line %d: %d fields, header has %d", line, len(rec), len(header))
+			}
+			row := make(map[string]any, len(header))
+			for i, h := range header {
+				row[h] = rec[i]
+			}
+			rows = append(rows, row)
+		}
+		return rows, nil
+	case "jsonl":
+		var rows []map[string]any
+		for i, line := range bytes.Split(data, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			var row map[string]any
+			if err := json.Unmarshal(line, &row); err != nil {
+				return nil, fmt.Errorf("jsonl line %d: %w", i+1, err)
+			}
+			rows = append(rows, row)
+		}
+		return rows, nil
+	case "json":
+		var rows []map[string]any
+		if err := json.Unmarshal(data, &rows); err != nil {
+			return nil, fmt.Errorf("json (an array of objects): %w", err)
+		}
+		return rows, nil
+	}
+	return nil, fmt.Errorf("unknown format %q", format)
+}
+
+// Source fetches table data, reporting unchanged data cheaply.
+type Source interface {
+	// Fetch returns the data and its version; changed is false (and data
+	// nil) when the version equals prev.
+	Fetch(ctx context.Context, prev string) (data []byte, version string, changed bool, err error)
+}
+
+// OpenSource picks the source for a data location.
+func OpenSource(loc string) (Source, error) {
+	switch {
+	case strings.HasPrefix(loc, "s3://"):
+		return newS3Source(loc)
+	case strings.HasPrefix(loc, "https://"), strings.HasPrefix(loc, "http://"):
+		return &httpSource{url: loc, client: &http.Client{Timeout: time.Minute}}, nil
+	case strings.Contains(loc, "://"):
+		return nil, fmt.Errorf("data %q: use a local path, s3:// or https://", loc)
+	}
+	return fileSource(loc), nil
+}
+
+type fileSource string
+
+func (f fileSource) Fetch(_ context.Context, prev string) ([]byte, string, bool, error) {
+	data, err := os.ReadFile(string(f))
+	if err != nil {
+		return nil, "", false, err
+	}
+	sum := sha256.Sum256(data)
+	v := fmt.Sprintf("sha256:%x", sum[:8])
+	if v == prev {
+		return nil, v, false, nil
+	}
+	return data, v, true, nil
+}
+
+type httpSource struct {
+	url    string
+	client *http.Client
+}
+
+// Fetch uses ETag / Last-Modified so an unchanged table costs a 304.
+func (h *httpSource) Fetch(ctx context.Context, prev string) ([]byte, string, bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if etag, ok := strings.CutPrefix(prev, "etag:"); ok {
+		req.Header.Set("If-None-Match", etag)
+	} else if lm, ok := strings.CutPrefix(prev, "lm:"); ok {
+		req.Header.Set("If-Modified-Since", lm)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, "", false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		return nil, prev, false, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", false, fmt.Errorf("GET %s: HTTP %d", h.url, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		return nil, "", false, err
+	}
+	v := ""
+	switch {
+	case resp.Header.Get("ETag") != "":
+		v = "etag:" + resp.Header.Get("ETag")
+	case resp.Header.Get("Last-Modified") != "":
+		v = "lm:" + resp.Header.Get("Last-Modified")
+	default:
+		sum := sha256.Sum256(data)
+		v = fmt.Sprintf("sha256:%x", sum[:8])
+	}
+	if v == prev {
+		return nil, v, false, nil
+	}
+	return data, v, true, nil
+}
+
+type s3Source struct {
+	client      *minio.Client
+	bucket, key string
+}
+
+func newS3Source(loc string) (*s3Source, error) {
+	u, err := url.Parse(loc)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("data %q: want s3://bucket/key", loc)
+	}
+	endpoint := os.Getenv("CARACAL_S3_ENDPOINT")
+	if endpoint == "" {
+		endpoint = os.Getenv("AWS_ENDPOINT_URL")
+	}
+	secure, lookup := true, minio.BucketLookupAuto
+	if endpoint == "" {
+		endpoint = "s3.amazonaws.com"
+	} else if e, err := url.Parse(endpoint); err == nil && e.Host != "" {
+		secure, endpoint, lookup = e.Scheme == "https", e.Host, minio.BucketLookupPath
+	}
+	cl, err := minio.New(endpoint, &minio.Options{
+		Creds:  credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.FileAWSCredentials{}, &credentials.IAM{}}),
+		Secure: secure, Region: os.Getenv("AWS_REGION"), BucketLookup: lookup,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &s3Source{client: cl, bucket: u.Host, key: strings.TrimPrefix(u.Path, "/")}, nil
+}
+
+func (s *s3Source) Fetch(ctx context.Context, prev string) ([]byte, string, bool, error) {
+	st, err := s.client.StatObject(ctx, s.bucket, s.key, minio.StatObjectOptions{})
+	if err != nil {
+		return nil, "", false, err
+	}
+	v := "etag:" + st.ETag
+	if v == prev {
+		return nil, v, false, nil
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, "", false, err
+	}
+	defer obj.Close()
+	data, err := io.ReadAll(obj)
+	return data, v, true, err
+}
+
+// Table is a definition with its current index, refreshed in the
+// background and swapped atomically.
+type Table struct {
+	Def     *Def
+	src     Source
+	current atomic.Pointer[Index]
+	// OnError is told about a refresh that failed (the last good index stays).
+	OnError func(t *Table, err error)
+}
+
+// NewTable loads a table once (an error here is fatal: there is no previous
+// version to keep).
+func NewTable(ctx context.Context, d *Def) (*Table, error) {
+	src, err := OpenSource(d.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File, err)
+	}
+	t := &Table{Def: d, src: src}
+	if err := t.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("lookup table %s: %w", d.Name, err)
+	}
+	return t, nil
+}
+
+// Index is the current version.
+func (t *Table) Index() *Index { return t.current.Load() }
+
+// Refresh re-reads the data when it changed and swaps the new index in; on
+// error the previous index stays in service.
+func (t *Table) Refresh(ctx context.Context) error {
+	prev := ""
+	if ix := t.current.Load(); ix != nil {
+		prev = ix.version
+	}
+	data, version, changed, err := t.src.Fetch(ctx, prev)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		return nil
+	}
+	rows, err := Parse(t.Def.Format, data)
+	if err != nil {
+		return err
+	}
+	ix, err := Build(t.Def, rows, version)
+	if err != nil {
+		return err
+	}
+	t.current.Store(ix)
+	return nil
+}
+
+// Run refreshes the table every Def.refresh until ctx ends.
+func (t *Table) Run(ctx context.Context) {
+	if t.Def.refresh <= 0 {
+		return
+	}
+	tick := time.NewTicker(t.Def.refresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.Refresh(ctx); err != nil && ctx.Err() == nil && t.OnError != nil {
+				t.OnError(t, err)
+			}
+		}
+	}
+}
