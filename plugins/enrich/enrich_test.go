@@ -1,0 +1,308 @@
+package enrich
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+)
+
+func TestCIDRLongestPrefix(t *testing.T) {
+	var c CIDRTrie
+	for i, p := range []string{"10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "0.0.0.0/0", "2001:db8::/32", "2001:db8:bad::/48", "192.0.2.7/32"} {
+		c.Insert(netip.MustParsePrefix(p), i)
+	}
+	for _, tc := range []struct {
+		ip   string
+		want int
+	}{
+		{"10.1.2.3", 2}, {"10.1.9.9", 1}, {"10.200.0.1", 0}, {"8.8.8.8", 3}, {"::ffff:10.1.2.3", 2},
+		{"2001:db8:bad::1", 5}, {"2001:db8:1::1", 4}, {"192.0.2.7", 6}, {"192.0.2.8", 3},
+	} {
+		got, ok := c.Lookup(netip.MustParseAddr(tc.ip))
+		if !ok || got != tc.want {
+			t.Errorf("%s → %d %v, want %d", tc.ip, got, ok, tc.want)
+		}
+	}
+	var v6only CIDRTrie
+	v6only.Insert(netip.MustParsePrefix("2001:db8::/32"), 0)
+	if _, ok := v6only.Lookup(netip.MustParseAddr("10.0.0.1")); ok {
+		t.Error("an IPv4 address matched an IPv6-only table")
+	}
+}
+
+func writeTable(t *testing.T, dir, name, def, data, dataFile string) {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, name+".yml"), []byte(def), 0o644)
+	os.WriteFile(filepath.Join(dir, dataFile), []byte(data), 0o644)
+}
+
+func TestEnrichStringAndCIDRTablesWithArrays(t *testing.T) {
+	dir := t.TempDir()
+	writeTable(t, dir, "accounts", `name: accounts
+primary_key: id
+data: accounts.jsonl
+associations:
+  AWS.CloudTrail: [recipientAccountId, "resources[*].accountId"]
+`, `{"id":"111122223333","env":"prod"}
+{"id":"444455556666","env":"dev"}
+`, "accounts.jsonl")
+	writeTable(t, dir, "bad", `name: bad
+primary_key: cidr
+key_type: cidr
+data: bad.csv
+associations:
+  AWS.CloudTrail: [p_any_ip_addresses]
+`, "cidr,reason\n203.0.113.0/24,scanner\n2001:db8::/32,v6 scanner\n", "bad.csv")
+	set, err := LoadSet(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := map[string]any{
+		"p_log_type":         "AWS.CloudTrail",
+		"recipientAccountId": "111122223333",
+		"resources":          []any{map[string]any{"accountId": "444455556666"}, map[string]any{"accountId": "999999999999"}},
+		"p_any_ip_addresses": []string{"10.0.0.1", "203.0.113.9", "2001:db8::5"},
+	}
+	if !set.Enrich(ev) {
+		t.Fatal("no enrichment")
+	}
+	enr := ev["p_enrichment"].(map[string]any)
+	acc := enr["accounts"].(map[string]any)
+	if acc["recipientAccountId"].(map[string]any)["env"] != "prod" {
+		t.Errorf("string hit: %v", acc)
+	}
+	if acc["resources[*].accountId"].(map[string]any)["env"] != "dev" {
+		t.Errorf("array path hit: %v", acc)
+	}
+	ips, ok := enr["bad"].(map[string]any)["p_any_ip_addresses"].([]any)
+	if !ok || len(ips) != 2 {
+		t.Fatalf("two CIDR hits (v4 and v6) expected: %v", enr["bad"])
+	}
+	if set.Lookup("bad", "203.0.113.200").(map[string]any)["reason"] != "scanner" || set.Lookup("bad", "198.51.100.1") != nil || set.Lookup("nope", "x") != nil {
+		t.Error("rule lookup() helper")
+	}
+	other := map[string]any{"p_log_type": "AWS.ALB", "recipientAccountId": "111122223333"}
+	if set.Enrich(other) {
+		t.Error("a log type without associations was enriched")
+	}
+}
+
+func TestRefreshSwapsAndKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	writeTable(t, dir, "t", "name: t\nprimary_key: k\ndata: t.csv\nrefresh: 1h\n", "k,v\na,1\n", "t.csv")
+	defs, err := LoadDefs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := NewTable(context.Background(), defs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := tab.Index()
+	if old.Get("a")["v"] != "1" {
+		t.Fatal("first load")
+	}
+	os.WriteFile(filepath.Join(dir, "t.csv"), []byte("k,v\na,2\nb,3\n"), 0o644)
+	if err := tab.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if tab.Index().Get("a")["v"] != "2" || tab.Index().Get("b") == nil || old.Get("a")["v"] != "1" {
+		t.Fatal("refresh must swap in a new index and leave the old one intact for readers")
+	}
+	same := tab.Index()
+	if err := tab.Refresh(context.Background()); err != nil || tab.Index() != same {
+		t.Fatal("unchanged data must not rebuild the index")
+	}
+	os.WriteFile(filepath.Join(dir, "t.csv"), []byte("k,v\n\"broken\n"), 0o644)
+	if err := tab.Refresh(context.Background()); err == nil {
+		t.Fatal("bad data must fail the refresh")
+	}
+	if tab.Index() != same {
+		t.Fatal("a failed refresh must keep the last good index")
+	}
+}
+
+func TestBadDefinitionsAndData(t *testing.T) {
+	for _, def := range []string{
+		"name: x\ndata: y.csv\n",                                  // no primary key
+		"name: x\nprimary_key: k\ndata: y.csv\nkey_type: regex\n", // bad key type
+		"name: x\nprimary_key: k\ndata: y.csv\nfrmat: csv\n",      // unknown key
+		"name: x\nprimary_key: k\ndata: ftp://h/y.csv\n",          // unsupported scheme
+	} {
+		d, err := ParseDef("x.yml", []byte(def))
+		if err == nil {
+			_, err = OpenSource(d.Data)
+		}
+		if err == nil {
+			t.Errorf("accepted %q", def)
+		}
+	}
+	if _, err := Build(&Def{Name: "c", PrimaryKey: "k", KeyType: "cidr"}, []map[string]any{{"k": "not-a-cidr"}}, ""); err == nil {
+		t.Error("a bad CIDR key was accepted")
+	}
+	if _, err := Parse("json", []byte(`{"not":"an array"}`)); err == nil {
+		t.Error("a JSON object was accepted as rows")
+	}
+}
+
+func TestHTTPSourceUsesETag(t *testing.T) {
+	var gets, notModified atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		gets.Add(1)
+		w.Header().Set("ETag", `"v1"`)
+		w.Write([]byte(`[{"k":"a","v":1}]`))
+	}))
+	defer srv.Close()
+	tab, err := NewTable(context.Background(), &Def{Name: "h", PrimaryKey: "k", KeyType: "string", Format: "json", Data: srv.URL + "/t.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if gets.Load() != 1 || notModified.Load() != 1 || tab.Index().Get("a") == nil {
+		t.Fatalf("gets %d, 304s %d", gets.Load(), notModified.Load())
+	}
+}
+
+func TestS3SourceMinIO(t *testing.T) {
+	endpoint := os.Getenv("CARACAL_TEST_S3_ENDPOINT")
+	if endpoint == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CARACAL_TEST_S3_ENDPOINT unset under CI")
+		}
+		t.Skip("no MinIO (scripts/minio.sh start)")
+	}
+	t.Setenv("CARACAL_S3_ENDPOINT", endpoint)
+	var b [4]byte
+	rand.Read(b[:])
+	bucket := "caracal-lookup-" + hex.EncodeToString(b[:])
+	src, err := newS3Source("s3://" + bucket + "/tables/bad.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(s string) {
+		if _, err := src.client.PutObject(ctx, bucket, "tables/bad.csv", strings.NewReader(s), int64(len(s)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("cidr,reason\n203.0.113.0/24,one\n")
+	tab, err := NewTable(ctx, &Def{Name: "s3", PrimaryKey: "cidr", KeyType: "cidr", Format: "csv", Data: "s3://" + bucket + "/tables/bad.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.Index().Get("203.0.113.5")["reason"] != "one" {
+		t.Fatal("first load from S3")
+	}
+	put("cidr,reason\n203.0.113.0/24,two\n")
+	if err := tab.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tab.Index().Get("203.0.113.5")["reason"] != "two" {
+		t.Fatal("refresh from S3")
+	}
+}
+
+func randomPrefixes(n int) []netip.Prefix {
+	out := make([]netip.Prefix, n)
+	var b [4]byte
+	for i := range out {
+		rand.Read(b[:])
+		bits := 16 + int(b[3])%17 // /16 to /32
+		out[i] = netip.PrefixFrom(netip.AddrFrom4(b), bits).Masked()
+	}
+	return out
+}
+
+func BenchmarkCIDRLookup1M(b *testing.B) {
+	prefixes := randomPrefixes(1_000_000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var c CIDRTrie
+	for i, p := range prefixes {
+		c.Insert(p, i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	addrs := make([]netip.Addr, 4096)
+	for i := range addrs {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], uint32(i)*2654435761)
+		addrs[i] = netip.AddrFrom4(a)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.Lookup(addrs[i%len(addrs)])
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB/1M-prefixes")
+}
+
+func BenchmarkStringLookup1M(b *testing.B) {
+	rows := make([]map[string]any, 1_000_000)
+	for i := range rows {
+		rows[i] = map[string]any{"k": fmt.Sprintf("%012d", i), "v": "x"}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ix, err := Build(&Def{Name: "s", PrimaryKey: "k", KeyType: "string"}, rows, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%012d", i*241)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ix.Get(keys[i%len(keys)])
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-index+rows/1M-keys")
+}
+
+func BenchmarkEnrichEvent(b *testing.B) {
+	dir := b.TempDir()
+	var csv bytes.Buffer
+	csv.WriteString("cidr,reason\n")
+	for _, p := range randomPrefixes(100_000) {
+		fmt.Fprintf(&csv, "%s,x\n", p)
+	}
+	os.WriteFile(filepath.Join(dir, "t.csv"), csv.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(dir, "t.yml"), []byte("name: t\nprimary_key: cidr\nkey_type: cidr\ndata: t.csv\nassociations:\n  AWS.CloudTrail: [sourceIPAddress, p_any_ip_addresses]\n"), 0o644)
+	set, err := LoadSet(context.Background(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := map[string]any{"p_log_type": "AWS.CloudTrail", "sourceIPAddress": "10.1.2.3", "p_any_ip_addresses": []string{"10.1.2.3", "198.51.100.4"}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		delete(ev, "p_enrichment")
+		set.Enrich(ev)
+	}
+}
