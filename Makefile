@@ -37,11 +37,13 @@ lint: build
 	$(GO) vet ./...
 	./$(BIN) lint config.yaml pipelines/*.yaml
 
+# BENCH_SECONDS (default 60) per run; BENCH_BASELINE=0 skips Redpanda Connect.
 bench: build
 	$(GO) run ./tools/bench
 
+# Needs Java 17 (scripts/kafka.sh fetches Kafka) and Python with pyarrow.
 chaos: build
-	$(GO) run ./tools/chaos
+	CARACAL_PYTHON="$${CARACAL_PYTHON:-$$(bash scripts/python.sh --path)}" $(GO) run ./tools/chaos
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

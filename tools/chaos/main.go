@@ -206,7 +206,7 @@ func run() error {
 		lost, dup, alertsLost, alertsDup, redelivered)
 	fmt.Printf("chaos: %d kills, %d lost, %d duplicated\n", killed+boolInt(brokerRestarted), lost+alertsLost, dup+alertsDup)
 	if lost+alertsLost+dup+alertsDup > 0 {
-		os.Exit(1)
+		return fmt.Errorf("%d lost, %d duplicated", lost+alertsLost, dup+alertsDup)
 	}
 	return nil
 }
