@@ -205,3 +205,19 @@ func BenchmarkEngine(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(e.byType["AWS.CloudTrail"])), "ns/rule")
 }
+
+func TestLookupHelper(t *testing.T) {
+	SetLookup(func(table string, key any) any {
+		if table == "bad" && key == "203.0.113.9" {
+			return map[string]any{"reason": "scanner"}
+		}
+		return nil
+	})
+	defer SetLookup(nil)
+	r := rule(t, base+`Condition: 'lookup("bad", sourceIPAddress)?.reason == "scanner"'`+"\n")
+	for ip, want := range map[string]bool{"203.0.113.9": true, "198.51.100.1": false} {
+		if got, err := r.Eval(map[string]any{"sourceIPAddress": ip}); err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", ip, got, err, want)
+		}
+	}
+}

@@ -13,7 +13,7 @@ type Set struct {
 	tables map[string]*Table
 	order  []*Table
 	// byLogType lists (table, path) pairs to look up per log type.
-	byLogType map[string][]assoc
+	byLogType map[string][]assoc // "*": every log type
 }
 
 type assoc struct {
@@ -120,6 +120,9 @@ func (s *Set) Enrich(event map[string]any) bool {
 	}
 	lt, _ := event[envelope.FieldLogType].(string)
 	as := s.byLogType[lt]
+	if all := s.byLogType["*"]; len(all) > 0 {
+		as = append(as[:len(as):len(as)], all...)
+	}
 	if len(as) == 0 {
 		return false
 	}

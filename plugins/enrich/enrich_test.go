@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/minio/minio-go/v7"
 )
 
@@ -304,5 +307,44 @@ func BenchmarkEnrichEvent(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		delete(ev, "p_enrichment")
 		set.Enrich(ev)
+	}
+}
+
+// GeoIP / ASN from a MaxMind-format database the test builds itself.
+func TestMMDBTable(t *testing.T) {
+	dir := t.TempDir()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "Caracal-Test-ASN", RecordSize: 24, IncludeReservedNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, asn := range map[string]uint32{"203.0.113.0/24": 64500, "2001:db8::/32": 64501} {
+		_, n, _ := net.ParseCIDR(cidr)
+		if err := tree.Insert(n, mmdbtype.Map{
+			"autonomous_system_number":       mmdbtype.Uint32(asn),
+			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("Example AS%d", asn)),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := os.Create(filepath.Join(dir, "asn.mmdb"))
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.WriteFile(filepath.Join(dir, "asn.yml"), []byte("name: asn\ndescription: ASN of every IP\ndata: asn.mmdb\n"), 0o644)
+	set, err := LoadSet(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := map[string]any{"p_log_type": "AWS.VPCFlow", "p_any_ip_addresses": []any{"203.0.113.7", "198.51.100.1"}}
+	if !set.Enrich(ev) {
+		t.Fatal("no ASN enrichment (mmdb tables associate p_any_ip_addresses of every log type)")
+	}
+	row := ev["p_enrichment"].(map[string]any)["asn"].(map[string]any)["p_any_ip_addresses"].(map[string]any)
+	if fmt.Sprint(row["autonomous_system_number"]) != "64500" || row["autonomous_system_organization"] != "Example AS64500" {
+		t.Fatalf("asn row %v", row)
+	}
+	if set.Lookup("asn", "2001:db8::9").(map[string]any)["autonomous_system_organization"] != "Example AS64501" || set.Lookup("asn", "10.0.0.1") != nil {
+		t.Fatal("mmdb lookup()")
 	}
 }

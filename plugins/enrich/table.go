@@ -28,6 +28,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/oschwald/maxminddb-golang/v2"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,7 +39,7 @@ type Def struct {
 	PrimaryKey   string              `yaml:"primary_key"`
 	KeyType      string              `yaml:"key_type"` // string (default) or cidr
 	Data         string              `yaml:"data"`
-	Format       string              `yaml:"format"` // csv, jsonl, json; default from the extension
+	Format       string              `yaml:"format"` // csv, jsonl, json, mmdb; default from the extension
 	Refresh      string              `yaml:"refresh"`
 	Associations map[string][]string `yaml:"associations"`
 	File         string              `yaml:"-"`
@@ -87,7 +88,7 @@ func ParseDef(file string, data []byte) (*Def, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	d.File = file
-	if d.Name == "" || d.PrimaryKey == "" || d.Data == "" {
+	if d.Name == "" || d.Data == "" || (d.PrimaryKey == "" && !strings.HasSuffix(d.Data, ".mmdb") && d.Format != "mmdb") {
 		return nil, fmt.Errorf("%s: name, primary_key and data are required", file)
 	}
 	switch d.KeyType {
@@ -103,12 +104,23 @@ func ParseDef(file string, data []byte) (*Def, error) {
 			d.Format = "csv"
 		case ".jsonl", ".ndjson":
 			d.Format = "jsonl"
+		case ".mmdb":
+			d.Format = "mmdb"
 		default:
 			d.Format = "json"
 		}
 	}
-	if d.Format != "csv" && d.Format != "jsonl" && d.Format != "json" {
-		return nil, fmt.Errorf("%s: format %q: use csv, jsonl or json", file, d.Format)
+	switch d.Format {
+	case "csv", "jsonl", "json":
+	case "mmdb":
+		// A MaxMind-format database (GeoIP, ASN): keyed by IP, longest
+		// prefix; enriches every log type's IPs unless told otherwise.
+		d.KeyType = "cidr"
+		if len(d.Associations) == 0 {
+			d.Associations = map[string][]string{"*": {"p_any_ip_addresses"}}
+		}
+	default:
+		return nil, fmt.Errorf("%s: format %q: use csv, jsonl, json or mmdb", file, d.Format)
 	}
 	d.refresh = 5 * time.Minute
 	if d.Refresh != "" {
@@ -127,6 +139,7 @@ func ParseDef(file string, data []byte) (*Def, error) {
 // Index is one loaded version of a table; it is immutable, and a refresh
 // swaps in a new one atomically.
 type Index struct {
+	mmdb    *maxminddb.Reader
 	rows    []map[string]any
 	byKey   map[string]int
 	cidr    *CIDRTrie
@@ -141,6 +154,21 @@ func (ix *Index) Rows() int { return len(ix.rows) }
 // Get finds the row for a key: exact for string tables, longest prefix for
 // CIDR tables (key is then an IP address).
 func (ix *Index) Get(key string) map[string]any {
+	if ix.mmdb != nil {
+		a, err := netip.ParseAddr(strings.TrimSpace(key))
+		if err != nil {
+			return nil
+		}
+		res := ix.mmdb.Lookup(a)
+		if !res.Found() {
+			return nil
+		}
+		var row map[string]any
+		if res.Decode(&row) != nil || row == nil {
+			return nil
+		}
+		return row
+	}
 	if ix.cidr != nil {
 		a, err := netip.ParseAddr(strings.TrimSpace(key))
 		if err != nil {
@@ -429,6 +457,14 @@ func (t *Table) Refresh(ctx context.Context) error {
 		return err
 	}
 	if !changed {
+		return nil
+	}
+	if t.Def.Format == "mmdb" {
+		r, err := maxminddb.OpenBytes(data)
+		if err != nil {
+			return fmt.Errorf("mmdb: %w", err)
+		}
+		t.current.Store(&Index{mmdb: r, version: version, Loaded: time.Now(), Bytes: len(data)})
 		return nil
 	}
 	rows, err := Parse(t.Def.Format, data)
