@@ -25,13 +25,13 @@ type Roller struct {
 }
 
 type roll struct {
-	recs  []*Record
+	batch *Batch
+	err   error // an encoding failure: the roll fails as a whole
 	bytes int
 	prev  *roll
 	timer *time.Timer
 	once  sync.Once
 	done  chan struct{}
-	err   error
 }
 
 // NewRoller rolls files at maxBytes of input or maxAge.
@@ -57,13 +57,16 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 	r.mu.Lock()
 	cur := r.cur
 	if cur == nil {
-		cur = &roll{prev: r.last, done: make(chan struct{})}
+		cur = &roll{prev: r.last, done: make(chan struct{}), batch: r.w.NewBatch()}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
 		}
 	}
-	cur.recs = append(cur.recs, recs...)
+	// Rows are encoded now; the decoded events are not kept.
+	if err := cur.batch.Add(recs); err != nil && cur.err == nil {
+		cur.err = err
+	}
 	cur.bytes += bytes
 	full := r.maxBytes > 0 && cur.bytes >= r.maxBytes
 	r.mu.Unlock()
@@ -119,10 +122,15 @@ func (r *Roller) flush(rl *roll) {
 		}
 		// The callers' contexts may be ending (shutdown): the write itself
 		// gets its own bounded time.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		rl.err = r.w.Write(ctx, rl.recs)
-		cancel()
-		rl.recs = nil
+		r.mu.Lock() // Add may still be encoding into this roll
+		failed := rl.err
+		r.mu.Unlock()
+		if failed == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			rl.err = rl.batch.Commit(ctx)
+			cancel()
+		}
+		rl.batch = nil
 		close(rl.done)
 	})
 }

@@ -108,11 +108,14 @@ type fileKey struct {
 	partition int32
 }
 
-type fileRows struct {
+// openFile is a Parquet file being written: rows are encoded as they
+// arrive, so a roll holds compressed pages and one row group's column
+// buffers per file rather than every decoded event.
+type openFile struct {
 	table *Table
+	buf   bytes.Buffer
+	pw    *parquet.GenericWriter[any]
 	first int64
-	last  int64
-	rows  []parquet.Row
 }
 
 // ObjectKey is where a file goes: <table>/year=/month=/day=/hour=/<topic>-
@@ -136,85 +139,104 @@ type Writer struct {
 	OnError func(r *Record, err error)
 }
 
-// Write writes every record; it returns once all files are stored.
-func (w *Writer) Write(ctx context.Context, recs []*Record) error {
-	files := map[fileKey]*fileRows{}
+// Batch gathers records into open files until Commit stores them.
+type Batch struct {
+	w     *Writer
+	files map[fileKey]*openFile
+	rows  int
+}
+
+// NewBatch starts an empty batch.
+func (w *Writer) NewBatch() *Batch { return &Batch{w: w, files: map[fileKey]*openFile{}} }
+
+// Rows is the number of rows added.
+func (b *Batch) Rows() int { return b.rows }
+
+// Add encodes records into their files. A record that cannot be written
+// (no table, bad time) is reported through OnError and left out.
+func (b *Batch) Add(recs []*Record) error {
 	for _, r := range recs {
-		tab, row, err := w.Tables.For(r)
+		tab, row, err := b.w.Tables.For(r)
 		if err != nil {
-			w.fail(r, err)
+			b.w.fail(r, err)
 			continue
 		}
 		hour, err := partitionHour(row[tab.TimeField])
 		if err != nil {
-			w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
+			b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 			continue
 		}
 		if !tableNameRe.MatchString(tab.Name) {
-			w.fail(r, fmt.Errorf("table name %q", tab.Name))
+			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
 			continue
 		}
 		prow, err := tab.Encode(row)
 		if err != nil {
-			w.fail(r, err)
+			b.w.fail(r, err)
 			continue
 		}
 		k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
-		f := files[k]
+		f := b.files[k]
 		if f == nil {
-			f = &fileRows{table: tab, first: r.Offset}
-			files[k] = f
+			f = &openFile{table: tab, first: r.Offset}
+			f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema, parquet.MaxRowsPerRowGroup(b.w.rowGroupRows()),
+				parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+				parquet.CreatedBy("caracal", "1", ""))
+			b.files[k] = f
 		}
 		if r.Offset < f.first {
 			f.first = r.Offset
 		}
-		if r.Offset > f.last {
-			f.last = r.Offset
+		if _, err := f.pw.WriteRows([]parquet.Row{prow}); err != nil {
+			return fmt.Errorf("table %s: %w", tab.Name, err)
 		}
-		f.rows = append(f.rows, prow)
+		b.rows++
 	}
-	keys := make([]fileKey, 0, len(files))
-	for k := range files {
+	return nil
+}
+
+// Commit closes every file and stores it; it returns once all are durable.
+func (b *Batch) Commit(ctx context.Context) error {
+	keys := make([]fileKey, 0, len(b.files))
+	for k := range b.files {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		return keys[i].table < keys[j].table || (keys[i].table == keys[j].table && keys[i].hour.Before(keys[j].hour))
 	})
 	for _, k := range keys {
-		f := files[k]
-		data, err := w.encodeFile(f)
-		if err != nil {
+		f := b.files[k]
+		if err := f.pw.Close(); err != nil {
 			return fmt.Errorf("table %s: %w", k.table, err)
 		}
-		if err := w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), data); err != nil {
+		if err := b.w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), f.buf.Bytes()); err != nil {
 			return err
 		}
+		delete(b.files, k)
 	}
 	return nil
+}
+
+// Write writes every record; it returns once all files are stored.
+func (w *Writer) Write(ctx context.Context, recs []*Record) error {
+	b := w.NewBatch()
+	if err := b.Add(recs); err != nil {
+		return err
+	}
+	return b.Commit(ctx)
+}
+
+func (w *Writer) rowGroupRows() int64 {
+	if w.RowGroupRows <= 0 {
+		return 32 * 1024
+	}
+	return w.RowGroupRows
 }
 
 func (w *Writer) fail(r *Record, err error) {
 	if w.OnError != nil {
 		w.OnError(r, err)
 	}
-}
-
-func (w *Writer) encodeFile(f *fileRows) ([]byte, error) {
-	var buf bytes.Buffer
-	rg := w.RowGroupRows
-	if rg <= 0 {
-		rg = 128 * 1024
-	}
-	pw := parquet.NewGenericWriter[any](&buf, f.table.Schema, parquet.MaxRowsPerRowGroup(rg),
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
-		parquet.CreatedBy("caracal", "1", ""))
-	if _, err := pw.WriteRows(f.rows); err != nil {
-		return nil, err
-	}
-	if err := pw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func partitionHour(v any) (time.Time, error) {

@@ -188,29 +188,29 @@ output:
     seed_brokers: [%s]
     topics: [bench.events]
     consumer_group: bench-lake
+    batching:
+      count: 50000
+      period: 30s
+pipeline:
+  processors:
+    - parquet_encode:
+        default_compression: zstd
+        schema:
+          - {name: eventID, type: UTF8}
+          - {name: eventName, type: UTF8}
+          - {name: eventSource, type: UTF8}
+          - {name: eventTime, type: UTF8}
+          - {name: awsRegion, type: UTF8}
+          - {name: sourceIPAddress, type: UTF8}
+          - {name: userAgent, type: UTF8}
+          - {name: recipientAccountId, type: UTF8}
+          - {name: p_log_type, type: UTF8}
+          - {name: p_event_time, type: UTF8}
+          - {name: p_row_id, type: UTF8}
 output:
   file:
     path: '%s/${! timestamp_unix_nano() }-${! batch_index() }.parquet'
     codec: all-bytes
-  processors: []
-  batching:
-    count: 50000
-    period: 30s
-    processors:
-      - parquet_encode:
-          default_compression: zstd
-          schema:
-            - {name: eventID, type: UTF8}
-            - {name: eventName, type: UTF8}
-            - {name: eventSource, type: UTF8}
-            - {name: eventTime, type: UTF8}
-            - {name: awsRegion, type: UTF8}
-            - {name: sourceIPAddress, type: UTF8}
-            - {name: userAgent, type: UTF8}
-            - {name: recipientAccountId, type: UTF8}
-            - {name: p_log_type, type: UTF8}
-            - {name: p_event_time, type: UTF8}
-            - {name: p_row_id, type: UTF8}
 `, brokers, lakeDir),
 	}
 }
@@ -270,5 +270,5 @@ func runBaseline(work string, seconds int) (Result, error) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	fmt.Printf("bench: redpanda-connect %s baseline for %ds\n", rpconnectVersion, seconds)
-	return drive("redpanda-connect", "http://"+httpAddr+"/http/demo", cmd.Process.Pid, seconds, hook), nil
+	return drive("redpanda-connect", "http://"+httpAddr+"/http/demo", cmd.Process.Pid, seconds, hook, 0), nil
 }
