@@ -427,3 +427,52 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
+
+// FuzzHandler drives the whole request path (auth, size, decompression,
+// splitting, answers) with arbitrary bodies and headers: every answer must
+// be one of the documented statuses, errors must be JSON, and secrets never
+// appear in a response.
+func FuzzHandler(f *testing.F) {
+	f.Add("POST", "/http/h", []byte(`{"a":1}`), "sha256=00")
+	f.Add("POST", "/http/n", gz([]byte("a\nb")), "")
+	f.Add("POST", "/http/n", []byte("<E/>"), "")
+	f.Add("GET", "/", []byte(nil), "")
+	f.Add("PUT", "/http/n", []byte("x"), "")
+	f.Add("POST", "/http/n", append([]byte{0x28, 0xb5, 0x2f, 0xfd}, 1, 2, 3), "")
+	sources := []*Source{
+		{ID: "h", Path: "h", Auth: Auth{Type: AuthHMAC, Header: "X-Sig", Secret: "fuzz-secret-value"}, MaxBodyBytes: 64 << 10, MaxInflated: 1 << 20},
+		{ID: "n", Path: "n", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 64 << 10, MaxInflated: 1 << 20},
+	}
+	srv, err := NewServer(sources, time.Second, func() Status { return Status{Version: "fuzz"} })
+	if err != nil {
+		f.Fatal(err)
+	}
+	go func() {
+		for r := range srv.Requests() {
+			r.Ack(nil)
+		}
+	}()
+	allowed := map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 413: true, 415: true, 429: true, 503: true}
+	f.Fuzz(func(t *testing.T, method, path string, body []byte, sig string) {
+		if len(method) == 0 || strings.ContainsAny(method, " \t\r\n()<>@,;:\\\"/[]?={}") {
+			return
+		}
+		req, err := http.NewRequest(method, "http://caracal"+path, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("X-Sig", sig)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if !allowed[rec.Code] {
+			t.Fatalf("status %d for %s %q", rec.Code, method, path)
+		}
+		out := rec.Body.String()
+		if rec.Code >= 400 && !strings.Contains(out, `"error"`) {
+			t.Fatalf("error answer is not JSON: %q", out)
+		}
+		if strings.Contains(out, "fuzz-secret-value") {
+			t.Fatal("secret in the response")
+		}
+	})
+}

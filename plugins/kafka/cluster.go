@@ -29,17 +29,22 @@ type Embedded struct {
 	Addrs   []string
 }
 
-// StartEmbedded starts the embedded broker with its log under dir.
-func StartEmbedded(dir string, partitions int32) (*Embedded, error) {
+// StartEmbedded starts the embedded broker with its log under dir, on a
+// free loopback port (or the given one).
+func StartEmbedded(dir string, partitions int32, port ...int) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
-	c, err := kfake.NewCluster(
+	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DataDir(dir),
 		kfake.DefaultNumPartitions(int(partitions)),
 		kfake.AllowAutoTopicCreation(),
-	)
+	}
+	if len(port) > 0 {
+		opts = append(opts, kfake.Ports(port...))
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker in %s: %w", dir, err)
 	}
