@@ -8,6 +8,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only when CARACAL_PPROF is set
 	"os"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -24,6 +26,10 @@ var (
 )
 
 func main() {
+	if addr := os.Getenv("CARACAL_PPROF"); addr != "" {
+		// Profiling on demand: go tool pprof http://<addr>/debug/pprof/profile
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
 	rt := &runtime{}
 	args, err := rewriteArgs(os.Args)
 	if err != nil {
