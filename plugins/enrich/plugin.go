@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	fastjson "github.com/goccy/go-json"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -101,9 +102,17 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if err != nil {
 			return nil, err
 		}
-		if ev, ok := v.(map[string]any); ok && p.set.Enrich(ev) {
-			m.SetStructuredMut(ev)
+		ev, ok := v.(map[string]any)
+		if !ok {
+			continue
 		}
+		p.set.Enrich(ev)
+		// Serialize here, with the faster encoder, rather than in the output.
+		b, err := fastjson.Marshal(ev)
+		if err != nil {
+			return nil, err
+		}
+		m.SetBytes(b)
 	}
 	p.mu.Lock()
 	errs := p.errs

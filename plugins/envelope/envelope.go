@@ -10,6 +10,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	// A faster decoder than encoding/json for the hot paths (events are
+	// decoded once per stage).
+	fastjson "github.com/goccy/go-json"
 )
 
 // Topics the stages meet through.
@@ -181,7 +185,7 @@ type Alert struct {
 // DecodeObject reads a JSON object as stages pass events along, keeping
 // integers as int64 (not float64) so ids and counters survive the hop.
 func DecodeObject(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := fastjson.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var obj map[string]any
 	if err := dec.Decode(&obj); err != nil {

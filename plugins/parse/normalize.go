@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	fastjson "github.com/goccy/go-json"
+
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -109,7 +111,7 @@ func (p *Parser) Parse(raw []byte) (*Result, error) {
 			return nil, fmt.Errorf("missing required field %s", k)
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := fastjson.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var obj map[string]any
 	if err := dec.Decode(&obj); err != nil {

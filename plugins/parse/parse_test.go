@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	fastjson "github.com/goccy/go-json"
+
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -240,7 +242,7 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("exactly one of event and failure must be set for %q", r)
 			}
 			if ev != nil {
-				if _, err := json.Marshal(ev); err != nil {
+				if _, err := fastjson.Marshal(ev); err != nil { // as caracal_enrich serializes
 					t.Fatalf("normalized event does not marshal: %v", err)
 				}
 			}
@@ -258,7 +260,7 @@ func BenchmarkCloudTrail(b *testing.B) {
 		if f != nil {
 			b.Fatal(Describe(f))
 		}
-		if _, err := json.Marshal(ev); err != nil {
+		if _, err := fastjson.Marshal(ev); err != nil { // as caracal_enrich serializes
 			b.Fatal(err)
 		}
 	}

@@ -117,7 +117,7 @@ var baselineRules = []string{
 func baselineConfig(httpAddr, brokers, webhook, lakeDir string) map[string]string {
 	var conds strings.Builder
 	for i, c := range baselineRules {
-		fmt.Fprintf(&conds, "let r%d = if %s { \"Rule%d\" }\n", i, c, i)
+		fmt.Fprintf(&conds, "let r%d = if %s { \"Rule%d\" } else { null }\n", i, c, i)
 	}
 	var list []string
 	for i := range baselineRules {
