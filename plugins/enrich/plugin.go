@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	fastjson "github.com/goccy/go-json"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -108,7 +107,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		}
 		p.set.Enrich(ev)
 		// Serialize here, with the faster encoder, rather than in the output.
-		b, err := fastjson.Marshal(ev)
+		b, err := envelope.EncodeEvent(ev)
 		if err != nil {
 			return nil, err
 		}

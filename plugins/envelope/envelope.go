@@ -38,6 +38,9 @@ const (
 	MetaLogTypes    = "caracal_log_types" // comma separated; empty = classify among all
 	MetaReceivedAt  = "caracal_received_at"
 	MetaRequestID   = "caracal_request_id"
+	// MetaHeader carries the header line of a text stream (a VPC Flow
+	// custom format, a CSV header, W3C #Fields) on each of its lines.
+	MetaHeader = "caracal_header"
 )
 
 // Metadata set by stages to route a message: the caracal_kafka output uses
@@ -213,4 +216,11 @@ func PlainNumbers(v any) any {
 		}
 	}
 	return v
+}
+
+// EncodeEvent serializes an event for the next stage. Key order does not
+// matter to the readers, so maps are not sorted, and nothing is
+// HTML-escaped: both cost time on every event.
+func EncodeEvent(ev map[string]any) ([]byte, error) {
+	return fastjson.MarshalWithOption(ev, fastjson.UnorderedMap(), fastjson.DisableHTMLEscape())
 }

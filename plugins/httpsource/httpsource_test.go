@@ -476,3 +476,29 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitHeader(t *testing.T) {
+	vpc := "version srcaddr dstaddr action log-status\n5 10.0.0.1 10.0.0.2 ACCEPT OK\n5 10.0.0.3 10.0.0.4 REJECT OK\n"
+	events, err := Split([]byte(vpc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, rest := SplitHeader(events)
+	if string(header) != "version srcaddr dstaddr action log-status" || len(rest) != 2 || string(rest[0]) != "5 10.0.0.1 10.0.0.2 ACCEPT OK" {
+		t.Fatalf("header %q, events %q", header, rest)
+	}
+	for _, body := range []string{
+		"2 123456789010 eni-1 1.2.3.4 5.6.7.8 1 2 6 1 1 1 1 ACCEPT OK\n2 123456789010 eni-1 1.2.3.4 5.6.7.8 1 2 6 1 1 1 1 ACCEPT OK", // records only
+		"version srcaddr",     // a header alone stays an event
+		"{\"version\":1}\n{}", // JSON is never a header
+	} {
+		events, _ := Split([]byte(body))
+		if h, rest := SplitHeader(events); h != nil || len(rest) != len(events) {
+			t.Errorf("%q: header %q taken", body, h)
+		}
+	}
+	events, _ = Split([]byte("#Version: 1.0\n#Fields: date time\n2026-11-20 10:00:00"))
+	if h, rest := SplitHeader(events); string(h) != "#Version: 1.0" || len(rest) != 2 {
+		t.Errorf("W3C directive: header %q, rest %q", h, rest)
+	}
+}

@@ -260,6 +260,9 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		m.MetaSetMut(envelope.MetaRequestID, req.ID)
 		m.MetaSetMut(envelope.MetaTopic, envelope.TopicRaw)
 		m.MetaSetMut(envelope.MetaKey, req.ID)
+		if len(req.Header) > 0 {
+			m.MetaSetMut(envelope.MetaHeader, string(req.Header))
+		}
 		batch[i] = m
 	}
 	return batch, func(ctx context.Context, err error) error {

@@ -27,6 +27,7 @@ type Request struct {
 	ID         string
 	Source     *Source
 	Events     [][]byte
+	Header     []byte // the stream's header line, if it had one
 	ReceivedAt time.Time
 	System     *envelope.Alert
 	done       chan error
@@ -336,6 +337,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		fail(w, http.StatusBadRequest, src.ID, err.Error())
 		return rawBytes, plainBytes, nEvents
 	}
+	header, events := SplitHeader(events)
 	nEvents = len(events)
 	st := s.state[src]
 	if ok, wait := st.events.take(float64(len(events))); !ok {
@@ -346,7 +348,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		tooMany(w, src.ID, wait, "byte rate limit exceeded")
 		return rawBytes, plainBytes, nEvents
 	}
-	req := &Request{ID: reqID, Source: src, Events: events, ReceivedAt: time.Now().UTC(), done: make(chan error, 1)}
+	req := &Request{ID: reqID, Source: src, Events: events, Header: header, ReceivedAt: time.Now().UTC(), done: make(chan error, 1)}
 	timer := time.NewTimer(s.timeout)
 	defer timer.Stop()
 	select {

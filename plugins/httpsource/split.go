@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
 
 // Split breaks a request body into events: one JSON object, JSON lines, a
@@ -133,4 +135,15 @@ func splitLines(b []byte) [][]byte {
 		}
 	}
 	return out
+}
+
+// SplitHeader takes a text stream's header line (a VPC Flow custom format,
+// a W3C #Fields line) off its events: it defines the lines after it, and
+// travels with each of them (envelope.MetaHeader) instead of being one. A
+// header alone stays an event, so the request is not empty.
+func SplitHeader(events [][]byte) (header []byte, rest [][]byte) {
+	if len(events) > 1 && events[0][0] != '{' && events[0][0] != '<' && native.IsHeader(events[0]) {
+		return events[0], events[1:]
+	}
+	return nil, events
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -18,7 +19,10 @@ import (
 type Classifier struct {
 	parsers map[string]*Parser
 	order   []string
-	now     func() time.Time
+	// Without candidates, a JSON object is tried against the JSON schemas
+	// only, and a text line against the line formats only.
+	jsonOrder, textOrder []string
+	now                  func() time.Time
 	// Enrich, when set, is applied by the CLI helpers (Each) to every
 	// normalized event, as the pipeline's caracal_enrich does.
 	Enrich func(map[string]any) bool
@@ -36,6 +40,13 @@ func NewClassifier(schemas []*schema.Schema) (*Classifier, error) {
 		c.order = append(c.order, s.Schema)
 	}
 	sort.Strings(c.order)
+	for _, lt := range c.order {
+		if c.parsers[lt].read == nil {
+			c.jsonOrder = append(c.jsonOrder, lt)
+		} else {
+			c.textOrder = append(c.textOrder, lt)
+		}
+	}
 	return c, nil
 }
 
@@ -60,13 +71,24 @@ type Origin struct {
 	Partition   int32
 	Offset      int64
 	Index       int // the event's position within the raw record
+	// Header is the stream's header line the sender sent before this
+	// event (CSV with hasHeader, VPC Flow custom formats), if any.
+	Header []byte
 }
 
 // Classify normalizes raw as the first of candidates that accepts it (all
-// known types when candidates is empty). Exactly one of the results is set.
+// known types when candidates is empty). One of the results is set, except
+// for a line that is not an event (a header or a line the schema skips):
+// then neither is.
 func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[string]any, *envelope.ClassificationFailure) {
 	if len(candidates) == 0 {
-		candidates = c.order
+		candidates = c.textOrder
+		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
+			candidates = c.jsonOrder
+		}
+		if len(candidates) == 0 {
+			candidates = c.order
+		}
 	}
 	var reasons []envelope.FailureReason
 	for _, lt := range candidates {
@@ -75,7 +97,10 @@ func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[st
 			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: "unknown log type (no schema)"})
 			continue
 		}
-		res, err := p.Parse(raw)
+		res, err := p.ParseLine(raw, o.Header)
+		if errors.Is(err, errSkip) {
+			return nil, nil
+		}
 		if err != nil {
 			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
 			continue

@@ -13,7 +13,26 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
+
+// ReadStream is ReadEvents for a stream that may open with a header line
+// (native.IsHeader), which is passed along with every event after it, as
+// the HTTP source does.
+func ReadStream(r io.Reader, fn func(raw, header []byte) error) error {
+	var header []byte
+	first := true
+	return ReadEvents(r, func(raw []byte) error {
+		if first {
+			first = false
+			if native.IsHeader(raw) {
+				header = raw
+				return nil
+			}
+		}
+		return fn(raw, header)
+	})
+}
 
 // ReadEvents splits a file or stdin into events: a stream of JSON values
 // (objects, arrays of objects, CloudTrail's Records wrapper; one per line or
@@ -133,10 +152,13 @@ func Each(cl *Classifier, files, logTypes []string, sourceID string, fn func(ev 
 			r = f
 		}
 		line := 0
-		err := ReadEvents(r, func(raw []byte) error {
-			o := Origin{SourceID: sourceID, SourceLabel: sourceID, ReceivedAt: time.Now(), Offset: int64(line)}
+		err := ReadStream(r, func(raw, header []byte) error {
+			o := Origin{SourceID: sourceID, SourceLabel: sourceID, ReceivedAt: time.Now(), Offset: int64(line), Header: header}
 			line++
 			ev, fail := cl.Classify(raw, logTypes, o)
+			if ev == nil && fail == nil {
+				return nil // a header or skipped line
+			}
 			if ev != nil && cl.Enrich != nil {
 				cl.Enrich(ev)
 			}

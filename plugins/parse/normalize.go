@@ -18,12 +18,14 @@ import (
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
-// Parser parses one log type's JSON events by its schema.
+// Parser parses one log type's events by its schema: JSON by default, or
+// text lines through the schema's csv, fastmatch, regex or native parser.
 type Parser struct {
 	Schema *schema.Schema
 	fields []*node
 	// required top-level keys, checked first as a cheap pre-check
 	required []string
+	read     reader // nil for JSON
 }
 
 // node is a compiled schema field.
@@ -38,18 +40,29 @@ type node struct {
 	eventTime  bool
 	embedded   bool
 	indicators []string
+	xf         *transform // how the value is derived from the input, and checked
 }
 
 // Compile prepares a parser for a schema.
 func Compile(s *schema.Schema) (*Parser, error) {
 	p := &Parser{Schema: s}
+	read, err := newReader(s.Parser)
+	if err != nil {
+		return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
+	}
+	p.read = read
 	for _, f := range s.Fields {
 		n, err := compileField(s, f, 0)
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
 		}
 		p.fields = append(p.fields, n)
-		if f.Required {
+		switch {
+		case !f.Required || f.Copy != nil || f.Concat != nil || f.Split != nil:
+			// derived from other keys: no cheap pre-check
+		case f.Rename != nil:
+			p.required = append(p.required, f.Rename.From)
+		default:
 			p.required = append(p.required, f.Name)
 		}
 	}
@@ -65,6 +78,11 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 		name: f.Name, typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
 		embedded: f.IsEmbeddedJSON, indicators: f.Indicators,
 	}
+	xf, err := compileTransform(f)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", f.Name, err)
+	}
+	n.xf = xf
 	if f.TimeFormat != "" {
 		n.timeFmts = append(n.timeFmts, f.TimeFormat)
 	}
@@ -97,10 +115,21 @@ type Result struct {
 	Indicators *Indicators
 }
 
-// Parse decodes one JSON event and types it by the schema. Fields the schema
-// does not know are dropped (as Panther does); a missing required field or a
+// Parse reads one event and types it by the schema. Fields the schema does
+// not know are dropped (as Panther does); a missing required field or a
 // value of the wrong type fails the event.
-func (p *Parser) Parse(raw []byte) (*Result, error) {
+func (p *Parser) Parse(raw []byte) (*Result, error) { return p.ParseLine(raw, nil) }
+
+// ParseLine is Parse for a line of a stream whose header line (CSV, VPC
+// Flow custom formats) the sender sent first; header may be nil.
+func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
+	if p.read != nil {
+		obj, err := p.read(raw, header)
+		if err != nil {
+			return nil, err
+		}
+		return p.typed(obj)
+	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errors.New("not a JSON object")
@@ -117,8 +146,13 @@ func (p *Parser) Parse(raw []byte) (*Result, error) {
 	if err := dec.Decode(&obj); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	res := &Result{Fields: make(map[string]any, len(obj)), Indicators: NewIndicators()}
-	st := &state{res: res}
+	return p.typed(obj)
+}
+
+func (p *Parser) typed(obj map[string]any) (*Result, error) {
+	// Room for the standard p_* fields standardize adds.
+	res := &Result{Fields: make(map[string]any, len(obj)+12), Indicators: NewIndicators()}
+	st := &state{res: res, root: obj}
 	if err := st.object(p.fields, obj, res.Fields, ""); err != nil {
 		return nil, err
 	}
@@ -126,12 +160,16 @@ func (p *Parser) Parse(raw []byte) (*Result, error) {
 }
 
 type state struct {
-	res *Result
+	res  *Result
+	root map[string]any // the input event, for transformations' paths
 }
 
 func (st *state) object(fields []*node, in map[string]any, out map[string]any, prefix string) error {
 	for _, f := range fields {
 		v, ok := in[f.name]
+		if f.xf != nil && f.xf.derive != nil {
+			v, ok = f.xf.derive(in, st.root)
+		}
 		if !ok || v == nil {
 			if f.required {
 				return fmt.Errorf("missing required field %s%s", prefix, f.name)
@@ -155,6 +193,11 @@ func (st *state) value(f *node, v any, path string) (any, error) {
 		s, err := asString(v)
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", path, err)
+		}
+		if f.xf != nil {
+			if s, err = f.xf.finish(s); err != nil {
+				return nil, fmt.Errorf("field %s: %w", path, err)
+			}
 		}
 		st.res.Indicators.Add(f.indicators, s)
 		return s, nil

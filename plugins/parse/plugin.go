@@ -38,12 +38,13 @@ func init() {
 				return nil, err
 			}
 			res.Logger().Infof("Parsing with %d log schemas from %s", len(c.order), dir)
-			return &processor{c: c}, nil
+			return &processor{c: c, skipped: res.Metrics().NewCounter("caracal_parse_skipped_lines")}, nil
 		})
 }
 
 type processor struct {
-	c *Classifier
+	c       *Classifier
+	skipped *service.MetricCounter
 }
 
 func originOf(m *service.Message) Origin {
@@ -60,6 +61,9 @@ func originOf(m *service.Message) Origin {
 	}
 	if s, ok := m.MetaGet(envelope.MetaKafkaOffset); ok {
 		o.Offset, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if s, ok := m.MetaGet(envelope.MetaHeader); ok && s != "" {
+		o.Header = []byte(s)
 	}
 	return o
 }
@@ -83,6 +87,11 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 				msg = m.Copy()
 			}
 			ev, fail := p.c.Classify(rec, candidates, o)
+			if ev == nil && fail == nil {
+				// A header or skipped line: not an event.
+				p.skipped.Incr(1)
+				continue
+			}
 			if fail != nil {
 				body, err := json.Marshal(fail)
 				if err != nil {

@@ -26,8 +26,11 @@ func TestSchema(s *schema.Schema) []string {
 	for _, t := range s.Tests {
 		var got []map[string]any
 		failed := ""
-		_ = ReadEvents(strings.NewReader(t.Input), func(raw []byte) error {
-			ev, f := c.Classify(raw, []string{s.Schema}, Origin{})
+		_ = ReadStream(strings.NewReader(t.Input), func(raw, header []byte) error {
+			ev, f := c.Classify(raw, []string{s.Schema}, Origin{Header: header})
+			if ev == nil && f == nil {
+				return nil // a header or skipped line
+			}
 			if f != nil {
 				failed = Describe(f)
 				return nil

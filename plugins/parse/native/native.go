@@ -1,0 +1,155 @@
+// Package native holds the parsers written in Go for log formats a schema
+// alone cannot describe (AWS's space-separated access logs with quoted and
+// bracketed fields, VPC Flow's header-defined field order, ...). A native
+// parser only tokenizes: it turns one line into a map of raw string values
+// (or lists of strings), and the schema engine types them, validates them
+// and extracts indicators, as for JSON.
+package native
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Func parses one line. header is the stream's header line when the sender
+// had one (e.g. a VPC Flow custom format), else nil.
+type Func func(line, header []byte) (map[string]any, error)
+
+var registry = map[string]Func{}
+
+func register(name string, fn Func) { registry[name] = fn }
+
+// Lookup returns the parser registered under name.
+func Lookup(name string) (Func, error) {
+	if fn, ok := registry[name]; ok {
+		return fn, nil
+	}
+	return nil, fmt.Errorf("unknown native parser %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
+// Names lists the native parsers, sorted.
+func Names() []string {
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrHeader marks a header line: not an event, nothing to keep.
+var ErrHeader = errors.New("header line")
+
+// Fields splits a space-separated line into tokens; a token may be
+// "double-quoted" (with \" and \\ escapes inside) or [bracketed], and the
+// quotes or brackets are removed. AWS's access logs (ALB, S3, CLB) use
+// this form.
+func Fields(line []byte) ([]string, error) {
+	var out []string
+	i, n := 0, len(line)
+	for i < n {
+		for i < n && line[i] == ' ' {
+			i++
+		}
+		if i >= n {
+			break
+		}
+		switch line[i] {
+		case '"':
+			var sb strings.Builder
+			j := i + 1
+			closed := false
+			for j < n {
+				c := line[j]
+				if c == '\\' && j+1 < n && (line[j+1] == '"' || line[j+1] == '\\') {
+					sb.WriteByte(line[j+1])
+					j += 2
+					continue
+				}
+				if c == '"' {
+					closed = true
+					j++
+					break
+				}
+				sb.WriteByte(c)
+				j++
+			}
+			if !closed {
+				return nil, fmt.Errorf("unterminated quoted field at byte %d", i)
+			}
+			if j < n && line[j] != ' ' {
+				return nil, fmt.Errorf("quoted field at byte %d is followed by %q, not a space", i, line[j])
+			}
+			out = append(out, sb.String())
+			i = j
+		case '[':
+			j := i + 1
+			for j < n && line[j] != ']' {
+				j++
+			}
+			if j >= n {
+				return nil, fmt.Errorf("unterminated [bracketed] field at byte %d", i)
+			}
+			out = append(out, string(line[i+1:j]))
+			i = j + 1
+		default:
+			j := i
+			for j < n && line[j] != ' ' {
+				j++
+			}
+			out = append(out, string(line[i:j]))
+			i = j
+		}
+	}
+	return out, nil
+}
+
+// set stores a token unless it is AWS's "-" (or empty) placeholder for a
+// missing value.
+func set(m map[string]any, key, v string) {
+	if v == "" || v == "-" {
+		return
+	}
+	m[key] = v
+}
+
+// splitHostPort splits "ip:port" at the last colon (IPv6 addresses carry
+// colons of their own); "-" yields nothing.
+func splitHostPort(s string) (host, port string) {
+	if s == "" || s == "-" {
+		return "", ""
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return s, ""
+	}
+	return strings.Trim(s[:i], "[]"), s[i+1:]
+}
+
+// list splits a separated value into a list, dropping placeholders.
+func list(s, sep string) []any {
+	if s == "" || s == "-" {
+		return nil
+	}
+	var out []any
+	for _, p := range strings.Split(s, sep) {
+		if p != "" && p != "-" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// IsHeader reports whether the first line of a text stream is a header
+// that defines the format of the lines after it rather than an event: a
+// VPC Flow custom-format header, or a '#' directive (W3C #Fields, ...).
+// Senders' headers travel with every line (envelope.MetaHeader).
+func IsHeader(line []byte) bool {
+	if len(line) > 0 && line[0] == '#' {
+		return true
+	}
+	_, ok := VPCFlowHeader(line)
+	return ok
+}

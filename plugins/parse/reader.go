@@ -1,0 +1,303 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/caracal-sec/caracal/plugins/parse/native"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// errSkip marks a line that is not an event (a header or a comment the
+// schema says to skip): it is neither normalized nor a failure.
+var errSkip = errors.New("not an event (header or skipped line)")
+
+// reader turns one raw line into the input object the schema types. JSON
+// schemas have none (the event is decoded as JSON).
+type reader func(line, header []byte) (map[string]any, error)
+
+func newReader(p *schema.Parser) (reader, error) {
+	switch {
+	case p == nil:
+		return nil, nil
+	case p.Native != nil:
+		fn, err := native.Lookup(p.Native.Name)
+		if err != nil {
+			return nil, err
+		}
+		return func(line, header []byte) (map[string]any, error) {
+			m, err := fn(line, header)
+			if errors.Is(err, native.ErrHeader) {
+				return nil, errSkip
+			}
+			return m, err
+		}, nil
+	case p.CSV != nil:
+		return newCSVReader(p.CSV)
+	case p.FastMatch != nil:
+		return newFastMatchReader(p.FastMatch)
+	case p.Regex != nil:
+		return newRegexReader(p.Regex)
+	}
+	return nil, nil
+}
+
+// textValues applies emptyValues and trimSpace to a matched value; ok is
+// false when the value counts as missing.
+type textValues struct {
+	empty map[string]bool
+	trim  bool
+}
+
+func newTextValues(empty []string, trim bool) textValues {
+	tv := textValues{empty: map[string]bool{"": true}, trim: trim}
+	for _, e := range empty {
+		tv.empty[e] = true
+	}
+	return tv
+}
+
+func (tv textValues) put(m map[string]any, k, v string) {
+	if tv.trim {
+		v = strings.TrimSpace(v)
+	}
+	if !tv.empty[v] {
+		m[k] = v
+	}
+}
+
+func newCSVReader(c *schema.CSVParser) (reader, error) {
+	delim := ','
+	if c.Delimiter != "" {
+		d := []rune(c.Delimiter)
+		if c.Delimiter == `\t` {
+			d = []rune{'\t'}
+		}
+		if len(d) != 1 {
+			return nil, fmt.Errorf("csv delimiter %q: want a single character", c.Delimiter)
+		}
+		delim = d[0]
+	}
+	if len(c.Columns) == 0 && !c.HasHeader {
+		return nil, errors.New("csv parser needs columns, or hasHeader: true")
+	}
+	tv := newTextValues(c.EmptyValues, c.TrimSpace)
+	split := func(line []byte) ([]string, error) {
+		r := csv.NewReader(bytes.NewReader(line))
+		r.Comma = delim
+		r.LazyQuotes = true
+		r.FieldsPerRecord = -1
+		r.TrimLeadingSpace = c.TrimSpace
+		return r.Read()
+	}
+	return func(line, header []byte) (map[string]any, error) {
+		if c.SkipPrefix != "" && bytes.HasPrefix(line, []byte(c.SkipPrefix)) {
+			return nil, errSkip
+		}
+		rec, err := split(line)
+		if err != nil {
+			return nil, fmt.Errorf("csv: %w", err)
+		}
+		cols := c.Columns
+		if c.HasHeader && len(header) > 0 {
+			if cols, err = split(header); err != nil {
+				return nil, fmt.Errorf("csv header: %w", err)
+			}
+		}
+		if c.HasHeader && sameStrings(rec, cols) {
+			return nil, errSkip
+		}
+		if len(cols) == 0 {
+			return nil, errors.New("csv: no header line arrived before this record")
+		}
+		if len(rec) != len(cols) {
+			return nil, fmt.Errorf("csv: %d values, want %d columns", len(rec), len(cols))
+		}
+		m := make(map[string]any, len(cols))
+		for i, col := range cols {
+			tv.put(m, col, rec[i])
+		}
+		return m, nil
+	}, nil
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) || len(a) == 0 {
+		return false
+	}
+	for i := range a {
+		if strings.TrimSpace(a[i]) != strings.TrimSpace(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// fastPattern is a compiled fastmatch pattern: literals between %{field}
+// placeholders. Each field takes the text up to the next literal (the last
+// field takes the rest of the line).
+type fastPattern struct {
+	prefix string
+	fields []string // "" for %{} (matched, not kept)
+	seps   []string // seps[i] follows fields[i]; the last may be ""
+}
+
+func compileFastPattern(p string) (*fastPattern, error) {
+	fp := &fastPattern{}
+	rest := p
+	i := strings.Index(rest, "%{")
+	if i < 0 {
+		return nil, fmt.Errorf("fastmatch pattern %q has no %%{field}", p)
+	}
+	fp.prefix, rest = rest[:i], rest[i:]
+	for rest != "" {
+		if !strings.HasPrefix(rest, "%{") {
+			return nil, fmt.Errorf("fastmatch pattern %q: expected %%{ at %q", p, rest)
+		}
+		end := strings.IndexByte(rest, '}')
+		if end < 0 {
+			return nil, fmt.Errorf("fastmatch pattern %q: unclosed %%{", p)
+		}
+		name := rest[2:end]
+		rest = rest[end+1:]
+		next := strings.Index(rest, "%{")
+		sep := rest
+		if next >= 0 {
+			sep = rest[:next]
+		}
+		if next == 0 {
+			return nil, fmt.Errorf("fastmatch pattern %q: fields %%{%s} and the next need a separator between them", p, name)
+		}
+		if name == "-" {
+			name = ""
+		}
+		fp.fields = append(fp.fields, name)
+		fp.seps = append(fp.seps, sep)
+		rest = rest[len(sep):]
+	}
+	return fp, nil
+}
+
+func (fp *fastPattern) match(line string, tv textValues) (map[string]any, bool) {
+	if !strings.HasPrefix(line, fp.prefix) {
+		return nil, false
+	}
+	s := line[len(fp.prefix):]
+	m := make(map[string]any, len(fp.fields))
+	for i, name := range fp.fields {
+		sep := fp.seps[i]
+		var v string
+		if sep == "" {
+			v, s = s, ""
+		} else {
+			j := strings.Index(s, sep)
+			if j < 0 {
+				return nil, false
+			}
+			v, s = s[:j], s[j+len(sep):]
+		}
+		if name != "" {
+			tv.put(m, name, v)
+		}
+	}
+	return m, s == ""
+}
+
+func newFastMatchReader(c *schema.FastMatchParser) (reader, error) {
+	if len(c.Match) == 0 {
+		return nil, errors.New("fastmatch parser needs at least one pattern under match")
+	}
+	var pats []*fastPattern
+	for _, p := range c.Match {
+		fp, err := compileFastPattern(p)
+		if err != nil {
+			return nil, err
+		}
+		pats = append(pats, fp)
+	}
+	tv := newTextValues(c.EmptyValues, c.TrimSpace)
+	return func(line, _ []byte) (map[string]any, error) {
+		s := strings.TrimRight(string(line), "\r\n")
+		for _, fp := range pats {
+			if m, ok := fp.match(s, tv); ok {
+				return m, nil
+			}
+		}
+		return nil, fmt.Errorf("fastmatch: the line matches none of the %d patterns", len(pats))
+	}, nil
+}
+
+// grokRef is a %{NAME} or %{NAME:field} reference to a pattern definition.
+var grokRef = regexp.MustCompile(`%\{(\w+)(?::([\w.-]+))?\}`)
+
+// expandPatterns replaces references with their definitions (recursively,
+// to a fixed depth), naming the capture when a field is given.
+func expandPatterns(p string, defs map[string]string, depth int) (string, error) {
+	if depth > 16 {
+		return "", errors.New("regex patternDefinitions nest deeper than 16 (a cycle?)")
+	}
+	var err error
+	out := grokRef.ReplaceAllStringFunc(p, func(ref string) string {
+		sm := grokRef.FindStringSubmatch(ref)
+		def, ok := defs[sm[1]]
+		if !ok {
+			err = fmt.Errorf("regex: %%{%s} is not in patternDefinitions", sm[1])
+			return ref
+		}
+		inner, e := expandPatterns(def, defs, depth+1)
+		if e != nil {
+			err = e
+			return ref
+		}
+		if sm[2] != "" {
+			return "(?P<" + sm[2] + ">" + inner + ")"
+		}
+		return "(?:" + inner + ")"
+	})
+	return out, err
+}
+
+func newRegexReader(c *schema.RegexParser) (reader, error) {
+	if len(c.Match) == 0 {
+		return nil, errors.New("regex parser needs a pattern under match")
+	}
+	// The match list is one pattern split over lines for legibility.
+	src, err := expandPatterns(strings.Join(c.Match, ""), c.PatternDefinitions, 0)
+	if err != nil {
+		return nil, err
+	}
+	re, err := regexp.Compile("^(?:" + src + ")$")
+	if err != nil {
+		return nil, fmt.Errorf("regex: %w", err)
+	}
+	names := re.SubexpNames()
+	named := 0
+	for _, n := range names {
+		if n != "" {
+			named++
+		}
+	}
+	if named == 0 {
+		return nil, errors.New("regex: the pattern has no named captures ((?P<field>...) or %{PATTERN:field})")
+	}
+	tv := newTextValues(c.EmptyValues, c.TrimSpace)
+	return func(line, _ []byte) (map[string]any, error) {
+		s := strings.TrimRight(string(line), "\r\n")
+		idx := re.FindStringSubmatchIndex(s)
+		if idx == nil {
+			return nil, errors.New("regex: the line does not match the pattern")
+		}
+		m := make(map[string]any, named)
+		for i, n := range names {
+			if n == "" || idx[2*i] < 0 {
+				continue
+			}
+			tv.put(m, n, s[idx[2*i]:idx[2*i+1]])
+		}
+		return m, nil
+	}, nil
+}

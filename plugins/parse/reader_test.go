@@ -1,0 +1,212 @@
+package parse
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+func mustSchema(t testing.TB, y string) *Parser {
+	t.Helper()
+	s, err := schema.Parse("test.yml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func parseOK(t *testing.T, p *Parser, line, header string) map[string]any {
+	t.Helper()
+	var h []byte
+	if header != "" {
+		h = []byte(header)
+	}
+	res, err := p.ParseLine([]byte(line), h)
+	if err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	return res.Fields
+}
+
+func parseFails(t *testing.T, p *Parser, line, want string) {
+	t.Helper()
+	_, err := p.ParseLine([]byte(line), nil)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%q: error %v, want one containing %q", line, err, want)
+	}
+}
+
+func TestCSVParser(t *testing.T) {
+	p := mustSchema(t, `
+schema: Custom.CSV
+parser:
+  csv:
+    delimiter: ";"
+    columns: [time, user, ip, bytes]
+    emptyValues: ["-", "N/A"]
+    trimSpace: true
+    skipPrefix: "#"
+fields:
+  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip]}
+  - {name: bytes, type: bigint}
+`)
+	got := parseOK(t, p, `1700000000; "alice; the admin";192.0.2.1; 42`, "")
+	if got["user"] != "alice; the admin" || got["ip"] != "192.0.2.1" || got["bytes"] != int64(42) {
+		t.Fatalf("got %v", got)
+	}
+	got = parseOK(t, p, `1700000000;-;N/A;7`, "")
+	if _, ok := got["user"]; ok {
+		t.Fatalf("empty value kept: %v", got)
+	}
+	if _, err := p.ParseLine([]byte("# a comment"), nil); err != errSkip {
+		t.Fatalf("skipPrefix line: %v, want errSkip", err)
+	}
+	parseFails(t, p, `1700000000;alice`, "2 values, want 4 columns")
+	parseFails(t, p, `-;alice;192.0.2.1;1`, "missing required field time")
+	parseFails(t, p, `1700000000;alice;192.0.2.1;many`, "not an integer")
+}
+
+func TestCSVHeader(t *testing.T) {
+	p := mustSchema(t, `
+schema: Custom.CSVHeader
+parser:
+  csv:
+    hasHeader: true
+fields:
+  - {name: a, type: string, required: true}
+  - {name: b, type: int}
+`)
+	got := parseOK(t, p, "5,x", "b,a")
+	if got["a"] != "x" || got["b"] != int64(5) {
+		t.Fatalf("header order not applied: %v", got)
+	}
+	if _, err := p.ParseLine([]byte("b,a"), []byte("b,a")); err != errSkip {
+		t.Fatalf("the header line itself: %v, want errSkip", err)
+	}
+	parseFails(t, p, "5,x", "no header line")
+}
+
+func TestFastMatchParser(t *testing.T) {
+	p := mustSchema(t, `
+schema: Custom.Access
+parser:
+  fastmatch:
+    emptyValues: ["-"]
+    match:
+      - '%{ip} - %{user} [%{time}] "%{method} %{path} %{proto}" %{status} %{size}'
+      - '%{ip} %{status}'
+fields:
+  - {name: ip, type: string, indicators: [ip], required: true}
+  - {name: user, type: string}
+  - {name: time, type: timestamp, timeFormat: "%d/%b/%Y:%H:%M:%S %z", isEventTime: true}
+  - {name: method, type: string}
+  - {name: path, type: string}
+  - {name: proto, type: string}
+  - {name: status, type: int}
+  - {name: size, type: bigint}
+`)
+	got := parseOK(t, p, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`, "")
+	if got["user"] != "frank" || got["path"] != "/a.gif" || got["proto"] != "HTTP/1.0" || got["status"] != int64(200) || got["time"] != "2000-10-10T20:55:36.000000000Z" {
+		t.Fatalf("got %v", got)
+	}
+	got = parseOK(t, p, `192.0.2.1 404`, "")
+	if got["status"] != int64(404) {
+		t.Fatalf("second pattern: %v", got)
+	}
+	parseFails(t, p, `garbage`, "matches none of the 2 patterns")
+	if _, err := compileFastPattern("%{a}%{b}"); err == nil {
+		t.Fatal("adjacent fields without a separator accepted")
+	}
+}
+
+func TestRegexParser(t *testing.T) {
+	p := mustSchema(t, `
+schema: Custom.Syslog
+parser:
+  regex:
+    patternDefinitions:
+      IP: '\d{1,3}(?:\.\d{1,3}){3}'
+      WORD: '\w+'
+    match:
+      - '%{WORD:host} sshd\[(?P<pid>\d+)\]: '
+      - 'Failed password for (?:invalid user )?%{WORD:user} from %{IP:ip}'
+fields:
+  - {name: host, type: string}
+  - {name: pid, type: int}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip], validate: {ip: ipv4}}
+`)
+	got := parseOK(t, p, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`, "")
+	if got["host"] != "web1" || got["pid"] != int64(4242) || got["user"] != "root" || got["ip"] != "203.0.113.5" {
+		t.Fatalf("got %v", got)
+	}
+	parseFails(t, p, `web1 sshd[1]: Accepted password for root from 203.0.113.5`, "does not match")
+	parseFails(t, p, `web1 sshd[1]: Failed password for root from 999.1.1.1`, "not an ipv4 address")
+	for _, bad := range []string{"match: ['%{NOPE:x}']", "match: ['(unclosed']", "match: ['no captures']"} {
+		_, err := schema.Parse("bad.yml", []byte("schema: Custom.Bad\nparser:\n  regex:\n    "+bad+"\nfields:\n  - {name: x, type: string}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := schema.Parse("bad.yml", []byte("schema: Custom.Bad\nparser:\n  regex:\n    "+bad+"\nfields:\n  - {name: x, type: string}\n"))
+		if _, err := Compile(s); err == nil {
+			t.Errorf("regex %s compiled", bad)
+		}
+	}
+}
+
+func TestTransformations(t *testing.T) {
+	p := mustSchema(t, `
+schema: Custom.Transform
+fields:
+  - {name: user, type: string, rename: {from: userName}, indicators: [username]}
+  - {name: city, type: string, copy: {from: geo.city}}
+  - {name: full, type: string, concat: {paths: [first, last], separator: " "}}
+  - {name: domain, type: string, split: {from: email, separator: "@", index: -1}, indicators: [domain]}
+  - {name: password, type: string, mask: {type: redact}}
+  - {name: ssn, type: string, mask: {type: hash, algorithm: sha256, salt: "pepper"}, indicators: [username]}
+  - {name: level, type: string, validate: {allow: [info, warn, error]}}
+  - {name: tag, type: string, validate: {deny: [secret]}}
+  - {name: net, type: string, validate: {cidr: ipv4}}
+  - {name: geo, type: object, fields: [{name: city, type: string}]}
+`)
+	res, err := p.Parse([]byte(`{"userName":"alice","geo":{"city":"Lyon"},"first":"Ada","last":"Lovelace","email":"ada@example.org","password":"hunter2","ssn":"123-45-6789","level":"warn","tag":"ok","net":"10.0.0.0/8"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Fields
+	want := map[string]any{"user": "alice", "city": "Lyon", "full": "Ada Lovelace", "domain": "example.org", "password": "REDACTED",
+		"ssn": "b6e8d2b3fcb07fcd2e1a1bd0a2e1c0b7d2d9ba9e5c0c0f1f0a7c41b0a1d4e5f6", "level": "warn", "tag": "ok", "net": "10.0.0.0/8"}
+	for k, v := range want {
+		if k == "ssn" {
+			continue // checked below: a salted hash, never the value
+		}
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if s, _ := got["ssn"].(string); len(s) != 64 || strings.Contains(s, "6789") {
+		t.Errorf("ssn not hashed: %v", got["ssn"])
+	}
+	for _, ind := range res.Indicators.Fields()["p_any_usernames"] {
+		if ind == "123-45-6789" {
+			t.Error("a masked value leaked into the indicators")
+		}
+	}
+	for body, reason := range map[string]string{
+		`{"level":"debug"}`:       "not in validate.allow",
+		`{"tag":"secret"}`:        "in validate.deny",
+		`{"net":"10.0.0.1"}`:      "not an ipv4 CIDR",
+		`{"net":"2001:db8::/32"}`: "not an ipv4 CIDR",
+	} {
+		if _, err := p.Parse([]byte(body)); err == nil || !strings.Contains(err.Error(), reason) {
+			t.Errorf("%s: error %v, want %q", body, err, reason)
+		}
+	}
+}
