@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -176,6 +178,45 @@ func runEndToEnd(t *testing.T, env []string) {
 		t.Fatal(err)
 	}
 	checkLakeRow(t, lakeRow(t, filepath.Join(data, "lake"), eventID))
+	checkSearchAndReplay(t, filepath.Join(data, "lake"), eventID)
+}
+
+// checkSearchAndReplay finds the event in the lake by its source IP with
+// `caracal search`, and re-detects it with `caracal replay`.
+func checkSearchAndReplay(t *testing.T, lakeDir, eventID string) {
+	t.Helper()
+	run := func(args ...string) string {
+		cmd := exec.Command(caracalBinary(t), args...)
+		cmd.Dir = "../.."
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("caracal %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return string(out)
+	}
+	out := run("search", "--lake", lakeDir, "--ip", "198.51.100.23", "--since", "2026-11-23", "--until", "2026-11-24")
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row map[string]any
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("search output %q: %v", line, err)
+		}
+		if row["eventID"] == eventID && row["p_table"] == "aws_cloudtrail" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("caracal search --ip 198.51.100.23 did not find event %s:\n%s", eventID, out)
+	}
+	if out := run("search", "--lake", lakeDir, "--ip", "192.0.2.254", "--since", "2026-11-23"); strings.TrimSpace(out) != "" {
+		t.Errorf("search for an absent IP printed rows:\n%s", out)
+	}
+	out = run("replay", "--lake", lakeDir, "--from", "2026-11-23", "--to", "2026-11-24")
+	if !strings.Contains(out, `"p_rule_id":"AWS.CloudTrail.RootConsoleLogin"`) || !strings.Contains(out, eventID) {
+		t.Errorf("caracal replay did not re-detect event %s:\n%s", eventID, out)
+	}
 }
 
 func TestEndToEndEmbedded(t *testing.T) {

@@ -24,6 +24,10 @@ type Table struct {
 	ncols  int
 	// TimeField is the row field that decides the hour partition.
 	TimeField string
+	// blooms are the bloom filters written per row group for the p_any_*
+	// indicator columns, so `caracal search` skips row groups without
+	// the value it looks for.
+	blooms []parquet.BloomFilterColumn
 }
 
 // col is a compiled schema node: the Parquet node plus what the row
@@ -130,6 +134,12 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	}
 	t.ncols = 0
 	t.number(t.root)
+	for _, f := range envelope.IndicatorFields {
+		if _, ok := t.Schema.Lookup(f, "list", "element"); ok {
+			// 10 bits per value: about a 1% false positive rate.
+			t.blooms = append(t.blooms, parquet.SplitBlockFilter(10, f, "list", "element"))
+		}
+	}
 	if t.ncols != len(t.Schema.Columns()) {
 		return nil, fmt.Errorf("table %s: %d leaf columns, schema has %d", name, t.ncols, len(t.Schema.Columns()))
 	}

@@ -261,6 +261,42 @@ func (discard) URL() string                               { return "discard" }
 // every field type (floats, smallints, refs, nested lists, hyphenated
 // names) of every schema, not only CloudTrail's.
 func TestEveryLogTypeRoundTrips(t *testing.T) {
+	dir, want := writeSchemaSamples(t)
+	if len(want) < 10 {
+		t.Fatalf("events for %d log types, want every shipped one", len(want))
+	}
+	for table, evs := range want {
+		rows := laketest.ReadTable(t, filepath.Join(dir, table))
+		if len(rows) != len(evs) {
+			t.Errorf("%s: %d rows, want %d", table, len(rows), len(evs))
+			continue
+		}
+		byRow := map[string]map[string]any{}
+		for _, r := range rows {
+			byRow[fmt.Sprint(r["p_row_id"])] = r
+		}
+		for _, ev := range evs {
+			r := byRow[fmt.Sprint(ev["p_row_id"])]
+			if r == nil {
+				t.Errorf("%s: row %v missing", table, ev["p_row_id"])
+				continue
+			}
+			for k, v := range ev {
+				if strings.HasPrefix(k, "p_") {
+					continue
+				}
+				if got, want := canonicalValue(r[k]), canonicalValue(v); got != want {
+					t.Errorf("%s row %v column %s: pyarrow read %s, wrote %s", table, ev["p_row_id"], k, got, want)
+				}
+			}
+		}
+	}
+}
+
+// writeSchemaSamples writes every shipped schema's test events to a new
+// lake and returns it with the events by table.
+func writeSchemaSamples(t *testing.T) (string, map[string][]map[string]any) {
+	t.Helper()
 	schemas, err := schema.LoadDir("../../schemas")
 	if err != nil {
 		t.Fatal(err)
@@ -293,40 +329,56 @@ func TestEveryLogTypeRoundTrips(t *testing.T) {
 			})
 		}
 	}
-	if len(want) < 10 {
-		t.Fatalf("events for %d log types, want every shipped one", len(want))
-	}
 	if err := w.Write(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
 	if len(failed) > 0 {
 		t.Fatal(failed)
 	}
-	for table, evs := range want {
-		rows := laketest.ReadTable(t, filepath.Join(dir, table))
-		if len(rows) != len(evs) {
-			t.Errorf("%s: %d rows, want %d", table, len(rows), len(evs))
-			continue
-		}
-		byRow := map[string]map[string]any{}
-		for _, r := range rows {
-			byRow[fmt.Sprint(r["p_row_id"])] = r
-		}
-		for _, ev := range evs {
-			r := byRow[fmt.Sprint(ev["p_row_id"])]
-			if r == nil {
-				t.Errorf("%s: row %v missing", table, ev["p_row_id"])
-				continue
+	return dir, want
+}
+
+// Search by indicator: rows that hold the value in any table, nothing else;
+// time pruning by hour partition; bloom filters skip row groups without it.
+func TestScanLakeByIndicator(t *testing.T) {
+	dir, _ := writeSchemaSamples(t)
+	tb := tables(t)
+	st := &LocalStorage{Dir: dir}
+	search := func(col, val string, since, until time.Time) (map[string]int, ScanStats) {
+		got := map[string]int{}
+		stats, err := ScanLake(context.Background(), st, tb, Scan{Column: col, Value: val, Since: since, Until: until}, func(table string, row map[string]any) error {
+			if !holds(row[col], val) {
+				t.Errorf("%s row without %s in %s: %v", table, val, col, row[col])
 			}
-			for k, v := range ev {
-				if strings.HasPrefix(k, "p_") {
-					continue
-				}
-				if got, want := canonicalValue(r[k]), canonicalValue(v); got != want {
-					t.Errorf("%s row %v column %s: pyarrow read %s, wrote %s", table, ev["p_row_id"], k, got, want)
-				}
-			}
+			got[table]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
+		return got, stats
+	}
+	got, stats := search("p_any_ip_addresses", "172.31.16.139", time.Time{}, time.Time{})
+	if len(got) != 1 || got["aws_vpcflow"] != 2 {
+		t.Errorf("172.31.16.139: %v, want 2 VPC Flow rows", got)
+	}
+	if stats.RowGroupsPruned == 0 {
+		t.Errorf("no row group skipped by bloom filter: %+v", stats)
+	}
+	got, _ = search("p_any_ip_addresses", "172.31.45.193", time.Time{}, time.Time{})
+	if got["aws_vpcdns"] != 2 || len(got) != 1 {
+		t.Errorf("172.31.45.193: %v, want 2 VPC DNS rows", got)
+	}
+	// The first VPC Flow record is from 2014-12-14 04:06:50; one in 2015.
+	got, stats = search("p_any_ip_addresses", "172.31.16.139", time.Date(2014, 12, 14, 4, 0, 0, 0, time.UTC), time.Date(2014, 12, 14, 5, 0, 0, 0, time.UTC))
+	if got["aws_vpcflow"] != 1 || stats.FilesPruned == 0 {
+		t.Errorf("time-bounded search: %v, %+v; want 1 row and pruned files", got, stats)
+	}
+	if got, _ := search("p_any_ip_addresses", "192.0.2.255", time.Time{}, time.Time{}); len(got) != 0 {
+		t.Errorf("absent IP found: %v", got)
+	}
+	if _, err := ScanLake(context.Background(), st, tb, Scan{Tables: []string{"../etc"}}, func(string, map[string]any) error { return nil }); err == nil {
+		t.Error("unknown table accepted")
 	}
 }
 

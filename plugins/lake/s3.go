@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -76,10 +77,7 @@ func (s *S3Storage) Put(ctx context.Context, key string, data []byte) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	name := key
-	if s.prefix != "" {
-		name = s.prefix + "/" + key
-	}
+	name := s.name(key)
 	_, err := s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
 		ContentType: "application/vnd.apache.parquet",
 		PartSize:    16 << 20,
@@ -98,3 +96,44 @@ func (s *S3Storage) Bucket() string { return s.bucket }
 
 // Prefix is the key prefix of the lake inside the bucket.
 func (s *S3Storage) Prefix() string { return s.prefix }
+
+func (s *S3Storage) name(key string) string {
+	if s.prefix != "" {
+		return s.prefix + "/" + key
+	}
+	return key
+}
+
+// List implements Reader.
+func (s *S3Storage) List(ctx context.Context, prefix string, fn func(string, int64) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine if fn fails
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.name(prefix), Recursive: true}) {
+		if obj.Err != nil {
+			return fmt.Errorf("lake: list s3://%s/%s: %w", s.bucket, s.name(prefix), obj.Err)
+		}
+		if !strings.HasSuffix(obj.Key, ".parquet") {
+			continue
+		}
+		key := strings.TrimPrefix(obj.Key, s.prefix+"/")
+		if s.prefix == "" {
+			key = obj.Key
+		}
+		if err := fn(key, obj.Size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Open implements Reader: ranged GETs serve Parquet's random reads.
+func (s *S3Storage) Open(ctx context.Context, key string) (io.ReaderAt, io.Closer, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, nil, err
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.name(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("lake: get s3://%s/%s: %w", s.bucket, s.name(key), err)
+	}
+	return obj, obj, nil
+}

@@ -89,6 +89,19 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// OpenReader returns the read side of the storage at a lake URL.
+func OpenReader(url string) (Reader, error) {
+	st, err := OpenStorage(url)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := st.(Reader)
+	if !ok {
+		return nil, fmt.Errorf("lake %s cannot be read", st.URL())
+	}
+	return r, nil
+}
+
 // OpenStorage returns the storage for a lake URL: a directory path (or
 // file://), or s3://bucket/prefix.
 func OpenStorage(url string) (Storage, error) {

@@ -54,6 +54,34 @@ func NewTables(schemas []*schema.Schema) (*Tables, error) {
 	return t, nil
 }
 
+// Names lists every table, sorted.
+func (t *Tables) Names() []string {
+	var out []string
+	for _, tab := range t.all() {
+		out = append(out, tab.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Table returns the table of that name, or nil.
+func (t *Tables) Table(name string) *Table {
+	for _, tab := range t.all() {
+		if tab.Name == name {
+			return tab
+		}
+	}
+	return nil
+}
+
+func (t *Tables) all() []*Table {
+	out := []*Table{t.failures, t.matches, t.errors, t.alerts, t.sysErrs}
+	for _, tab := range t.logs {
+		out = append(out, tab)
+	}
+	return out
+}
+
 var tableNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // For picks the table for a record and shapes its row.
@@ -181,7 +209,8 @@ func (b *Batch) Add(recs []*Record) error {
 			f = &openFile{table: tab, first: r.Offset}
 			f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema, parquet.MaxRowsPerRowGroup(b.w.rowGroupRows()),
 				parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
-				parquet.CreatedBy("caracal", "1", ""))
+				parquet.CreatedBy("caracal", "1", ""),
+				parquet.BloomFilters(tab.blooms...))
 			b.files[k] = f
 		}
 		if r.Offset < f.first {
