@@ -6,9 +6,12 @@
 package lake
 
 import (
-	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
+	"unsafe"
+
+	fastjson "github.com/goccy/go-json"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -27,7 +30,8 @@ type Table struct {
 	// blooms are the bloom filters written per row group for the p_any_*
 	// indicator columns, so `caracal search` skips row groups without
 	// the value it looks for.
-	blooms []parquet.BloomFilterColumn
+	blooms  []parquet.BloomFilterColumn
+	scratch sync.Pool // *[][]parquet.Value, see Encode
 }
 
 // col is a compiled schema node: the Parquet node plus what the row
@@ -217,7 +221,21 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 // the Dremel encoding: every node is optional, so a missing value or object
 // is a null at the parent's definition level; lists repeat their element.
 func (t *Table) Encode(v map[string]any) (parquet.Row, error) {
-	cols := make([][]parquet.Value, t.ncols)
+	// The per-column scratch slices are reused across rows: the row copies
+	// the values out, and wide tables (CloudTrail has ~100 leaf columns)
+	// would otherwise allocate every one of them for every row.
+	sp, _ := t.scratch.Get().(*[][]parquet.Value)
+	if sp == nil || len(*sp) != t.ncols {
+		s := make([][]parquet.Value, t.ncols)
+		sp = &s
+	}
+	cols := *sp
+	defer func() {
+		for i := range cols {
+			cols[i] = cols[i][:0]
+		}
+		t.scratch.Put(sp)
+	}()
 	if err := t.encodeGroup(cols, t.root.children, v, 0, 0, 0); err != nil {
 		return nil, err
 	}
@@ -317,13 +335,15 @@ func leaf(kind string, x any) (parquet.Value, error) {
 	case schema.TypeString:
 		switch s := x.(type) {
 		case string:
-			return parquet.ByteArrayValue([]byte(s)), nil
+			// No copy: the writer copies the bytes into its page buffer
+			// and never writes to them.
+			return parquet.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))), nil
 		default:
-			b, err := json.Marshal(x)
+			b, err := fastjson.MarshalWithOption(x, fastjson.DisableHTMLEscape())
 			return parquet.ByteArrayValue(b), err
 		}
 	case schema.TypeJSON:
-		b, err := json.Marshal(x)
+		b, err := fastjson.MarshalWithOption(x, fastjson.DisableHTMLEscape())
 		return parquet.ByteArrayValue(b), err
 	case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
 		var n int64
