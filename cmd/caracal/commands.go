@@ -22,7 +22,7 @@ import (
 
 // commands are Caracal's own subcommands beside Benthos's.
 func commands() []*cli.Command {
-	return []*cli.Command{parse.Command(), parse.SchemasCommand(), detectCommand(), detect.RulesCommand(), searchCommand(), replayCommand()}
+	return []*cli.Command{parse.Command(), parse.SchemasCommand(), detectCommand(), detect.RulesCommand(), searchCommand(), replayCommand(), alertsCommand()}
 }
 
 // destinationFields are the fields of one `caracal.destinations` entry.

@@ -93,6 +93,10 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		}
 		rt.embedded = e
 		s.Brokers, s.Embedded = e.Addrs, true
+		// Commands such as `caracal alerts unsuppress` find it here.
+		if err := os.WriteFile(filepath.Join(dir, embeddedAddressFile), []byte(strings.Join(e.Addrs, ",")), 0o644); err != nil {
+			log.Warnf("Could not record the embedded broker's address: %v", err)
+		}
 		log.Infof("Embedded broker on %s, log in %s (set CARACAL_BROKERS to use a Redpanda/Kafka cluster)", strings.Join(e.Addrs, ","), dir)
 	} else {
 		log.Infof("Broker cluster %s", strings.Join(s.Brokers, ","))

@@ -234,3 +234,59 @@ func BenchmarkStateObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "matches/s")
 }
+
+// What Changes writes to caracal.alert_state is enough for a new State to
+// carry on: the open alert's window, the alert numbering and the storm
+// suppression all survive; Unsuppress is recorded too.
+func TestStateChangesRestore(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	s := NewState(1)
+	if o := s.Observe(match("R", "a", 60, 1), t0); o.Alert == nil {
+		t.Fatal("no alert")
+	}
+	if o := s.Observe(match("R", "b", 60, 1), t0); o.Storm == nil {
+		t.Fatal("storm limit 1 did not trip on the second alert")
+	}
+	recs, err := s.Changes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 { // groups a and b, storm counter of R
+		t.Fatalf("%d records, want 3: %v", len(recs), recs)
+	}
+	if again, _ := s.Changes(); len(again) != 0 {
+		t.Fatalf("changes reported twice: %v", again)
+	}
+	restored := NewState(1)
+	for _, r := range recs {
+		if err := restored.Restore(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := restored.Observe(match("R", "a", 60, 1), t0.Add(10*time.Minute))
+	if o.Alert != nil || o.Attached == nil || o.Attached.EventCount != 2 {
+		t.Fatalf("after restore the match must attach to the open alert: %+v", o)
+	}
+	o = restored.Observe(match("R", "c", 60, 1), t0.Add(11*time.Minute))
+	if o.Alert != nil || o.Storm != nil {
+		t.Fatalf("restored rule must stay suppressed, silently: %+v", o)
+	}
+	restored.Unsuppress("R")
+	recs, _ = restored.Changes()
+	var lifted bool
+	for _, r := range recs {
+		if r.Key == stormKeyPrefix+"R" && strings.Contains(string(r.Value), `"suppressed":false`) {
+			lifted = true
+		}
+	}
+	if !lifted {
+		t.Fatalf("unsuppress not recorded: %v", recs)
+	}
+	o = restored.Observe(match("R", "a", 60, 1), t0.Add(61*time.Minute))
+	if o.Alert == nil || o.Alert.AlertID != AlertID("R", 2, "a") {
+		t.Fatalf("after the window the next alert is number 2: %+v", o.Alert)
+	}
+	if err := restored.Restore("bogus", []byte("{}")); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -89,7 +90,7 @@ func init() {
 			if limit == 0 {
 				limit = settings.From(res).AlertStormLimit
 			}
-			return &processor{state: NewState(limit), now: time.Now}, nil
+			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger()}, nil
 		})
 
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().
@@ -123,9 +124,46 @@ func init() {
 type processor struct {
 	state *State
 	now   func() time.Time
+	// brokers hold caracal.alert_state; nil keeps the state in memory only.
+	brokers    []string
+	generation uint64 // kafka.Generation() when the state was last restored
+	log        *service.Logger
+}
+
+// restore reloads the state from caracal.alert_state at start, after a
+// rebalance (rules may have moved from another worker) and after an
+// aborted transaction (the in-memory state counted records that will come
+// again).
+func (p *processor) restore(ctx context.Context) error {
+	n := kafka.Generation()
+	if p.brokers == nil || n == p.generation {
+		return nil
+	}
+	fresh := NewState(p.state.StormLimit)
+	records := 0
+	var bad error
+	err := kafka.ReadCompacted(ctx, p.brokers, envelope.TopicAlertState, 30*time.Second, func(key, value []byte) {
+		records++
+		if err := fresh.Restore(string(key), value); err != nil && bad == nil {
+			bad = err
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("restoring alert state from %s: %w", envelope.TopicAlertState, err)
+	}
+	if bad != nil {
+		p.log.Errorf("Alert state: skipped an unreadable record: %v", bad)
+	}
+	p.state.Replace(fresh)
+	p.generation = n
+	p.log.Infof("Alert state restored from %s: %d record(s)", envelope.TopicAlertState, records)
+	return nil
 }
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
+	if err := p.restore(ctx); err != nil {
+		return nil, err
+	}
 	var out service.MessageBatch
 	emit := func(m *service.Message, a *envelope.Alert) error {
 		b, err := json.Marshal(a)
@@ -158,6 +196,12 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if err != nil {
 			return nil, err
 		}
+		if match[envelope.FieldControl] == ControlUnsuppress {
+			rule, _ := match[envelope.FieldRuleID].(string)
+			p.state.Unsuppress(rule)
+			p.log.Infof("Alert storm suppression lifted for rule %s", rule)
+			continue
+		}
 		o := p.state.Observe(match, p.now())
 		for _, a := range []*envelope.Alert{o.Alert, o.Storm} {
 			if a != nil {
@@ -165,6 +209,20 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 					return nil, err
 				}
 			}
+		}
+	}
+	// The state changes go out with the alerts, in the same transaction.
+	changes, err := p.state.Changes()
+	if err != nil {
+		return nil, err
+	}
+	if p.brokers != nil && len(batch) > 0 {
+		for _, c := range changes {
+			msg := batch[len(batch)-1].Copy()
+			msg.SetBytes(c.Value)
+			msg.MetaSetMut(envelope.MetaTopic, envelope.TopicAlertState)
+			msg.MetaSetMut(envelope.MetaKey, c.Key)
+			out = append(out, msg)
 		}
 	}
 	if len(out) == 0 {
@@ -184,6 +242,9 @@ func (n *notifier) Connect(context.Context) error { return nil }
 
 func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	for _, m := range batch {
+		if topic, _ := m.MetaGet(envelope.MetaTopic); topic == envelope.TopicAlertState {
+			continue // the stage's own state, not an alert
+		}
 		raw, err := m.AsBytes()
 		if err != nil {
 			return err

@@ -9,8 +9,11 @@ package alert
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,26 +41,103 @@ type group struct {
 	// match arrives again (its batch was refused downstream and redelivered)
 	// the alert is emitted again, with the same id, instead of being lost.
 	OpenedBy string          `json:"opened_by"`
-	Alert    *envelope.Alert `json:"-"`
+	Alert    *envelope.Alert `json:"alert,omitempty"`
 }
 
-// State holds every rule's dedup groups and storm counters.
+// State holds every rule's dedup groups and storm counters. Changes are
+// tracked so the alert stage can write them to the compacted
+// caracal.alert_state topic in the same transaction as the alerts, and a
+// restarted or newly assigned worker restores them from it.
 type State struct {
 	mu         sync.Mutex
 	groups     map[string]*group
 	storm      map[string]*stormCounter
+	dirty      map[string]bool // state keys changed since the last Changes
 	StormLimit int
 }
 
 type stormCounter struct {
-	hourStart  time.Time
-	alerts     int
-	suppressed bool
+	HourStart  time.Time `json:"hour_start"`
+	Alerts     int       `json:"alerts"`
+	Suppressed bool      `json:"suppressed"`
 }
 
 // NewState returns empty state; stormLimit ≤ 0 disables the limiter.
 func NewState(stormLimit int) *State {
-	return &State{groups: map[string]*group{}, storm: map[string]*stormCounter{}, StormLimit: stormLimit}
+	return &State{groups: map[string]*group{}, storm: map[string]*stormCounter{}, dirty: map[string]bool{}, StormLimit: stormLimit}
+}
+
+// State keys on caracal.alert_state: one record per dedup group and one per
+// rule's storm counter; compaction keeps the latest of each.
+const (
+	groupKeyPrefix = "group\x00"
+	stormKeyPrefix = "storm\x00"
+)
+
+// Record is one state record for caracal.alert_state.
+type Record struct {
+	Key   string
+	Value []byte
+}
+
+// Changes returns the records of the state changed since the last call.
+func (s *State) Changes() ([]Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Record, 0, len(s.dirty))
+	for k := range s.dirty {
+		var v any
+		if g, ok := strings.CutPrefix(k, groupKeyPrefix); ok {
+			v = s.groups[g]
+		} else if r, ok := strings.CutPrefix(k, stormKeyPrefix); ok {
+			v = s.storm[r]
+			if v == (*stormCounter)(nil) {
+				v = &stormCounter{} // unsuppressed: an empty counter
+			}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("alert state %q: %w", k, err)
+		}
+		out = append(out, Record{Key: k, Value: b})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	clear(s.dirty)
+	return out, nil
+}
+
+// Restore applies one record read back from caracal.alert_state.
+func (s *State) Restore(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g, ok := strings.CutPrefix(key, groupKeyPrefix); ok {
+		var v group
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("alert state %q: %w", key, err)
+		}
+		s.groups[g] = &v
+		return nil
+	}
+	if r, ok := strings.CutPrefix(key, stormKeyPrefix); ok {
+		var v stormCounter
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("alert state %q: %w", key, err)
+		}
+		s.storm[r] = &v
+		return nil
+	}
+	return fmt.Errorf("alert state: unknown key %q", key)
+}
+
+// Replace swaps in another state's contents (a fresh restore).
+func (s *State) Replace(from *State) {
+	from.mu.Lock()
+	groups, storm := from.groups, from.storm
+	from.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups, s.storm = groups, storm
+	clear(s.dirty)
 }
 
 // Outcome of observing one match.
@@ -111,6 +191,7 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	key := ruleID + "\x00" + dedup
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dirty[groupKeyPrefix+key] = true
 	g := s.groups[key]
 	if g == nil {
 		g = &group{}
@@ -160,22 +241,23 @@ func (s *State) stormCheck(ruleID string, now time.Time) (bool, *envelope.Alert)
 	if s.StormLimit <= 0 {
 		return false, nil
 	}
+	s.dirty[stormKeyPrefix+ruleID] = true
 	c := s.storm[ruleID]
-	if c == nil || now.Sub(c.hourStart) >= time.Hour {
-		c = &stormCounter{hourStart: now}
+	if c == nil || now.Sub(c.HourStart) >= time.Hour {
+		c = &stormCounter{HourStart: now}
 		s.storm[ruleID] = c
 	}
-	if c.suppressed {
+	if c.Suppressed {
 		return true, nil
 	}
-	c.alerts++
-	if c.alerts <= s.StormLimit {
+	c.Alerts++
+	if c.Alerts <= s.StormLimit {
 		return false, nil
 	}
-	c.suppressed = true
+	c.Suppressed = true
 	title := fmt.Sprintf("Alert storm: rule %s raised more than %d alerts in an hour; its alerts are suppressed until %s (matches are still stored)",
-		ruleID, s.StormLimit, envelope.FormatTime(c.hourStart.Add(time.Hour)))
-	return true, SystemError("storm:"+ruleID+":"+envelope.FormatTime(c.hourStart), title, "Critical", now)
+		ruleID, s.StormLimit, envelope.FormatTime(c.HourStart.Add(time.Hour)))
+	return true, SystemError("storm:"+ruleID+":"+envelope.FormatTime(c.HourStart), title, "Critical", now)
 }
 
 // Unsuppress lifts a rule's storm suppression.
@@ -183,6 +265,7 @@ func (s *State) Unsuppress(ruleID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.storm, ruleID)
+	s.dirty[stormKeyPrefix+ruleID] = true
 }
 
 func eventOf(match map[string]any) map[string]any {
@@ -248,3 +331,7 @@ func SystemError(key, title, severity string, now time.Time) *envelope.Alert {
 		DedupString: key, EventCount: 1, LogTypes: []string{}, Events: []map[string]any{},
 	}
 }
+
+// ControlUnsuppress is the p_control value of a caracal.matches record
+// that lifts its rule's storm suppression (`caracal alerts unsuppress`).
+const ControlUnsuppress = "unsuppress"

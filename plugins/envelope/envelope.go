@@ -82,6 +82,9 @@ const (
 	FieldAlertContext = "p_alert_context"
 	FieldDedupString  = "p_dedup_string"
 	FieldMatchType    = "p_match_type" // RULE or RULE_ERROR
+	// FieldControl marks a control record on caracal.matches (keyed by
+	// rule id, so it reaches the worker owning the rule), e.g. unsuppress.
+	FieldControl      = "p_control"
 	FieldRuleDedupMin = "p_rule_dedup_period_minutes"
 	FieldRuleThresh   = "p_rule_threshold"
 	FieldRuleOutputs  = "p_rule_output_ids"

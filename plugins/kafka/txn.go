@@ -79,6 +79,7 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 		kgo.SessionTimeout(10 * time.Second),
 		kgo.HeartbeatInterval(time.Second),
 		kgo.RebalanceTimeout(30 * time.Second),
+		kgo.OnPartitionsAssigned(countAssignment),
 	}
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
@@ -117,10 +118,15 @@ func (c *TxnConsumer) Next(ctx context.Context) (*Batch, error) {
 			if failed {
 				try = kgo.TryAbort
 			}
-			_, err := c.sess.End(ctx, try)
+			committed, err := c.sess.End(ctx, try)
 			c.mu.Lock()
 			c.inTxn, c.failed = false, false
 			c.mu.Unlock()
+			if !committed {
+				// Whatever the stage derived from the aborted records
+				// is void: stateful stages reload from committed state.
+				generation.Add(1)
+			}
 			if err != nil && ctx.Err() == nil {
 				// The transaction was aborted; its records are consumed
 				// again from the last commit.
@@ -177,15 +183,23 @@ func (c *TxnConsumer) Produce(ctx context.Context, recs []*kgo.Record) error {
 	return c.sess.ProduceSync(ctx, recs...).FirstErr()
 }
 
-// Close aborts an open transaction and leaves the group.
+// Close ends an open transaction and leaves the group: it commits when every
+// batch polled in it was handed out and acknowledged (a graceful stop after
+// the stage finished its work must not throw that work away, or a restart
+// would redo side effects such as notifications), and aborts otherwise.
 func (c *TxnConsumer) Close(ctx context.Context) error {
 	c.mu.Lock()
 	c.closed = true
 	inTxn := c.inTxn
+	done := !c.failed && c.outstanding == 0 && len(c.pending) == 0
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	if inTxn {
-		_, _ = c.sess.End(ctx, kgo.TryAbort)
+		try := kgo.TryAbort
+		if done {
+			try = kgo.TryCommit
+		}
+		_, _ = c.sess.End(ctx, try)
 	}
 	c.sess.Close()
 	return nil

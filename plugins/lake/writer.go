@@ -84,7 +84,8 @@ func (t *Tables) all() []*Table {
 
 var tableNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
 
-// For picks the table for a record and shapes its row.
+// For picks the table for a record and shapes its row; a nil table (and no
+// error) means the record is a control record with no place in the lake.
 func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 	v := r.Value
 	switch r.Topic {
@@ -98,6 +99,9 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 	case envelope.TopicFailures:
 		return t.failures, v, nil
 	case envelope.TopicMatches:
+		if v[envelope.FieldControl] != nil {
+			return nil, nil, nil // e.g. an unsuppress command for the alert stage
+		}
 		tab := t.matches
 		if v[envelope.FieldMatchType] == envelope.TypeRuleError {
 			tab = t.errors
@@ -206,6 +210,9 @@ func (b *Batch) Add(recs []*Record) error {
 		if err != nil {
 			b.w.fail(r, err)
 			continue
+		}
+		if tab == nil {
+			continue // a control record, not data
 		}
 		hour, err := partitionHour(row[tab.TimeField])
 		if err != nil {
