@@ -20,6 +20,13 @@ func processorSpec() *service.ConfigSpec {
 			service.NewStringField("schemas_dir").
 				Description("Directory of log schemas (Panther schema YAML). Empty: the root config's `caracal.schemas_dir`.").
 				Default("").Example("./schemas"),
+			service.NewObjectListField("filters",
+				service.NewStringField("source").Description("Source id the filter applies to; `*` for every source.").Example("okta"),
+				service.NewStringListField("log_types").Description("Log types it applies to; empty: all.").Default([]string{}),
+				service.NewStringField("include").Description("Keep only events for which this expr boolean is true (fields at top level, as in rule conditions).").Default("").Example(`eventSource != "health.amazonaws.com"`),
+				service.NewStringField("exclude").Description("Drop events for which this expr boolean is true.").Default("").Example(`elbStatusCode == 200 && requestUrl endsWith "/healthz"`),
+			).Description("Ingestion filters: events they drop are counted (metric caracal_parse_filtered_events, by source) and not stored. A filter expression that errors keeps the event.").
+				Default([]any{}),
 		)
 }
 
@@ -38,13 +45,51 @@ func init() {
 				return nil, err
 			}
 			res.Logger().Infof("Parsing with %d log schemas from %s", len(c.order), dir)
-			return &processor{c: c, skipped: res.Metrics().NewCounter("caracal_parse_skipped_lines")}, nil
+			fconfs, err := conf.FieldObjectList("filters")
+			if err != nil {
+				return nil, err
+			}
+			p := &processor{c: c, skipped: res.Metrics().NewCounter("caracal_parse_skipped_lines"),
+				filtered: res.Metrics().NewCounter("caracal_parse_filtered_events", "source")}
+			for _, fc := range fconfs {
+				f := &Filter{}
+				if f.Source, err = fc.FieldString("source"); err != nil {
+					return nil, err
+				}
+				if f.LogTypes, err = fc.FieldStringList("log_types"); err != nil {
+					return nil, err
+				}
+				if f.Include, err = fc.FieldString("include"); err != nil {
+					return nil, err
+				}
+				if f.Exclude, err = fc.FieldString("exclude"); err != nil {
+					return nil, err
+				}
+				if err := f.Compile(); err != nil {
+					return nil, err
+				}
+				p.filters = append(p.filters, f)
+			}
+			return p, nil
 		})
 }
 
 type processor struct {
-	c       *Classifier
-	skipped *service.MetricCounter
+	c        *Classifier
+	skipped  *service.MetricCounter
+	filters  []*Filter
+	filtered *service.MetricCounter
+}
+
+func (p *processor) keep(source string, ev map[string]any) bool {
+	lt, _ := ev[envelope.FieldLogType].(string)
+	for _, f := range p.filters {
+		if !f.Keep(source, lt, ev) {
+			p.filtered.Incr(1, source)
+			return false
+		}
+	}
+	return true
 }
 
 func originOf(m *service.Message) Origin {
@@ -90,6 +135,9 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 			if ev == nil && fail == nil {
 				// A header or skipped line: not an event.
 				p.skipped.Incr(1)
+				continue
+			}
+			if ev != nil && !p.keep(o.SourceID, ev) {
 				continue
 			}
 			if fail != nil {
