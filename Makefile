@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/caracal
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION) -X main.dateBuilt=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-.PHONY: all build run test unit yaml-test lint bench chaos fuzz clean
+.PHONY: all build run test unit yaml-test lint bench bench-lake chaos fuzz clean
 
 all: build
 
@@ -40,6 +40,10 @@ lint: build
 # BENCH_SECONDS (default 60) per run; BENCH_BASELINE=0 skips Redpanda Connect.
 bench: build
 	$(GO) run ./tools/bench
+
+# Lake writer and `caracal search` over LAKEBENCH_EVENTS (default 1M, ~1.1 GB of JSON).
+bench-lake:
+	$(GO) run ./tools/lakebench
 
 # Needs Java 17 (scripts/kafka.sh fetches Kafka) and Python with pyarrow.
 chaos: build

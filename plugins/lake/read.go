@@ -119,7 +119,8 @@ func ScanLake(ctx context.Context, r Reader, tables *Tables, sc Scan, fn func(ta
 		var sizes []int64
 		err := r.List(ctx, name+"/", func(key string, size int64) error {
 			if h, ok := keyHour(key); ok {
-				if (!sc.Since.IsZero() && h.Add(time.Hour).Before(sc.Since)) || (!sc.Until.IsZero() && h.After(sc.Until)) {
+				// The hour [h, h+1h) must overlap [Since, Until).
+				if (!sc.Since.IsZero() && !h.Add(time.Hour).After(sc.Since)) || (!sc.Until.IsZero() && !h.Before(sc.Until)) {
 					st.FilesPruned++
 					return nil
 				}
@@ -173,6 +174,22 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 				}
 			}
 		}
+		if leaf >= 0 {
+			// Read the indicator column alone, then only the rows holding
+			// the value: a row group has thousands of rows, and decoding
+			// all of them would cost far more than the column scan.
+			idx, err := rowsWithValue(rg.ColumnChunks()[leaf], sc.Value)
+			if err != nil {
+				return err
+			}
+			if err := readRows(ctx, f.Schema(), rg, idx, func(m map[string]any) error {
+				st.Rows++
+				return emit(tab, sc, st, m, fn)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
 		rows := parquet.NewRowGroupReader(rg)
 		for {
 			if err := ctx.Err(); err != nil {
@@ -186,14 +203,90 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 				return err
 			}
 			st.Rows++
-			ev := tab.Decode(m)
-			if !sc.inRange(tab, ev) || (sc.Column != "" && !holds(ev[sc.Column], sc.Value)) {
-				continue
-			}
-			st.Matched++
-			if err := fn(tab.Name, ev); err != nil {
+			if err := emit(tab, sc, st, m, fn); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+func emit(tab *Table, sc Scan, st *ScanStats, m map[string]any, fn func(string, map[string]any) error) error {
+	ev := tab.Decode(m)
+	if !sc.inRange(tab, ev) || (sc.Column != "" && !holds(ev[sc.Column], sc.Value)) {
+		return nil
+	}
+	st.Matched++
+	return fn(tab.Name, ev)
+}
+
+// rowsWithValue returns the indexes of the rows whose values in a list
+// column chunk include v (a new row starts at repetition level 0).
+func rowsWithValue(cc parquet.ColumnChunk, v string) ([]int64, error) {
+	pages := cc.Pages()
+	defer pages.Close()
+	var out []int64
+	row := int64(-1)
+	buf := make([]parquet.Value, 1024)
+	for {
+		p, err := pages.ReadPage()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		vals := p.Values()
+		for {
+			n, err := vals.ReadValues(buf)
+			for _, x := range buf[:n] {
+				if x.RepetitionLevel() == 0 {
+					row++
+				}
+				if !x.IsNull() && string(x.ByteArray()) == v && (len(out) == 0 || out[len(out)-1] != row) {
+					out = append(out, row)
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return nil, err
+			}
+		}
+		parquet.Release(p)
+	}
+}
+
+// readRows decodes the rows at the given (ascending) indexes of a row group.
+func readRows(ctx context.Context, s *parquet.Schema, rg parquet.RowGroup, idx []int64, fn func(map[string]any) error) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	rows := rg.Rows()
+	defer rows.Close()
+	buf := make([]parquet.Row, 1)
+	for _, i := range idx {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := rows.SeekToRow(i); err != nil {
+			return err
+		}
+		n, err := rows.ReadRows(buf)
+		if n == 0 {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("row %d missing", i)
+			}
+			return err
+		}
+		m := map[string]any{}
+		if err := s.Reconstruct(&m, buf[0]); err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
 		}
 	}
 	return nil
