@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -40,13 +42,19 @@ func caracalLinters() linters {
 		},
 		rules: func(files []string) []Finding {
 			var out []Finding
+			known := schemaFields("./schemas")
 			for _, f := range files {
 				data, err := os.ReadFile(f)
+				var r *detect.Rule
 				if err == nil {
-					_, err = detect.ParseRule(f, data)
+					r, err = detect.ParseRule(f, data)
 				}
 				if err != nil {
 					out = append(out, Finding{File: f, Line: errLine(err), Message: stripFile(f, err.Error())})
+					continue
+				}
+				if known != nil {
+					out = append(out, ruleFieldFindings(f, data, r, known)...)
 				}
 			}
 			return out
@@ -89,4 +97,72 @@ func stripFile(file, msg string) string {
 		msg = msg[m[1]-1:]
 	}
 	return strings.TrimSpace(msg)
+}
+
+// schemaFields maps each log type in dir to its top-level fields, nil when
+// the schemas cannot be read (then rule fields are not checked).
+func schemaFields(dir string) map[string]map[string]bool {
+	schemas, err := schema.LoadDir(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]map[string]bool{}
+	for _, s := range schemas {
+		fs := map[string]bool{}
+		for _, f := range s.Fields {
+			fs[f.Name] = true
+		}
+		out[s.Schema] = fs
+	}
+	return out
+}
+
+// ruleFieldFindings reports log types without a schema and fields a rule
+// reads that none of its log types has (a typo a rule's own tests, written
+// with the same typo, would not catch).
+func ruleFieldFindings(file string, data []byte, r *detect.Rule, known map[string]map[string]bool) []Finding {
+	var out []Finding
+	var have []map[string]bool
+	for _, lt := range r.LogTypes {
+		fs, ok := known[lt]
+		if !ok {
+			out = append(out, Finding{File: file, Line: lineOf(data, lt), Message: fmt.Sprintf("LogTypes: %s has no schema in schemas/ (known: %s)", lt, strings.Join(sortedKeys(known), ", "))})
+			continue
+		}
+		have = append(have, fs)
+	}
+	if len(have) == 0 {
+		return out
+	}
+	for _, name := range r.FieldsUsed() {
+		if strings.HasPrefix(name, "p_") {
+			continue // standard fields, on every log type
+		}
+		found := false
+		for _, fs := range have {
+			found = found || fs[name]
+		}
+		if found {
+			continue
+		}
+		msg := fmt.Sprintf("field %q is not in the schema of %s", name, strings.Join(r.LogTypes, " or "))
+		for _, fs := range have {
+			for f := range fs {
+				if strings.EqualFold(f, name) {
+					msg += fmt.Sprintf(" (did you mean %q?)", f)
+				}
+			}
+		}
+		out = append(out, Finding{File: file, Line: lineOf(data, name), Message: msg})
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -182,6 +182,9 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 
 // Eval runs the rule's condition: true, false, or an error.
 func (r *Rule) Eval(event map[string]any) (bool, error) {
+	if r.detection != nil {
+		return r.detection(event), nil
+	}
 	v, err := vm.Run(r.condition, event)
 	if err != nil {
 		return false, err

@@ -46,6 +46,7 @@ type Spec struct {
 	OutputIds          []string            `yaml:"OutputIds"`
 	Tests              []Test              `yaml:"Tests"`
 	Condition          string              `yaml:"Condition"`
+	Detection          yaml.Node           `yaml:"Detection"` // Panther's simple detection list
 	Title              string              `yaml:"Title"`
 	Dedup              string              `yaml:"Dedup"`
 	AlertContext       map[string]string   `yaml:"AlertContext"`
@@ -60,6 +61,7 @@ type Rule struct {
 	DedupPeriod     int
 	ThresholdN      int
 	condition       *vm.Program
+	detection       predicate // a compiled Detection list, instead of condition
 	title           *vm.Program
 	dedup           *vm.Program
 	dynSeverity     *vm.Program
@@ -132,12 +134,21 @@ func (r *Rule) compile() error {
 	if r.Threshold != nil {
 		r.ThresholdN = *r.Threshold
 	}
-	if r.Condition == "" {
-		return errors.New("missing Condition (an expr boolean)")
-	}
 	var err error
-	if r.condition, err = compileExpr(r.Condition, expr.AsBool()); err != nil {
-		return fmt.Errorf("Condition: %w", err)
+	hasDetection := r.Detection.Kind != 0
+	switch {
+	case r.Condition != "" && hasDetection:
+		return errors.New("give Condition or Detection, not both")
+	case hasDetection:
+		if r.detection, err = compileDetection(r.File, &r.Detection); err != nil {
+			return fmt.Errorf("Detection: %w", err)
+		}
+	case r.Condition == "":
+		return errors.New("missing Condition (an expr boolean) or Detection (Panther's simple detection list)")
+	default:
+		if r.condition, err = compileExpr(r.Condition, expr.AsBool()); err != nil {
+			return fmt.Errorf("Condition: %w", err)
+		}
 	}
 	if r.Title != "" {
 		if r.title, err = compileExpr(r.Title); err != nil {

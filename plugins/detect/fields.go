@@ -1,0 +1,90 @@
+package detect
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"gopkg.in/yaml.v3"
+)
+
+// FieldsUsed lists the top-level event fields a rule reads: the free
+// identifiers of its expressions (not functions, not let variables) and
+// the first segment of its Detection keys. `caracal lint` checks them
+// against the fields of the rule's log types.
+func (r *Rule) FieldsUsed() []string {
+	seen := map[string]bool{}
+	srcs := []string{r.Condition, r.Title, r.Dedup, r.DynamicSeverity}
+	for _, v := range r.AlertContext {
+		srcs = append(srcs, v)
+	}
+	for _, src := range srcs {
+		if src == "" {
+			continue
+		}
+		tree, err := parser.Parse(src)
+		if err != nil {
+			continue // compile errors are reported on their own
+		}
+		ast.Walk(&tree.Node, &identVisitor{found: seen})
+	}
+	if r.Detection.Kind != 0 {
+		detectionKeys(&r.Detection, seen)
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// identVisitor collects identifiers; ast.Walk visits a node's children
+// before the node, so a function's name or a let variable, seen first as
+// an identifier, is dropped when its call or declaration is reached.
+type identVisitor struct {
+	found map[string]bool
+}
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	switch t := (*n).(type) {
+	case *ast.CallNode:
+		if id, ok := t.Callee.(*ast.IdentifierNode); ok {
+			delete(v.found, id.Value)
+		}
+	case *ast.VariableDeclaratorNode:
+		delete(v.found, t.Name)
+	case *ast.IdentifierNode:
+		if !strings.HasPrefix(t.Value, "$") {
+			v.found[t.Value] = true
+		}
+	}
+}
+
+// detectionKeys collects the first key segment of every match expression
+// at the event level (not inside list-condition Expressions, whose keys
+// are relative to the elements).
+func detectionKeys(n *yaml.Node, out map[string]bool) {
+	for _, item := range n.Content {
+		if item.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			k, val := item.Content[i].Value, item.Content[i+1]
+			switch k {
+			case "Key":
+				out[val.Value] = true
+			case "DeepKey":
+				if len(val.Content) > 0 {
+					out[val.Content[0].Value] = true
+				}
+			case "KeyPath":
+				first, _, _ := strings.Cut(val.Value, ".")
+				out[strings.TrimSuffix(first, "[*]")] = true
+			case "All", "Any", "OnlyOne", "None":
+				detectionKeys(val, out)
+			}
+		}
+	}
+}
