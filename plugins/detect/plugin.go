@@ -23,6 +23,9 @@ func processorSpec() *service.ConfigSpec {
 			service.NewStringField("lookups_dir").
 				Description("Lookup tables for the rules' lookup(table, key). Empty: the root config's `caracal.lookups_dir`.").
 				Default(""),
+			service.NewDurationField("reload_interval").
+				Description("How often the rules directory is checked for changed rules, which are swapped in without dropping events; a rule that no longer compiles keeps its last good version and the error is logged. 0s disables reloading.").
+				Default("5s"),
 		)
 }
 
@@ -36,7 +39,11 @@ func init() {
 			if dir == "" {
 				dir = settings.From(res).RulesDir
 			}
-			e, err := LoadEngine(dir)
+			rl, err := NewReloader(dir)
+			if err != nil {
+				return nil, err
+			}
+			interval, err := conf.FieldDuration("reload_interval")
 			if err != nil {
 				return nil, err
 			}
@@ -55,13 +62,26 @@ func init() {
 				res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
 			})
 			SetLookup(set.Lookup)
-			res.Logger().Infof("Detecting with %d rules from %s", len(e.rules), dir)
-			return &processor{e: e}, nil
+			log := res.Logger()
+			log.Infof("Detecting with %d rules from %s", len(rl.Engine().Rules()), dir)
+			ctx, stop := context.WithCancel(context.Background())
+			if interval > 0 {
+				go rl.Watch(ctx, interval, func(changed bool, n int, errs []error) {
+					for _, err := range errs {
+						log.Errorf("Rules: %v (the previous version of the rule stays in force)", err)
+					}
+					if changed {
+						log.Infof("Rules reloaded from %s: %d rules", dir, n)
+					}
+				})
+			}
+			return &processor{rules: rl, stop: stop}, nil
 		})
 }
 
 type processor struct {
-	e *Engine
+	rules *Reloader
+	stop  context.CancelFunc
 }
 
 // DecodeEvent reads a normalized event, keeping integers as int64.
@@ -69,6 +89,7 @@ func DecodeEvent(b []byte) (map[string]any, error) { return envelope.DecodeObjec
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var out service.MessageBatch
+	e := p.rules.Engine() // one engine for the whole batch
 	for _, m := range batch {
 		raw, err := m.AsBytes()
 		if err != nil {
@@ -78,7 +99,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if err != nil {
 			return nil, err
 		}
-		for _, match := range p.e.Evaluate(ev) {
+		for _, match := range e.Evaluate(ev) {
 			b, err := json.Marshal(match)
 			if err != nil {
 				return nil, err
@@ -96,4 +117,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	return []service.MessageBatch{out}, nil
 }
 
-func (p *processor) Close(context.Context) error { return nil }
+func (p *processor) Close(context.Context) error {
+	p.stop()
+	return nil
+}
