@@ -91,6 +91,15 @@ func (e *Exporter) family(name, kind string, labelKeys []string) *family {
 }
 
 func (f *family) get(values []string, nBuckets int) *series {
+	// Look up by the raw values (cheap, on every increment); the escaped
+	// label text is built once, when the series is created.
+	key := strings.Join(values, "\x00")
+	f.mu.RLock()
+	s := f.series[key]
+	f.mu.RUnlock()
+	if s != nil {
+		return s
+	}
 	var b strings.Builder
 	for i, k := range f.labelKeys {
 		if i > 0 {
@@ -105,17 +114,10 @@ func (f *family) get(values []string, nBuckets int) *series {
 		b.WriteString(escape(v))
 		b.WriteByte('"')
 	}
-	key := b.String()
-	f.mu.RLock()
-	s := f.series[key]
-	f.mu.RUnlock()
-	if s != nil {
-		return s
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s = f.series[key]; s == nil {
-		s = &series{labels: key, buckets: make([]atomic.Uint64, nBuckets)}
+		s = &series{labels: b.String(), buckets: make([]atomic.Uint64, nBuckets)}
 		f.series[key] = s
 	}
 	return s
@@ -256,6 +258,6 @@ func sanitize(s string) string {
 	return string(b)
 }
 
-func escape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(v)
-}
+var labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+
+func escape(v string) string { return labelEscaper.Replace(v) }

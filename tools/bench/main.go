@@ -190,6 +190,8 @@ func event(rng *rand.Rand, n int64) map[string]any {
 	}
 }
 
+var probeSeq atomic.Int64
+
 // drive posts batches of 100 events from several clients for the duration,
 // plus a probe (a root console login from a fresh IP) every 250ms whose
 // alert's arrival at the receiver gives the POST→alert latency.
@@ -251,12 +253,15 @@ func drive(name, url string, pid, seconds int, hook *systest.Receiver, rate floa
 		defer wg.Done()
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
 			}
+			// Probe IPs never repeat across runs: a repeated (account, IP)
+			// would be deduplicated into the open alert, as it should.
+			i := probeSeq.Add(1)
 			id := fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), i)
 			body, err := systest.RootLogin(id, fmt.Sprintf("203.0.%d.%d", (i/250)%256, i%250+1))
 			if err != nil {
