@@ -39,6 +39,12 @@ func RunTests(rules []*Rule) []TestResult {
 				res.Reason = "rule error: " + err.Error()
 			case got != t.ExpectedResult:
 				res.Reason = fmt.Sprintf("expected %v, got %v", t.ExpectedResult, got)
+			case got:
+				if err := r.CheckOutputs(ev); err != nil {
+					res.Reason = "matched, but " + err.Error()
+				} else {
+					res.Passed = true
+				}
 			default:
 				res.Passed = true
 			}

@@ -187,16 +187,35 @@ func TestDetectEvents(t *testing.T) {
 	}
 }
 
+// BenchmarkEngine runs the whole shipped pack's CloudTrail rules over a
+// realistic mix: nine routine calls (which match nothing, as in production)
+// for each of the CloudTrail rules' own test events.
 func BenchmarkEngine(b *testing.B) {
 	rules, err := LoadDir("../../rules")
 	if err != nil {
 		b.Fatal(err)
 	}
 	e := NewEngine(rules)
-	events := []map[string]any{
-		{"p_log_type": "AWS.CloudTrail", "eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com", "userIdentity": map[string]any{"type": "IAMUser"}},
-		{"p_log_type": "AWS.CloudTrail", "eventName": "ConsoleLogin", "userIdentity": map[string]any{"type": "Root"}, "responseElements": map[string]any{"ConsoleLogin": "Success"}},
-		{"p_log_type": "AWS.CloudTrail", "eventName": "PutObject", "eventSource": "s3.amazonaws.com"},
+	routine := func(name, source string) map[string]any {
+		return map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": name, "eventSource": source, "awsRegion": "eu-west-1",
+			"sourceIPAddress": "10.1.2.3", "recipientAccountId": "111122223333", "eventType": "AwsApiCall",
+			"userIdentity":      map[string]any{"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/ci/x", "accountId": "111122223333"},
+			"requestParameters": map[string]any{"instancesSet": map[string]any{"items": []any{map[string]any{"instanceId": "i-0abc"}}}}}
+	}
+	var events []map[string]any
+	for _, r := range e.byType["AWS.CloudTrail"] {
+		for _, t := range r.Tests {
+			ev := map[string]any{"p_log_type": "AWS.CloudTrail"}
+			for k, v := range t.Log {
+				ev[k] = envelope.PlainNumbers(v)
+			}
+			events = append(events, ev)
+		}
+	}
+	// Nine routine events for every rule test event.
+	calls := [][2]string{{"DescribeInstances", "ec2.amazonaws.com"}, {"GetObject", "s3.amazonaws.com"}, {"AssumeRole", "sts.amazonaws.com"}, {"ListBuckets", "s3.amazonaws.com"}, {"Decrypt", "kms.amazonaws.com"}}
+	for i, n := 0, 9*len(events); i < n; i++ {
+		events = append(events, routine(calls[i%len(calls)][0], calls[i%len(calls)][1]))
 	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -204,6 +223,7 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(e.byType["AWS.CloudTrail"])), "ns/rule")
+	b.ReportMetric(float64(len(e.byType["AWS.CloudTrail"])), "rules")
 }
 
 func TestLookupHelper(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 
@@ -139,11 +140,13 @@ func DeepGet(v any, path string) any {
 type Engine struct {
 	rules  []*Rule
 	byType map[string][]*Rule
+	index  map[string]*index
 }
 
-// NewEngine indexes the enabled rules by log type.
+// NewEngine indexes the enabled rules by log type, and within a log type by
+// the field most of its rules guard (see guards).
 func NewEngine(rules []*Rule) *Engine {
-	e := &Engine{rules: rules, byType: map[string][]*Rule{}}
+	e := &Engine{rules: rules, byType: map[string][]*Rule{}, index: map[string]*index{}}
 	for _, r := range rules {
 		if !r.IsEnabled() {
 			continue
@@ -151,6 +154,10 @@ func NewEngine(rules []*Rule) *Engine {
 		for _, lt := range r.LogTypes {
 			e.byType[lt] = append(e.byType[lt], r)
 		}
+	}
+	for lt, rs := range e.byType {
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].RuleID < rs[j].RuleID })
+		e.index[lt] = newIndex(rs)
 	}
 	return e
 }
@@ -171,8 +178,12 @@ func (e *Engine) Rules() []*Rule { return e.rules }
 // that matched, or errored (type RULE_ERROR).
 func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 	lt, _ := event[envelope.FieldLogType].(string)
+	ix := e.index[lt]
+	if ix == nil {
+		return nil
+	}
 	var out []map[string]any
-	for _, r := range e.byType[lt] {
+	for _, r := range ix.lookup(event) {
 		if m := r.Match(event); m != nil {
 			out = append(out, m)
 		}
@@ -180,12 +191,23 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 	return out
 }
 
+// vms are reused: vm.Run allocates a VM (and its stack) per call, which
+// costs as much as a short condition itself.
+var vms = sync.Pool{New: func() any { return &vm.VM{} }}
+
+func run(p *vm.Program, env map[string]any) (any, error) {
+	m := vms.Get().(*vm.VM)
+	v, err := m.Run(p, env)
+	vms.Put(m)
+	return v, err
+}
+
 // Eval runs the rule's condition: true, false, or an error.
 func (r *Rule) Eval(event map[string]any) (bool, error) {
 	if r.detection != nil {
 		return r.detection(event), nil
 	}
-	v, err := vm.Run(r.condition, event)
+	v, err := run(r.condition, event)
 	if err != nil {
 		return false, err
 	}
@@ -215,14 +237,14 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		title = r.RuleID
 	}
 	if r.title != nil {
-		if v, err := vm.Run(r.title, event); err == nil && v != nil {
+		if v, err := run(r.title, event); err == nil && v != nil {
 			title = fmt.Sprint(v)
 		}
 	}
 	m[envelope.FieldAlertTitle] = title
 	dedup := title
 	if r.dedup != nil {
-		if v, err := vm.Run(r.dedup, event); err == nil && v != nil {
+		if v, err := run(r.dedup, event); err == nil && v != nil {
 			dedup = fmt.Sprint(v)
 		}
 	}
@@ -232,7 +254,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	m[envelope.FieldDedupString] = dedup
 	ctx := map[string]any{}
 	for i, name := range r.contextNames {
-		v, err := vm.Run(r.contextPrograms[i], event)
+		v, err := run(r.contextPrograms[i], event)
 		if err != nil {
 			v = "error: " + err.Error()
 		}
@@ -240,7 +262,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	}
 	m[envelope.FieldAlertContext] = ctx
 	if r.dynSeverity != nil {
-		if v, err := vm.Run(r.dynSeverity, event); err == nil {
+		if v, err := run(r.dynSeverity, event); err == nil {
 			if s, ok := v.(string); ok && validSeverity(s) {
 				m[envelope.FieldRuleSeverity] = s
 			}
@@ -257,6 +279,31 @@ func firstLine(s string) string {
 }
 
 // record copies the event and adds the rule's attributes.
+// CheckOutputs runs the rule's Title, Dedup, AlertContext and
+// DynamicSeverity over an event and returns the first error: Match falls
+// back to defaults when they fail, so rule tests check them here.
+func (r *Rule) CheckOutputs(event map[string]any) error {
+	named := map[string]*vm.Program{"Title": r.title, "Dedup": r.dedup, "DynamicSeverity": r.dynSeverity}
+	for i, name := range r.contextNames {
+		named["AlertContext."+name] = r.contextPrograms[i]
+	}
+	for name, p := range named {
+		if p == nil {
+			continue
+		}
+		v, err := run(p, event)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if name == "DynamicSeverity" {
+			if s, ok := v.(string); !ok || (s != "DEFAULT" && !validSeverity(s)) {
+				return fmt.Errorf("DynamicSeverity gave %v; want one of %s or DEFAULT", v, strings.Join(Severities, ", "))
+			}
+		}
+	}
+	return nil
+}
+
 func (r *Rule) record(event map[string]any) map[string]any {
 	m := make(map[string]any, len(event)+16)
 	for k, v := range event {

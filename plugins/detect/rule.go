@@ -62,6 +62,7 @@ type Rule struct {
 	ThresholdN      int
 	condition       *vm.Program
 	detection       predicate // a compiled Detection list, instead of condition
+	guards          guards    // top-level fields the logic requires (for the engine's index)
 	title           *vm.Program
 	dedup           *vm.Program
 	dynSeverity     *vm.Program
@@ -143,12 +144,14 @@ func (r *Rule) compile() error {
 		if r.detection, err = compileDetection(r.File, &r.Detection); err != nil {
 			return fmt.Errorf("Detection: %w", err)
 		}
+		r.guards = detectionGuards(&r.Detection)
 	case r.Condition == "":
 		return errors.New("missing Condition (an expr boolean) or Detection (Panther's simple detection list)")
 	default:
 		if r.condition, err = compileExpr(r.Condition, expr.AsBool()); err != nil {
 			return fmt.Errorf("Condition: %w", err)
 		}
+		r.guards = conditionGuards(r.Condition)
 	}
 	if r.Title != "" {
 		if r.title, err = compileExpr(r.Title); err != nil {
