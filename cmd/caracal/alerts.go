@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -45,7 +48,7 @@ func alertsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "alerts",
 		Usage: "Operate on the alert stage",
-		Subcommands: []*cli.Command{{
+		Subcommands: []*cli.Command{sendTestCommand(), {
 			Name:      "unsuppress",
 			Usage:     "Lift a rule's alert storm suppression now instead of at the end of its hour",
 			ArgsUsage: "<rule id>",
@@ -78,5 +81,90 @@ func alertsCommand() *cli.Command {
 				return nil
 			},
 		}},
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}`)
+
+// expandEnv resolves ${VAR} and ${VAR:default} as Benthos does in configs.
+func expandEnv(b []byte) []byte {
+	return envRef.ReplaceAllFunc(b, func(m []byte) []byte {
+		sm := envRef.FindSubmatch(m)
+		if v, ok := os.LookupEnv(string(sm[1])); ok && v != "" {
+			return []byte(v)
+		}
+		return sm[2]
+	})
+}
+
+// loadSettings reads the `caracal:` section of a root config file.
+func loadSettings(path string) (*settings.Settings, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var root map[string]any
+	if err := yaml.Unmarshal(expandEnv(raw), &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	section, err := yaml.Marshal(root[settings.Section])
+	if err != nil {
+		return nil, err
+	}
+	spec := service.NewConfigSpec().Fields(settings.Fields(destinationFields()...)...)
+	conf, err := spec.ParseYAML(string(section), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", path, settings.Section, err)
+	}
+	return settings.Parse(conf)
+}
+
+// sendTestCommand is `caracal alerts send-test <destination>`.
+func sendTestCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "send-test",
+		Usage:     "Send a test alert to one destination of config.yaml, to check its wiring (URL, credentials, filters aside)",
+		ArgsUsage: "<destination id>",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "config.yaml", Usage: "root config holding caracal.destinations"},
+		},
+		Action: func(c *cli.Context) error {
+			id := c.Args().First()
+			if id == "" || c.NArg() != 1 {
+				return cli.Exit("usage: caracal alerts send-test <destination id>", 2)
+			}
+			st, err := loadSettings(c.String("config"))
+			if err != nil {
+				return err
+			}
+			log := service.MockResources().Logger()
+			var ids []string
+			for _, dc := range st.Destinations {
+				d, err := alert.ParseDestination(dc, log)
+				if err != nil {
+					return err
+				}
+				ids = append(ids, d.ID())
+				if d.ID() != id {
+					continue
+				}
+				a := alert.TestAlert(time.Now())
+				if err := d.Deliver(c.Context, a); err != nil {
+					return cli.Exit(fmt.Sprintf("send-test %s: %v", id, err), 1)
+				}
+				fmt.Fprintf(c.App.Writer, "Test alert %s delivered to %s\n", a.AlertID, id)
+				return nil
+			}
+			if st.AlertWebhookURL != "" && id == "env-webhook" {
+				d, _ := alert.NewDestination("env-webhook", "webhook", alert.Endpoint{URL: st.AlertWebhookURL}, "", "", "", nil, alert.Filter{}, alert.Retry{MaxAttempts: 3}, nil)
+				a := alert.TestAlert(time.Now())
+				if err := d.Deliver(c.Context, a); err != nil {
+					return cli.Exit(fmt.Sprintf("send-test %s: %v", id, err), 1)
+				}
+				fmt.Fprintf(c.App.Writer, "Test alert %s delivered to %s\n", a.AlertID, id)
+				return nil
+			}
+			return cli.Exit(fmt.Sprintf("no destination %q in %s (configured: %s)", id, c.String("config"), strings.Join(ids, ", ")), 2)
+		},
 	}
 }

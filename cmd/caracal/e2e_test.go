@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -351,5 +352,50 @@ func TestUnsuppressCommand(t *testing.T) {
 	waitFor("alert after unsuppress", has("203.0.113.3"))
 	if err := p.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// `caracal alerts send-test` reads the destinations from a root config
+// (with ${ENV} interpolation) and delivers a test alert to one of them.
+func TestSendTestCommand(t *testing.T) {
+	var mu sync.Mutex
+	var got []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		got = append(got, map[string]any{"path": r.URL.Path, "auth": r.Header.Get("Authorization"), "body": body})
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yml := "caracal:\n  destinations:\n" +
+		"    - id: oncall\n      type: pagerduty\n      url: " + srv.URL + "/v2/enqueue\n      token: ${TEST_PD_KEY}\n      min_severity: Critical\n" +
+		"    - id: soc-slack\n      type: slack\n      url: " + srv.URL + "/slack\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(caracalBinary(t), args...)
+		cmd.Env = append(os.Environ(), "TEST_PD_KEY=pd-routing-key")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("alerts", "send-test", "-c", cfg, "oncall"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0]["path"] != "/v2/enqueue" {
+		t.Fatalf("requests %v", got)
+	}
+	body := got[0]["body"].(map[string]any)
+	if body["routing_key"] != "pd-routing-key" || body["event_action"] != "trigger" {
+		t.Errorf("PagerDuty test event %v (the min_severity filter must not stop a test)", body)
+	}
+	mu.Unlock()
+	out, err := run("alerts", "send-test", "-c", cfg, "nope")
+	if err == nil || !strings.Contains(out, "oncall, soc-slack") {
+		t.Errorf("unknown destination: %v\n%s", err, out)
 	}
 }

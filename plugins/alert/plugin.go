@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -14,55 +16,119 @@ import (
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
+// DestinationTypes are the kinds of destination.
+var DestinationTypes = []string{"webhook", "slack", "msteams", "discord", "pagerduty", "opsgenie", "jira", "github", "splunk", "email"}
+
 // DestinationFields are the fields of one caracal.destinations entry.
 func DestinationFields() []*service.ConfigField {
 	return []*service.ConfigField{
-		service.NewStringField("id").Description("Unique destination id; rules may name it in OutputIds.").Example("soc-webhook"),
-		service.NewStringEnumField("type", "webhook").Description("Destination type.").Default("webhook"),
-		service.NewStringField("url").Description("Endpoint URL.").Example("https://hooks.example.com/caracal"),
+		service.NewStringField("id").Description("Unique destination id; rules may name it in OutputIds.").Example("soc-slack"),
+		service.NewStringEnumField("type", DestinationTypes...).Description("Destination type: `webhook` (Panther's custom webhook payload, HMAC-signed), `slack` (incoming webhook, Block Kit), `msteams` (incoming webhook, Adaptive Card), `discord` (webhook), `pagerduty` (Events API v2), `opsgenie` (Alert API), `jira` (create issue), `github` (create issue), `splunk` (HTTP Event Collector), `email` (SMTP).").Default("webhook"),
+		service.NewStringField("url").Description("Endpoint: the webhook URL (webhook, slack, msteams, discord); the API URL (pagerduty, opsgenie and github have defaults); the Jira site (https://example.atlassian.net); the Splunk HEC base (https://splunk:8088); smtp://host:port or smtps://host:port for email.").Default("").Example("https://hooks.slack.com/services/T000/B000/XXXX"),
 		service.NewStringField("secret").Description("Webhook: HMAC-SHA256 key; the signature of the body goes in `X-Caracal-Signature: sha256=<hex>`. Use ${ENV_VAR}.").Default("").Secret(),
-		service.NewStringMapField("headers").Description("Extra request headers.").Default(map[string]any{}),
+		service.NewStringField("token").Description("Credential: PagerDuty routing (integration) key, Opsgenie API key, Jira API token, GitHub token, Splunk HEC token. Use ${ENV_VAR}.").Default("").Secret().Example("${PAGERDUTY_ROUTING_KEY}"),
+		service.NewStringField("username").Description("Jira account email; SMTP user name (PLAIN auth, only over TLS).").Default(""),
+		service.NewStringField("password").Description("SMTP password. Use ${ENV_VAR}.").Default("").Secret(),
+		service.NewStringField("project").Description("Jira project key.").Default("").Example("SEC"),
+		service.NewStringField("issue_type").Description("Jira issue type.").Default("Task"),
+		service.NewStringField("repository").Description("GitHub repository (owner/name) to open issues in.").Default("").Example("acme/security-alerts"),
+		service.NewStringField("index").Description("Splunk index (empty: the token's default).").Default(""),
+		service.NewStringField("from").Description("Email sender address.").Default("").Example("caracal@example.com"),
+		service.NewStringListField("to").Description("Email recipients.").Default([]string{}).Example([]string{"soc@example.com"}),
+		service.NewStringMapField("headers").Description("Extra request headers (HTTP destinations).").Default(map[string]any{}),
 		service.NewStringEnumField("min_severity", "", "Info", "Low", "Medium", "High", "Critical").Description("Only alerts at least this severe.").Default(""),
 		service.NewStringListField("log_types").Description("Only alerts of these log types (empty: all).").Default([]string{}),
 		service.NewStringListField("tags").Description("Only alerts of rules with one of these tags (empty: all).").Default([]string{}),
 		service.NewStringListField("rule_ids").Description("Only alerts of these rules (empty: all).").Default([]string{}),
-		service.NewIntField("max_attempts").Description("Delivery attempts before giving up (5xx, 429 and timeouts are retried with backoff).").Default(10),
+		service.NewIntField("max_attempts").Description("Delivery attempts before giving up on an alert (5xx, 429 and timeouts are retried with exponential backoff and jitter, honouring Retry-After; other 4xx are not). Giving up raises a SYSTEM_ERROR on the other destinations.").Default(10),
 	}
 }
 
 // ParseDestination builds a destination from a caracal.destinations entry.
 func ParseDestination(c *service.ParsedConfig, log *service.Logger) (Destination, error) {
-	w := &Webhook{Client: &http.Client{Timeout: 30 * time.Second}}
-	var err error
-	if w.Name, err = c.FieldString("id"); err != nil {
+	str := func(k string) string { v, _ := c.FieldString(k); return v }
+	list := func(k string) []string { v, _ := c.FieldStringList(k); return v }
+	id, kind := str("id"), str("type")
+	if id == "" {
+		return nil, fmt.Errorf("a destination of type %s needs an id", kind)
+	}
+	headers, err := c.FieldStringMap("headers")
+	if err != nil {
 		return nil, err
 	}
-	if w.URL, err = c.FieldString("url"); err != nil {
+	attempts, err := c.FieldInt("max_attempts")
+	if err != nil {
 		return nil, err
 	}
-	if w.Secret, err = c.FieldString("secret"); err != nil {
+	filter := Filter{MinSeverity: str("min_severity"), LogTypes: list("log_types"), Tags: list("tags"), RuleIDs: list("rule_ids")}
+	retry := Retry{MaxAttempts: attempts}
+	e := Endpoint{URL: str("url"), Headers: headers, Token: str("token"), Username: str("username"), Project: str("project"),
+		IssueType: str("issue_type"), Repository: str("repository"), Index: str("index")}
+	return NewDestination(id, kind, e, str("secret"), str("password"), str("from"), list("to"), filter, retry, logAttempt(log))
+}
+
+// NewDestination checks a destination's settings and builds it; errors
+// say which setting is missing.
+func NewDestination(id, kind string, e Endpoint, secret, password, from string, to []string, f Filter, r Retry, onAttempt func(Attempt)) (Destination, error) {
+	need := func(what, val string) error {
+		if val == "" {
+			return fmt.Errorf("destination %s: type %s needs %s", id, kind, what)
+		}
+		return nil
+	}
+	if e.URL == "" {
+		e.URL = defaultURLs[kind]
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	switch kind {
+	case "webhook", "":
+		if err := need("url", e.URL); err != nil {
+			return nil, err
+		}
+		return &Webhook{Name: id, URL: e.URL, Secret: secret, Headers: e.Headers, Filter: f, Retry: r, Client: client, OnAttempt: onAttempt}, nil
+	case "email":
+		if err := need("url (smtp://host:port or smtps://host:port)", e.URL); err != nil {
+			return nil, err
+		}
+		if err := need("from", from); err != nil {
+			return nil, err
+		}
+		if len(to) == 0 {
+			return nil, fmt.Errorf("destination %s: type email needs to (a list of recipients)", id)
+		}
+		return &Email{Name: id, URL: e.URL, From: from, To: to, Username: e.Username, Password: password, Filter: f, Retry: r, OnAttempt: onAttempt}, nil
+	}
+	build, ok := builders[kind]
+	if !ok {
+		return nil, fmt.Errorf("destination %s: unknown type %q (%s)", id, kind, strings.Join(DestinationTypes, ", "))
+	}
+	if err := need("url", e.URL); err != nil {
 		return nil, err
 	}
-	if w.Headers, err = c.FieldStringMap("headers"); err != nil {
-		return nil, err
+	switch kind {
+	case "pagerduty":
+		if err := need("token (the routing key)", e.Token); err != nil {
+			return nil, err
+		}
+	case "opsgenie", "splunk":
+		if err := need("token", e.Token); err != nil {
+			return nil, err
+		}
+	case "jira":
+		for _, req := range [][2]string{{"username (the account email)", e.Username}, {"token (an API token)", e.Token}, {"project", e.Project}} {
+			if err := need(req[0], req[1]); err != nil {
+				return nil, err
+			}
+		}
+	case "github":
+		if err := need("token", e.Token); err != nil {
+			return nil, err
+		}
+		if !strings.Contains(e.Repository, "/") {
+			return nil, fmt.Errorf("destination %s: type github needs repository as owner/name", id)
+		}
 	}
-	if w.Filter.MinSeverity, err = c.FieldString("min_severity"); err != nil {
-		return nil, err
-	}
-	if w.Filter.LogTypes, err = c.FieldStringList("log_types"); err != nil {
-		return nil, err
-	}
-	if w.Filter.Tags, err = c.FieldStringList("tags"); err != nil {
-		return nil, err
-	}
-	if w.Filter.RuleIDs, err = c.FieldStringList("rule_ids"); err != nil {
-		return nil, err
-	}
-	if w.Retry.MaxAttempts, err = c.FieldInt("max_attempts"); err != nil {
-		return nil, err
-	}
-	w.OnAttempt = logAttempt(log)
-	return w, nil
+	return &HTTPDestination{Name: id, Kind: kind, Filter: f, Retry: r, Client: client, OnAttempt: onAttempt, Build: build(e)}, nil
 }
 
 func logAttempt(log *service.Logger) func(Attempt) {
@@ -236,6 +302,41 @@ func (p *processor) Close(context.Context) error { return nil }
 type notifier struct {
 	log   *service.Logger
 	dests []Destination
+	now   func() time.Time
+
+	mu     sync.Mutex
+	raised map[string]time.Time // destination → last SYSTEM_ERROR about it
+}
+
+// destinationFailed raises a SYSTEM_ERROR about a destination that gave up
+// on an alert, at most once an hour per destination, on the other
+// destinations (best effort: their errors are only logged).
+func (n *notifier) destinationFailed(ctx context.Context, failed Destination, a *envelope.Alert, cause error) {
+	now := time.Now()
+	if n.now != nil {
+		now = n.now()
+	}
+	n.mu.Lock()
+	if n.raised == nil {
+		n.raised = map[string]time.Time{}
+	}
+	last, seen := n.raised[failed.ID()]
+	if seen && now.Sub(last) < time.Hour {
+		n.mu.Unlock()
+		return
+	}
+	n.raised[failed.ID()] = now
+	n.mu.Unlock()
+	title := fmt.Sprintf("Alert destination %s is failing: alert %s (%s) was not delivered: %v", failed.ID(), a.AlertID, a.ID, cause)
+	se := SystemError("destination:"+failed.ID()+":"+envelope.FormatTime(now.Truncate(time.Hour)), title, "High", now)
+	for _, d := range n.dests {
+		if d.ID() == failed.ID() || !d.Accepts(se) {
+			continue
+		}
+		if err := d.Deliver(ctx, se); err != nil {
+			n.log.Errorf("System error about %s not delivered to %s: %v", failed.ID(), d.ID(), err)
+		}
+	}
 }
 
 func (n *notifier) Connect(context.Context) error { return nil }
@@ -253,14 +354,29 @@ func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return fmt.Errorf("alert record: %w", err)
 		}
-		n.log.Infof("ALERT %s [%s] %s: %s (alert %s, %d event(s))", a.Type, a.Severity, a.ID, a.Title, a.AlertID, a.EventCount)
-		for _, d := range n.dests {
-			if !d.Accepts(&a) || !outputAllowed(&a, d.ID()) {
-				continue
+		if err := n.deliver(ctx, &a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver logs the alert and hands it to every destination that accepts it.
+func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
+	n.log.Infof("ALERT %s [%s] %s: %s (alert %s, %d event(s))", a.Type, a.Severity, a.ID, a.Title, a.AlertID, a.EventCount)
+	for _, d := range n.dests {
+		if !d.Accepts(a) || !outputAllowed(a, d.ID()) {
+			continue
+		}
+		if err := d.Deliver(ctx, a); err != nil {
+			if ctx.Err() != nil {
+				return err // stopping: the batch is redelivered after restart
 			}
-			if err := d.Deliver(ctx, &a); err != nil {
-				return err
-			}
+			// One broken destination must not hold up the others: the
+			// alert stays in caracal.alerts and the lake, and the
+			// failure is raised on the other destinations.
+			n.log.Errorf("Alert %s not delivered to %s: %v", a.AlertID, d.ID(), err)
+			n.destinationFailed(ctx, d, a, err)
 		}
 	}
 	return nil

@@ -335,3 +335,14 @@ func SystemError(key, title, severity string, now time.Time) *envelope.Alert {
 // ControlUnsuppress is the p_control value of a caracal.matches record
 // that lifts its rule's storm suppression (`caracal alerts unsuppress`).
 const ControlUnsuppress = "unsuppress"
+
+// TestAlert is the alert `caracal alerts send-test` sends.
+func TestAlert(now time.Time) *envelope.Alert {
+	a := SystemError("send-test:"+envelope.FormatTime(now), "Caracal test alert: this destination is wired correctly", "Info", now)
+	a.Type = envelope.TypeRule
+	a.ID = "caracal.test"
+	a.Name = "Caracal test alert"
+	a.Description = "Sent by `caracal alerts send-test`; no action needed."
+	a.AlertContext = map[string]any{"sentAt": envelope.FormatTime(now)}
+	return a
+}

@@ -1,0 +1,375 @@
+package alert
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
+
+func sampleAlert() *envelope.Alert {
+	return &envelope.Alert{
+		ID: "AWS.CloudTrail.RootConsoleLogin", AlertID: "3f1c9a", CreatedAt: "2026-11-24T10:00:00.000000000Z", UpdatedAt: "2026-11-24T10:00:00.000000000Z",
+		Severity: "High", Type: "RULE", Title: "AWS root console login from 198.51.100.23", Name: "Root account console login",
+		Description: "Someone signed in as root.", Runbook: "Rotate the root password.", Tags: []string{"AWS", "Root"}, Version: "1",
+		AlertContext: map[string]any{"sourceIPAddress": "198.51.100.23", "mfaUsed": "No"}, DedupString: "111122223333:198.51.100.23",
+		EventCount: 1, LogTypes: []string{"AWS.CloudTrail"}, Events: []map[string]any{{"eventName": "ConsoleLogin"}},
+	}
+}
+
+// httpReceiver records requests and answers with the queued statuses (then 200).
+type httpReceiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	reqs     []*http.Request
+	bodies   []map[string]any
+	statuses []int
+	ok       int
+}
+
+func newHTTPReceiver(t *testing.T, ok int, statuses ...int) *httpReceiver {
+	r := &httpReceiver{statuses: statuses, ok: ok}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		var body map[string]any
+		if err := json.Unmarshal(b, &body); err != nil {
+			t.Errorf("%s %s: body is not a JSON object: %v", req.Method, req.URL.Path, err)
+		}
+		r.mu.Lock()
+		r.reqs = append(r.reqs, req)
+		r.bodies = append(r.bodies, body)
+		status := r.ok
+		if len(r.statuses) > 0 {
+			status, r.statuses = r.statuses[0], r.statuses[1:]
+		}
+		r.mu.Unlock()
+		if status == 429 || status == 503 {
+			w.Header().Set("Retry-After", "0")
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func fastRetry() Retry {
+	return Retry{MaxAttempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond}
+}
+
+func build(t *testing.T, kind string, e Endpoint) Destination {
+	t.Helper()
+	d, err := NewDestination("d-"+kind, kind, e, "", "", "", nil, Filter{}, fastRetry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func dig(v any, path ...string) any {
+	for _, p := range path {
+		switch t := v.(type) {
+		case map[string]any:
+			v = t[p]
+		case []any:
+			var i int
+			fmt.Sscan(p, &i)
+			if i >= len(t) {
+				return nil
+			}
+			v = t[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}
+
+func TestDestinationRequests(t *testing.T) {
+	cases := []struct {
+		kind   string
+		ok     int
+		e      func(url string) Endpoint
+		path   string
+		header map[string]string
+		check  func(t *testing.T, body map[string]any)
+	}{
+		{"slack", 200, func(u string) Endpoint { return Endpoint{URL: u + "/services/T0/B0/X"} }, "/services/T0/B0/X", nil, func(t *testing.T, b map[string]any) {
+			if b["text"] != "[High] AWS root console login from 198.51.100.23" || dig(b, "blocks", "0", "type") != "header" ||
+				dig(b, "blocks", "0", "text", "text") != "[High] AWS root console login from 198.51.100.23" || dig(b, "blocks", "1", "fields", "0", "text") != "*Severity*\nHigh" {
+				t.Errorf("slack body %v", b)
+			}
+		}},
+		{"msteams", 200, func(u string) Endpoint { return Endpoint{URL: u + "/webhookb2/x"} }, "/webhookb2/x", nil, func(t *testing.T, b map[string]any) {
+			if b["type"] != "message" || dig(b, "attachments", "0", "contentType") != "application/vnd.microsoft.card.adaptive" ||
+				dig(b, "attachments", "0", "content", "type") != "AdaptiveCard" || dig(b, "attachments", "0", "content", "body", "1", "type") != "FactSet" {
+				t.Errorf("teams body %v", b)
+			}
+		}},
+		{"discord", 204, func(u string) Endpoint { return Endpoint{URL: u + "/api/webhooks/1/x"} }, "/api/webhooks/1/x", nil, func(t *testing.T, b map[string]any) {
+			if dig(b, "embeds", "0", "title") != "AWS root console login from 198.51.100.23" || dig(b, "embeds", "0", "color") != float64(0xE53935) {
+				t.Errorf("discord body %v", b)
+			}
+		}},
+		{"pagerduty", 202, func(u string) Endpoint { return Endpoint{URL: u + "/v2/enqueue", Token: "R0UTING"} }, "/v2/enqueue", nil, func(t *testing.T, b map[string]any) {
+			if b["routing_key"] != "R0UTING" || b["event_action"] != "trigger" || b["dedup_key"] != "3f1c9a" ||
+				dig(b, "payload", "severity") != "error" || dig(b, "payload", "source") != "caracal" || dig(b, "payload", "component") != "AWS.CloudTrail" ||
+				dig(b, "payload", "summary") != "AWS root console login from 198.51.100.23" || dig(b, "payload", "timestamp") != "2026-11-24T10:00:00.000000000Z" {
+				t.Errorf("pagerduty body %v", b)
+			}
+		}},
+		{"opsgenie", 202, func(u string) Endpoint { return Endpoint{URL: u + "/v2/alerts", Token: "gk"} }, "/v2/alerts", map[string]string{"Authorization": "GenieKey gk"}, func(t *testing.T, b map[string]any) {
+			if b["alias"] != "3f1c9a" || b["priority"] != "P2" || b["source"] != "caracal" || dig(b, "details", "sourceIPAddress") != "198.51.100.23" ||
+				len(b["message"].(string)) > 130 {
+				t.Errorf("opsgenie body %v", b)
+			}
+		}},
+		{"jira", 201, func(u string) Endpoint {
+			return Endpoint{URL: u + "/", Username: "bot@example.com", Token: "jt", Project: "SEC"}
+		}, "/rest/api/2/issue", map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("bot@example.com:jt"))}, func(t *testing.T, b map[string]any) {
+			if dig(b, "fields", "project", "key") != "SEC" || dig(b, "fields", "issuetype", "name") != "Task" ||
+				dig(b, "fields", "summary") != "[High] AWS root console login from 198.51.100.23" || !strings.Contains(fmt.Sprint(dig(b, "fields", "description")), "sourceIPAddress: 198.51.100.23") {
+				t.Errorf("jira body %v", b)
+			}
+		}},
+		{"github", 201, func(u string) Endpoint { return Endpoint{URL: u, Token: "ghp", Repository: "acme/sec"} }, "/repos/acme/sec/issues",
+			map[string]string{"Authorization": "Bearer ghp", "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}, func(t *testing.T, b map[string]any) {
+				if b["title"] != "[High] AWS root console login from 198.51.100.23" || !strings.Contains(b["body"].(string), "| Rule | AWS.CloudTrail.RootConsoleLogin |") ||
+					fmt.Sprint(b["labels"]) != "[caracal severity:high]" {
+					t.Errorf("github body %v", b)
+				}
+			}},
+		{"splunk", 200, func(u string) Endpoint { return Endpoint{URL: u, Token: "hec", Index: "security"} }, "/services/collector/event", map[string]string{"Authorization": "Splunk hec"}, func(t *testing.T, b map[string]any) {
+			if b["sourcetype"] != "caracal:alert" || b["index"] != "security" || b["time"] != float64(1795514400) || dig(b, "event", "alertId") != "3f1c9a" || dig(b, "event", "id") != "AWS.CloudTrail.RootConsoleLogin" {
+				t.Errorf("splunk body %v", b)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.kind, func(t *testing.T) {
+			r := newHTTPReceiver(t, c.ok)
+			d := build(t, c.kind, c.e(r.URL))
+			if err := d.Deliver(context.Background(), sampleAlert()); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.reqs) != 1 {
+				t.Fatalf("%d requests", len(r.reqs))
+			}
+			req := r.reqs[0]
+			if req.Method != http.MethodPost || req.URL.Path != c.path || req.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("%s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
+			}
+			for k, v := range c.header {
+				if req.Header.Get(k) != v {
+					t.Errorf("header %s = %q, want %q", k, req.Header.Get(k), v)
+				}
+			}
+			c.check(t, r.bodies[0])
+		})
+	}
+}
+
+func TestDestinationRetries(t *testing.T) {
+	for _, kind := range []string{"slack", "pagerduty", "splunk"} {
+		e := func(u string) Endpoint { return Endpoint{URL: u, Token: "t"} }
+		r := newHTTPReceiver(t, 200, 503, 429)
+		if err := build(t, kind, e(r.URL)).Deliver(context.Background(), sampleAlert()); err != nil || len(r.reqs) != 3 {
+			t.Errorf("%s: 503, 429 then 200: err %v after %d requests, want success after 3", kind, err, len(r.reqs))
+		}
+		r = newHTTPReceiver(t, 200, 400)
+		if err := build(t, kind, e(r.URL)).Deliver(context.Background(), sampleAlert()); err == nil || len(r.reqs) != 1 {
+			t.Errorf("%s: 400 must fail at once: err %v after %d requests", kind, err, len(r.reqs))
+		}
+		r = newHTTPReceiver(t, 500)
+		if err := build(t, kind, e(r.URL)).Deliver(context.Background(), sampleAlert()); err == nil || len(r.reqs) != 3 {
+			t.Errorf("%s: 500 forever: err %v after %d requests, want failure after max_attempts 3", kind, err, len(r.reqs))
+		}
+	}
+}
+
+func TestDestinationConfigErrors(t *testing.T) {
+	for kind, want := range map[string]string{
+		"pagerduty": "needs token (the routing key)", "opsgenie": "needs token", "jira": "needs url", "github": "needs token",
+		"slack": "needs url", "email": "needs url", "carrier-pigeon": "unknown type",
+	} {
+		_, err := NewDestination("x", kind, Endpoint{}, "", "", "", nil, Filter{}, Retry{}, nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", kind, err, want)
+		}
+	}
+	if _, err := NewDestination("x", "jira", Endpoint{URL: "https://x.atlassian.net"}, "", "", "", nil, Filter{}, Retry{}, nil); err == nil || !strings.Contains(err.Error(), "needs username") {
+		t.Errorf("jira without username: %v", err)
+	}
+	if _, err := NewDestination("x", "github", Endpoint{Token: "t", Repository: "norepo"}, "", "", "", nil, Filter{}, Retry{}, nil); err == nil {
+		t.Error("github repository without owner accepted")
+	}
+}
+
+// smtpServer is a minimal SMTP server: it records one message per DATA and
+// answers RCPT with the queued codes first.
+type smtpServer struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	msgs     []string
+	from, to []string
+	rcpt     []string // replies to RCPT, in order (then 250)
+}
+
+func newSMTP(t *testing.T, rcpt ...string) *smtpServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &smtpServer{ln: ln, rcpt: rcpt}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *smtpServer) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	say := func(l string) { fmt.Fprintf(c, "%s\r\n", l) }
+	say("220 test ESMTP")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+			say("250-test")
+			say("250 8BITMIME")
+		case strings.HasPrefix(cmd, "MAIL FROM:"):
+			s.mu.Lock()
+			s.from = append(s.from, strings.TrimSpace(line[10:]))
+			s.mu.Unlock()
+			say("250 ok")
+		case strings.HasPrefix(cmd, "RCPT TO:"):
+			s.mu.Lock()
+			reply := "250 ok"
+			if len(s.rcpt) > 0 {
+				reply, s.rcpt = s.rcpt[0], s.rcpt[1:]
+			}
+			if strings.HasPrefix(reply, "250") {
+				s.to = append(s.to, strings.TrimSpace(line[8:]))
+			}
+			s.mu.Unlock()
+			say(reply)
+		case cmd == "DATA":
+			say("354 go ahead")
+			var msg strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				msg.WriteString(l)
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, msg.String())
+			s.mu.Unlock()
+			say("250 queued")
+		case cmd == "QUIT":
+			say("221 bye")
+			return
+		case cmd == "RSET", cmd == "NOOP":
+			say("250 ok")
+		default:
+			say("502 unknown")
+		}
+	}
+}
+
+func TestEmailDestination(t *testing.T) {
+	s := newSMTP(t, "451 4.3.0 try again later")
+	d, err := NewDestination("mail", "email", Endpoint{URL: "smtp://" + s.ln.Addr().String()}, "", "", "caracal@example.com",
+		[]string{"soc@example.com", "oncall@example.com"}, Filter{}, fastRetry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Deliver(context.Background(), sampleAlert()); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.msgs) != 1 {
+		t.Fatalf("%d messages, want 1 (the 451 attempt is retried)", len(s.msgs))
+	}
+	m := s.msgs[0]
+	for _, want := range []string{"From: caracal@example.com\r\n", "To: soc@example.com, oncall@example.com\r\n",
+		"Subject: [High] AWS root console login from 198.51.100.23\r\n", "Message-ID: <3f1c9a@example.com>\r\n",
+		"sourceIPAddress: 198.51.100.23\r\n", "Runbook: Rotate the root password.\r\n"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("message lacks %q:\n%s", want, m)
+		}
+	}
+	if fmt.Sprint(s.to) != "[<soc@example.com> <oncall@example.com>]" {
+		t.Errorf("recipients %v", s.to)
+	}
+	// A permanent rejection is not retried.
+	s2 := newSMTP(t, "550 5.1.1 no such user")
+	d2, _ := NewDestination("mail", "email", Endpoint{URL: "smtp://" + s2.ln.Addr().String()}, "", "", "caracal@example.com", []string{"x@example.com"}, Filter{}, fastRetry(), nil)
+	if err := d2.Deliver(context.Background(), sampleAlert()); err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("550: %v", err)
+	}
+	s2.mu.Lock()
+	if len(s2.from) != 1 {
+		t.Errorf("550 retried: %d attempts", len(s2.from))
+	}
+	s2.mu.Unlock()
+}
+
+// A destination that gives up does not hold up the others; the failure is
+// raised once (per hour) as a SYSTEM_ERROR on the others.
+func TestFailingDestinationRaisesSystemError(t *testing.T) {
+	broken := newHTTPReceiver(t, 500)
+	good := newHTTPReceiver(t, 200)
+	n := &notifier{log: nil, dests: []Destination{build(t, "slack", Endpoint{URL: broken.URL}), &Webhook{Name: "good", URL: good.URL, Retry: fastRetry()}}}
+	n.log = testLogger()
+	for i := 0; i < 2; i++ {
+		a := sampleAlert()
+		a.AlertID = fmt.Sprintf("a%d", i)
+		if err := n.deliver(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var types []string
+	for _, b := range good.bodies {
+		types = append(types, fmt.Sprint(b["type"]))
+	}
+	// The broken destination comes first: its failure is raised before
+	// the good one gets the first alert.
+	if fmt.Sprint(types) != "[SYSTEM_ERROR RULE RULE]" {
+		t.Fatalf("good destination got %v, want both alerts and one SYSTEM_ERROR", types)
+	}
+	if !strings.Contains(fmt.Sprint(good.bodies[0]["title"]), "d-slack is failing") {
+		t.Errorf("system error title: %v", good.bodies[0]["title"])
+	}
+}
+
+func testLogger() *service.Logger { return service.MockResources().Logger() }
