@@ -399,3 +399,19 @@ func TestSendTestCommand(t *testing.T) {
 		t.Errorf("unknown destination: %v\n%s", err, out)
 	}
 }
+
+// The shipped configuration, pipelines, rules and schemas lint clean
+// (warnings allowed): a broken default config fails here, not at a
+// user's first `make run`.
+func TestShippedConfigLints(t *testing.T) {
+	pipelines, err := filepath.Glob("../../pipelines/*.yaml")
+	if err != nil || len(pipelines) == 0 {
+		t.Fatalf("pipelines: %v", err)
+	}
+	cmd := exec.Command(caracalBinary(t), append([]string{"lint", "config.yaml", "rules/", "schemas/"}, strings.Split(strings.ReplaceAll(strings.Join(pipelines, "\n"), "../../", ""), "\n")...)...)
+	cmd.Dir = "../.."
+	cmd.Env = os.Environ()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("caracal lint: %v\n%s", err, out)
+	}
+}
