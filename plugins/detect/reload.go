@@ -5,9 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -61,21 +58,7 @@ func (r *Reloader) Reload() (bool, []error) {
 // scan rereads every rule file whose content changed.
 func (r *Reloader) scan() (changed bool, errs []error) {
 	seen := map[string]bool{}
-	err := filepath.WalkDir(r.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if ext := filepath.Ext(path); ext != ".yml" && ext != ".yaml" {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, err)
-			return nil
-		}
+	err := eachYAML(r.dir, func(path string, data []byte) error {
 		seen[path] = true
 		sum := sha256.Sum256(data)
 		prev, ok := r.files[path]

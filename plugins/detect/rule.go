@@ -196,11 +196,9 @@ func validSeverity(s string) bool {
 // Enabled reports whether the rule runs (default true).
 func (r *Rule) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
 
-// LoadDir reads every rule (*.yml, *.yaml) below dir.
-func LoadDir(dir string) ([]*Rule, error) {
-	var rules []*Rule
-	var errs []error
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+// eachYAML calls fn with every *.yml / *.yaml file below dir.
+func eachYAML(dir string, fn func(path string, data []byte) error) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -214,6 +212,15 @@ func LoadDir(dir string) ([]*Rule, error) {
 		if err != nil {
 			return err
 		}
+		return fn(path, data)
+	})
+}
+
+// LoadDir reads every rule (*.yml, *.yaml) below dir.
+func LoadDir(dir string) ([]*Rule, error) {
+	var rules []*Rule
+	var errs []error
+	err := eachYAML(dir, func(path string, data []byte) error {
 		r, err := ParseRule(path, data)
 		if err != nil {
 			errs = append(errs, err)

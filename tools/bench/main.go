@@ -167,27 +167,8 @@ func peakRSSMiB(pid int) float64 {
 
 // event is a realistic ~1.2 KB CloudTrail management event.
 func event(rng *rand.Rand, n int64) map[string]any {
-	names := []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
-	users := []string{"alice", "bob", "ci-deployer", "terraform", "carol"}
-	u := users[rng.IntN(len(users))]
-	return map[string]any{
-		"eventVersion": "1.08", "eventTime": time.Now().UTC().Format(time.RFC3339),
-		"eventSource": "ec2.amazonaws.com", "eventName": names[rng.IntN(len(names))],
-		"awsRegion": "eu-west-1", "sourceIPAddress": fmt.Sprintf("10.%d.%d.%d", rng.IntN(256), rng.IntN(256), rng.IntN(254)+1),
-		"userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances",
-		"eventID":   fmt.Sprintf("bench-%d", n), "requestID": fmt.Sprintf("req-%016x", rng.Uint64()),
-		"eventType": "AwsApiCall", "readOnly": true, "recipientAccountId": "111122223333", "managementEvent": true,
-		"eventCategory": "Management",
-		"userIdentity": map[string]any{
-			"type": "IAMUser", "principalId": "AIDAEXAMPLEEXAMPLE", "accountId": "111122223333",
-			"arn": "arn:aws:iam::111122223333:user/" + u, "userName": u, "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
-			"sessionContext": map[string]any{"attributes": map[string]any{"creationDate": "2026-11-23T08:00:00Z", "mfaAuthenticated": "false"}},
-		},
-		"requestParameters": map[string]any{"instancesSet": map[string]any{"items": []any{map[string]any{"instanceId": "i-0abc1234def567890"}}}, "filterSet": map[string]any{}},
-		"responseElements":  nil,
-		"tlsDetails":        map[string]any{"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "ec2.eu-west-1.amazonaws.com"},
-		"resources":         []any{map[string]any{"arn": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
-	}
+	ip := fmt.Sprintf("10.%d.%d.%d", rng.IntN(256), rng.IntN(256), rng.IntN(254)+1)
+	return systest.CloudTrailEvent(rng, fmt.Sprintf("bench-%d", n), ip, time.Now().UTC())
 }
 
 var probeSeq atomic.Int64

@@ -100,26 +100,7 @@ func main() {
 }
 
 func cloudTrail(rng *rand.Rand, i int, ip string, at time.Time) []byte {
-	users := []string{"alice", "bob", "ci-deployer", "terraform", "carol"}
-	names := []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
-	u := users[rng.IntN(len(users))]
-	b, _ := json.Marshal(map[string]any{
-		"eventVersion": "1.08", "eventTime": at.Format(time.RFC3339),
-		"eventSource": "ec2.amazonaws.com", "eventName": names[rng.IntN(len(names))],
-		"awsRegion": "eu-west-1", "sourceIPAddress": ip,
-		"userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances",
-		"eventID":   fmt.Sprintf("lakebench-%d", i), "requestID": fmt.Sprintf("req-%016x", rng.Uint64()),
-		"eventType": "AwsApiCall", "readOnly": true, "recipientAccountId": "111122223333", "managementEvent": true,
-		"eventCategory": "Management",
-		"userIdentity": map[string]any{
-			"type": "IAMUser", "principalId": "AIDAEXAMPLEEXAMPLE", "accountId": "111122223333",
-			"arn": "arn:aws:iam::111122223333:user/" + u, "userName": u, "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
-			"sessionContext": map[string]any{"attributes": map[string]any{"creationDate": "2026-11-23T08:00:00Z", "mfaAuthenticated": "false"}},
-		},
-		"requestParameters": map[string]any{"instancesSet": map[string]any{"items": []any{map[string]any{"instanceId": "i-0abc1234def567890"}}}},
-		"tlsDetails":        map[string]any{"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "ec2.eu-west-1.amazonaws.com"},
-		"resources":         []any{map[string]any{"arn": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
-	})
+	b, _ := json.Marshal(systest.CloudTrailEvent(rng, fmt.Sprintf("lakebench-%d", i), ip, at))
 	return b
 }
 
