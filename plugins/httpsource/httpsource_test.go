@@ -502,3 +502,40 @@ func TestSplitHeader(t *testing.T) {
 		t.Errorf("W3C directive: header %q, rest %q", h, rest)
 	}
 }
+
+func TestSplitScanner(t *testing.T) {
+	for body, want := range map[string][]string{
+		`{"a":"}{\"x"}` + "\n" + `{"b":[1,{"c":"]"}]}`: {`{"a":"}{\"x"}`, `{"b":[1,{"c":"]"}]}`},
+		`[ {"a":1} , {"b":"]"} ]`:                      {`{"a":1}`, `{"b":"]"}`},
+		`[{"a":1}, 2]`:                                 {`{"a":1}`, `2`}, // not all objects: the decoder's path
+		`{"a":1`:                                       {`{"a":1`},       // unclosed: a text line
+	} {
+		got, err := Split([]byte(body))
+		if err != nil {
+			t.Errorf("%s: %v", body, err)
+			continue
+		}
+		var gs []string
+		for _, g := range got {
+			gs = append(gs, string(g))
+		}
+		if strings.Join(gs, "|") != strings.Join(want, "|") {
+			t.Errorf("%s: %q, want %q", body, gs, want)
+		}
+	}
+	if _, err := Split([]byte(`[{"a":1}`)); err == nil {
+		t.Error("unclosed array accepted")
+	}
+}
+
+func BenchmarkSplitJSONLines(b *testing.B) {
+	line := `{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.1.2.3","userAgent":"aws-cli/2.15.0 \"quoted\"","requestParameters":{"instancesSet":{"items":[{"instanceId":"i-0abc"}]}}}`
+	body := []byte(strings.Repeat(line+"\n", 100))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ev, err := Split(body); err != nil || len(ev) != 100 {
+			b.Fatal(err, len(ev))
+		}
+	}
+}
