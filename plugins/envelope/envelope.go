@@ -7,7 +7,9 @@ package envelope
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -191,13 +193,66 @@ type Alert struct {
 // DecodeObject reads a JSON object as stages pass events along, keeping
 // integers as int64 (not float64) so ids and counters survive the hop.
 func DecodeObject(b []byte) (map[string]any, error) {
+	// Fast path: decode numbers as float64 and turn the integral ones into
+	// int64. A float64 holds every integer up to 2^53 exactly; when a
+	// number beyond that shows up, decode again keeping its digits.
+	var obj map[string]any
+	if err := fastjson.Unmarshal(b, &obj); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if obj == nil {
+		return nil, errors.New("not a JSON object: null")
+	}
+	if integersExact(obj) {
+		return obj, nil
+	}
 	dec := fastjson.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	var obj map[string]any
+	obj = nil
 	if err := dec.Decode(&obj); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
 	return PlainNumbers(obj).(map[string]any), nil
+}
+
+const maxExactInt = 1 << 53
+
+// integersExact turns integral float64 values into int64 in place; it
+// reports false if one is too large for float64 to have held it exactly.
+func integersExact(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			if f, ok := x.(float64); ok {
+				if f == math.Trunc(f) {
+					if f > maxExactInt || f < -maxExactInt {
+						return false
+					}
+					t[k] = int64(f)
+				}
+				continue
+			}
+			if !integersExact(x) {
+				return false
+			}
+		}
+	case []any:
+		for i, x := range t {
+			if f, ok := x.(float64); ok {
+				if f == math.Trunc(f) {
+					if f > maxExactInt || f < -maxExactInt {
+						return false
+					}
+					t[i] = int64(f)
+				}
+				continue
+			}
+			if !integersExact(x) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // PlainNumbers replaces json.Number values with int64 or float64, in place.

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	fastjson "github.com/goccy/go-json"
-
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -140,10 +138,8 @@ func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
 			return nil, fmt.Errorf("missing required field %s", k)
 		}
 	}
-	dec := fastjson.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
+	obj, err := envelope.DecodeObject(raw)
+	if err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	return p.typed(obj)
@@ -287,7 +283,7 @@ func kind(v any) string {
 	switch v.(type) {
 	case string:
 		return "a string"
-	case json.Number:
+	case json.Number, int64, float64:
 		return "a number"
 	case bool:
 		return "a boolean"
@@ -305,6 +301,10 @@ func asString(v any) (string, error) {
 		return t, nil
 	case json.Number:
 		return t.String(), nil
+	case int64:
+		return strconv.FormatInt(t, 10), nil
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64), nil
 	case bool:
 		return strconv.FormatBool(t), nil
 	default:
@@ -315,6 +315,13 @@ func asString(v any) (string, error) {
 
 func asInt(v any) (int64, error) {
 	switch t := v.(type) {
+	case int64:
+		return t, nil
+	case float64:
+		if t == float64(int64(t)) {
+			return int64(t), nil
+		}
+		return 0, fmt.Errorf("%v is not an integer", t)
 	case json.Number:
 		if n, err := t.Int64(); err == nil {
 			return n, nil
@@ -335,6 +342,10 @@ func asInt(v any) (int64, error) {
 
 func asFloat(v any) (float64, error) {
 	switch t := v.(type) {
+	case float64:
+		return t, nil
+	case int64:
+		return float64(t), nil
 	case json.Number:
 		return t.Float64()
 	case string:

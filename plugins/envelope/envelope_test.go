@@ -1,0 +1,44 @@
+package envelope
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDecodeObject(t *testing.T) {
+	got, err := DecodeObject([]byte(`{"i":42,"neg":-7,"f":0.25,"whole":3.0,"s":"x","b":true,"n":null,
+		"list":[1,2.5,{"deep":9}],"obj":{"count":12,"ratio":1.5}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"i": int64(42), "neg": int64(-7), "f": 0.25, "whole": int64(3), "s": "x", "b": true, "n": nil,
+		"list": []any{int64(1), 2.5, map[string]any{"deep": int64(9)}}, "obj": map[string]any{"count": int64(12), "ratio": 1.5}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v\nwant %#v", got, want)
+	}
+	// Beyond 2^53 a float64 would round: the digits are kept exactly.
+	big, err := DecodeObject([]byte(`{"id":9007199254740993,"nested":[{"id":-9223372036854775807}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big["id"] != int64(9007199254740993) || big["nested"].([]any)[0].(map[string]any)["id"] != int64(-9223372036854775807) {
+		t.Fatalf("large integers: %#v", big)
+	}
+	for _, bad := range []string{`null`, `[1]`, `{"a":`, ``, `"s"`} {
+		if _, err := DecodeObject([]byte(bad)); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func BenchmarkDecodeObject(b *testing.B) {
+	raw := []byte(`{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.1.2.3","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances","eventID":"bench-1","requestID":"req-0123456789abcdef","eventType":"AwsApiCall","readOnly":true,"recipientAccountId":"111122223333","managementEvent":true,"userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLEEXAMPLE","accountId":"111122223333","arn":"arn:aws:iam::111122223333:user/alice","userName":"alice","sessionContext":{"attributes":{"creationDate":"2026-11-23T08:00:00Z","mfaAuthenticated":"false"}}},"requestParameters":{"instancesSet":{"items":[{"instanceId":"i-0abc1234def567890"}]}},"p_any_ip_addresses":["10.1.2.3"],"p_any_aws_account_ids":["111122223333"],"p_event_time":"2026-11-23T21:04:05.000000000Z","p_row_id":"000000000000000000000000","p_schema_version":0}`)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeObject(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
