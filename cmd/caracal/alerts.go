@@ -137,11 +137,10 @@ func sendTestCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log := service.MockResources().Logger()
 			var ids []string
 			var dest alert.Destination
 			for _, dc := range st.Destinations {
-				d, err := alert.ParseDestination(dc, log)
+				d, err := alert.ParseDestination(dc, nil)
 				if err != nil {
 					return err
 				}

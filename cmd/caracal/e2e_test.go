@@ -174,11 +174,22 @@ func runEndToEnd(t *testing.T, env []string) {
 	p := start(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL))
 	eventID := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	post(t, p, rootLogin(t, eventID))
-	checkAlert(t, waitAlert(t, hook, eventID))
+	a := waitAlert(t, hook, eventID)
+	checkAlert(t, a)
 	if err := p.Stop(60 * time.Second); err != nil { // SIGTERM flushes the lake
 		t.Fatal(err)
 	}
 	checkLakeRow(t, lakeRow(t, filepath.Join(data, "lake"), eventID))
+	// Every delivery attempt is recorded in the lake.
+	var delivered bool
+	for _, r := range laketest.ReadTable(t, filepath.Join(data, "lake", "alert_deliveries")) {
+		if r["alert_id"] == a["alertId"] && r["destination"] == "env-webhook" && fmt.Sprint(r["status"]) == "200" && r["attempt"] != nil {
+			delivered = true
+		}
+	}
+	if !delivered {
+		t.Errorf("no alert_deliveries row for alert %v", a["alertId"])
+	}
 	checkSearchAndReplay(t, filepath.Join(data, "lake"), eventID)
 }
 

@@ -116,6 +116,20 @@ func TestStormLimiter(t *testing.T) {
 		t.Fatal("suppression must lift after the hour")
 	}
 	s.Unsuppress("R")
+
+	// A rule's own AlertStormLimit overrides the global one.
+	own := NewState(3)
+	alerts = 0
+	for i := 0; i < 10; i++ {
+		m := match("Loud", string(rune('a'+i)), 60, 1)
+		m[envelope.FieldRuleStormLimit] = int64(5)
+		if own.Observe(m, t0.Add(time.Duration(i)*time.Second)).Alert != nil {
+			alerts++
+		}
+	}
+	if alerts != 5 {
+		t.Fatalf("rule limit 5: %d alerts", alerts)
+	}
 }
 
 type receiver struct {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/kafka"
@@ -45,7 +46,7 @@ func DestinationFields() []*service.ConfigField {
 }
 
 // ParseDestination builds a destination from a caracal.destinations entry.
-func ParseDestination(c *service.ParsedConfig, log *service.Logger) (Destination, error) {
+func ParseDestination(c *service.ParsedConfig, onAttempt func(Attempt)) (Destination, error) {
 	str := func(k string) string { v, _ := c.FieldString(k); return v }
 	list := func(k string) []string { v, _ := c.FieldStringList(k); return v }
 	id, kind := str("id"), str("type")
@@ -64,7 +65,7 @@ func ParseDestination(c *service.ParsedConfig, log *service.Logger) (Destination
 	retry := Retry{MaxAttempts: attempts}
 	e := Endpoint{URL: str("url"), Headers: headers, Token: str("token"), Username: str("username"), Project: str("project"),
 		IssueType: str("issue_type"), Repository: str("repository"), Index: str("index")}
-	return NewDestination(id, kind, e, str("secret"), str("password"), str("from"), list("to"), filter, retry, logAttempt(log))
+	return NewDestination(id, kind, e, str("secret"), str("password"), str("from"), list("to"), filter, retry, onAttempt)
 }
 
 // NewDestination checks a destination's settings and builds it; errors
@@ -172,8 +173,18 @@ func init() {
 			}
 			st := settings.From(res)
 			n := &notifier{log: res.Logger()}
+			if len(st.Brokers) > 0 {
+				if n.records, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: st.Brokers, ClientID: "caracal-notify"}); err != nil {
+					return nil, pol, 0, err
+				}
+			}
+			logged := logAttempt(res.Logger())
+			onAttempt := func(a Attempt) {
+				logged(a)
+				n.recordAttempt(a)
+			}
 			for _, dc := range st.Destinations {
-				d, err := ParseDestination(dc, res.Logger())
+				d, err := ParseDestination(dc, onAttempt)
 				if err != nil {
 					return nil, pol, 0, fmt.Errorf("caracal.destinations: %w", err)
 				}
@@ -181,7 +192,7 @@ func init() {
 			}
 			if st.AlertWebhookURL != "" {
 				n.dests = append(n.dests, &Webhook{Name: "env-webhook", URL: st.AlertWebhookURL,
-					Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: logAttempt(res.Logger())})
+					Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: onAttempt})
 			}
 			return n, pol, mif, nil
 		})
@@ -303,6 +314,10 @@ type notifier struct {
 	log   *service.Logger
 	dests []Destination
 	now   func() time.Time
+	// records, when set, receives one record per delivery attempt on
+	// caracal.alert_deliveries (the lake's alert_deliveries table).
+	records  *kafka.Producer
+	attempts []Attempt
 
 	mu     sync.Mutex
 	raised map[string]time.Time // destination → last SYSTEM_ERROR about it
@@ -341,7 +356,38 @@ func (n *notifier) destinationFailed(ctx context.Context, failed Destination, a 
 
 func (n *notifier) Connect(context.Context) error { return nil }
 
+func (n *notifier) recordAttempt(a Attempt) {
+	n.mu.Lock()
+	n.attempts = append(n.attempts, a)
+	n.mu.Unlock()
+}
+
+// flushAttempts writes the attempt records gathered so far. They are a
+// record of what happened, not part of the alert's delivery: a failure to
+// write them is logged, and does not fail the batch.
+func (n *notifier) flushAttempts(ctx context.Context) {
+	n.mu.Lock()
+	attempts := n.attempts
+	n.attempts = nil
+	n.mu.Unlock()
+	if n.records == nil || len(attempts) == 0 {
+		return
+	}
+	recs := make([]*kgo.Record, 0, len(attempts))
+	for _, a := range attempts {
+		b, err := json.Marshal(a)
+		if err != nil {
+			continue
+		}
+		recs = append(recs, &kgo.Record{Topic: envelope.TopicDeliveries, Key: []byte(a.AlertID), Value: b})
+	}
+	if err := n.records.Produce(ctx, recs); err != nil {
+		n.log.Warnf("Alert delivery records not written to %s: %v", envelope.TopicDeliveries, err)
+	}
+}
+
 func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
+	defer n.flushAttempts(ctx)
 	for _, m := range batch {
 		if topic, _ := m.MetaGet(envelope.MetaTopic); topic == envelope.TopicAlertState {
 			continue // the stage's own state, not an alert
@@ -396,4 +442,9 @@ func outputAllowed(a *envelope.Alert, dest string) bool {
 	return false
 }
 
-func (n *notifier) Close(context.Context) error { return nil }
+func (n *notifier) Close(ctx context.Context) error {
+	if n.records != nil {
+		return n.records.Close(ctx)
+	}
+	return nil
+}

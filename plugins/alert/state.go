@@ -223,7 +223,11 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 		return out
 	}
 	// Threshold crossed: the alert is created now and its window starts.
-	if suppressed, storm := s.stormCheck(ruleID, now); suppressed {
+	limit := num(match, envelope.FieldRuleStormLimit, 0)
+	if limit <= 0 {
+		limit = s.StormLimit
+	}
+	if suppressed, storm := s.stormCheck(ruleID, limit, now); suppressed {
 		out.Storm = storm
 		g.Open = true // recorded, not notified
 		return out
@@ -236,9 +240,10 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	return out
 }
 
-// stormCheck counts an alert against the rule's hourly budget.
-func (s *State) stormCheck(ruleID string, now time.Time) (bool, *envelope.Alert) {
-	if s.StormLimit <= 0 {
+// stormCheck counts an alert against the rule's hourly budget of limit
+// alerts (the rule's AlertStormLimit, else the global one; ≤ 0: none).
+func (s *State) stormCheck(ruleID string, limit int, now time.Time) (bool, *envelope.Alert) {
+	if limit <= 0 {
 		return false, nil
 	}
 	s.dirty[stormKeyPrefix+ruleID] = true
@@ -251,12 +256,12 @@ func (s *State) stormCheck(ruleID string, now time.Time) (bool, *envelope.Alert)
 		return true, nil
 	}
 	c.Alerts++
-	if c.Alerts <= s.StormLimit {
+	if c.Alerts <= limit {
 		return false, nil
 	}
 	c.Suppressed = true
 	title := fmt.Sprintf("Alert storm: rule %s raised more than %d alerts in an hour; its alerts are suppressed until %s (matches are still stored)",
-		ruleID, s.StormLimit, envelope.FormatTime(c.HourStart.Add(time.Hour)))
+		ruleID, limit, envelope.FormatTime(c.HourStart.Add(time.Hour)))
 	return true, SystemError("storm:"+ruleID+":"+envelope.FormatTime(c.HourStart), title, "Critical", now)
 }
 
@@ -273,7 +278,7 @@ func eventOf(match map[string]any) map[string]any {
 	for k, v := range match {
 		switch k {
 		case envelope.FieldRuleName, envelope.FieldRuleDesc, envelope.FieldRuleRunbook, envelope.FieldRuleRef,
-			envelope.FieldRuleDedupMin, envelope.FieldRuleThresh, envelope.FieldRuleOutputs:
+			envelope.FieldRuleDedupMin, envelope.FieldRuleThresh, envelope.FieldRuleOutputs, envelope.FieldRuleStormLimit:
 			continue
 		}
 		ev[k] = v

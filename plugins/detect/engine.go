@@ -331,6 +331,9 @@ func (r *Rule) record(event map[string]any) map[string]any {
 	m[envelope.FieldRuleRef] = r.Reference
 	m[envelope.FieldRuleDedupMin] = r.DedupPeriod
 	m[envelope.FieldRuleThresh] = r.ThresholdN
+	if r.AlertStormLimit > 0 {
+		m[envelope.FieldRuleStormLimit] = r.AlertStormLimit
+	}
 	m[envelope.FieldRuleOutputs] = outputs
 	return m
 }

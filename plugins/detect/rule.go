@@ -30,28 +30,31 @@ type Test struct {
 
 // Spec is a rule file as written (Panther's keys).
 type Spec struct {
-	AnalysisType       string              `yaml:"AnalysisType"`
-	RuleID             string              `yaml:"RuleID"`
-	DisplayName        string              `yaml:"DisplayName"`
-	Description        string              `yaml:"Description"`
-	Enabled            *bool               `yaml:"Enabled"`
-	LogTypes           []string            `yaml:"LogTypes"`
-	Severity           string              `yaml:"Severity"`
-	DedupPeriodMinutes *int                `yaml:"DedupPeriodMinutes"`
-	Threshold          *int                `yaml:"Threshold"`
-	Runbook            string              `yaml:"Runbook"`
-	Reference          string              `yaml:"Reference"`
-	Tags               []string            `yaml:"Tags"`
-	Reports            map[string][]string `yaml:"Reports"`
-	OutputIds          []string            `yaml:"OutputIds"`
-	Tests              []Test              `yaml:"Tests"`
-	Condition          string              `yaml:"Condition"`
-	Detection          yaml.Node           `yaml:"Detection"` // Panther's simple detection list
-	Title              string              `yaml:"Title"`
-	Dedup              string              `yaml:"Dedup"`
-	AlertContext       map[string]string   `yaml:"AlertContext"`
-	DynamicSeverity    string              `yaml:"DynamicSeverity"`
-	SummaryAttributes  []string            `yaml:"SummaryAttributes"`
+	AnalysisType       string   `yaml:"AnalysisType"`
+	RuleID             string   `yaml:"RuleID"`
+	DisplayName        string   `yaml:"DisplayName"`
+	Description        string   `yaml:"Description"`
+	Enabled            *bool    `yaml:"Enabled"`
+	LogTypes           []string `yaml:"LogTypes"`
+	Severity           string   `yaml:"Severity"`
+	DedupPeriodMinutes *int     `yaml:"DedupPeriodMinutes"`
+	Threshold          *int     `yaml:"Threshold"`
+	// AlertStormLimit overrides caracal.alert_storm_limit for this rule (a
+	// Caracal extension of Panther's keys).
+	AlertStormLimit   int                 `yaml:"AlertStormLimit"`
+	Runbook           string              `yaml:"Runbook"`
+	Reference         string              `yaml:"Reference"`
+	Tags              []string            `yaml:"Tags"`
+	Reports           map[string][]string `yaml:"Reports"`
+	OutputIds         []string            `yaml:"OutputIds"`
+	Tests             []Test              `yaml:"Tests"`
+	Condition         string              `yaml:"Condition"`
+	Detection         yaml.Node           `yaml:"Detection"` // Panther's simple detection list
+	Title             string              `yaml:"Title"`
+	Dedup             string              `yaml:"Dedup"`
+	AlertContext      map[string]string   `yaml:"AlertContext"`
+	DynamicSeverity   string              `yaml:"DynamicSeverity"`
+	SummaryAttributes []string            `yaml:"SummaryAttributes"`
 }
 
 // Rule is a compiled rule.
@@ -93,7 +96,7 @@ func ParseRule(file string, data []byte) (*Rule, error) {
 var knownKeys = func() map[string]bool {
 	m := map[string]bool{}
 	for _, k := range []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
-		"DedupPeriodMinutes", "Threshold", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
+		"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
 		"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "Filename"} {
 		m[k] = true
 	}

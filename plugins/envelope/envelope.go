@@ -27,10 +27,12 @@ const (
 	TopicAlerts      = "caracal.alerts"
 	TopicAlertState  = "caracal.alert_state"
 	TopicSystemError = "caracal.system_errors"
+	// TopicDeliveries records every attempt to deliver an alert.
+	TopicDeliveries = "caracal.alert_deliveries"
 )
 
 // AllTopics lists every topic Caracal creates when missing.
-var AllTopics = []string{TopicRaw, TopicEvents, TopicFailures, TopicMatches, TopicAlerts, TopicAlertState, TopicSystemError}
+var AllTopics = []string{TopicRaw, TopicEvents, TopicFailures, TopicMatches, TopicAlerts, TopicAlertState, TopicSystemError, TopicDeliveries}
 
 // Record headers on caracal.raw, carried as Benthos message metadata with the
 // same keys.
@@ -89,11 +91,13 @@ const (
 	FieldControl      = "p_control"
 	FieldRuleDedupMin = "p_rule_dedup_period_minutes"
 	FieldRuleThresh   = "p_rule_threshold"
-	FieldRuleOutputs  = "p_rule_output_ids"
-	FieldRuleName     = "p_rule_name"
-	FieldRuleDesc     = "p_rule_description"
-	FieldRuleRunbook  = "p_rule_runbook"
-	FieldRuleRef      = "p_rule_reference"
+	// FieldRuleStormLimit is a rule's own alert storm limit (0: global).
+	FieldRuleStormLimit = "p_rule_alert_storm_limit"
+	FieldRuleOutputs    = "p_rule_output_ids"
+	FieldRuleName       = "p_rule_name"
+	FieldRuleDesc       = "p_rule_description"
+	FieldRuleRunbook    = "p_rule_runbook"
+	FieldRuleRef        = "p_rule_reference"
 )
 
 // Indicator fields, in DESIGN.md order. Present on an event only when non-empty.
@@ -140,6 +144,7 @@ const (
 	TableRuleErrors   = "rule_errors"
 	TableAlerts       = "alerts"
 	TableSystemErrors = "system_errors"
+	TableDeliveries   = "alert_deliveries"
 )
 
 // ClassificationFailure is the JSON value written to caracal.classification_failures:

@@ -116,6 +116,15 @@ func AlertsTable(name string) *Table {
 	return t
 }
 
+// DeliveriesTable holds one row per attempt to deliver an alert.
+func DeliveriesTable() *Table {
+	t, _ := NewTable(envelope.TableDeliveries, []schema.Field{
+		str("destination"), str("alert_id"), {Name: "attempt", Type: schema.TypeBigInt}, {Name: "status", Type: schema.TypeBigInt},
+		str("error"), ts("at"),
+	}, "at", nil)
+	return t
+}
+
 // NewTable compiles fields into a Parquet schema.
 func NewTable(name string, fields []schema.Field, timeField string, s *schema.Schema) (*Table, error) {
 	t := &Table{Name: name, TimeField: timeField}

@@ -32,6 +32,7 @@ type Tables struct {
 	errors   *Table
 	alerts   *Table
 	sysErrs  *Table
+	delivery *Table
 }
 
 // NewTables builds every table: one per log schema plus the fixed ones.
@@ -43,6 +44,7 @@ func NewTables(schemas []*schema.Schema) (*Tables, error) {
 		errors:   MatchesTable(envelope.TableRuleErrors),
 		alerts:   AlertsTable(envelope.TableAlerts),
 		sysErrs:  AlertsTable(envelope.TableSystemErrors),
+		delivery: DeliveriesTable(),
 	}
 	for _, s := range schemas {
 		lt, err := LogTable(s)
@@ -75,7 +77,7 @@ func (t *Tables) Table(name string) *Table {
 }
 
 func (t *Tables) all() []*Table {
-	out := []*Table{t.failures, t.matches, t.errors, t.alerts, t.sysErrs}
+	out := []*Table{t.failures, t.matches, t.errors, t.alerts, t.sysErrs, t.delivery}
 	for _, tab := range t.logs {
 		out = append(out, tab)
 	}
@@ -113,6 +115,8 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 			tab = t.sysErrs
 		}
 		return tab, v, nil
+	case envelope.TopicDeliveries:
+		return t.delivery, v, nil
 	}
 	return nil, nil, fmt.Errorf("no lake table for topic %q", r.Topic)
 }
