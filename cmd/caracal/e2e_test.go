@@ -426,3 +426,71 @@ func TestShippedConfigLints(t *testing.T) {
 		t.Fatalf("caracal lint: %v\n%s", err, out)
 	}
 }
+
+// Two alert workers share the caracal-alert group. When the worker that
+// owned the rule's partition stops, the other takes it over with the
+// rule's dedup state from caracal.alert_state: a match within the open
+// alert's window is attached, not alerted again, and other alerts still
+// flow.
+func TestAlertWorkersRebalanceWithoutDuplicates(t *testing.T) {
+	hook := systest.NewReceiver()
+	defer hook.Close()
+	brokerDir := t.TempDir()
+	core := start(t, brokerDir, nil, "--stages", "ingest,process,detect,lake")
+	addr, err := os.ReadFile(filepath.Join(brokerDir, "broker", "address"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := func() *systest.Process {
+		p, err := systest.Start(systest.Options{Bin: caracalBinary(t), DataDir: t.TempDir(), Args: []string{"--stages", "alert"},
+			Env: []string{"CARACAL_BROKERS=" + string(addr), "CARACAL_ALERT_WEBHOOK_URL=" + hook.URL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if !p.Exited() {
+				p.Kill()
+			}
+			if t.Failed() {
+				t.Logf("alert worker output:\n%s", p.Tail(40))
+			}
+		})
+		return p
+	}
+	login := func(id, ip string) {
+		b, err := systest.RootLogin(id, ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post(t, core, b)
+	}
+	a := worker()
+	first := fmt.Sprintf("rebalance-1-%d", time.Now().UnixNano())
+	login(first, "198.51.100.61")
+	opened := waitAlert(t, hook, first)
+
+	b := worker() // joins the group: a rebalance
+	if err := a.Stop(60 * time.Second); err != nil { // and another one: b owns everything
+		t.Fatal(err)
+	}
+	again := fmt.Sprintf("rebalance-2-%d", time.Now().UnixNano())
+	login(again, "198.51.100.61") // same dedup string as the open alert
+	marker := fmt.Sprintf("rebalance-3-%d", time.Now().UnixNano())
+	login(marker, "198.51.100.62")
+	timeout := time.After(90 * time.Second)
+	for done := false; !done; {
+		select {
+		case al := <-hook.Alerts:
+			evs := fmt.Sprint(al["events"])
+			if strings.Contains(evs, again) || (al["alertId"] == opened["alertId"] && !strings.Contains(evs, first)) {
+				t.Errorf("the open alert was sent again after the rebalance: %v", al["alertId"])
+			}
+			done = strings.Contains(evs, marker)
+		case <-timeout:
+			t.Fatal("no alert from the second worker within 90s")
+		}
+	}
+	if err := b.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
