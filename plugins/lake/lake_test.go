@@ -426,3 +426,111 @@ func canonicalValue(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// A schema that gained fields (a column and a nested object) keeps the
+// older files readable next to the new ones: by pyarrow per file and as one
+// dataset under the unified schema, and by Caracal's own scan with the new
+// schema, where the old rows simply lack the new fields.
+func TestSchemaEvolution(t *testing.T) {
+	v1 := `schema: Custom.App
+version: 0
+fields:
+  - name: time
+    type: timestamp
+    timeFormats: [rfc3339]
+    isEventTime: true
+    required: true
+  - name: user
+    type: string
+    indicators: [username]
+`
+	v2 := strings.Replace(v1, "version: 0", "version: 1", 1) + `  - name: client_ip
+    type: string
+    indicators: [ip]
+  - name: device
+    type: object
+    fields:
+      - name: os
+        type: string
+`
+	dir := t.TempDir()
+	write := func(yaml string, from int64, evs ...map[string]any) *Tables {
+		s, err := schema.Parse("custom_app.yml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := NewTables([]*schema.Schema{s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &Writer{Tables: tb, Storage: &LocalStorage{Dir: dir}}
+		w.OnError = func(_ *Record, err error) { t.Error(err) }
+		if err := w.Write(context.Background(), recs(envelope.TopicEvents, 0, from, evs...)); err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+	ev := func(id, user string, extra map[string]any) map[string]any {
+		m := map[string]any{"p_log_type": "Custom.App", "p_event_time": "2026-11-23T10:00:00Z", "p_parse_time": "2026-11-23T10:00:01Z",
+			"p_row_id": id, "p_source_id": "app", "time": "2026-11-23T10:00:00Z", "user": user, "p_any_usernames": []any{user}}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	write(v1, 0, ev("old1", "alice", nil), ev("old2", "bob", nil))
+	tb := write(v2, 2, ev("new1", "carol", map[string]any{"client_ip": "192.0.2.7", "device": map[string]any{"os": "linux"},
+		"p_any_ip_addresses": []any{"192.0.2.7"}}))
+
+	// pyarrow, one file at a time: each file carries its own schema.
+	byID := map[string]map[string]any{}
+	for _, r := range laketest.ReadTable(t, filepath.Join(dir, "custom_app")) {
+		byID[r["p_row_id"].(string)] = r
+	}
+	if _, has := byID["old1"]["client_ip"]; has || byID["old1"]["user"] != "alice" {
+		t.Errorf("old file: %v", byID["old1"])
+	}
+	if byID["new1"]["client_ip"] != "192.0.2.7" || fmt.Sprint(byID["new1"]["device"]) != "map[os:linux]" {
+		t.Errorf("new file: %v", byID["new1"])
+	}
+
+	// pyarrow, the table as one dataset (as Athena or DuckDB would see it):
+	// the schemas unify and the old rows read the new columns as nulls.
+	script := `import sys, glob, json, pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as ds
+files = sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True))
+schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+t = ds.dataset(files, schema=schema, format='parquet').to_table(columns=['p_row_id', 'user', 'client_ip', 'device'])
+print(json.dumps(sorted(t.to_pylist(), key=lambda r: r['p_row_id'])))`
+	out, err := exec.Command(laketest.Python(t), "-c", script, filepath.Join(dir, "custom_app")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pyarrow dataset: %v\n%s", err, out)
+	}
+	want := `[{"p_row_id": "new1", "user": "carol", "client_ip": "192.0.2.7", "device": {"os": "linux"}}, ` +
+		`{"p_row_id": "old1", "user": "alice", "client_ip": null, "device": null}, ` +
+		`{"p_row_id": "old2", "user": "bob", "client_ip": null, "device": null}]`
+	if strings.TrimSpace(string(out)) != want {
+		t.Errorf("unified dataset:\n got %s\nwant %s", out, want)
+	}
+
+	// Caracal's scan with the new schema: every row, and an indicator
+	// search that skips the old file (it has no such column) without error.
+	st := &LocalStorage{Dir: dir}
+	rows := map[string]map[string]any{}
+	if _, err := ScanLake(context.Background(), st, tb, Scan{}, func(_ string, row map[string]any) error {
+		rows[row["p_row_id"].(string)] = row
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows["old2"]["user"] != "bob" || rows["old2"]["client_ip"] != nil || rows["new1"]["client_ip"] != "192.0.2.7" {
+		t.Errorf("scan with the new schema: %v", rows)
+	}
+	var found []string
+	stats, err := ScanLake(context.Background(), st, tb, Scan{Column: "p_any_ip_addresses", Value: "192.0.2.7"}, func(_ string, row map[string]any) error {
+		found = append(found, row["p_row_id"].(string))
+		return nil
+	})
+	if err != nil || fmt.Sprint(found) != "[new1]" || stats.RowGroupsPruned == 0 {
+		t.Errorf("indicator search across schema versions: %v %v %+v", found, err, stats)
+	}
+}
