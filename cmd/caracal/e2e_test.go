@@ -476,8 +476,9 @@ func TestAlertWorkersRebalanceWithoutDuplicates(t *testing.T) {
 	login(first, "198.51.100.61")
 	opened := waitAlert(t, hook, first)
 
-	b := worker() // joins the group: a rebalance
-	if err := a.Stop(60 * time.Second); err != nil { // and another one: b owns everything
+	// b joins the group (a rebalance), a stops (another): b owns everything.
+	b := worker()
+	if err := a.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	again := fmt.Sprintf("rebalance-2-%d", time.Now().UnixNano())

@@ -7,7 +7,6 @@ package lake
 
 import (
 	"fmt"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -30,17 +29,24 @@ type Table struct {
 	// blooms are the bloom filters written per row group for the p_any_*
 	// indicator columns, so `caracal search` skips row groups without
 	// the value it looks for.
-	blooms  []parquet.BloomFilterColumn
-	scratch sync.Pool // *[][]parquet.Value, see Encode
+	blooms []parquet.BloomFilterColumn
 }
 
 // col is a compiled schema node: the Parquet node plus what the row
 // encoder needs (column index of leaves, value kind).
 type col struct {
 	name     string
-	kind     string // a schema type, or "list" / "group"
-	index    int    // leaf column index
-	children []*col // group fields in Parquet order; list: the element
+	kind     string         // a schema type, or "list" / "group"
+	index    int            // leaf column index
+	children []*col         // group fields in Parquet order; list: the element
+	byName   map[string]int // group: child index by field name
+}
+
+func (c *col) indexChildren() {
+	c.byName = make(map[string]int, len(c.children))
+	for i, k := range c.children {
+		c.byName[k.name] = i
+	}
 }
 
 // standardFields are the p_* columns of every log table.
@@ -145,6 +151,7 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	for _, f := range t.Schema.Fields() {
 		t.root.children = append(t.root.children, kids[f.Name()])
 	}
+	t.root.indexChildren()
 	t.ncols = 0
 	t.number(t.root)
 	for _, f := range envelope.IndicatorFields {
@@ -210,6 +217,7 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 		for _, gf := range g.Fields() {
 			c.children = append(c.children, kids[gf.Name()])
 		}
+		c.indexChildren()
 		n = g
 	case schema.TypeArray:
 		el, ec, err := t.node(*f.Element, s, depth+1)
@@ -226,38 +234,18 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 	return parquet.Optional(n), c, nil
 }
 
-// Encode turns a row (a JSON-decoded object) into a Parquet row following
-// the Dremel encoding: every node is optional, so a missing value or object
-// is a null at the parent's definition level; lists repeat their element.
-func (t *Table) Encode(v map[string]any) (parquet.Row, error) {
-	// The per-column scratch slices are reused across rows: the row copies
-	// the values out, and wide tables (CloudTrail has ~100 leaf columns)
-	// would otherwise allocate every one of them for every row.
-	sp, _ := t.scratch.Get().(*[][]parquet.Value)
-	if sp == nil || len(*sp) != t.ncols {
-		s := make([][]parquet.Value, t.ncols)
-		sp = &s
-	}
-	cols := *sp
-	defer func() {
-		for i := range cols {
-			cols[i] = cols[i][:0]
-		}
-		t.scratch.Put(sp)
-	}()
-	if err := t.encodeGroup(cols, t.root.children, v, 0, 0, 0); err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, c := range cols {
-		n += len(c)
-	}
-	row := make(parquet.Row, 0, n)
-	for _, c := range cols {
-		row = append(row, c...)
-	}
-	return row, nil
+// EncodeColumns appends a row (a JSON-decoded object) to per-column value
+// slices, one per leaf column, following the Dremel encoding: every node is
+// optional, so a missing value or object is a null at the parent's
+// definition level; lists repeat their element. Encoding by column feeds
+// the Parquet column writers directly, with no row in between to build and
+// split again. On error, part of the row may have been appended.
+func (t *Table) EncodeColumns(cols [][]parquet.Value, v map[string]any) error {
+	return t.encodeGroup(cols, t.root.children, v, 0, 0, 0)
 }
+
+// Columns is the number of leaf columns, the length EncodeColumns wants.
+func (t *Table) Columns() int { return t.ncols }
 
 // encodeGroup writes the fields of a defined group; r is the repetition
 // level for each column's first value, d the definition level reached.
@@ -304,17 +292,7 @@ func (t *Table) encode(cols [][]parquet.Value, c *col, x any, r, d, depth int) e
 		}
 		return t.encodeGroup(cols, c.children, m, r, d+1, depth)
 	case "list":
-		items, ok := x.([]any)
-		if !ok {
-			if ss, isStrs := x.([]string); isStrs {
-				items = make([]any, len(ss))
-				for i, s := range ss {
-					items[i] = s
-				}
-			} else {
-				items = []any{x}
-			}
-		}
+		items := asList(x)
 		if len(items) == 0 {
 			nulls(cols, c.children[0], r, d+1) // defined, empty
 			return nil
@@ -337,6 +315,21 @@ func (t *Table) encode(cols [][]parquet.Value, c *col, x any, r, d, depth int) e
 	}
 	cols[c.index] = append(cols[c.index], val.Level(r, d+1, c.index))
 	return nil
+}
+
+// asList is a list column's value as items: a lone value is a list of one.
+func asList(x any) []any {
+	switch v := x.(type) {
+	case []any:
+		return v
+	case []string:
+		items := make([]any, len(v))
+		for i, s := range v {
+			items[i] = s
+		}
+		return items
+	}
+	return []any{x}
 }
 
 func leaf(kind string, x any) (parquet.Value, error) {

@@ -235,20 +235,41 @@ func TestS3StorageMinIO(t *testing.T) {
 	}
 }
 
-func BenchmarkWriteCloudTrail(b *testing.B) {
+// BenchmarkLakeStage is the lake stage's work per batch of 10,000
+// CloudTrail events arriving as JSON: parsed and encoded into columns
+// directly (as the stage does), or decoded into maps first (as it did).
+func BenchmarkLakeStage(b *testing.B) {
 	w := &Writer{Tables: tables(b), Storage: discard{}}
-	batch := make([]*Record, 10000)
-	for i := range batch {
-		batch[i] = &Record{Topic: envelope.TopicEvents, Offset: int64(i), Value: event(fmt.Sprint(i), 21)}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := w.Write(context.Background(), batch); err != nil {
+	raws := make([][]byte, 10000)
+	for i := range raws {
+		raw, err := envelope.EncodeEvent(event(fmt.Sprint(i), 21))
+		if err != nil {
 			b.Fatal(err)
 		}
+		raws[i] = raw
 	}
-	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "rows/s")
+	run := func(b *testing.B, decode bool) {
+		b.ReportAllocs()
+		for b.Loop() {
+			batch := make([]*Record, len(raws))
+			for i, raw := range raws {
+				batch[i] = &Record{Topic: envelope.TopicEvents, Offset: int64(i), Raw: raw}
+				if decode {
+					v, err := envelope.DecodeObject(raw)
+					if err != nil {
+						b.Fatal(err)
+					}
+					batch[i].Value = v
+				}
+			}
+			if err := w.Write(context.Background(), batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(raws))/b.Elapsed().Seconds(), "rows/s")
+	}
+	b.Run("json", func(b *testing.B) { run(b, false) })
+	b.Run("maps", func(b *testing.B) { run(b, true) })
 }
 
 type discard struct{}
@@ -323,7 +344,12 @@ func writeSchemaSamples(t *testing.T) (string, map[string][]map[string]any) {
 				}
 				if ev != nil {
 					want[envelope.TableName(s.Schema)] = append(want[envelope.TableName(s.Schema)], ev)
-					in = append(in, &Record{Topic: envelope.TopicEvents, Partition: 0, Offset: int64(len(in)), Value: ev})
+					// As the lake stage gets them: JSON from caracal.events.
+					raw, err := envelope.EncodeEvent(ev)
+					if err != nil {
+						t.Fatal(err)
+					}
+					in = append(in, &Record{Topic: envelope.TopicEvents, Partition: 0, Offset: int64(len(in)), Raw: raw})
 				}
 				return nil
 			})
@@ -532,5 +558,150 @@ print(json.dumps(sorted(t.to_pylist(), key=lambda r: r['p_row_id'])))`
 	})
 	if err != nil || fmt.Sprint(found) != "[new1]" || stats.RowGroupsPruned == 0 {
 		t.Errorf("indicator search across schema versions: %v %v %+v", found, err, stats)
+	}
+}
+
+// Row groups hold at most RowGroupRows rows, and a row that cannot be
+// encoded halfway through (a bad nested timestamp) is reported and leaves
+// nothing behind: the rows around it read back whole, and a file whose
+// every row failed is not written at all.
+func TestRowGroupsAndFailedRows(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}, RowGroupRows: 2}
+	var failed []string
+	w.OnError = func(r *Record, err error) { failed = append(failed, fmt.Sprint(r.Offset, ": ", err)) }
+	bad := event("bad", 21)
+	bad["eventTime"] = "yesterday"
+	alone := event("alone", 22)
+	alone["userIdentity"] = map[string]any{"accountId": map[string]any{"not": "a string"}, "type": []any{}}
+	alone["eventTime"] = 7
+	in := recs(envelope.TopicEvents, 0, 10, event("a", 21), event("b", 21), bad, event("c", 21), event("d", 21), event("e", 21), alone)
+	if err := w.Write(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 2 || !strings.HasPrefix(failed[0], "12: column eventTime") || !strings.HasPrefix(failed[1], "16: ") {
+		t.Errorf("failures: %q", failed)
+	}
+	rows := laketest.ReadTable(t, filepath.Join(dir, "aws_cloudtrail"))
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, fmt.Sprint(r["eventID"], "/", r["userIdentity"].(map[string]any)["type"]))
+	}
+	if fmt.Sprint(ids) != "[a/Root b/Root c/Root d/Root e/Root]" {
+		t.Errorf("rows: %v", ids)
+	}
+	script := `import sys, glob, pyarrow.parquet as pq
+for f in sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True)):
+    m = pq.ParquetFile(f).metadata
+    print(f.split('/aws_cloudtrail/')[1], [m.row_group(i).num_rows for i in range(m.num_row_groups)])`
+	out, err := exec.Command(laketest.Python(t), "-c", script, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if want := "year=2026/month=11/day=23/hour=21/caracal_events-0-00000000000000000010.parquet [2, 2, 1]\n"; string(out) != want {
+		t.Errorf("files and row groups:\n%s\nwant\n%s", out, want)
+	}
+}
+
+// Events reach the lake stage as JSON and are encoded from it without
+// decoding into maps; decoded events (EncodeColumns) must give the same
+// rows for every column type and the odd shapes: nulls, empty and lone
+// list values, non-objects where objects belong, fractions in integer
+// columns, strings needing escapes, numbers in string columns.
+func TestRawAndDecodedEventsWriteTheSameRows(t *testing.T) {
+	s, err := schema.Parse("kinds.yml", []byte(`schema: Custom.Kinds
+fields:
+  - {name: time, type: timestamp, timeFormats: [rfc3339], isEventTime: true}
+  - {name: s, type: string}
+  - {name: i, type: bigint}
+  - {name: small, type: smallint}
+  - {name: f, type: float}
+  - {name: b, type: boolean}
+  - {name: j, type: json}
+  - {name: tags, type: array, element: {type: string}}
+  - name: obj
+    type: object
+    fields:
+      - {name: x, type: string}
+      - {name: list, type: array, element: {type: object, fields: [{name: n, type: int}, {name: at, type: timestamp, timeFormats: [rfc3339]}]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := NewTables([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func(id string) map[string]any {
+		return map[string]any{"p_log_type": "Custom.Kinds", "p_event_time": "2026-11-23T10:00:00Z", "p_row_id": id, "time": "2026-11-23T10:00:00.123456Z"}
+	}
+	with := func(id string, kv ...any) map[string]any {
+		m := base(id)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	}
+	evs := []map[string]any{
+		with("full", "s", `quote " back \ tab	 <html> & ünïcode`, "i", int64(1)<<40, "small", int64(-7), "f", 2.5, "b", true,
+			"j", map[string]any{"z": 1.5, "a": []any{"x", nil, false}}, "tags", []any{"t1", "t2"},
+			"obj", map[string]any{"x": "y", "list": []any{map[string]any{"n": int64(1), "at": "2026-01-02T03:04:05Z"}, nil, map[string]any{"n": 2.9}}}),
+		with("nulls", "s", nil, "i", nil, "j", nil, "tags", nil, "obj", nil),
+		with("empty", "tags", []any{}, "obj", map[string]any{"list": []any{}}, "j", map[string]any{}),
+		with("odd", "s", 12.5, "tags", "lone", "obj", "not an object", "b", false, "f", int64(3), "j", "text"),
+		with("missing"),
+	}
+	var decoded, raw []*Record
+	for i, ev := range evs {
+		b, err := envelope.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := envelope.DecodeObject(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decoded = append(decoded, &Record{Topic: envelope.TopicEvents, Offset: int64(i), Value: dec})
+		raw = append(raw, &Record{Topic: envelope.TopicEvents, Offset: int64(i), Raw: b})
+	}
+	dir := t.TempDir()
+	for name, in := range map[string][]*Record{"decoded": decoded, "raw": raw} {
+		w := &Writer{Tables: tb, Storage: &LocalStorage{Dir: filepath.Join(dir, name)}}
+		w.OnError = func(r *Record, err error) { t.Errorf("%s row %d: %v", name, r.Offset, err) }
+		if err := w.Write(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := laketest.ReadTable(t, filepath.Join(dir, "decoded"))
+	got := laketest.ReadTable(t, filepath.Join(dir, "raw"))
+	if len(got) != len(evs) || len(want) != len(evs) {
+		t.Fatalf("%d raw rows, %d decoded rows, want %d", len(got), len(want), len(evs))
+	}
+	for i := range got {
+		delete(got[i], "_file")
+		delete(want[i], "_file")
+		if g, w := canonicalValue(got[i]), canonicalValue(want[i]); g != w {
+			t.Errorf("row %d:\nraw     %s\ndecoded %s", i, g, w)
+		}
+	}
+	full := got[0]
+	if full["i"] != float64(1<<40) || full["small"] != float64(-7) || full["s"] != `quote " back \ tab	 <html> & ünïcode` {
+		t.Errorf("full row: %v", full)
+	}
+	if l := full["obj"].(map[string]any)["list"].([]any); len(l) != 3 || l[2].(map[string]any)["n"] != float64(2) || l[1] != nil {
+		t.Errorf("nested list: %v", l)
+	}
+
+	// A bad value fails the row alone, in both ways.
+	bad := with("bad", "i", "not a number")
+	b, _ := envelope.EncodeEvent(bad)
+	var errs []string
+	w := &Writer{Tables: tb, Storage: &LocalStorage{Dir: filepath.Join(dir, "bad")}, OnError: func(r *Record, err error) { errs = append(errs, err.Error()) }}
+	if err := w.Write(context.Background(), []*Record{{Topic: envelope.TopicEvents, Raw: b}, {Topic: envelope.TopicEvents, Offset: 1, Value: bad},
+		{Topic: envelope.TopicEvents, Offset: 2, Raw: []byte(`{"p_log_type": "Custom.Kinds", "time": `)}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 3 || !strings.Contains(errs[0], "column i: want an integer") || !strings.Contains(errs[1], "column i: want an integer") || !strings.Contains(errs[2], "not a JSON object") {
+		t.Errorf("errors: %q", errs)
 	}
 }

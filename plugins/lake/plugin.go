@@ -2,7 +2,6 @@ package lake
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -110,11 +109,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 		size += len(raw)
-		v, err := envelope.DecodeObject(raw)
-		if err != nil {
-			return fmt.Errorf("lake: %w", err)
-		}
-		r := &Record{Value: v}
+		r := &Record{Raw: raw} // decoded as it is encoded (Batch.Add)
 		r.Topic, _ = m.MetaGet(envelope.MetaKafkaTopic)
 		if s, ok := m.MetaGet(envelope.MetaKafkaPartition); ok {
 			p, _ := strconv.ParseInt(s, 10, 32)

@@ -11,17 +11,20 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/valyala/fastjson"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
-// Record is one row to write and where it came from.
+// Record is one row to write and where it came from: decoded (Value), or
+// for events as the JSON they arrived in (Raw).
 type Record struct {
 	Topic     string
 	Partition int32
 	Offset    int64
 	Value     map[string]any
+	Raw       []byte
 }
 
 // Tables resolves the table for a record.
@@ -151,22 +154,101 @@ type openFile struct {
 	table *Table
 	buf   bytes.Buffer
 	pw    *parquet.GenericWriter[any]
-	first int64
-	// pending rows go to the writer in groups: one WriteRows call per row
-	// costs a third of the encoding time.
-	pending []parquet.Row
+	rg    *parquet.ConcurrentRowGroupWriter
+	first int64 // lowest offset among the rows; -1 while none
+	// cols holds the values of the pending rows, column by column; they go
+	// to the column writers in groups (one call per row costs a third of
+	// the encoding time).
+	cols    [][]parquet.Value
+	mark    []int              // column lengths before the row being encoded
+	pending int                // rows in cols
+	parsers []*fastjson.Parser // those of the pending rows parsed from JSON
+	rgRows  int64              // rows in the current row group
+	maxRows int64
 }
 
-const pendingRows = 256
+const pendingRows = 128
 
+func newOpenFile(tab *Table, maxRows int64) *openFile {
+	f := &openFile{table: tab, first: -1, maxRows: maxRows,
+		cols: make([][]parquet.Value, tab.Columns()), mark: make([]int, tab.Columns())}
+	f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema,
+		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.CreatedBy("caracal", "1", ""),
+		parquet.BloomFilters(tab.blooms...))
+	f.rg = f.pw.BeginRowGroup()
+	return f
+}
+
+// add encodes one row; a row that fails leaves no trace in the file.
+func (f *openFile) add(encode func([][]parquet.Value) error) error {
+	for i, c := range f.cols {
+		f.mark[i] = len(c)
+	}
+	if err := encode(f.cols); err != nil {
+		for i := range f.cols {
+			f.cols[i] = f.cols[i][:f.mark[i]]
+		}
+		return err
+	}
+	f.pending++
+	f.rgRows++
+	return nil
+}
+
+func (f *openFile) maybeFlush() error {
+	if f.pending >= pendingRows || f.rgRows >= f.maxRows {
+		return f.flushPending()
+	}
+	return nil
+}
+
+// flushPending hands the pending rows to the column writers and commits
+// the row group once it holds maxRows.
 func (f *openFile) flushPending() error {
-	if len(f.pending) == 0 {
+	if f.pending > 0 {
+		for i, w := range f.rg.ColumnWriters() {
+			if _, err := w.WriteRowValues(f.cols[i]); err != nil {
+				return fmt.Errorf("table %s: %w", f.table.Name, err)
+			}
+			clear(f.cols[i])
+			f.cols[i] = f.cols[i][:0]
+		}
+		f.pending = 0
+		// The column writers copied the values: the parsers they pointed
+		// into are free again.
+		for i, p := range f.parsers {
+			parsers.Put(p)
+			f.parsers[i] = nil
+		}
+		f.parsers = f.parsers[:0]
+	}
+	if f.rgRows >= f.maxRows {
+		return f.commitRowGroup()
+	}
+	return nil
+}
+
+func (f *openFile) commitRowGroup() error {
+	if f.rgRows == 0 {
 		return nil
 	}
-	_, err := f.pw.WriteRows(f.pending)
-	clear(f.pending)
-	f.pending = f.pending[:0]
-	if err != nil {
+	if _, err := f.rg.Commit(); err != nil {
+		return fmt.Errorf("table %s: %w", f.table.Name, err)
+	}
+	f.rgRows = 0
+	return nil
+}
+
+// close writes what is pending and the file's footer.
+func (f *openFile) close() error {
+	if err := f.flushPending(); err != nil {
+		return err
+	}
+	if err := f.commitRowGroup(); err != nil {
+		return err
+	}
+	if err := f.pw.Close(); err != nil {
 		return fmt.Errorf("table %s: %w", f.table.Name, err)
 	}
 	return nil
@@ -210,6 +292,20 @@ func (b *Batch) Rows() int { return b.rows }
 // (no table, bad time) is reported through OnError and left out.
 func (b *Batch) Add(recs []*Record) error {
 	for _, r := range recs {
+		if r.Value == nil && r.Topic == envelope.TopicEvents {
+			if err := b.addRaw(r); err != nil {
+				return err
+			}
+			continue
+		}
+		if r.Value == nil {
+			v, err := envelope.DecodeObject(r.Raw)
+			if err != nil {
+				b.w.fail(r, err)
+				continue
+			}
+			r.Value = v
+		}
 		tab, row, err := b.w.Tables.For(r)
 		if err != nil {
 			b.w.fail(r, err)
@@ -218,42 +314,47 @@ func (b *Batch) Add(recs []*Record) error {
 		if tab == nil {
 			continue // a control record, not data
 		}
-		hour, err := partitionHour(row[tab.TimeField])
-		if err != nil {
-			b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
-			continue
+		encode := func(cols [][]parquet.Value) error { return tab.EncodeColumns(cols, row) }
+		if _, err := b.place(r, tab, row[tab.TimeField], encode, nil); err != nil {
+			return err
 		}
-		if !tableNameRe.MatchString(tab.Name) {
-			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
-			continue
-		}
-		prow, err := tab.Encode(row)
-		if err != nil {
-			b.w.fail(r, err)
-			continue
-		}
-		k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
-		f := b.files[k]
-		if f == nil {
-			f = &openFile{table: tab, first: r.Offset}
-			f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema, parquet.MaxRowsPerRowGroup(b.w.rowGroupRows()),
-				parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
-				parquet.CreatedBy("caracal", "1", ""),
-				parquet.BloomFilters(tab.blooms...))
-			b.files[k] = f
-		}
-		if r.Offset < f.first {
-			f.first = r.Offset
-		}
-		f.pending = append(f.pending, prow)
-		if len(f.pending) >= pendingRows {
-			if err := f.flushPending(); err != nil {
-				return err
-			}
-		}
-		b.rows++
 	}
 	return nil
+}
+
+// place encodes a row into its file (by table, hour and source partition)
+// and reports whether it did; a row that cannot be placed or encoded is
+// reported through OnError and left out. A parser, if given, stays with
+// the row until its values reach the column writers. Only a failing column
+// writer is an error.
+func (b *Batch) place(r *Record, tab *Table, at any, encode func([][]parquet.Value) error, p *fastjson.Parser) (bool, error) {
+	hour, err := partitionHour(at)
+	if err != nil {
+		b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
+		return false, nil
+	}
+	if !tableNameRe.MatchString(tab.Name) {
+		b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
+		return false, nil
+	}
+	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
+	f := b.files[k]
+	if f == nil {
+		f = newOpenFile(tab, b.w.rowGroupRows())
+		b.files[k] = f
+	}
+	if err := f.add(encode); err != nil {
+		b.w.fail(r, err)
+		return false, nil
+	}
+	if p != nil {
+		f.parsers = append(f.parsers, p)
+	}
+	if f.first < 0 || r.Offset < f.first {
+		f.first = r.Offset
+	}
+	b.rows++
+	return true, f.maybeFlush()
 }
 
 // Commit closes every file and stores it; it returns once all are durable.
@@ -267,11 +368,12 @@ func (b *Batch) Commit(ctx context.Context) error {
 	})
 	for _, k := range keys {
 		f := b.files[k]
-		if err := f.flushPending(); err != nil {
-			return err
+		if f.first < 0 {
+			delete(b.files, k) // every row failed: no file
+			continue
 		}
-		if err := f.pw.Close(); err != nil {
-			return fmt.Errorf("table %s: %w", k.table, err)
+		if err := f.close(); err != nil {
+			return err
 		}
 		if err := b.w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), f.buf.Bytes()); err != nil {
 			return err
