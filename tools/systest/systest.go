@@ -262,6 +262,9 @@ func (r *Receiver) All() []map[string]any {
 	return append([]map[string]any(nil), r.all...)
 }
 
+// RootLoginAccount is the AWS account id in the RootLogin event.
+const RootLoginAccount = "111122223333"
+
 // RootLogin returns the sample CloudTrail root console login
 // (testdata/cloudtrail/root_console_login.json) with the given event id and
 // source IP, so each call can be told apart downstream.
