@@ -11,6 +11,7 @@ import (
 	"net/http"
 	_ "net/http/pprof" // served only when CARACAL_PPROF is set
 	"os"
+	"runtime/debug"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -25,7 +26,18 @@ var (
 	dateBuilt = "unknown"
 )
 
+// defaultMemoryLimit is the Go soft memory limit when GOMEMLIMIT is unset:
+// under a backlog the heap is mostly in-flight messages and garbage, and
+// without a limit the collector lets the process grow to twice the live
+// heap (1.2 GiB under `make bench`; 770 MiB with the limit, for 3% more
+// CPU). It is soft: a larger live heap makes the collector work harder,
+// never fails. Set GOMEMLIMIT to the memory the host gives Caracal.
+const defaultMemoryLimit = 768 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	if addr := os.Getenv("CARACAL_PPROF"); addr != "" {
 		// Profiling on demand: go tool pprof http://<addr>/debug/pprof/profile
 		go func() { _ = http.ListenAndServe(addr, nil) }()

@@ -169,11 +169,16 @@ type openFile struct {
 
 const pendingRows = 128
 
+// zstdCodec is shared by every file: a codec keeps its own pool of
+// encoders, each with a 16 MB history, and one per open file held more
+// memory than all the rows being written.
+var zstdCodec = &zstd.Codec{Level: zstd.SpeedDefault}
+
 func newOpenFile(tab *Table, maxRows int64) *openFile {
 	f := &openFile{table: tab, first: -1, maxRows: maxRows,
 		cols: make([][]parquet.Value, tab.Columns()), mark: make([]int, tab.Columns())}
 	f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema,
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.Compression(zstdCodec),
 		parquet.CreatedBy("caracal", "1", ""),
 		parquet.BloomFilters(tab.blooms...))
 	f.rg = f.pw.BeginRowGroup()
