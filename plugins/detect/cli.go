@@ -107,7 +107,7 @@ func DetectEvents(e *Engine, logType string, r io.Reader, w io.Writer) error {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		ev, err := DecodeEvent(sc.Bytes())
+		ev, err := envelope.DecodeObject(sc.Bytes()) // a file from outside: strict JSON
 		if err != nil {
 			return err
 		}

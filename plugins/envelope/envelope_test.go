@@ -32,8 +32,11 @@ func TestDecodeObject(t *testing.T) {
 	}
 }
 
+// benchEvent is a CloudTrail-sized event as the process stage writes it.
+var benchEvent = []byte(`{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.1.2.3","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances","eventID":"bench-1","requestID":"req-0123456789abcdef","eventType":"AwsApiCall","readOnly":true,"recipientAccountId":"111122223333","managementEvent":true,"userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLEEXAMPLE","accountId":"111122223333","arn":"arn:aws:iam::111122223333:user/alice","userName":"alice","sessionContext":{"attributes":{"creationDate":"2026-11-23T08:00:00Z","mfaAuthenticated":"false"}}},"requestParameters":{"instancesSet":{"items":[{"instanceId":"i-0abc1234def567890"}]}},"p_any_ip_addresses":["10.1.2.3"],"p_any_aws_account_ids":["111122223333"],"p_event_time":"2026-11-23T21:04:05.000000000Z","p_row_id":"000000000000000000000000","p_schema_version":0}`)
+
 func BenchmarkDecodeObject(b *testing.B) {
-	raw := []byte(`{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.1.2.3","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances","eventID":"bench-1","requestID":"req-0123456789abcdef","eventType":"AwsApiCall","readOnly":true,"recipientAccountId":"111122223333","managementEvent":true,"userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLEEXAMPLE","accountId":"111122223333","arn":"arn:aws:iam::111122223333:user/alice","userName":"alice","sessionContext":{"attributes":{"creationDate":"2026-11-23T08:00:00Z","mfaAuthenticated":"false"}}},"requestParameters":{"instancesSet":{"items":[{"instanceId":"i-0abc1234def567890"}]}},"p_any_ip_addresses":["10.1.2.3"],"p_any_aws_account_ids":["111122223333"],"p_event_time":"2026-11-23T21:04:05.000000000Z","p_row_id":"000000000000000000000000","p_schema_version":0}`)
+	raw := benchEvent
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -41,4 +44,71 @@ func BenchmarkDecodeObject(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// DecodeEvent gives what DecodeObject gives for what stages write, and
+// refuses what fastjson would let through but JSON does not.
+func TestDecodeEventAgreesWithDecodeObject(t *testing.T) {
+	for _, in := range []string{
+		`{"i":42,"neg":-7,"f":0.25,"whole":3.0,"exp":1e3,"s":"x\"\\\u00e9\n<>&","b":true,"c":false,"n":null,` +
+			`"list":[1,2.5,{"deep":9},[],{}],"obj":{"count":12,"ratio":1.5},"":"empty key"}`,
+		// DecodeObject's exact path for integers beyond 2^53 (whole floats
+		// such as 3.0 stay floats there, so none here).
+		`{"big":9007199254740993,"min":-9223372036854775808,"huge":18446744073709551616,"f":0.5,"bigexp":1e20,"l":[-9007199254740993]}`,
+		`{}`,
+		string(benchEvent),
+	} {
+		want, err := DecodeObject([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEvent([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %#v\nwant %#v", in, got, want)
+		}
+	}
+	for _, bad := range []string{`null`, `[1]`, `{"a":`, ``, `"s"`, `{"a":NaN}`, `{"a":1-2}`, `{"a":[-inf]}`} {
+		if _, err := DecodeEvent([]byte(bad)); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	b.SetBytes(int64(len(benchEvent)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeEvent(benchEvent); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Whatever DecodeEvent accepts, even where fastjson is lenient, becomes
+// values that encode back into strict JSON with the same content.
+func FuzzDecodeEvent(f *testing.F) {
+	for _, s := range []string{string(benchEvent), `{"a":[1,{"b":null}],"c":"\u00e9\\"}`, `{"n":1e400}`, `{"s":"\x"}`, `{"a":-}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := DecodeEvent(b)
+		if err != nil {
+			return
+		}
+		out, err := EncodeEvent(ev)
+		if err != nil {
+			t.Fatalf("decoded %q into values that do not encode: %v", b, err)
+		}
+		back, err := DecodeObject(out)
+		if err != nil {
+			t.Fatalf("re-encoded %q as invalid JSON %q: %v", b, out, err)
+		}
+		again, _ := EncodeEvent(back)
+		if twice, err := DecodeObject(again); err != nil || !reflect.DeepEqual(twice, back) {
+			t.Fatalf("round trip changed %q into %q (%v)", out, again, err)
+		}
+	})
 }

@@ -1,0 +1,90 @@
+package envelope
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/valyala/fastjson"
+)
+
+// DecodeEvent reads an event that a Caracal stage wrote (EncodeEvent) into
+// the same values as DecodeObject, about twice as fast: fastjson parses
+// without allocating per value, and the maps are built in one pass.
+// fastjson is lenient where the JSON grammar is not (NaN, malformed
+// numbers), so input from outside (webhooks) goes through DecodeObject;
+// here malformed numbers are still refused.
+func DecodeEvent(b []byte) (map[string]any, error) {
+	p, _ := eventParsers.Get().(*fastjson.Parser)
+	if p == nil {
+		p = new(fastjson.Parser)
+	}
+	defer eventParsers.Put(p)
+	v, err := p.ParseBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %s", v.Type())
+	}
+	d := decoder{}
+	m := d.object(o)
+	return m, d.err
+}
+
+var eventParsers sync.Pool
+
+type decoder struct{ err error }
+
+func (d *decoder) object(o *fastjson.Object) map[string]any {
+	m := make(map[string]any, o.Len())
+	o.Visit(func(k []byte, v *fastjson.Value) { m[string(k)] = d.value(v) })
+	return m
+}
+
+// value copies v out of the parser's buffer, as DecodeObject would decode it.
+func (d *decoder) value(v *fastjson.Value) any {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return string(b)
+	case fastjson.TypeNumber:
+		return d.number(v)
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		return d.object(o)
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		out := make([]any, len(items))
+		for i, it := range items {
+			out[i] = d.value(it)
+		}
+		return out
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	}
+	return nil
+}
+
+// number is an int64 when the number is integral and exactly representable
+// (all of int64 from integer literals; 1.0 or 1e3 up to 2^53), else a float64.
+func (d *decoder) number(v *fastjson.Value) any {
+	if n, err := v.Int64(); err == nil {
+		return n
+	}
+	f, err := v.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		if d.err == nil {
+			d.err = errors.New("not a JSON object: malformed number " + string(v.MarshalTo(nil)))
+		}
+		return nil
+	}
+	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
+		return int64(f)
+	}
+	return f
+}
