@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,59 @@ func TestCIDRLongestPrefix(t *testing.T) {
 	v6only.Insert(netip.MustParsePrefix("2001:db8::/32"), 0)
 	if _, ok := v6only.Lookup(netip.MustParseAddr("10.0.0.1")); ok {
 		t.Error("an IPv4 address matched an IPv6-only table")
+	}
+}
+
+// The trie agrees with a linear longest-prefix scan on random, heavily
+// overlapping prefixes of every length (IPv4 below and above /16, IPv6),
+// including equal prefixes inserted twice (the later value wins).
+func TestCIDRTrieMatchesLinearScan(t *testing.T) {
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	var c CIDRTrie
+	var prefixes []netip.Prefix
+	values := map[netip.Prefix]int{}
+	addr := func(v6 bool) netip.Addr {
+		if v6 {
+			var b [16]byte
+			b[0], b[1], b[2] = 0x20, 0x01, byte(rng.IntN(4))
+			b[15] = byte(rng.IntN(256))
+			return netip.AddrFrom16(b)
+		}
+		// Mostly few distinct high bytes, so prefixes nest and overlap;
+		// sometimes anywhere, so addresses also fall outside every /16
+		// that holds longer prefixes.
+		near := func(base, n int) byte {
+			if rng.IntN(5) == 0 {
+				return byte(rng.IntN(256))
+			}
+			return byte(base + rng.IntN(n))
+		}
+		return netip.AddrFrom4([4]byte{near(10, 3), near(0, 4), near(0, 4), byte(rng.IntN(256))})
+	}
+	for i := 0; i < 3000; i++ {
+		v6 := rng.IntN(4) == 0
+		bits := rng.IntN(33)
+		if v6 {
+			bits = rng.IntN(129)
+		}
+		p := netip.PrefixFrom(addr(v6), bits).Masked()
+		c.Insert(p, i)
+		if _, seen := values[p]; !seen {
+			prefixes = append(prefixes, p)
+		}
+		values[p] = i
+	}
+	for i := 0; i < 20000; i++ {
+		a := addr(rng.IntN(4) == 0)
+		want, wantOK, best := 0, false, -1
+		for _, p := range prefixes {
+			if p.Contains(a) && p.Bits() > best {
+				want, wantOK, best = values[p], true, p.Bits()
+			}
+		}
+		if got, ok := c.Lookup(a); got != want || ok != wantOK {
+			t.Fatalf("%s: got %d %v, want %d %v (longest prefix /%d)", a, got, ok, want, wantOK, best)
+		}
 	}
 }
 
