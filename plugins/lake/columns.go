@@ -292,24 +292,37 @@ func (t *Table) encode(cols [][]parquet.Value, c *col, x any, r, d, depth int) e
 		}
 		return t.encodeGroup(cols, c.children, m, r, d+1, depth)
 	case "list":
-		items := asList(x)
-		if len(items) == 0 {
-			nulls(cols, c.children[0], r, d+1) // defined, empty
-			return nil
-		}
-		for i, it := range items {
-			ri := r
-			if i > 0 {
-				ri = depth + 1
-			}
-			// +1 optional list, +1 repeated "list" group
-			if err := t.encode(cols, c.children[0], it, ri, d+2, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeItems(cols, c, asList(x), r, d, depth, func(it any, r, d, depth int) error {
+			return t.encode(cols, c.children[0], it, r, d, depth)
+		})
 	}
 	val, err := leaf(c.kind, x)
+	return appendLeaf(cols, c, val, err, r, d)
+}
+
+// encodeItems writes the items of a defined list column c whose parent is
+// at (r, d): an empty list is a null element one level down; each item is
+// encoded at its levels (+1 optional list, +1 repeated "list" group), the
+// first at the parent's repetition level, the others repeating this list.
+func encodeItems[T any](cols [][]parquet.Value, c *col, items []T, r, d, depth int, encodeItem func(it T, r, d, depth int) error) error {
+	if len(items) == 0 {
+		nulls(cols, c.children[0], r, d+1)
+		return nil
+	}
+	for i, it := range items {
+		ri := r
+		if i > 0 {
+			ri = depth + 1
+		}
+		if err := encodeItem(it, ri, d+2, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendLeaf appends a leaf value of column c, defined below (r, d).
+func appendLeaf(cols [][]parquet.Value, c *col, val parquet.Value, err error, r, d int) error {
 	if err != nil {
 		return fmt.Errorf("column %s: %w", c.name, err)
 	}

@@ -91,27 +91,12 @@ func (t *Table) encodeJSON(cols [][]parquet.Value, c *col, x *fastjson.Value, r,
 		if x.Type() == fastjson.TypeArray {
 			items, _ = x.Array()
 		}
-		if len(items) == 0 {
-			nulls(cols, c.children[0], r, d+1) // defined, empty
-			return nil
-		}
-		for i, it := range items {
-			ri := r
-			if i > 0 {
-				ri = depth + 1
-			}
-			if err := t.encodeJSON(cols, c.children[0], it, ri, d+2, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encodeItems(cols, c, items, r, d, depth, func(it *fastjson.Value, r, d, depth int) error {
+			return t.encodeJSON(cols, c.children[0], it, r, d, depth)
+		})
 	}
 	val, err := leafJSON(c.kind, x)
-	if err != nil {
-		return fmt.Errorf("column %s: %w", c.name, err)
-	}
-	cols[c.index] = append(cols[c.index], val.Level(r, d+1, c.index))
-	return nil
+	return appendLeaf(cols, c, val, err, r, d)
 }
 
 // leafJSON is leaf for a parsed JSON value.
