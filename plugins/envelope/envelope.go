@@ -119,8 +119,41 @@ const (
 // nanoseconds (fixed width, so strings sort as times).
 const TimeFormat = "2006-01-02T15:04:05.000000000Z"
 
-// FormatTime writes t as TimeFormat in UTC.
-func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+// FormatTime writes t as TimeFormat in UTC. Every event carries several
+// times, and time.Format's layout interpretation was 7% of parsing a VPC
+// Flow record: the fixed layout is written digit by digit instead.
+func FormatTime(t time.Time) string {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.Format(TimeFormat)
+	}
+	h, mi, s := t.Clock()
+	var b [len(TimeFormat)]byte
+	digits(b[0:4], y)
+	b[4] = '-'
+	digits(b[5:7], int(mo))
+	b[7] = '-'
+	digits(b[8:10], d)
+	b[10] = 'T'
+	digits(b[11:13], h)
+	b[13] = ':'
+	digits(b[14:16], mi)
+	b[16] = ':'
+	digits(b[17:19], s)
+	b[19] = '.'
+	digits(b[20:29], t.Nanosecond())
+	b[29] = 'Z'
+	return string(b[:])
+}
+
+// digits writes n zero-padded into all of b.
+func digits(b []byte, n int) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+}
 
 // ParseTime reads a timestamp written by FormatTime (or any RFC 3339 time).
 func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }

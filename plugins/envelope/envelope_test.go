@@ -1,9 +1,11 @@
 package envelope
 
 import (
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeObject(t *testing.T) {
@@ -111,4 +113,27 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("round trip changed %q into %q (%v)", out, again, err)
 		}
 	})
+}
+
+func TestFormatTimeMatchesTimeFormat(t *testing.T) {
+	zone := time.FixedZone("X", -7*3600-30*60)
+	times := []time.Time{time.Time{}, time.Unix(0, 0), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 30, 1, 2, 3, 4, zone)}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		times = append(times, time.Unix(rng.Int64N(1<<36)-1<<35, rng.Int64N(1e9)).In(zone))
+	}
+	for _, tm := range times {
+		if got, want := FormatTime(tm), tm.UTC().Format(TimeFormat); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
+}
+
+func BenchmarkFormatTime(b *testing.B) {
+	tm := time.Date(2026, 11, 30, 1, 2, 3, 456789, time.UTC)
+	for b.Loop() {
+		FormatTime(tm)
+	}
 }
