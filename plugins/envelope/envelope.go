@@ -314,9 +314,3 @@ func PlainNumbers(v any) any {
 	return v
 }
 
-// EncodeEvent serializes an event for the next stage. Key order does not
-// matter to the readers, so maps are not sorted, and nothing is
-// HTML-escaped: both cost time on every event.
-func EncodeEvent(ev map[string]any) ([]byte, error) {
-	return fastjson.MarshalWithOption(ev, fastjson.UnorderedMap(), fastjson.DisableHTMLEscape())
-}

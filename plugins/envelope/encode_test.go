@@ -1,0 +1,125 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+)
+
+// stdJSON is encoding/json's encoding of v without HTML escaping.
+func stdJSON(t testing.TB, v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// Scalars are written byte for byte as encoding/json writes them; events
+// decode back to what encoding/json's encoding decodes to.
+func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	randString := func() string {
+		pool := []string{"a", "é", "\u2028", "\u2029", "\"", "\\", "\n", "\t", "\r", "\x00", "\x1f", "\x7f", "<", ">", "&", "\xff", "\xe2\x80", "😀", "\U0010FFFF", " "}
+		var s string
+		for range rng.IntN(12) {
+			s += pool[rng.IntN(len(pool))]
+		}
+		return s
+	}
+	floats := []float64{0, math.Copysign(0, -1), 1, -1.5, 1e-6, 9.99e-7, 1e-7, 1e20, 1e21, 1.5e300, -2.5e-300, math.MaxFloat64, math.SmallestNonzeroFloat64, 0.1, 123456789.125}
+	for range 2000 {
+		floats = append(floats, math.Float64frombits(rng.Uint64()))
+	}
+	for _, f := range floats {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			if _, err := appendJSON(nil, f); err == nil {
+				t.Errorf("%v encoded", f)
+			}
+			continue
+		}
+		got, err := appendJSON(nil, f)
+		if want := stdJSON(t, f); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v: %s, want %s (%v)", f, got, want, err)
+		}
+	}
+	for range 5000 {
+		s := randString()
+		if got, want := appendJSONString(nil, s), stdJSON(t, s); !bytes.Equal(got, want) {
+			t.Fatalf("%q: %s, want %s", s, got, want)
+		}
+	}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch rng.IntN(11) {
+		case 0:
+			return nil
+		case 1:
+			return rng.IntN(2) == 0
+		case 2:
+			return rng.Int64() - math.MaxInt64/2
+		case 3:
+			return rng.NormFloat64() * 1e6
+		case 4:
+			return []string{randString(), randString()}
+		case 5:
+			return uint16(rng.IntN(65536)) // as a GeoIP database gives numbers
+		case 6, 7:
+			if depth < 4 {
+				m := map[string]any{}
+				for range rng.IntN(5) {
+					m[randString()] = value(depth + 1)
+				}
+				return m
+			}
+		case 8:
+			if depth < 4 {
+				l := []any{}
+				for range rng.IntN(4) {
+					l = append(l, value(depth+1))
+				}
+				return l
+			}
+		}
+		return randString()
+	}
+	for range 500 {
+		ev := map[string]any{"p_log_type": "X"}
+		for range 8 {
+			ev[randString()] = value(0)
+		}
+		got, err := EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("invalid JSON %s: %v", got, err)
+		}
+		if err := json.Unmarshal(stdJSON(t, ev), &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s decodes differently from encoding/json's encoding", got)
+		}
+	}
+}
+
+func BenchmarkEncodeEvent(b *testing.B) {
+	ev, err := DecodeObject(benchEvent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev["p_any_ip_addresses"] = []string{"10.1.2.3"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := EncodeEvent(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
