@@ -313,4 +313,3 @@ func PlainNumbers(v any) any {
 	}
 	return v
 }
-
