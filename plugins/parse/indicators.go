@@ -3,7 +3,6 @@ package parse
 import (
 	"net/netip"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -28,15 +27,112 @@ func (ix *Indicators) put(field, v string) {
 	s[v] = struct{}{}
 }
 
-var (
-	accountIDRe  = regexp.MustCompile(`^\d{12}$`)
-	instanceIDRe = regexp.MustCompile(`\bi-[0-9a-f]{8}(?:[0-9a-f]{9})?\b`)
-	md5Re        = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
-	sha1Re       = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
-	sha256Re     = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	macRe        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:[-:][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$`)
-	emailRe      = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
-)
+// The indicator shapes are checked by hand rather than by regular
+// expressions: they run on every indicator-bearing field, and the ARN
+// ones alone were a fifth of parsing an ALB record. indicators_test.go
+// checks each against the expression it stands for.
+
+func isDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// isHex: exactly n hex digits, either case (md5, sha1, sha256).
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isHexDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isMAC: six hex pairs separated by '-' or ':', or twelve hex digits.
+func isMAC(s string) bool {
+	if len(s) == 12 {
+		return isHex(s, 12)
+	}
+	if len(s) != 17 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i%3 == 2 {
+			if s[i] != '-' && s[i] != ':' {
+				return false
+			}
+		} else if !isHexDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isEmail: local@domain.tld, one '@', no spaces.
+func isEmail(s string) bool {
+	at := -1
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\f', '\r':
+			return false
+		case '@':
+			if at >= 0 {
+				return false
+			}
+			at = i
+		}
+	}
+	if at <= 0 {
+		return false
+	}
+	domain := s[at+1:]
+	for k := 1; k < len(domain)-1; k++ {
+		if domain[k] == '.' {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+}
+
+// findInstanceID returns the first EC2 instance id (i- and 8 or 17
+// lowercase hex digits, as a whole word) in s, or "".
+func findInstanceID(s string) string {
+	for i := 0; i+2 <= len(s); i++ {
+		j := strings.Index(s[i:], "i-")
+		if j < 0 {
+			return ""
+		}
+		i += j
+		if i > 0 && isWordByte(s[i-1]) {
+			continue
+		}
+		n := 0
+		for i+2+n < len(s) && (s[i+2+n] >= '0' && s[i+2+n] <= '9' || s[i+2+n] >= 'a' && s[i+2+n] <= 'f') {
+			n++
+		}
+		for _, want := range []int{17, 8} {
+			if end := i + 2 + want; n >= want && (end == len(s) || !isWordByte(s[end])) {
+				return s[i:end]
+			}
+		}
+	}
+	return ""
+}
 
 // Add records value under each of the named indicators.
 func (ix *Indicators) Add(kinds []string, value string) {
@@ -65,15 +161,15 @@ func (ix *Indicators) Add(kinds []string, value string) {
 			}
 			ix.hostOrIP(host)
 		case "md5":
-			if md5Re.MatchString(value) {
+			if isHex(value, 32) {
 				ix.put("p_any_md5_hashes", strings.ToLower(value))
 			}
 		case "sha1":
-			if sha1Re.MatchString(value) {
+			if isHex(value, 40) {
 				ix.put("p_any_sha1_hashes", strings.ToLower(value))
 			}
 		case "sha256":
-			if sha256Re.MatchString(value) {
+			if isHex(value, 64) {
 				ix.put("p_any_sha256_hashes", strings.ToLower(value))
 			}
 		case "aws_arn":
@@ -81,11 +177,11 @@ func (ix *Indicators) Add(kinds []string, value string) {
 		case "aws_arn_only":
 			ix.arn(value, false)
 		case "aws_account_id":
-			if accountIDRe.MatchString(value) {
+			if isDigits(value, 12) {
 				ix.put("p_any_aws_account_ids", value)
 			}
 		case "aws_instance_id":
-			if instanceIDRe.MatchString(value) {
+			if findInstanceID(value) != "" {
 				ix.put("p_any_aws_instance_ids", value)
 			}
 		case "aws_tag":
@@ -97,11 +193,11 @@ func (ix *Indicators) Add(kinds []string, value string) {
 		case "username":
 			ix.put("p_any_usernames", value)
 		case "email":
-			if emailRe.MatchString(value) {
+			if isEmail(value) {
 				ix.put("p_any_emails", strings.ToLower(value))
 			}
 		case "mac":
-			if macRe.MatchString(value) {
+			if isMAC(value) {
 				ix.put("p_any_mac_addresses", strings.ToLower(value))
 			}
 		}
@@ -134,14 +230,14 @@ func (ix *Indicators) arn(v string, inner bool) {
 	if !inner {
 		return
 	}
-	if accountIDRe.MatchString(parts[4]) {
+	if isDigits(parts[4], 12) {
 		ix.put("p_any_aws_account_ids", parts[4])
 	}
-	if id := instanceIDRe.FindString(parts[5]); id != "" {
+	if id := findInstanceID(parts[5]); id != "" {
 		ix.put("p_any_aws_instance_ids", id)
 	}
 	for _, seg := range strings.FieldsFunc(parts[5], func(r rune) bool { return r == '/' || r == ':' }) {
-		if emailRe.MatchString(seg) {
+		if isEmail(seg) {
 			ix.put("p_any_emails", strings.ToLower(seg))
 		}
 	}

@@ -1,0 +1,62 @@
+package parse
+
+import (
+	"math/rand/v2"
+	"regexp"
+	"testing"
+)
+
+// Each hand-written indicator matcher agrees with the regular expression
+// it replaced, on random strings made of the characters that matter to it.
+func TestIndicatorMatchersAgreeWithTheirExpressions(t *testing.T) {
+	var (
+		accountIDRe  = regexp.MustCompile(`^\d{12}$`)
+		instanceIDRe = regexp.MustCompile(`\bi-[0-9a-f]{8}(?:[0-9a-f]{9})?\b`)
+		md5Re        = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+		sha1Re       = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+		macRe        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:[-:][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$`)
+		emailRe      = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	)
+	rng := rand.New(rand.NewPCG(7, 8))
+	gen := func(alphabet string, maxLen int, seeds ...string) string {
+		if len(seeds) > 0 && rng.IntN(3) == 0 {
+			s := []byte(seeds[rng.IntN(len(seeds))])
+			for range rng.IntN(3) { // mutate a seed
+				if len(s) > 0 {
+					s[rng.IntN(len(s))] = alphabet[rng.IntN(len(alphabet))]
+				}
+			}
+			return string(s)
+		}
+		b := make([]byte, rng.IntN(maxLen+1))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for range 200000 {
+		s := gen("0123456789a", 14, "123456789012")
+		if got, want := isDigits(s, 12), accountIDRe.MatchString(s); got != want {
+			t.Fatalf("account id %q: %v, want %v", s, got, want)
+		}
+		s = gen("i-0123456789abcdefgA_/: .", 40, "i-0abc1234", "i-0abc1234def567890", "x/i-0abc1234def567890/y", "ai-0abc1234 i-12345678")
+		if got, want := findInstanceID(s), instanceIDRe.FindString(s); got != want {
+			t.Fatalf("instance id in %q: %q, want %q", s, got, want)
+		}
+		s = gen("0123456789abcdefABCDEFg", 41, "d41d8cd98f00b204e9800998ecf8427e", "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+		if got, want := isHex(s, 32), md5Re.MatchString(s); got != want {
+			t.Fatalf("md5 %q: %v, want %v", s, got, want)
+		}
+		if got, want := isHex(s, 40), sha1Re.MatchString(s); got != want {
+			t.Fatalf("sha1 %q: %v, want %v", s, got, want)
+		}
+		s = gen("0aF-:g", 18, "00:1a:2B-3c:4d:5e", "001a2b3c4d5e")
+		if got, want := isMAC(s), macRe.MatchString(s); got != want {
+			t.Fatalf("mac %q: %v, want %v", s, got, want)
+		}
+		s = gen("ab@. \t\v\n_", 10, "a@b.c", "alice@example.com", "a.b@c")
+		if got, want := isEmail(s), emailRe.MatchString(s); got != want {
+			t.Fatalf("email %q: %v, want %v", s, got, want)
+		}
+	}
+}
