@@ -44,7 +44,9 @@ func isDigits(s string, n int) bool {
 	return true
 }
 
-func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
 
 // isHex: exactly n hex digits, either case (md5, sha1, sha256).
 func isHex(s string, n int) bool {
