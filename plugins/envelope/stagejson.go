@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/valyala/fastjson"
 )
@@ -16,10 +15,7 @@ import (
 // numbers), so input from outside (webhooks) goes through DecodeObject;
 // here malformed numbers are still refused.
 func DecodeEvent(b []byte) (map[string]any, error) {
-	p, _ := eventParsers.Get().(*fastjson.Parser)
-	if p == nil {
-		p = new(fastjson.Parser)
-	}
+	p := eventParsers.Get()
 	defer eventParsers.Put(p)
 	v, err := p.ParseBytes(b)
 	if err != nil {
@@ -34,7 +30,7 @@ func DecodeEvent(b []byte) (map[string]any, error) {
 	return m, d.err
 }
 
-var eventParsers sync.Pool
+var eventParsers fastjson.ParserPool
 
 type decoder struct{ err error }
 

@@ -3,7 +3,6 @@ package lake
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -24,14 +23,7 @@ import (
 // parser's buffer, and the column values point at those strings until the
 // pending rows reach the column writers (which copy them), so a parser
 // stays with its row until then (see openFile.flushPending).
-var parsers sync.Pool
-
-func getParser() *fastjson.Parser {
-	if p, ok := parsers.Get().(*fastjson.Parser); ok {
-		return p
-	}
-	return new(fastjson.Parser)
-}
+var parsers fastjson.ParserPool
 
 // EncodeJSON appends a row given as a parsed JSON object to per-column
 // value slices; see EncodeColumns. A key repeated in one object counts once
@@ -154,18 +146,17 @@ func leafJSON(kind string, x *fastjson.Value) (parquet.Value, error) {
 
 // addRaw encodes an event given as JSON into its file.
 func (b *Batch) addRaw(r *Record) error {
-	p := getParser()
+	p := parsers.Get()
 	v, err := p.ParseBytes(r.Raw)
 	if err != nil {
 		parsers.Put(p)
 		b.w.fail(r, fmt.Errorf("not a JSON object: %w", err))
 		return nil
 	}
-	lt := string(v.GetStringBytes(envelope.FieldLogType))
-	tab := b.w.Tables.logs[lt]
-	if tab == nil {
+	tab, err := b.w.Tables.logTable(string(v.GetStringBytes(envelope.FieldLogType)))
+	if err != nil {
 		parsers.Put(p)
-		b.w.fail(r, fmt.Errorf("event of log type %q has no schema", lt))
+		b.w.fail(r, err)
 		return nil
 	}
 	var at any

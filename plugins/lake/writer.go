@@ -96,9 +96,9 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 	switch r.Topic {
 	case envelope.TopicEvents:
 		lt, _ := v[envelope.FieldLogType].(string)
-		tab := t.logs[lt]
-		if tab == nil {
-			return nil, nil, fmt.Errorf("event of log type %q has no schema", lt)
+		tab, err := t.logTable(lt)
+		if err != nil {
+			return nil, nil, err
 		}
 		return tab, v, nil
 	case envelope.TopicFailures:
@@ -122,6 +122,14 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 		return t.delivery, v, nil
 	}
 	return nil, nil, fmt.Errorf("no lake table for topic %q", r.Topic)
+}
+
+// logTable is the table of an event's log type.
+func (t *Tables) logTable(logType string) (*Table, error) {
+	if tab := t.logs[logType]; tab != nil {
+		return tab, nil
+	}
+	return nil, fmt.Errorf("event of log type %q has no schema", logType)
 }
 
 // matchRow keeps p_* fields as columns and nests the rest as "event".
