@@ -32,6 +32,15 @@ func DecodeEvent(b []byte) (map[string]any, error) {
 
 var eventParsers fastjson.ParserPool
 
+// Value copies one parsed JSON value out of fastjson's buffer into the value
+// DecodeObject would give it: string, int64, float64, bool, nil, []any or
+// map[string]any.
+func Value(v *fastjson.Value) (any, error) {
+	d := decoder{}
+	x := d.value(v)
+	return x, d.err
+}
+
 type decoder struct{ err error }
 
 func (d *decoder) object(o *fastjson.Object) map[string]any {

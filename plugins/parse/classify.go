@@ -125,9 +125,7 @@ func (c *Classifier) standardize(p *Parser, res *Result, o Origin) map[string]an
 	ev[envelope.FieldSourceID] = o.SourceID
 	ev[envelope.FieldSourceLabel] = o.SourceLabel
 	ev[envelope.FieldSchemaVersion] = p.Schema.Version
-	for f, vals := range res.Indicators.Fields() {
-		ev[f] = vals
-	}
+	res.Indicators.Each(func(f string, vals []string) { ev[f] = vals })
 	return ev
 }
 

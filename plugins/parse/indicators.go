@@ -3,28 +3,26 @@ package parse
 import (
 	"net/netip"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 )
 
-// Indicators collects indicator values by standard field, deduplicated.
+// Indicators collects indicator values by standard field. An event has a
+// handful, so they are kept as a flat list and sorted and deduplicated
+// once at the end rather than in a set per field.
 type Indicators struct {
-	sets map[string]map[string]struct{}
+	found []indicator
 }
 
+type indicator struct{ field, value string }
+
 // NewIndicators returns an empty collection.
-func NewIndicators() *Indicators { return &Indicators{sets: map[string]map[string]struct{}{}} }
+func NewIndicators() *Indicators { return &Indicators{found: make([]indicator, 0, 16)} }
 
 func (ix *Indicators) put(field, v string) {
-	if v == "" {
-		return
+	if v != "" {
+		ix.found = append(ix.found, indicator{field, v})
 	}
-	s := ix.sets[field]
-	if s == nil {
-		s = map[string]struct{}{}
-		ix.sets[field] = s
-	}
-	s[v] = struct{}{}
 }
 
 // The indicator shapes are checked by hand rather than by regular
@@ -245,16 +243,35 @@ func (ix *Indicators) arn(v string, inner bool) {
 	}
 }
 
+// Each calls fn for every non-empty indicator field with its values
+// sorted and deduplicated, fields in name order.
+func (ix *Indicators) Each(fn func(field string, values []string)) {
+	found := ix.found
+	slices.SortFunc(found, func(a, b indicator) int {
+		if c := strings.Compare(a.field, b.field); c != 0 {
+			return c
+		}
+		return strings.Compare(a.value, b.value)
+	})
+	for i := 0; i < len(found); {
+		j := i + 1
+		for j < len(found) && found[j].field == found[i].field {
+			j++
+		}
+		vals := make([]string, 0, j-i)
+		for _, it := range found[i:j] {
+			if len(vals) == 0 || vals[len(vals)-1] != it.value {
+				vals = append(vals, it.value)
+			}
+		}
+		fn(found[i].field, vals)
+		i = j
+	}
+}
+
 // Fields returns the non-empty indicator fields with sorted values.
 func (ix *Indicators) Fields() map[string][]string {
-	out := make(map[string][]string, len(ix.sets))
-	for f, s := range ix.sets {
-		vals := make([]string, 0, len(s))
-		for v := range s {
-			vals = append(vals, v)
-		}
-		sort.Strings(vals)
-		out[f] = vals
-	}
+	out := map[string][]string{}
+	ix.Each(func(f string, vals []string) { out[f] = vals })
 	return out
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -24,6 +26,10 @@ type Parser struct {
 	// required top-level keys, checked first as a cheap pre-check
 	required []string
 	read     reader // nil for JSON
+	// derives is set when a field's value comes from elsewhere in the
+	// event (rename, copy, concat, split): those read the decoded map, so
+	// such schemas decode the whole event first.
+	derives bool
 }
 
 // node is a compiled schema field.
@@ -55,6 +61,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 			return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
 		}
 		p.fields = append(p.fields, n)
+		p.derives = p.derives || n.derives()
 		switch {
 		case !f.Required || f.Copy != nil || f.Concat != nil || f.Split != nil:
 			// derived from other keys: no cheap pre-check
@@ -106,6 +113,18 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 	return n, nil
 }
 
+func (n *node) derives() bool {
+	if n.xf != nil && n.xf.derive != nil || n.element != nil && n.element.derives() {
+		return true
+	}
+	for _, c := range n.fields {
+		if c.derives() {
+			return true
+		}
+	}
+	return false
+}
+
 // Result is a parsed event before the standard fields are added.
 type Result struct {
 	Fields     map[string]any
@@ -138,11 +157,104 @@ func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
 			return nil, fmt.Errorf("missing required field %s", k)
 		}
 	}
+	if !p.derives {
+		return p.typedJSON(raw)
+	}
 	obj, err := envelope.DecodeObject(raw)
 	if err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	return p.typed(obj)
+}
+
+var jsonParsers fastjson.ParserPool
+
+// typedJSON types an event straight from its parsed JSON: only the values
+// the schema keeps are copied out, where decoding into a map would build
+// every value first and drop most of them.
+func (p *Parser) typedJSON(raw []byte) (*Result, error) {
+	// fastjson's parser is lenient about numbers and escapes it is not
+	// asked to read; validating first keeps outside input to the JSON
+	// grammar, as DecodeObject does.
+	if err := fastjson.ValidateBytes(raw); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	jp := jsonParsers.Get()
+	defer jsonParsers.Put(jp)
+	v, err := jp.ParseBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil, errors.New("not a JSON object")
+	}
+	res := &Result{Fields: make(map[string]any, o.Len()+12), Indicators: NewIndicators()}
+	st := &state{res: res}
+	if err := st.objectJSON(p.fields, o, res.Fields, ""); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// objectJSON is object for a parsed JSON object, for schemas without
+// derived fields.
+func (st *state) objectJSON(fields []*node, in *fastjson.Object, out map[string]any, prefix string) error {
+	for _, f := range fields {
+		v := in.Get(f.name)
+		if v == nil || v.Type() == fastjson.TypeNull {
+			if f.required {
+				return fmt.Errorf("missing required field %s%s", prefix, f.name)
+			}
+			continue
+		}
+		cv, err := st.valueJSON(f, v, fieldPath{prefix: prefix, name: f.name})
+		if err != nil {
+			return err
+		}
+		if cv != nil {
+			out[f.name] = cv
+		}
+	}
+	return nil
+}
+
+// valueJSON is value for a parsed JSON value: objects and arrays are
+// walked in place; scalars, embedded JSON strings and json fields are
+// copied out and typed by value.
+func (st *state) valueJSON(f *node, v *fastjson.Value, path fieldPath) (any, error) {
+	switch {
+	case (f.typ == schema.TypeObject || f.typ == schema.TypeRef) && v.Type() == fastjson.TypeObject:
+		o, _ := v.Object()
+		out := make(map[string]any, len(f.fields))
+		if err := st.objectJSON(f.fields, o, out, path.String()+"."); err != nil {
+			return nil, err
+		}
+		return out, nil
+	case f.typ == schema.TypeArray && (v.Type() != fastjson.TypeString || !f.embedded):
+		items := []*fastjson.Value{v} // a lone value where a list is expected
+		if v.Type() == fastjson.TypeArray {
+			items, _ = v.Array()
+		}
+		out := make([]any, 0, len(items))
+		in := path.String()
+		for i, it := range items {
+			if it.Type() == fastjson.TypeNull {
+				continue
+			}
+			cv, err := st.valueJSON(f.element, it, fieldPath{prefix: in, index: i})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cv)
+		}
+		return out, nil
+	}
+	x, err := envelope.Value(v)
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	return st.value(f, x, path)
 }
 
 func (p *Parser) typed(obj map[string]any) (*Result, error) {
@@ -172,7 +284,7 @@ func (st *state) object(fields []*node, in map[string]any, out map[string]any, p
 			}
 			continue
 		}
-		cv, err := st.value(f, v, prefix+f.name)
+		cv, err := st.value(f, v, fieldPath{prefix: prefix, name: f.name})
 		if err != nil {
 			return err
 		}
@@ -183,7 +295,23 @@ func (st *state) object(fields []*node, in map[string]any, out map[string]any, p
 	return nil
 }
 
-func (st *state) value(f *node, v any, path string) (any, error) {
+// fieldPath names a field in errors ("a.b", "a.list[2]"). It is built
+// only when an error needs it: joining the path for every value was a
+// tenth of typing an event.
+type fieldPath struct {
+	prefix string // "" at the top, else the parent's path and "."
+	name   string // the field's name, or "" for a list's element...
+	index  int    // ...at this index
+}
+
+func (p fieldPath) String() string {
+	if p.name != "" {
+		return p.prefix + p.name
+	}
+	return p.prefix + "[" + strconv.Itoa(p.index) + "]"
+}
+
+func (st *state) value(f *node, v any, path fieldPath) (any, error) {
 	switch f.typ {
 	case schema.TypeString:
 		s, err := asString(v)
@@ -246,7 +374,7 @@ func (st *state) value(f *node, v any, path string) (any, error) {
 			return nil, fmt.Errorf("field %s: want an object, got %s", path, kind(v))
 		}
 		out := make(map[string]any, len(f.fields))
-		if err := st.object(f.fields, m, out, path+"."); err != nil {
+		if err := st.object(f.fields, m, out, path.String()+"."); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -264,11 +392,12 @@ func (st *state) value(f *node, v any, path string) (any, error) {
 			items = []any{v}
 		}
 		out := make([]any, 0, len(items))
+		in := path.String()
 		for i, it := range items {
 			if it == nil {
 				continue
 			}
-			cv, err := st.value(f.element, it, fmt.Sprintf("%s[%d]", path, i))
+			cv, err := st.value(f.element, it, fieldPath{prefix: in, index: i})
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,153 @@
+package parse
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// The JSON schemas type events straight from fastjson's values; schemas
+// with derived fields decode the event into a map first. Both must give
+// the same result: the same fields, event time, indicators, or the same
+// error. Every JSON schema's test inputs are checked, then random
+// mutations of them (a value swapped for another type, null, a list, an
+// object, a number where a string goes) to reach the error paths too.
+func TestTypedJSONMatchesDecodedMap(t *testing.T) {
+	schemas, err := schema.LoadDir("../../schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	checked, failed := 0, 0
+	for _, s := range schemas {
+		fast, err := Compile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast.read != nil || fast.derives {
+			continue
+		}
+		viaMap, _ := Compile(s)
+		viaMap.derives = true // forces the decode-into-a-map path
+		for _, tc := range s.Tests {
+			for _, line := range strings.Split(strings.TrimSpace(tc.Input), "\n") {
+				obj, err := envelope.DecodeObject([]byte(line))
+				if err != nil {
+					continue
+				}
+				inputs := [][]byte{[]byte(line)}
+				for range 300 {
+					inputs = append(inputs, mutate(rng, obj))
+				}
+				for _, in := range inputs {
+					a, errA := fast.Parse(in)
+					b, errB := viaMap.Parse(in)
+					checked++
+					if (errA == nil) != (errB == nil) || errA != nil && errA.Error() != errB.Error() {
+						t.Fatalf("%s: errors differ on %s:\nfastjson: %v\nmap:      %v", s.Schema, in, errA, errB)
+					}
+					if errA != nil {
+						failed++
+						continue
+					}
+					if !reflect.DeepEqual(a.Fields, b.Fields) || !a.EventTime.Equal(b.EventTime) ||
+						!reflect.DeepEqual(a.Indicators.Fields(), b.Indicators.Fields()) {
+						t.Fatalf("%s: results differ on %s:\nfastjson: %v %v %v\nmap:      %v %v %v", s.Schema, in,
+							a.Fields, a.EventTime, a.Indicators.Fields(), b.Fields, b.EventTime, b.Indicators.Fields())
+					}
+				}
+			}
+		}
+	}
+	t.Logf("checked %d, failed %d", checked, failed)
+	if checked < 1000 || failed == 0 || failed == checked {
+		t.Fatalf("checked %d inputs, %d failed: the mutations should reach both outcomes", checked, failed)
+	}
+}
+
+var replacements = []any{nil, "text", "198.51.100.7", "2026-11-23T21:04:05Z", int64(12), 1.5, int64(1700000000),
+	true, []any{}, []any{"a", int64(1)}, map[string]any{}, map[string]any{"x": "y"}, `{"k":"v"}`, `["a"]`, "  42 "}
+
+// mutate returns obj's JSON with one value somewhere inside replaced.
+func mutate(rng *rand.Rand, obj map[string]any) []byte {
+	cp := copyValue(obj).(map[string]any)
+	var target any = cp
+	for depth := 0; ; depth++ {
+		switch t := target.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			if len(keys) == 0 {
+				goto done
+			}
+			k := keys[rng.IntN(len(keys))]
+			if rng.IntN(3) == 0 || depth > 4 {
+				t[k] = replacements[rng.IntN(len(replacements))]
+				goto done
+			}
+			target = t[k]
+		case []any:
+			if len(t) == 0 {
+				goto done
+			}
+			i := rng.IntN(len(t))
+			if rng.IntN(2) == 0 {
+				t[i] = replacements[rng.IntN(len(replacements))]
+				goto done
+			}
+			target = t[i]
+		default:
+			goto done
+		}
+	}
+done:
+	b, err := json.Marshal(cp)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func copyValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[k] = copyValue(x)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, x := range t {
+			s[i] = copyValue(x)
+		}
+		return s
+	}
+	return v
+}
+
+// fastjson's parser accepts some things JSON does not (NaN, numbers with
+// leading zeros, unknown escapes); events from outside must still be JSON.
+func TestTypedJSONRefusesWhatJSONRefuses(t *testing.T) {
+	c := classifier(t)
+	line := string(sample(t))
+	for _, bad := range []string{`NaN`, `01`, `1.`, `-`, `"\x41"`, `+1`, `Infinity`, `"a" "b"`} {
+		in := strings.Replace(line, `"eventVersion":"1.08"`, `"eventVersion":`+bad, 1)
+		if in == line {
+			t.Fatal("sample changed: eventVersion not found")
+		}
+		ev, fail := c.Classify([]byte(in), []string{"AWS.CloudTrail"}, Origin{})
+		if fail == nil {
+			t.Errorf("eventVersion %s: accepted as %v", bad, ev["eventVersion"])
+		} else if !strings.Contains(fail.Reasons[0].Reason, "invalid JSON") {
+			t.Errorf("eventVersion %s: reason %q, want invalid JSON", bad, fail.Reasons[0].Reason)
+		}
+	}
+}
