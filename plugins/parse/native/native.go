@@ -47,63 +47,71 @@ var ErrHeader = errors.New("header line")
 // quotes or brackets are removed. AWS's access logs (ALB, S3, CLB) use
 // this form.
 func Fields(line []byte) ([]string, error) {
-	var out []string
-	i, n := 0, len(line)
+	// One copy of the line; the tokens are slices of it, so a line costs
+	// two allocations rather than one per token.
+	s := string(line)
+	out := make([]string, 0, 32)
+	i, n := 0, len(s)
 	for i < n {
-		for i < n && line[i] == ' ' {
+		for i < n && s[i] == ' ' {
 			i++
 		}
 		if i >= n {
 			break
 		}
-		switch line[i] {
+		switch s[i] {
 		case '"':
-			var sb strings.Builder
 			j := i + 1
-			closed := false
-			for j < n {
-				c := line[j]
-				if c == '\\' && j+1 < n && (line[j+1] == '"' || line[j+1] == '\\') {
-					sb.WriteByte(line[j+1])
-					j += 2
-					continue
-				}
-				if c == '"' {
-					closed = true
+			escaped := false
+			for j < n && s[j] != '"' {
+				if s[j] == '\\' && j+1 < n && (s[j+1] == '"' || s[j+1] == '\\') {
+					escaped = true
 					j++
-					break
 				}
-				sb.WriteByte(c)
-				j++
-			}
-			if !closed {
-				return nil, fmt.Errorf("unterminated quoted field at byte %d", i)
-			}
-			if j < n && line[j] != ' ' {
-				return nil, fmt.Errorf("quoted field at byte %d is followed by %q, not a space", i, line[j])
-			}
-			out = append(out, sb.String())
-			i = j
-		case '[':
-			j := i + 1
-			for j < n && line[j] != ']' {
 				j++
 			}
 			if j >= n {
+				return nil, fmt.Errorf("unterminated quoted field at byte %d", i)
+			}
+			if j+1 < n && s[j+1] != ' ' {
+				return nil, fmt.Errorf("quoted field at byte %d is followed by %q, not a space", i, s[j+1])
+			}
+			tok := s[i+1 : j]
+			if escaped {
+				tok = unescape(tok)
+			}
+			out = append(out, tok)
+			i = j + 1
+		case '[':
+			j := strings.IndexByte(s[i+1:], ']')
+			if j < 0 {
 				return nil, fmt.Errorf("unterminated [bracketed] field at byte %d", i)
 			}
-			out = append(out, string(line[i+1:j]))
-			i = j + 1
+			out = append(out, s[i+1:i+1+j])
+			i += j + 2
 		default:
-			j := i
-			for j < n && line[j] != ' ' {
-				j++
+			j := strings.IndexByte(s[i:], ' ')
+			if j < 0 {
+				j = n - i
 			}
-			out = append(out, string(line[i:j]))
-			i = j
+			out = append(out, s[i:i+j])
+			i += j
 		}
 	}
 	return out, nil
+}
+
+// unescape removes the backslash of \" and \\ in a quoted token.
+func unescape(tok string) string {
+	var sb strings.Builder
+	sb.Grow(len(tok))
+	for k := 0; k < len(tok); k++ {
+		if tok[k] == '\\' && k+1 < len(tok) && (tok[k+1] == '"' || tok[k+1] == '\\') {
+			k++
+		}
+		sb.WriteByte(tok[k])
+	}
+	return sb.String()
 }
 
 // set stores a token unless it is AWS's "-" (or empty) placeholder for a
