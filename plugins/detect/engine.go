@@ -141,6 +141,9 @@ type Engine struct {
 	rules  []*Rule
 	byType map[string][]*Rule
 	index  map[string]*index
+	// reads is every top-level key some rule may read (nil: the whole
+	// event), so DecodeAndEvaluate decodes only those.
+	reads map[string]bool
 }
 
 // NewEngine indexes the enabled rules by log type, and within a log type by
@@ -153,6 +156,17 @@ func NewEngine(rules []*Rule) *Engine {
 		}
 		for _, lt := range r.LogTypes {
 			e.byType[lt] = append(e.byType[lt], r)
+		}
+	}
+	e.reads = map[string]bool{envelope.FieldLogType: true}
+	for _, r := range e.rules {
+		keys, all := r.eventKeys()
+		if all {
+			e.reads = nil
+			break
+		}
+		for k := range keys {
+			e.reads[k] = true
 		}
 	}
 	for lt, rs := range e.byType {
@@ -189,6 +203,26 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 		}
 	}
 	return out
+}
+
+// DecodeAndEvaluate is Evaluate for an event as the process stage wrote
+// it. Rules read a few of an event's fields, so only the top-level keys
+// some rule reads are decoded; a match, which carries the whole event, is
+// made again from the fully decoded event. Rules see the same values
+// either way: a key no rule names cannot change a result.
+func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
+	ev, err := envelope.DecodeEventKeys(raw, e.reads)
+	if err != nil {
+		return nil, err
+	}
+	matches := e.Evaluate(ev)
+	if len(matches) == 0 || e.reads == nil {
+		return matches, nil
+	}
+	if ev, err = envelope.DecodeEvent(raw); err != nil {
+		return nil, err
+	}
+	return e.Evaluate(ev), nil
 }
 
 // vms are reused: vm.Run allocates a VM (and its stack) per call, which

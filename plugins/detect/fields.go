@@ -40,6 +40,61 @@ func (r *Rule) FieldsUsed() []string {
 	return out
 }
 
+// eventKeys lists every top-level key the rule might read, erring on the
+// side of more: all identifiers in its expressions (function and let names
+// too) and its Detection keys. all is set when it reads the event as a
+// whole ($env, other than $env["key"]) or through a key that is not a
+// plain name.
+func (r *Rule) eventKeys() (keys map[string]bool, all bool) {
+	keys = map[string]bool{}
+	for _, src := range append([]string{r.Condition, r.Title, r.Dedup, r.DynamicSeverity}, mapValues(r.AlertContext)...) {
+		if src == "" {
+			continue
+		}
+		tree, err := parser.Parse(src)
+		if err != nil {
+			return nil, true
+		}
+		// $env["key"] with a constant key reads that key; $env used any
+		// other way may read anything.
+		named := map[ast.Node]bool{}
+		ast.Find(tree.Node, func(n ast.Node) bool {
+			if m, ok := n.(*ast.MemberNode); ok {
+				id, isIdent := m.Node.(*ast.IdentifierNode)
+				key, isConst := m.Property.(*ast.StringNode)
+				if isIdent && isConst && id.Value == "$env" {
+					keys[key.Value] = true
+					named[id] = true
+				}
+			}
+			return false
+		})
+		ast.Find(tree.Node, func(n ast.Node) bool {
+			if id, ok := n.(*ast.IdentifierNode); ok && !named[id] {
+				keys[id.Value] = true
+			}
+			return false
+		})
+	}
+	if r.Detection.Kind != 0 {
+		detectionKeys(&r.Detection, keys)
+	}
+	for k := range keys {
+		if k == "" || strings.HasPrefix(k, "$") || strings.ContainsAny(k, "*[]") {
+			return nil, true
+		}
+	}
+	return keys, false
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
 // identVisitor collects identifiers; ast.Walk visits a node's children
 // before the node, so a function's name or a let variable, seen first as
 // an identifier, is dropped when its call or declaration is reached.

@@ -96,11 +96,11 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if err != nil {
 			return nil, err
 		}
-		ev, err := DecodeEvent(raw)
+		matches, err := e.DecodeAndEvaluate(raw)
 		if err != nil {
 			return nil, err
 		}
-		for _, match := range e.Evaluate(ev) {
+		for _, match := range matches {
 			b, err := json.Marshal(match)
 			if err != nil {
 				return nil, err

@@ -14,7 +14,12 @@ import (
 // fastjson is lenient where the JSON grammar is not (NaN, malformed
 // numbers), so input from outside (webhooks) goes through DecodeObject;
 // here malformed numbers are still refused.
-func DecodeEvent(b []byte) (map[string]any, error) {
+func DecodeEvent(b []byte) (map[string]any, error) { return DecodeEventKeys(b, nil) }
+
+// DecodeEventKeys is DecodeEvent keeping only the top-level keys in keep
+// (every key when keep is nil): a reader that needs a few fields does not
+// pay for copying the rest out.
+func DecodeEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
 	p := eventParsers.Get()
 	defer eventParsers.Put(p)
 	v, err := p.ParseBytes(b)
@@ -26,7 +31,16 @@ func DecodeEvent(b []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("not a JSON object: %s", v.Type())
 	}
 	d := decoder{}
-	m := d.object(o)
+	if keep == nil {
+		m := d.object(o)
+		return m, d.err
+	}
+	m := make(map[string]any, min(len(keep), o.Len()))
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if keep[string(k)] {
+			m[string(k)] = d.value(v)
+		}
+	})
 	return m, d.err
 }
 

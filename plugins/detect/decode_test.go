@@ -1,0 +1,144 @@
+package detect
+
+import (
+	"os"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse"
+)
+
+// Decoding only the keys rules read must not change a single result:
+// every rule test event of the rule pack, as the process stage would
+// write it (with indicator fields and keys no rule reads), gives the same
+// matches, whole events included, as decoding everything.
+func TestDecodeAndEvaluateMatchesFullDecode(t *testing.T) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(rules)
+	if e.reads == nil {
+		t.Fatal("the rule pack reads the whole event: nothing to check")
+	}
+	matched := 0
+	for _, r := range rules {
+		for _, tc := range r.Tests {
+			for _, lt := range r.LogTypes {
+				ev := map[string]any{"p_log_type": lt, "p_any_ip_addresses": []any{"198.51.100.1"},
+					"p_row_id": "abc", "unreadByRules": map[string]any{"x": []any{int64(1), 2.5}}}
+				for k, v := range tc.Log {
+					ev[k] = envelope.PlainNumbers(v)
+				}
+				raw, err := envelope.EncodeEvent(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				full, err := envelope.DecodeEvent(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := e.Evaluate(full)
+				got, err := e.DecodeAndEvaluate(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("rule %s test %q as %s:\n got %v\nwant %v", r.RuleID, tc.Name, lt, got, want)
+				}
+				matched += len(want)
+			}
+		}
+	}
+	if matched < 50 {
+		t.Fatalf("only %d matches over the rule tests: the check is too weak", matched)
+	}
+}
+
+func TestEventKeys(t *testing.T) {
+	for src, want := range map[string][]string{
+		`Condition: 'let u = userIdentity; eventName == "X" && u.type == "Root"'`: {"eventName", "u", "userIdentity"},
+		`Condition: '$env["detail-type"] == "X" && $env.type == "Y"'`:             {"detail-type", "type"},
+		`Condition: 'deep_get(requestParameters, "a.b") != nil'`:                  {"deep_get", "requestParameters"},
+		`Condition: 'true'` + "\nTitle: 'sprintf(\"%v\", sourceIPAddress)'":       {"sourceIPAddress", "sprintf"},
+	} {
+		keys, all := rule(t, base+src+"\n").eventKeys()
+		if all || !reflect.DeepEqual(sortedKeys(keys), want) {
+			t.Errorf("%s: %v %v, want %v", src, sortedKeys(keys), all, want)
+		}
+	}
+	for _, src := range []string{`Condition: '$env[eventSource] == "X"'`, `Condition: 'len($env) > 3'`,
+		"Detection:\n  - KeyPath: '[*].x'\n    Condition: Exists\n"} {
+		if _, all := rule(t, base+src+"\n").eventKeys(); !all {
+			t.Errorf("%s: want the whole event", src)
+		}
+	}
+	// One such rule makes the engine decode everything.
+	e := NewEngine([]*Rule{rule(t, base+`Condition: 'len($env) > 3'`+"\n")})
+	if e.reads != nil {
+		t.Errorf("reads %v, want the whole event", e.reads)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// BenchmarkDecodeAndEvaluate runs the rule pack over a normalized
+// CloudTrail event as the detect stage reads it from caracal.events.
+func BenchmarkDecodeAndEvaluate(b *testing.B) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(rules)
+	c, err := parse.LoadClassifier("../../schemas")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev, fail := c.Classify(line, []string{"AWS.CloudTrail"}, parse.Origin{})
+	if fail != nil {
+		b.Fatal(parse.Describe(fail))
+	}
+	// A routine call by a role: no rule matches.
+	ev["eventName"], ev["eventSource"] = "DescribeInstances", "ec2.amazonaws.com"
+	ev["userIdentity"] = map[string]any{"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/ci/x", "accountId": "111122223333"}
+	raw, err := envelope.EncodeEvent(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m := e.Evaluate(ev); len(m) != 0 {
+		b.Fatalf("the routine event matched %v", m[0]["p_rule_id"])
+	}
+	b.Run("keys rules read", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.DecodeAndEvaluate(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("whole event", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			full, err := envelope.DecodeEvent(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Evaluate(full)
+		}
+	})
+}
