@@ -162,7 +162,20 @@ func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano
 // the event's index inside it, so reprocessing the same record yields the
 // same ids instead of new rows.
 func RowID(partition int32, offset int64, index int) string {
-	return fmt.Sprintf("%04x%016x%04x", uint16(partition), uint64(offset), uint16(index))
+	var b [24]byte
+	putHex(b[0:4], uint64(uint16(partition)))
+	putHex(b[4:20], uint64(offset))
+	putHex(b[20:24], uint64(uint16(index)))
+	return string(b[:])
+}
+
+// putHex writes v as len(dst) lowercase hex digits, zero-padded.
+func putHex(dst []byte, v uint64) {
+	const digits = "0123456789abcdef"
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = digits[v&0xf]
+		v >>= 4
+	}
 }
 
 // TableName maps a log type to its lake table: "AWS.CloudTrail" → "aws_cloudtrail".

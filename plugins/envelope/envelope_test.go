@@ -1,6 +1,8 @@
 package envelope
 
 import (
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -135,5 +137,21 @@ func BenchmarkFormatTime(b *testing.B) {
 	tm := time.Date(2026, 11, 30, 1, 2, 3, 456789, time.UTC)
 	for b.Loop() {
 		FormatTime(tm)
+	}
+}
+
+// RowID is written by hand; it must stay the ids earlier versions wrote
+// with fmt, or reprocessed records would get new ids.
+func TestRowIDMatchesFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := [][3]int64{{0, 0, 0}, {65535, math.MaxInt64, 65535}, {65536, -1, 70000}, {-1, math.MinInt64, -3}}
+	for range 2000 {
+		cases = append(cases, [3]int64{int64(int32(rng.Uint32())), int64(rng.Uint64()), int64(rng.IntN(1 << 20))})
+	}
+	for _, c := range cases {
+		want := fmt.Sprintf("%04x%016x%04x", uint16(c[0]), uint64(c[1]), uint16(c[2]))
+		if got := RowID(int32(c[0]), c[1], int(c[2])); got != want {
+			t.Fatalf("RowID(%d, %d, %d) = %s, want %s", c[0], c[1], c[2], got, want)
+		}
 	}
 }

@@ -346,13 +346,13 @@ func (b *Batch) place(r *Record, tab *Table, at any, encode func([][]parquet.Val
 		b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 		return false, nil
 	}
-	if !tableNameRe.MatchString(tab.Name) {
-		b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
-		return false, nil
-	}
 	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
 	f := b.files[k]
 	if f == nil {
+		if !tableNameRe.MatchString(tab.Name) {
+			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
+			return false, nil
+		}
 		f = newOpenFile(tab, b.w.rowGroupRows())
 		b.files[k] = f
 	}
