@@ -40,6 +40,17 @@ type col struct {
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
 	byName   map[string]int // group: child index by field name
+	// leaf: its null value at each repetition and definition level it can
+	// take, made once: rows of wide schemas are mostly nulls.
+	nullAt         []parquet.Value
+	maxRep, maxDef int
+}
+
+func (c *col) null(r, d int) parquet.Value {
+	if r <= c.maxRep && d <= c.maxDef {
+		return c.nullAt[r*(c.maxDef+1)+d]
+	}
+	return parquet.Value{}.Level(r, d, c.index)
 }
 
 func (c *col) indexChildren() {
@@ -153,7 +164,7 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	}
 	t.root.indexChildren()
 	t.ncols = 0
-	t.number(t.root)
+	t.number(t.root, 0, 0)
 	for _, f := range envelope.IndicatorFields {
 		if _, ok := t.Schema.Lookup(f, "list", "element"); ok {
 			// 10 bits per value: about a 1% false positive rate.
@@ -166,17 +177,27 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	return t, nil
 }
 
-func (t *Table) number(c *col) {
+// number numbers the leaves; def and rep are c's own definition and
+// repetition levels (every field is optional; a list adds a repeated
+// level and an optional element).
+func (t *Table) number(c *col, def, rep int) {
 	switch c.kind {
 	case "group":
 		for _, k := range c.children {
-			t.number(k)
+			t.number(k, def+1, rep)
 		}
 	case "list":
-		t.number(c.children[0])
+		t.number(c.children[0], def+2, rep+1)
 	default:
 		c.index = t.ncols
 		t.ncols++
+		c.maxRep, c.maxDef = rep, def
+		c.nullAt = make([]parquet.Value, (rep+1)*(def+1))
+		for r := 0; r <= rep; r++ {
+			for d := 0; d <= def; d++ {
+				c.nullAt[r*(def+1)+d] = parquet.Value{}.Level(r, d, c.index)
+			}
+		}
 	}
 }
 
@@ -272,7 +293,7 @@ func nulls(cols [][]parquet.Value, c *col, r, d int) {
 	case "list":
 		nulls(cols, c.children[0], r, d)
 	default:
-		cols[c.index] = append(cols[c.index], parquet.Value{}.Level(r, d, c.index))
+		cols[c.index] = append(cols[c.index], c.null(r, d))
 	}
 }
 
