@@ -34,9 +34,19 @@ var (
 // never fails. Set GOMEMLIMIT to the memory the host gives Caracal.
 const defaultMemoryLimit = 768 << 20
 
+// defaultGCPercent is GOGC when unset. With a memory limit always in
+// place (ours or GOMEMLIMIT), collecting at 5x the live heap rather than 2x
+// costs no peak memory under load and does fewer collections:
+// `make bench` gained 5–14% events/s per core and 18–27% sustained rate,
+// peak RSS unchanged (774–799 MiB).
+const defaultGCPercent = 400
+
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	if addr := os.Getenv("CARACAL_PPROF"); addr != "" {
 		// Profiling on demand: go tool pprof http://<addr>/debug/pprof/profile
