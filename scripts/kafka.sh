@@ -59,6 +59,17 @@ install() {
 	mv "$tmp" "$libs"
 }
 
+# The launched process is still alive, whatever it runs yet: until the inner
+# shell has exec'd, its command line is bash's, so running_pid would take a
+# server that is still starting for one that exited.
+alive_pid() {
+	[[ -f "$pidfile" ]] || return 1
+	local pid
+	pid="$(cat "$pidfile")"
+	[[ -n "$pid" && -r "/proc/$pid/status" ]] || return 1
+	! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
+
 # Our pid file names a live process that is really this broker (not a reused pid).
 running_pid() {
 	[[ -f "$pidfile" ]] || return 1
@@ -167,7 +178,7 @@ EOF
 wait_ready() {
 	local timeout="${KAFKA_START_TIMEOUT:-120}" start=$SECONDS
 	while ((SECONDS - start < timeout)); do
-		if ! running_pid >/dev/null; then
+		if ! alive_pid; then
 			tail -n 40 "$log" >&2 || true
 			die "broker exited during startup (log: $log)"
 		fi

@@ -57,6 +57,17 @@ install() {
 	rm -rf "$tmp"
 }
 
+# The launched process is still alive, whatever it runs yet: until the inner
+# shell has exec'd, its command line is bash's, so running_pid would take a
+# server that is still starting for one that exited.
+alive_pid() {
+	[[ -f "$pidfile" ]] || return 1
+	local pid
+	pid="$(cat "$pidfile")"
+	[[ -n "$pid" && -r "/proc/$pid/status" ]] || return 1
+	! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
+
 # Our pid file names a live process that is really this MinIO (not a reused pid).
 running_pid() {
 	[[ -f "$pidfile" ]] || return 1
@@ -93,7 +104,7 @@ launch() {
 wait_ready() {
 	local timeout="${MINIO_START_TIMEOUT:-60}" start=$SECONDS
 	while ((SECONDS - start < timeout)); do
-		if ! running_pid >/dev/null; then
+		if ! alive_pid; then
 			tail -n 40 "$log" >&2 || true
 			die "MinIO exited during startup (log: $log)"
 		fi
