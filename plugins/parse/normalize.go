@@ -200,7 +200,7 @@ func (p *Parser) typedJSON(raw []byte) (*Result, error) {
 }
 
 // objectJSON is object for a parsed JSON object, for schemas without
-// derived fields.
+// derived fields. Of a key given twice, the first is read.
 func (st *state) objectJSON(fields []*node, in *fastjson.Object, out map[string]any, prefix string) error {
 	for _, f := range fields {
 		v := in.Get(f.name)
