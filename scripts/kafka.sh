@@ -31,6 +31,11 @@ data="${KAFKA_DATA_DIR:-$cache/kafka-data-$port}"
 java="${JAVA:-java}"
 pidfile="$data/kafka.pid"
 log="$data/kafka.log"
+name=broker
+cmdline_pattern="kafka.Kafka $data/server.properties"
+stop_timeout="${KAFKA_STOP_TIMEOUT:-30}"
+# shellcheck source=service.sh
+source "$here/service.sh"
 # A fixed cluster id (base64url of 16 bytes): the data dir is wiped at every start anyway.
 cluster_id="Y2FyYWNhbC10ZXN0LWtmaw"
 
@@ -57,27 +62,6 @@ install() {
 	touch "$tmp/.complete"
 	rm -rf "$libs"
 	mv "$tmp" "$libs"
-}
-
-# The launched process is still alive, whatever it runs yet: until the inner
-# shell has exec'd, its command line is bash's, so running_pid would take a
-# server that is still starting for one that exited.
-alive_pid() {
-	[[ -f "$pidfile" ]] || return 1
-	local pid
-	pid="$(cat "$pidfile")"
-	[[ -n "$pid" && -r "/proc/$pid/status" ]] || return 1
-	! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
-}
-
-# Our pid file names a live process that is really this broker (not a reused pid).
-running_pid() {
-	[[ -f "$pidfile" ]] || return 1
-	local pid
-	pid="$(cat "$pidfile")"
-	[[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "kafka.Kafka $data/server.properties" || return 1
-	echo "$pid"
 }
 
 write_config() {
@@ -190,30 +174,6 @@ wait_ready() {
 	done
 	tail -n 40 "$log" >&2 || true
 	die "broker not ready after ${timeout} s (log: $log)"
-}
-
-# Nothing listens there (so readiness cannot be answered by somebody else's server).
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-stop() {
-	local pid
-	if ! pid="$(running_pid)"; then
-		rm -f "$pidfile"
-		return 0
-	fi
-	say "stopping broker pid $pid"
-	kill -TERM "$pid" 2>/dev/null || true
-	local timeout="${KAFKA_STOP_TIMEOUT:-30}" start=$SECONDS
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS - start >= timeout)); then
-			say "broker pid $pid still up after ${timeout} s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		sleep 0.2
-	done
-	rm -f "$pidfile"
 }
 
 print_env() {

@@ -32,6 +32,11 @@ log="$home/minio.log"
 user="${MINIO_ROOT_USER:-caracaltest}"
 password="${MINIO_ROOT_PASSWORD:-caracaltestsecret}"
 endpoint="http://127.0.0.1:$port"
+name=MinIO
+cmdline_pattern="server --address 127.0.0.1:$port"
+stop_timeout=20
+# shellcheck source=service.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/service.sh"
 
 say() { echo "minio.sh: $*" >&2; }
 die() {
@@ -55,27 +60,6 @@ install() {
 		die "go install github.com/minio/minio@$version failed"
 	mv "$tmp/minio" "$bin"
 	rm -rf "$tmp"
-}
-
-# The launched process is still alive, whatever it runs yet: until the inner
-# shell has exec'd, its command line is bash's, so running_pid would take a
-# server that is still starting for one that exited.
-alive_pid() {
-	[[ -f "$pidfile" ]] || return 1
-	local pid
-	pid="$(cat "$pidfile")"
-	[[ -n "$pid" && -r "/proc/$pid/status" ]] || return 1
-	! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
-}
-
-# Our pid file names a live process that is really this MinIO (not a reused pid).
-running_pid() {
-	[[ -f "$pidfile" ]] || return 1
-	local pid
-	pid="$(cat "$pidfile")"
-	[[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "server --address 127.0.0.1:$port" || return 1
-	echo "$pid"
 }
 
 live() {
@@ -116,30 +100,6 @@ wait_ready() {
 	done
 	tail -n 40 "$log" >&2 || true
 	die "MinIO not ready after ${timeout} s (log: $log)"
-}
-
-# Nothing listens there (so readiness cannot be answered by somebody else's server).
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-stop() {
-	local pid
-	if ! pid="$(running_pid)"; then
-		rm -f "$pidfile"
-		return 0
-	fi
-	say "stopping MinIO pid $pid"
-	kill -TERM "$pid" 2>/dev/null || true
-	local start=$SECONDS
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS - start >= 20)); then
-			say "MinIO pid $pid still up after 20 s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-		sleep 0.2
-	done
-	rm -f "$pidfile"
 }
 
 print_env() {
