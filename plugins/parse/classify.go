@@ -97,7 +97,7 @@ func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[st
 			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: "unknown log type (no schema)"})
 			continue
 		}
-		res, err := p.ParseLine(raw, o.Header)
+		res, err := p.parse(raw, o.Header, len(candidates) > 1)
 		if errors.Is(err, errSkip) {
 			return nil, nil
 		}

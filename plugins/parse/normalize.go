@@ -25,7 +25,8 @@ type Parser struct {
 	fields []*node
 	// required top-level keys, checked first as a cheap pre-check
 	required []string
-	read     reader // nil for JSON
+	quoted   [][]byte // the required keys in quotes, as the pre-check looks for them
+	read     reader   // nil for JSON
 	// derives is set when a field's value comes from elsewhere in the
 	// event (rename, copy, concat, split): those read the decoded map, so
 	// such schemas decode the whole event first.
@@ -72,6 +73,9 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		default:
 			p.required = append(p.required, f.Name)
 		}
+	}
+	for _, k := range p.required {
+		p.quoted = append(p.quoted, []byte(`"`+k+`"`))
 	}
 	return p, nil
 }
@@ -141,7 +145,12 @@ func (p *Parser) Parse(raw []byte) (*Result, error) { return p.ParseLine(raw, ni
 
 // ParseLine is Parse for a line of a stream whose header line (CSV, VPC
 // Flow custom formats) the sender sent first; header may be nil.
-func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
+func (p *Parser) ParseLine(raw, header []byte) (*Result, error) { return p.parse(raw, header, true) }
+
+// parse is ParseLine; precheck looks for the required keys in the raw bytes
+// before decoding, which pays when the event is tried against several log
+// types and most reject it.
+func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 	if p.read != nil {
 		obj, err := p.read(raw, header)
 		if err != nil {
@@ -153,10 +162,10 @@ func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	for _, k := range p.required {
-		// Cheap pre-check before decoding: the key must appear somewhere.
-		if !bytes.Contains(raw, []byte(`"`+k+`"`)) {
-			return nil, fmt.Errorf("missing required field %s", k)
+	for i := 0; precheck && i < len(p.required); i++ {
+		// The key must appear somewhere.
+		if !bytes.Contains(raw, p.quoted[i]) {
+			return nil, fmt.Errorf("missing required field %s", p.required[i])
 		}
 	}
 	if !p.derives {
