@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -14,6 +15,8 @@ type Set struct {
 	order  []*Table
 	// byLogType lists (table, path) pairs to look up per log type.
 	byLogType map[string][]assoc // "*": every log type
+	// reads is the top-level keys the associations read (nil: all).
+	reads map[string]bool
 }
 
 type assoc struct {
@@ -46,7 +49,52 @@ func LoadSet(ctx context.Context, dir string) (*Set, error) {
 			}
 		}
 	}
+	s.reads = map[string]bool{envelope.FieldLogType: true, envelope.FieldEnrichment: true}
+	for _, as := range s.byLogType {
+		for _, a := range as {
+			s.reads[a.keys[0]] = true
+		}
+	}
 	return s, nil
+}
+
+// EnrichJSON is Enrich for an event as JSON, as the parse stage hands it
+// on: only the top-level keys the associations read are decoded, and
+// p_enrichment is added to the JSON as it is. It returns nil when nothing
+// was added.
+func (s *Set) EnrichJSON(raw []byte) ([]byte, error) {
+	if s == nil || len(s.byLogType) == 0 {
+		return nil, nil
+	}
+	ev, err := envelope.DecodeEventKeys(raw, s.reads)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ev[envelope.FieldEnrichment]; ok {
+		// Enriched before: merge into what it has.
+		if ev, err = envelope.DecodeEvent(raw); err != nil {
+			return nil, err
+		}
+		if !s.Enrich(ev) {
+			return nil, nil
+		}
+		return envelope.EncodeEvent(ev)
+	}
+	if !s.Enrich(ev) {
+		return nil, nil
+	}
+	body := bytes.TrimSpace(raw) // an object: DecodeEventKeys checked
+	body = body[:len(body)-1]    // without its closing brace
+	out := make([]byte, 0, len(raw)+512)
+	out = append(out, body...)
+	if len(bytes.TrimSpace(body[1:])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"`+envelope.FieldEnrichment+`":`...)
+	if out, err = envelope.AppendJSON(out, ev[envelope.FieldEnrichment]); err != nil {
+		return nil, err
+	}
+	return append(out, '}'), nil
 }
 
 // Tables lists the tables, by name.

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,8 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/minio/minio-go/v7"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 func TestCIDRLongestPrefix(t *testing.T) {
@@ -156,6 +159,51 @@ associations:
 	if set.Enrich(other) {
 		t.Error("a log type without associations was enriched")
 	}
+
+	// The process stage enriches events as JSON: decoding only the keys the
+	// associations read and appending p_enrichment must give what the map
+	// path gives, for a hit, a miss, an empty event and one enriched before.
+	for _, in := range []string{
+		`{"p_log_type":"AWS.CloudTrail","recipientAccountId":"111122223333","eventName":"X","resources":[{"accountId":"444455556666"}],"p_any_ip_addresses":["203.0.113.9","2001:db8::5"],"n":1.5}`,
+		`{"p_log_type":"AWS.CloudTrail","recipientAccountId":"000000000000"}`,
+		`{"p_log_type":"AWS.ALB","recipientAccountId":"111122223333"}`,
+		` {"p_log_type":"AWS.CloudTrail","p_any_ip_addresses":["203.0.113.1"]} `,
+		`{"p_log_type":"AWS.CloudTrail","recipientAccountId":"111122223333","p_enrichment":{"other":{"x":{"y":1}}}}`,
+	} {
+		full, err := envelope.DecodeEvent([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		added := set.Enrich(full)
+		out, err := set.EnrichJSON([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (out != nil) != added {
+			t.Fatalf("%s: EnrichJSON gave %s, map path added %v", in, out, added)
+		}
+		if out == nil {
+			continue
+		}
+		got, err := envelope.DecodeObject(out)
+		if err != nil {
+			t.Fatalf("%s: invalid JSON %s: %v", in, out, err)
+		}
+		if n := bytes.Count(out, []byte(`"p_enrichment"`)); n != 1 {
+			t.Errorf("%s: p_enrichment %d times in %s", in, n, out)
+		}
+		want, _ := envelope.DecodeObject(must(envelope.EncodeEvent(full)))
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %s\nwant %v", in, out, want)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestRefreshSwapsAndKeepsLastGood(t *testing.T) {

@@ -97,21 +97,17 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if topic, _ := m.MetaGet(envelope.MetaTopic); topic != envelope.TopicEvents {
 			continue
 		}
-		v, err := m.AsStructuredMut()
+		raw, err := m.AsBytes()
 		if err != nil {
 			return nil, err
 		}
-		ev, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		p.set.Enrich(ev)
-		// Serialize here, with the faster encoder, rather than in the output.
-		b, err := envelope.EncodeEvent(ev)
+		b, err := p.set.EnrichJSON(raw)
 		if err != nil {
 			return nil, err
 		}
-		m.SetBytes(b)
+		if b != nil {
+			m.SetBytes(b)
+		}
 	}
 	p.mu.Lock()
 	errs := p.errs

@@ -20,6 +20,12 @@ func EncodeEvent(ev map[string]any) ([]byte, error) {
 	return appendJSON(make([]byte, 0, 1024), ev)
 }
 
+// AppendJSON appends v as EncodeEvent writes it.
+func AppendJSON(b []byte, v any) ([]byte, error) { return appendJSON(b, v) }
+
+// AppendString appends s quoted as EncodeEvent writes strings.
+func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
 func appendJSON(b []byte, v any) ([]byte, error) {
 	var err error
 	switch x := v.(type) {

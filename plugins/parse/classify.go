@@ -81,6 +81,51 @@ type Origin struct {
 // for a line that is not an event (a header or a line the schema skips):
 // then neither is.
 func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[string]any, *envelope.ClassificationFailure) {
+	var ev map[string]any
+	fail := c.first(raw, candidates, o, func(p *Parser, precheck bool) error {
+		res, err := p.parse(raw, o.Header, precheck)
+		if err == nil {
+			ev = c.standardize(p, res, o)
+		}
+		return err
+	})
+	return ev, fail
+}
+
+// Normalized is a normalized event as the next stage reads it.
+type Normalized struct {
+	JSON    []byte
+	LogType string
+	RowID   string
+}
+
+// ClassifyJSON is Classify writing the event as JSON (as EncodeEvent
+// would), straight from the input where the log type allows.
+func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*Normalized, *envelope.ClassificationFailure) {
+	var out *Normalized
+	fail := c.first(raw, candidates, o, func(p *Parser, precheck bool) error {
+		var b []byte
+		var err error
+		if p.emits {
+			b, err = c.emitEvent(make([]byte, 0, len(raw)+512), p, raw, precheck, o)
+		} else {
+			var res *Result
+			if res, err = p.parse(raw, o.Header, precheck); err == nil {
+				b, err = envelope.EncodeEvent(c.standardize(p, res, o))
+			}
+		}
+		if err == nil {
+			out = &Normalized{JSON: b, LogType: p.Schema.Schema, RowID: envelope.RowID(o.Partition, o.Offset, o.Index)}
+		}
+		return err
+	})
+	return out, fail
+}
+
+// first calls parse with each candidate parser until one returns no error
+// (or errSkip: not an event), and returns the failure when none accepted
+// raw. precheck is set when there are several candidates.
+func (c *Classifier) first(raw []byte, candidates []string, o Origin, parse func(p *Parser, precheck bool) error) *envelope.ClassificationFailure {
 	if len(candidates) == 0 {
 		candidates = c.textOrder
 		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
@@ -97,17 +142,13 @@ func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[st
 			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: "unknown log type (no schema)"})
 			continue
 		}
-		res, err := p.parse(raw, o.Header, len(candidates) > 1)
-		if errors.Is(err, errSkip) {
-			return nil, nil
+		err := parse(p, len(candidates) > 1)
+		if err == nil || errors.Is(err, errSkip) {
+			return nil
 		}
-		if err != nil {
-			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
-			continue
-		}
-		return c.standardize(p, res, o), nil
+		reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
 	}
-	return nil, c.failure(raw, candidates, reasons, o)
+	return c.failure(raw, candidates, reasons, o)
 }
 
 // standardize adds the p_* fields.

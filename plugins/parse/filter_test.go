@@ -1,6 +1,15 @@
 package parse
 
-import "testing"
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+)
 
 func TestFilter(t *testing.T) {
 	f := &Filter{Source: "alb", LogTypes: []string{"AWS.ALB"}, Exclude: `elbStatusCode == 200 && requestUrl endsWith "/healthz"`}
@@ -33,5 +42,52 @@ func TestFilter(t *testing.T) {
 		if err := bad.Compile(); err == nil {
 			t.Errorf("filter %+v compiled", bad)
 		}
+	}
+}
+
+// The processor hands events on as JSON and decodes one for the filters
+// only when a filter applies to its source and log type.
+func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
+	res := service.MockResources()
+	f := &Filter{Source: "demo", LogTypes: []string{"AWS.CloudTrail"}, Exclude: `eventName == "ConsoleLogin" && p_any_ip_addresses[0] == "198.51.100.23"`}
+	if err := f.Compile(); err != nil {
+		t.Fatal(err)
+	}
+	p := &processor{c: classifier(t), filters: []*Filter{f},
+		skipped:  res.Metrics().NewCounter("skipped"),
+		filtered: res.Metrics().NewCounter("filtered", "source")}
+	login := string(sample(t))
+	other := strings.Replace(login, `"ConsoleLogin"`, `"GetObject"`, 1)
+	var batch service.MessageBatch
+	for _, c := range []struct{ source, body string }{{"demo", login}, {"demo", other}, {"elsewhere", login}, {"demo", "not json"}} {
+		m := service.NewMessage([]byte(c.body))
+		m.MetaSetMut(envelope.MetaSourceID, c.source)
+		batch = append(batch, m)
+	}
+	out, err := p.ProcessBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range out[0] {
+		topic, _ := m.MetaGet(envelope.MetaTopic)
+		key, _ := m.MetaGet(envelope.MetaKey)
+		b, _ := m.AsBytes()
+		ev, err := envelope.DecodeObject(b)
+		if err != nil {
+			t.Fatalf("%s: %s is not JSON: %v", topic, b, err)
+		}
+		if topic == envelope.TopicEvents {
+			if ev["p_row_id"] != key || ev["p_source_id"] == nil {
+				t.Errorf("event key %q, event %v", key, ev)
+			}
+			got = append(got, ev["p_source_id"].(string)+":"+ev["eventName"].(string))
+		} else {
+			got = append(got, topic)
+		}
+	}
+	want := []string{"demo:GetObject", "elsewhere:ConsoleLogin", envelope.TopicFailures}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("handed on %v, want %v (the demo login filtered out)", got, want)
 	}
 }

@@ -32,11 +32,13 @@ type Parser struct {
 	// such schemas decode the whole event first.
 	derives bool
 	known   map[string]bool // top-level field names
+	emits   bool            // events are written as JSON as they are typed (emit.go)
 }
 
 // node is a compiled schema field.
 type node struct {
 	name       string
+	key        []byte // `"name":`, as emitted
 	typ        string
 	required   bool
 	element    *node
@@ -77,6 +79,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 	for _, k := range p.required {
 		p.quoted = append(p.quoted, []byte(`"`+k+`"`))
 	}
+	p.emits = p.canEmit()
 	return p, nil
 }
 
@@ -86,7 +89,7 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 	}
 	f = s.Resolve(f)
 	n := &node{
-		name: f.Name, typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
+		name: f.Name, key: append(envelope.AppendString(nil, f.Name), ':'), typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
 		embedded: f.IsEmbeddedJSON, indicators: f.Indicators,
 	}
 	xf, err := compileTransform(f)
@@ -158,18 +161,22 @@ func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 		}
 		return p.typed(obj)
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	for i := 0; precheck && i < len(p.required); i++ {
-		// The key must appear somewhere.
-		if !bytes.Contains(raw, p.quoted[i]) {
-			return nil, fmt.Errorf("missing required field %s", p.required[i])
-		}
-	}
 	if !p.derives {
-		return p.typedJSON(raw)
+		jp, o, err := p.parseJSON(raw, precheck)
+		if err != nil {
+			return nil, err
+		}
+		defer jsonParsers.Put(jp)
+		res := &Result{Fields: make(map[string]any, o.Len()+12), Indicators: NewIndicators()}
+		st := &state{res: res}
+		if err := st.objectJSON(p.fields, o, res.Fields, ""); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	raw, err := p.precheck(raw, precheck)
+	if err != nil {
+		return nil, err
 	}
 	obj, err := envelope.DecodeObject(raw)
 	if err != nil {
@@ -178,34 +185,51 @@ func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 	return p.typed(obj)
 }
 
+// precheck trims a JSON event and, when asked, looks for the required keys
+// in its bytes before anything decodes it: that pays when the event is
+// tried against several log types and most reject it.
+func (p *Parser) precheck(raw []byte, requiredKeys bool) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	for i := 0; requiredKeys && i < len(p.required); i++ {
+		if !bytes.Contains(raw, p.quoted[i]) {
+			return nil, fmt.Errorf("missing required field %s", p.required[i])
+		}
+	}
+	return raw, nil
+}
+
 var jsonParsers fastjson.ParserPool
 
-// typedJSON types an event straight from its parsed JSON: only the values
-// the schema keeps are copied out, where decoding into a map would build
-// every value first and drop most of them.
-func (p *Parser) typedJSON(raw []byte) (*Result, error) {
+// parseJSON parses a JSON event for typing straight from its values: only
+// what the schema keeps is then copied out, where decoding into a map
+// would build every value first and drop most of them. The caller puts
+// the parser back into jsonParsers once done with the values.
+func (p *Parser) parseJSON(raw []byte, precheck bool) (*fastjson.Parser, *fastjson.Object, error) {
+	raw, err := p.precheck(raw, precheck)
+	if err != nil {
+		return nil, nil, err
+	}
 	// fastjson's parser is lenient about numbers and escapes it is not
 	// asked to read; validating first keeps outside input to the JSON
 	// grammar, as DecodeObject does.
 	if err := fastjson.ValidateBytes(raw); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	jp := jsonParsers.Get()
-	defer jsonParsers.Put(jp)
 	v, err := jp.ParseBytes(raw)
 	if err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		jsonParsers.Put(jp)
+		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	o, err := v.Object()
 	if err != nil {
-		return nil, errors.New("not a JSON object")
+		jsonParsers.Put(jp)
+		return nil, nil, errors.New("not a JSON object")
 	}
-	res := &Result{Fields: make(map[string]any, o.Len()+12), Indicators: NewIndicators()}
-	st := &state{res: res}
-	if err := st.objectJSON(p.fields, o, res.Fields, ""); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return jp, o, nil
 }
 
 // objectJSON is object for a parsed JSON object, for schemas without

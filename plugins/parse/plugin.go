@@ -81,15 +81,26 @@ type processor struct {
 	filtered *service.MetricCounter
 }
 
-func (p *processor) keep(source string, ev map[string]any) bool {
-	lt, _ := ev[envelope.FieldLogType].(string)
+// keep runs the ingestion filters that apply to the event's source and
+// log type; only then is the event decoded for them.
+func (p *processor) keep(source string, n *Normalized) (bool, error) {
+	var ev map[string]any
 	for _, f := range p.filters {
-		if !f.Keep(source, lt, ev) {
+		if !f.applies(source, n.LogType) {
+			continue
+		}
+		if ev == nil {
+			var err error
+			if ev, err = envelope.DecodeEvent(n.JSON); err != nil {
+				return false, err
+			}
+		}
+		if !f.Keep(source, n.LogType, ev) {
 			p.filtered.Incr(1, source)
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }
 
 func originOf(m *service.Message) Origin {
@@ -131,14 +142,18 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 			if i > 0 {
 				msg = m.Copy()
 			}
-			ev, fail := p.c.Classify(rec, candidates, o)
+			ev, fail := p.c.ClassifyJSON(rec, candidates, o)
 			if ev == nil && fail == nil {
 				// A header or skipped line: not an event.
 				p.skipped.Incr(1)
 				continue
 			}
-			if ev != nil && !p.keep(o.SourceID, ev) {
-				continue
+			if ev != nil {
+				if keep, err := p.keep(o.SourceID, ev); err != nil {
+					return nil, err
+				} else if !keep {
+					continue
+				}
 			}
 			if fail != nil {
 				body, err := json.Marshal(fail)
@@ -149,12 +164,10 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicFailures)
 				msg.MetaSetMut(envelope.MetaKey, fail.RowID)
 			} else {
-				// Structured: the next processors (enrichment) work on the
-				// map, and the output serializes it once.
-				msg.SetStructuredMut(ev)
+				msg.SetBytes(ev.JSON)
 				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
-				msg.MetaSetMut(envelope.MetaKey, ev[envelope.FieldRowID])
-				msg.MetaSetMut("caracal_log_type", ev[envelope.FieldLogType])
+				msg.MetaSetMut(envelope.MetaKey, ev.RowID)
+				msg.MetaSetMut("caracal_log_type", ev.LogType)
 			}
 			out = append(out, msg)
 		}

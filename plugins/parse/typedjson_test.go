@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -219,4 +221,84 @@ func TestTypedInPlaceMatchesCopy(t *testing.T) {
 	if checked < 1000 || failed == 0 || failed == checked {
 		t.Fatalf("checked %d inputs, %d failed: the changes should reach both outcomes", checked, failed)
 	}
+}
+
+// JSON log types are written as JSON while they are typed (emit.go). That
+// JSON must decode to what the map path encodes, key for key, or fail the
+// same way, on every JSON schema's test lines and random changes to them;
+// and carry no key twice.
+func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
+	c := classifier(t)
+	rng := rand.New(rand.NewPCG(13, 17))
+	checked, failed, emitted := 0, 0, 0
+	o := Origin{SourceID: "src", SourceLabel: "Source \"One\"", Partition: 2, Offset: 99, Index: 3}
+	for _, lt := range c.order {
+		p := c.parsers[lt]
+		if p.read != nil {
+			continue
+		}
+		if p.emits {
+			emitted++
+		}
+		for _, tc := range p.Schema.Tests {
+			for _, line := range strings.Split(strings.TrimSpace(tc.Input), "\n") {
+				inputs := [][]byte{[]byte(line)}
+				if obj, err := envelope.DecodeObject([]byte(line)); err == nil {
+					for range 300 {
+						inputs = append(inputs, mutate(rng, obj))
+					}
+				}
+				for i, in := range inputs {
+					candidates := []string{lt}
+					if i%5 == 0 {
+						candidates = nil // several candidates: the required-key pre-check runs
+					}
+					got, failA := c.ClassifyJSON(in, candidates, o)
+					ev, failB := c.Classify(in, candidates, o)
+					checked++
+					if (failA == nil) != (failB == nil) || (got == nil) != (ev == nil) {
+						t.Fatalf("%s: outcomes differ on %s:\nJSON: %v %v\nmap:  %v %v", lt, in, got, failA, ev, failB)
+					}
+					if failA != nil {
+						if !reflect.DeepEqual(failA.Reasons, failB.Reasons) {
+							t.Fatalf("%s: reasons differ on %s:\nJSON: %v\nmap:  %v", lt, in, failA.Reasons, failB.Reasons)
+						}
+						failed++
+						continue
+					}
+					want, err := envelope.EncodeEvent(ev)
+					if err != nil {
+						t.Fatal(err)
+					}
+					a, err := envelope.DecodeObject(got.JSON)
+					if err != nil {
+						t.Fatalf("%s: emitted invalid JSON %s: %v", lt, got.JSON, err)
+					}
+					b, _ := envelope.DecodeObject(want)
+					if !reflect.DeepEqual(a, b) {
+						t.Fatalf("%s: events differ on %s:\nJSON: %s\nmap:  %s", lt, in, got.JSON, want)
+					}
+					if n := strings.Count(string(got.JSON), `"p_row_id"`); n != 1 || got.RowID != a["p_row_id"] || got.LogType != a["p_log_type"] {
+						t.Fatalf("%s: p_row_id %d times, RowID %q, LogType %q in %s", lt, n, got.RowID, got.LogType, got.JSON)
+					}
+					if keys := topKeys(t, got.JSON); keys != len(a) {
+						t.Fatalf("%s: %d keys written, %d distinct, in %s", lt, keys, len(a), got.JSON)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("checked %d, failed %d, %d log types emit", checked, failed, emitted)
+	if emitted < 4 || checked < 1000 || failed == 0 || failed == checked {
+		t.Fatalf("checked %d inputs, %d failed, %d log types emit: too weak", checked, failed, emitted)
+	}
+}
+
+func topKeys(t *testing.T, b []byte) int {
+	t.Helper()
+	v, err := fastjson.ParseBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.GetObject().Len()
 }

@@ -1,0 +1,188 @@
+package parse
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
+)
+
+// The process stage hands events on as JSON. For a JSON log type whose
+// fields are all read from their own keys, the event is written as JSON
+// while it is typed, straight from fastjson's values, instead of being
+// built as maps and then encoded: most strings are copied once, into the
+// output, and nothing is allocated per field. What it writes decodes to
+// the same values as the map path's (typedjson_test.go checks both on
+// every JSON schema's tests and thousands of changed inputs).
+
+// canEmit: JSON, no derived fields, and no field of its own named like a
+// standard p_* field (the map path lets the standard field win; written
+// JSON would hold the key twice).
+func (p *Parser) canEmit() bool {
+	if p.read != nil || p.derives {
+		return false
+	}
+	for _, f := range p.fields {
+		if strings.HasPrefix(f.name, "p_") {
+			return false
+		}
+	}
+	return true
+}
+
+// emitEvent types a JSON event and writes it, with the standard fields,
+// to b.
+func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o Origin) ([]byte, error) {
+	jp, obj, err := p.parseJSON(raw, precheck)
+	if err != nil {
+		return nil, err
+	}
+	defer jsonParsers.Put(jp)
+	res := &Result{Indicators: NewIndicators()}
+	st := &state{res: res}
+	b = append(b, '{')
+	b, first, err := st.emitFields(b, p.fields, obj, "")
+	if err != nil {
+		return nil, err
+	}
+	now := c.now().UTC()
+	eventTime := res.EventTime
+	if eventTime.IsZero() {
+		eventTime = now
+	}
+	if !first {
+		b = append(b, ',')
+	}
+	b = appendField(b, envelope.FieldLogType, p.Schema.Schema)
+	b = append(b, ',')
+	b = appendField(b, envelope.FieldEventTime, envelope.FormatTime(eventTime))
+	b = append(b, ',')
+	b = appendField(b, envelope.FieldParseTime, envelope.FormatTime(now))
+	b = append(b, ',')
+	b = appendField(b, envelope.FieldRowID, envelope.RowID(o.Partition, o.Offset, o.Index))
+	b = append(b, ',')
+	b = appendField(b, envelope.FieldSourceID, o.SourceID)
+	b = append(b, ',')
+	b = appendField(b, envelope.FieldSourceLabel, o.SourceLabel)
+	b = append(b, `,"`+envelope.FieldSchemaVersion+`":`...)
+	b = strconv.AppendInt(b, int64(p.Schema.Version), 10)
+	res.Indicators.Each(func(f string, vals []string) {
+		b = append(b, ',')
+		b = envelope.AppendString(b, f)
+		b = append(b, ':', '[')
+		for i, v := range vals {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = envelope.AppendString(b, v)
+		}
+		b = append(b, ']')
+	})
+	return append(b, '}'), nil
+}
+
+func appendField(b []byte, name, value string) []byte {
+	b = envelope.AppendString(b, name)
+	b = append(b, ':')
+	return envelope.AppendString(b, value)
+}
+
+// emitFields writes the object's fields without braces; first reports
+// that none was written.
+func (st *state) emitFields(b []byte, fields []*node, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
+	first = true
+	for _, f := range fields {
+		v := in.Get(f.name)
+		if v == nil || v.Type() == fastjson.TypeNull {
+			if f.required {
+				return nil, false, fmt.Errorf("missing required field %s%s", prefix, f.name)
+			}
+			continue
+		}
+		mark := len(b)
+		if !first {
+			b = append(b, ',')
+		}
+		b = append(b, f.key...)
+		var wrote bool
+		var err error
+		if b, wrote, err = st.emitValue(b, f, v, fieldPath{prefix: prefix, name: f.name}); err != nil {
+			return nil, false, err
+		}
+		if !wrote {
+			b = b[:mark]
+			continue
+		}
+		first = false
+	}
+	return b, first, nil
+}
+
+// emitValue is valueJSON writing JSON; wrote is false when the value
+// types to nothing (the map path leaves such a key out).
+func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath) (_ []byte, wrote bool, _ error) {
+	var err error
+	switch {
+	case (f.typ == schema.TypeObject || f.typ == schema.TypeRef) && v.Type() == fastjson.TypeObject:
+		o, _ := v.Object()
+		b = append(b, '{')
+		if b, _, err = st.emitFields(b, f.fields, o, path.String()+"."); err != nil {
+			return nil, false, err
+		}
+		return append(b, '}'), true, nil
+	case f.typ == schema.TypeArray && (v.Type() != fastjson.TypeString || !f.embedded):
+		items := []*fastjson.Value{v} // a lone value where a list is expected
+		if v.Type() == fastjson.TypeArray {
+			items, _ = v.Array()
+		}
+		b = append(b, '[')
+		in, n := path.String(), 0
+		for i, it := range items {
+			if it.Type() == fastjson.TypeNull {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			mark := len(b)
+			var wrote bool
+			if b, wrote, err = st.emitValue(b, f.element, it, fieldPath{prefix: in, index: i}); err != nil {
+				return nil, false, err
+			}
+			if !wrote {
+				b = append(b[:mark], "null"...)
+			}
+		}
+		return append(b, ']'), true, nil
+	case f.typ == schema.TypeString && f.xf == nil && v.Type() == fastjson.TypeString:
+		sb, _ := v.StringBytes()
+		if len(f.indicators) > 0 {
+			st.res.Indicators.Add(f.indicators, string(sb))
+		}
+		// Written at once: the bytes are fastjson's and are not kept.
+		return envelope.AppendString(b, unsafe.String(unsafe.SliceData(sb), len(sb))), true, nil
+	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
+		len(f.indicators) == 0 && v.Type() == fastjson.TypeNumber:
+		if n, err := v.Int64(); err == nil {
+			return strconv.AppendInt(b, n, 10), true, nil
+		}
+	}
+	x, err := envelope.Value(v)
+	if err != nil {
+		return nil, false, fmt.Errorf("invalid JSON: %w", err)
+	}
+	cv, err := st.value(f, x, path)
+	if err != nil || cv == nil {
+		return b, false, err
+	}
+	if b, err = envelope.AppendJSON(b, cv); err != nil {
+		return nil, false, fmt.Errorf("field %s: %w", path, err)
+	}
+	return b, true, nil
+}
