@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,6 +248,9 @@ func FuzzClassify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// A fixed clock: p_parse_time (and p_event_time when the event has
+	// none) must match between the two calls below.
+	c.now = func() time.Time { return time.Date(2026, 11, 30, 1, 2, 3, 0, time.UTC) }
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, r := range SplitRecords(raw) {
 			ev, fail := c.Classify(r, nil, Origin{})
@@ -257,9 +261,23 @@ func FuzzClassify(f *testing.F) {
 				// Only header lines are neither (the shipped schemas skip nothing else).
 				t.Fatalf("neither an event nor a failure for %q", r)
 			}
+			// What the process stage hands on: the same event, as JSON.
+			n, nfail := c.ClassifyJSON(r, nil, Origin{})
+			if (n == nil) != (ev == nil) || (nfail == nil) != (fail == nil) {
+				t.Fatalf("ClassifyJSON and Classify disagree on %q: %v %v / %v %v", r, n, nfail, ev, fail)
+			}
 			if ev != nil {
-				if _, err := envelope.EncodeEvent(ev); err != nil { // as caracal_enrich serializes
+				want, err := envelope.EncodeEvent(ev)
+				if err != nil {
 					t.Fatalf("normalized event does not marshal: %v", err)
+				}
+				got, err := envelope.DecodeObject(n.JSON)
+				if err != nil {
+					t.Fatalf("ClassifyJSON wrote invalid JSON for %q: %s: %v", r, n.JSON, err)
+				}
+				back, _ := envelope.DecodeObject(want)
+				if !reflect.DeepEqual(got, back) {
+					t.Fatalf("ClassifyJSON and Classify differ on %q:\n%s\n%s", r, n.JSON, want)
 				}
 			}
 		}
