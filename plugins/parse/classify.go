@@ -107,7 +107,7 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 		var b []byte
 		var err error
 		if p.emits {
-			b, err = c.emitEvent(make([]byte, 0, len(raw)+512), p, raw, precheck, o)
+			b, err = c.emitEvent(make([]byte, 0, len(raw)*2+512), p, raw, o.Header, precheck, o)
 		} else {
 			var res *Result
 			if res, err = p.parse(raw, o.Header, precheck); err == nil {

@@ -12,19 +12,22 @@ import (
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
-// The process stage hands events on as JSON. For a JSON log type whose
-// fields are all read from their own keys, the event is written as JSON
-// while it is typed, straight from fastjson's values, instead of being
-// built as maps and then encoded: most strings are copied once, into the
-// output, and nothing is allocated per field. What it writes decodes to
+// The process stage hands events on as JSON. For a log type whose fields
+// are all read from their own keys, the event is written as JSON while it
+// is typed instead of being built as maps and then encoded: JSON input
+// straight from fastjson's values (most strings are copied once, into the
+// output, and nothing is allocated per field), line formats from their
+// reader's map. What it writes decodes to
 // the same values as the map path's (typedjson_test.go checks both on
 // every JSON schema's tests and thousands of changed inputs).
 
-// canEmit: JSON, no derived fields, and no field of its own named like a
+// canEmit: no derived fields, and no field of its own named like a
 // standard p_* field (the map path lets the standard field win; written
-// JSON would hold the key twice).
+// JSON would hold the key twice). Line formats qualify too: their
+// reader's map is written out field by field rather than typed in place
+// and encoded.
 func (p *Parser) canEmit() bool {
-	if p.read != nil || p.derives {
+	if p.derives {
 		return false
 	}
 	for _, f := range p.fields {
@@ -35,20 +38,29 @@ func (p *Parser) canEmit() bool {
 	return true
 }
 
-// emitEvent types a JSON event and writes it, with the standard fields,
-// to b.
-func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o Origin) ([]byte, error) {
-	jp, obj, err := p.parseJSON(raw, precheck)
-	if err != nil {
-		return nil, err
-	}
-	defer jsonParsers.Put(jp)
+// emitEvent types an event and writes it, with the standard fields, to b.
+func (c *Classifier) emitEvent(b []byte, p *Parser, raw, header []byte, precheck bool, o Origin) ([]byte, error) {
 	res := &Result{Indicators: NewIndicators()}
 	st := &state{res: res}
 	b = append(b, '{')
-	b, first, err := st.emitFields(b, p.fields, obj, "")
-	if err != nil {
-		return nil, err
+	var first bool
+	if p.read != nil {
+		obj, err := p.read(raw, header)
+		if err != nil {
+			return nil, err
+		}
+		if b, first, err = st.emitMapFields(b, p.fields, obj); err != nil {
+			return nil, err
+		}
+	} else {
+		jp, obj, err := p.parseJSON(raw, precheck)
+		if err != nil {
+			return nil, err
+		}
+		defer jsonParsers.Put(jp)
+		if b, first, err = st.emitFields(b, p.fields, obj, ""); err != nil {
+			return nil, err
+		}
 	}
 	now := c.now().UTC()
 	eventTime := res.EventTime
@@ -84,6 +96,38 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 		b = append(b, ']')
 	})
 	return append(b, '}'), nil
+}
+
+// emitMapFields writes a line reader's map field by field, as typedInPlace
+// would type it; first reports that no field was written.
+func (st *state) emitMapFields(b []byte, fields []*node, in map[string]any) (_ []byte, first bool, _ error) {
+	first = true
+	for _, f := range fields {
+		v, ok := in[f.name]
+		if !ok || v == nil {
+			if f.required {
+				return nil, false, fmt.Errorf("missing required field %s", f.name)
+			}
+			continue
+		}
+		path := fieldPath{name: f.name}
+		cv, err := st.value(f, v, path)
+		if err != nil {
+			return nil, false, err
+		}
+		if cv == nil {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, f.key...)
+		if b, err = envelope.AppendJSON(b, cv); err != nil {
+			return nil, false, fmt.Errorf("field %s: %w", path, err)
+		}
+	}
+	return b, first, nil
 }
 
 func appendField(b []byte, name, value string) []byte {

@@ -234,9 +234,6 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 	o := Origin{SourceID: "src", SourceLabel: "Source \"One\"", Partition: 2, Offset: 99, Index: 3}
 	for _, lt := range c.order {
 		p := c.parsers[lt]
-		if p.read != nil {
-			continue
-		}
 		if p.emits {
 			emitted++
 		}
@@ -246,6 +243,10 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 				if obj, err := envelope.DecodeObject([]byte(line)); err == nil {
 					for range 300 {
 						inputs = append(inputs, mutate(rng, obj))
+					}
+				} else if p.read != nil {
+					for range 100 {
+						inputs = append(inputs, mutateLine(rng, line))
 					}
 				}
 				for i, in := range inputs {
@@ -265,6 +266,9 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 						}
 						failed++
 						continue
+					}
+					if got == nil {
+						continue // a header line: not an event, for both
 					}
 					want, err := envelope.EncodeEvent(ev)
 					if err != nil {
@@ -289,9 +293,30 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d, failed %d, %d log types emit", checked, failed, emitted)
-	if emitted < 4 || checked < 1000 || failed == 0 || failed == checked {
+	if emitted < 8 || checked < 1000 || failed == 0 || failed == checked {
 		t.Fatalf("checked %d inputs, %d failed, %d log types emit: too weak", checked, failed, emitted)
 	}
+}
+
+var lineTokens = []string{"-", "abc", "12", "", "1.5", "2026-11-23T21:04:05Z", `"a quoted token"`, "[bracketed x]", "198.51.100.7:443"}
+
+// mutateLine returns line with a token replaced, two tokens swapped or the
+// line cut short.
+func mutateLine(rng *rand.Rand, line string) []byte {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return []byte(line)
+	}
+	switch rng.IntN(3) {
+	case 0:
+		f[rng.IntN(len(f))] = lineTokens[rng.IntN(len(lineTokens))]
+	case 1:
+		i, j := rng.IntN(len(f)), rng.IntN(len(f))
+		f[i], f[j] = f[j], f[i]
+	default:
+		f = f[:rng.IntN(len(f))]
+	}
+	return []byte(strings.Join(f, " "))
 }
 
 func topKeys(t *testing.T, b []byte) int {
