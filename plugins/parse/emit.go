@@ -17,9 +17,9 @@ import (
 // is typed instead of being built as maps and then encoded: JSON input
 // straight from fastjson's values (most strings are copied once, into the
 // output, and nothing is allocated per field), line formats from their
-// reader's map. What it writes decodes to
-// the same values as the map path's (typedjson_test.go checks both on
-// every JSON schema's tests and thousands of changed inputs).
+// reader's map. What it writes decodes to the same values as the map
+// path's: typedjson_test.go checks both on every schema's tests and on
+// thousands of changed inputs, and FuzzClassify on whatever it finds.
 
 // canEmit: no derived fields, and no field of its own named like a
 // standard p_* field (the map path lets the standard field win; written

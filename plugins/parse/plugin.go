@@ -15,7 +15,7 @@ func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Parsing").
 		Summary("Parses raw events into normalized events by log schema, or classification failures.").
-		Description("Each message is a raw event from caracal.raw. It is tried against the log types in its `caracal_log_types` metadata (all known types when empty); the first schema that accepts it wins and the message becomes the normalized event (the typed fields plus `p_log_type`, `p_event_time`, `p_parse_time`, `p_row_id`, `p_source_id`, `p_source_label` and the `p_any_*` indicator fields), routed to caracal.events and keyed by p_row_id. An event no schema accepts becomes a classification failure (raw bytes, source, every type tried and why) routed to caracal.classification_failures. Nothing is dropped.").
+		Description("Each message is a raw event from caracal.raw. It is tried against the log types in its `caracal_log_types` metadata (all known types when empty); the first schema that accepts it wins and the message becomes the normalized event as JSON (the typed fields plus `p_log_type`, `p_event_time`, `p_parse_time`, `p_row_id`, `p_source_id`, `p_source_label` and the `p_any_*` indicator fields), routed to caracal.events and keyed by p_row_id. An event no schema accepts becomes a classification failure (raw bytes, source, every type tried and why) routed to caracal.classification_failures. Nothing is dropped.").
 		Fields(
 			service.NewStringField("schemas_dir").
 				Description("Directory of log schemas (Panther schema YAML). Empty: the root config's `caracal.schemas_dir`.").
