@@ -98,7 +98,7 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw, header []byte, precheck
 	return append(b, '}'), nil
 }
 
-// emitMapFields writes a line reader's map field by field, as typedInPlace
+// emitMapFields writes a line reader's map field by field, as object
 // would type it; first reports that no field was written.
 func (st *state) emitMapFields(b []byte, fields []*node, in map[string]any) (_ []byte, first bool, _ error) {
 	first = true

@@ -31,8 +31,7 @@ type Parser struct {
 	// event (rename, copy, concat, split): those read the decoded map, so
 	// such schemas decode the whole event first.
 	derives bool
-	known   map[string]bool // top-level field names
-	emits   bool            // events are written as JSON as they are typed (emit.go)
+	emits   bool // events are written as JSON as they are typed (emit.go)
 }
 
 // node is a compiled schema field.
@@ -53,7 +52,7 @@ type node struct {
 
 // Compile prepares a parser for a schema.
 func Compile(s *schema.Schema) (*Parser, error) {
-	p := &Parser{Schema: s, known: map[string]bool{}}
+	p := &Parser{Schema: s}
 	read, err := newReader(s.Parser)
 	if err != nil {
 		return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
@@ -65,7 +64,6 @@ func Compile(s *schema.Schema) (*Parser, error) {
 			return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
 		}
 		p.fields = append(p.fields, n)
-		p.known[f.Name] = true
 		p.derives = p.derives || n.derives()
 		switch {
 		case !f.Required || f.Copy != nil || f.Concat != nil || f.Split != nil:
@@ -293,48 +291,11 @@ func (st *state) valueJSON(f *node, v *fastjson.Value, path fieldPath) (any, err
 }
 
 func (p *Parser) typed(obj map[string]any) (*Result, error) {
-	if !p.derives {
-		return p.typedInPlace(obj)
-	}
 	// Room for the standard p_* fields standardize adds.
 	res := &Result{Fields: make(map[string]any, len(obj)+12), Indicators: NewIndicators()}
 	st := &state{res: res, root: obj}
 	if err := st.object(p.fields, obj, res.Fields, ""); err != nil {
 		return nil, err
-	}
-	return res, nil
-}
-
-// typedInPlace types a line reader's map in place: it is the reader's own,
-// and with no derived fields no value is read after it is replaced.
-func (p *Parser) typedInPlace(obj map[string]any) (*Result, error) {
-	res := &Result{Fields: obj, Indicators: NewIndicators()}
-	st := &state{res: res, root: obj}
-	kept := 0
-	for _, f := range p.fields {
-		v, ok := obj[f.name]
-		var cv any
-		if ok && v != nil {
-			var err error
-			if cv, err = st.value(f, v, fieldPath{name: f.name}); err != nil {
-				return nil, err
-			}
-		} else if f.required {
-			return nil, fmt.Errorf("missing required field %s", f.name)
-		}
-		if cv == nil {
-			delete(obj, f.name)
-			continue
-		}
-		obj[f.name] = cv
-		kept++
-	}
-	if len(obj) > kept {
-		for k := range obj { // keys the schema does not know are dropped
-			if !p.known[k] {
-				delete(obj, k)
-			}
-		}
 	}
 	return res, nil
 }
