@@ -84,10 +84,6 @@ type processor struct {
 	stop  context.CancelFunc
 }
 
-// DecodeEvent reads a normalized event (as the process stage wrote it),
-// keeping integers as int64.
-func DecodeEvent(b []byte) (map[string]any, error) { return envelope.DecodeEvent(b) }
-
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	var out service.MessageBatch
 	e := p.rules.Engine() // one engine for the whole batch
