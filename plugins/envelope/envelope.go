@@ -171,9 +171,8 @@ func RowID(partition int32, offset int64, index int) string {
 
 // putHex writes v as len(dst) lowercase hex digits, zero-padded.
 func putHex(dst []byte, v uint64) {
-	const digits = "0123456789abcdef"
 	for i := len(dst) - 1; i >= 0; i-- {
-		dst[i] = digits[v&0xf]
+		dst[i] = hexDigits[v&0xf]
 		v >>= 4
 	}
 }
