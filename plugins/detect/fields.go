@@ -15,14 +15,7 @@ import (
 // against the fields of the rule's log types.
 func (r *Rule) FieldsUsed() []string {
 	seen := map[string]bool{}
-	srcs := []string{r.Condition, r.Title, r.Dedup, r.DynamicSeverity}
-	for _, v := range r.AlertContext {
-		srcs = append(srcs, v)
-	}
-	for _, src := range srcs {
-		if src == "" {
-			continue
-		}
+	for _, src := range r.expressions() {
 		tree, err := parser.Parse(src)
 		if err != nil {
 			continue // compile errors are reported on their own
@@ -47,10 +40,7 @@ func (r *Rule) FieldsUsed() []string {
 // plain name.
 func (r *Rule) eventKeys() (keys map[string]bool, all bool) {
 	keys = map[string]bool{}
-	for _, src := range append([]string{r.Condition, r.Title, r.Dedup, r.DynamicSeverity}, mapValues(r.AlertContext)...) {
-		if src == "" {
-			continue
-		}
+	for _, src := range r.expressions() {
 		tree, err := parser.Parse(src)
 		if err != nil {
 			return nil, true
@@ -87,10 +77,19 @@ func (r *Rule) eventKeys() (keys map[string]bool, all bool) {
 	return keys, false
 }
 
-func mapValues(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
+// expressions are the rule's expr sources that are set: Condition, Title,
+// Dedup, DynamicSeverity and the AlertContext values.
+func (r *Rule) expressions() []string {
+	var out []string
+	for _, src := range []string{r.Condition, r.Title, r.Dedup, r.DynamicSeverity} {
+		if src != "" {
+			out = append(out, src)
+		}
+	}
+	for _, src := range r.AlertContext {
+		if src != "" {
+			out = append(out, src)
+		}
 	}
 	return out
 }
