@@ -103,11 +103,12 @@ type Normalized struct {
 // would), straight from the input where the log type allows.
 func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*Normalized, *envelope.ClassificationFailure) {
 	var out *Normalized
+	rowID := envelope.RowID(o.Partition, o.Offset, o.Index)
 	fail := c.first(raw, candidates, o, func(p *Parser, precheck bool) error {
 		var b []byte
 		var err error
 		if p.emits {
-			b, err = c.emitEvent(make([]byte, 0, len(raw)*2+512), p, raw, o.Header, precheck, o)
+			b, err = c.emitEvent(make([]byte, 0, len(raw)*2+512), p, raw, precheck, o, rowID)
 		} else {
 			var res *Result
 			if res, err = p.parse(raw, o.Header, precheck); err == nil {
@@ -115,7 +116,7 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 			}
 		}
 		if err == nil {
-			out = &Normalized{JSON: b, LogType: p.Schema.Schema, RowID: envelope.RowID(o.Partition, o.Offset, o.Index)}
+			out = &Normalized{JSON: b, LogType: p.Schema.Schema, RowID: rowID}
 		}
 		return err
 	})

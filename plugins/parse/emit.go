@@ -39,13 +39,13 @@ func (p *Parser) canEmit() bool {
 }
 
 // emitEvent types an event and writes it, with the standard fields, to b.
-func (c *Classifier) emitEvent(b []byte, p *Parser, raw, header []byte, precheck bool, o Origin) ([]byte, error) {
+func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
 	res := &Result{Indicators: NewIndicators()}
 	st := &state{res: res}
 	b = append(b, '{')
 	var first bool
 	if p.read != nil {
-		obj, err := p.read(raw, header)
+		obj, err := p.read(raw, o.Header)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +76,7 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw, header []byte, precheck
 	b = append(b, ',')
 	b = appendField(b, envelope.FieldParseTime, envelope.FormatTime(now))
 	b = append(b, ',')
-	b = appendField(b, envelope.FieldRowID, envelope.RowID(o.Partition, o.Offset, o.Index))
+	b = appendField(b, envelope.FieldRowID, rowID)
 	b = append(b, ',')
 	b = appendField(b, envelope.FieldSourceID, o.SourceID)
 	b = append(b, ',')
