@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fastjson"
 )
 
 func TestDecodeObject(t *testing.T) {
@@ -114,7 +117,81 @@ func FuzzDecodeEvent(f *testing.F) {
 		if twice, err := DecodeObject(again); err != nil || !reflect.DeepEqual(twice, back) {
 			t.Fatalf("round trip changed %q into %q (%v)", out, again, err)
 		}
+		checkAppendValue(t, b)
 	})
+}
+
+// checkAppendValue: AppendValue writes what AppendJSON(Value(v)) writes,
+// up to key order, and fails where Value fails.
+func checkAppendValue(t *testing.T, in []byte) {
+	t.Helper()
+	v, err := fastjson.ParseBytes(in)
+	if err != nil {
+		t.Fatalf("%q: %v", in, err)
+	}
+	got, gotErr := AppendValue([]byte("x"), v)
+	x, wantErr := Value(v)
+	if (gotErr != nil) != (wantErr != nil) {
+		t.Fatalf("%q: AppendValue error %v, Value error %v", in, gotErr, wantErr)
+	}
+	if wantErr != nil {
+		return
+	}
+	if got[0] != 'x' {
+		t.Fatalf("%q: AppendValue overwrote what came before: %q", in, got)
+	}
+	want, err := AppendJSON(nil, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(got[1:], &g); err != nil {
+		t.Fatalf("%q: AppendValue wrote invalid JSON %q: %v", in, got[1:], err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("%q: AppendValue wrote %s, AppendJSON(Value) %s", in, got[1:], want)
+	}
+	if len(got)-1 != len(want) {
+		t.Fatalf("%q: AppendValue wrote %d bytes (%s), AppendJSON(Value) %d (%s)", in, len(got)-1, got[1:], len(want), want)
+	}
+}
+
+func TestAppendValueMatchesValue(t *testing.T) {
+	for _, in := range []string{
+		`{"i":42,"neg":-7,"f":0.25,"whole":3.0,"exp":1e3,"s":"x\"\\\u00e9\n<>&\u2028","b":true,"c":false,"n":null,` +
+			`"list":[1,2.5,{"deep":9},[],{}],"obj":{"count":12,"ratio":1.5},"":"empty key","tiny":1.5e-7,"bigf":1e300}`,
+		`{"big":9007199254740993,"min":-9223372036854775808,"huge":18446744073709551616,"f":0.5,"bigexp":1e20,"l":[-9007199254740993]}`,
+		`{"a":1,"b":{"x":1,"x":2},"a":3}`, // repeated keys: the last wins, as in a map
+		`{"k\u0041":1,"kA":2}`,            // the same key once unescaped
+		`[1,"s",null,true,{"a":[{}]}]`, `"\ud800"`, `-0`, `0.1`, `{}`, `[]`,
+		`{"n":1e400}`, `[1,{"a":-1e999}]`,
+		string(benchEvent),
+	} {
+		checkAppendValue(t, []byte(in))
+	}
+	var wide strings.Builder
+	wide.WriteString("{")
+	for i := range 40 {
+		fmt.Fprintf(&wide, `"k%d":%d,`, i%39, i)
+	}
+	wide.WriteString(`"end":0}`)
+	checkAppendValue(t, []byte(wide.String()))
+}
+
+func BenchmarkAppendValue(b *testing.B) {
+	v := fastjson.MustParseBytes(benchEvent)
+	b.SetBytes(int64(len(benchEvent)))
+	b.ReportAllocs()
+	var out []byte
+	for b.Loop() {
+		var err error
+		if out, err = AppendValue(out[:0], v); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func TestFormatTimeMatchesTimeFormat(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -92,18 +94,124 @@ func (d *decoder) value(v *fastjson.Value) any {
 // number is an int64 when the number is integral and exactly representable
 // (all of int64 from integer literals; 1.0 or 1e3 up to 2^53), else a float64.
 func (d *decoder) number(v *fastjson.Value) any {
-	if n, err := v.Int64(); err == nil {
+	n, f, isInt := d.numberParts(v)
+	if d.err != nil {
+		return nil
+	}
+	if isInt {
 		return n
+	}
+	return f
+}
+
+func (d *decoder) numberParts(v *fastjson.Value) (n int64, f float64, isInt bool) {
+	if n, err := v.Int64(); err == nil {
+		return n, 0, true
 	}
 	f, err := v.Float64()
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		if d.err == nil {
 			d.err = errors.New("not a JSON object: malformed number " + string(v.MarshalTo(nil)))
 		}
-		return nil
+		return 0, 0, false
 	}
 	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
-		return int64(f)
+		return int64(f), 0, true
 	}
-	return f
+	return 0, f, false
+}
+
+// AppendValue appends v as AppendJSON writes Value(v), without copying it
+// out first: numbers normalized the same way, strings escaped the same
+// way. Only key order may differ, which no reader depends on; an object
+// that repeats a key goes through Value, so the last one wins as in a map.
+func AppendValue(b []byte, v *fastjson.Value) ([]byte, error) {
+	d := decoder{}
+	b = d.appendValue(b, v)
+	return b, d.err
+}
+
+func (d *decoder) appendValue(b []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return appendJSONString(b, unsafe.String(unsafe.SliceData(s), len(s)))
+	case fastjson.TypeNumber:
+		n, f, isInt := d.numberParts(v)
+		if isInt {
+			return strconv.AppendInt(b, n, 10)
+		}
+		if d.err == nil {
+			b, d.err = appendJSONFloat(b, f)
+		}
+		return b
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		if repeatsKey(o) {
+			x := d.value(v)
+			if d.err == nil {
+				b, d.err = appendJSON(b, x)
+			}
+			return b
+		}
+		b = append(b, '{')
+		first := true
+		o.Visit(func(k []byte, x *fastjson.Value) {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, unsafe.String(unsafe.SliceData(k), len(k)))
+			b = append(b, ':')
+			b = d.appendValue(b, x)
+		})
+		return append(b, '}')
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		b = append(b, '[')
+		for i, it := range items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = d.appendValue(b, it)
+		}
+		return append(b, ']')
+	case fastjson.TypeTrue:
+		return append(b, "true"...)
+	case fastjson.TypeFalse:
+		return append(b, "false"...)
+	}
+	return append(b, "null"...)
+}
+
+// repeatsKey reports whether an object holds a key twice. Objects are
+// small, so the keys are compared pairwise (a map past 32 keys).
+func repeatsKey(o *fastjson.Object) bool {
+	n := o.Len()
+	if n < 2 {
+		return false
+	}
+	if n > 32 {
+		seen := make(map[string]bool, n)
+		dup := false
+		o.Visit(func(k []byte, _ *fastjson.Value) {
+			if seen[string(k)] {
+				dup = true
+			}
+			seen[string(k)] = true
+		})
+		return dup
+	}
+	var keys [32][]byte
+	i, dup := 0, false
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		for _, prev := range keys[:i] {
+			if string(prev) == string(k) {
+				dup = true
+			}
+		}
+		keys[i] = k
+		i++
+	})
+	return dup
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -58,7 +59,7 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 			return nil, err
 		}
 		defer jsonParsers.Put(jp)
-		if b, first, err = st.emitFields(b, p.fields, obj, ""); err != nil {
+		if b, first, err = st.emitFields(b, p.fields, &p.set, obj, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -71,10 +72,10 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 		b = append(b, ',')
 	}
 	b = appendField(b, envelope.FieldLogType, p.Schema.Schema)
-	b = append(b, ',')
-	b = appendField(b, envelope.FieldEventTime, envelope.FormatTime(eventTime))
-	b = append(b, ',')
-	b = appendField(b, envelope.FieldParseTime, envelope.FormatTime(now))
+	b = append(b, `,"`+envelope.FieldEventTime+`":`...)
+	b = appendQuotedTime(b, eventTime)
+	b = append(b, `,"`+envelope.FieldParseTime+`":`...)
+	b = appendQuotedTime(b, now)
 	b = append(b, ',')
 	b = appendField(b, envelope.FieldRowID, rowID)
 	b = append(b, ',')
@@ -83,18 +84,7 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 	b = appendField(b, envelope.FieldSourceLabel, o.SourceLabel)
 	b = append(b, `,"`+envelope.FieldSchemaVersion+`":`...)
 	b = strconv.AppendInt(b, int64(p.Schema.Version), 10)
-	res.Indicators.Each(func(f string, vals []string) {
-		b = append(b, ',')
-		b = envelope.AppendString(b, f)
-		b = append(b, ':', '[')
-		for i, v := range vals {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = envelope.AppendString(b, v)
-		}
-		b = append(b, ']')
-	})
+	b = res.Indicators.appendFields(b)
 	return append(b, '}'), nil
 }
 
@@ -136,9 +126,75 @@ func appendField(b []byte, name, value string) []byte {
 	return envelope.AppendString(b, value)
 }
 
-// emitFields writes the object's fields without braces; first reports
-// that none was written.
-func (st *state) emitFields(b []byte, fields []*node, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
+// fieldSet looks an object's fields up by key, so that an input object
+// is written in one pass over its keys (fastjson's Get scans the keys for
+// every field, a tenth of typing a CloudTrail event).
+type fieldSet struct {
+	index    map[string]int // key → position in the fields
+	required uint64         // bit i: fields[i] is required
+	ordered  bool           // no lookup (over 64 fields, or a name twice): go by the fields' order
+}
+
+func newFieldSet(fields []*node) fieldSet {
+	s := fieldSet{index: make(map[string]int, len(fields))}
+	for i, f := range fields {
+		s.index[f.name] = i
+		if f.required && i < 64 {
+			s.required |= 1 << i
+		}
+	}
+	s.ordered = len(fields) > 64 || len(s.index) != len(fields)
+	return s
+}
+
+// emitFields writes the object's fields without braces, in the input's
+// order; first reports that none was written. A key given twice counts
+// once, as fastjson's Get reads it (the first).
+func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
+	if set.ordered {
+		return st.emitFieldsInOrder(b, fields, set, in, prefix)
+	}
+	start := len(b)
+	var seen, present uint64
+	var err error
+	first = true
+	in.Visit(func(k []byte, v *fastjson.Value) {
+		i, ok := set.index[string(k)]
+		if !ok || err != nil || seen&(1<<i) != 0 {
+			return
+		}
+		seen |= 1 << i
+		if v.Type() == fastjson.TypeNull {
+			return
+		}
+		present |= 1 << i
+		f := fields[i]
+		mark := len(b)
+		if !first {
+			b = append(b, ',')
+		}
+		b = append(b, f.key...)
+		nb, wrote, e := st.emitValue(b, f, v, fieldPath{prefix: prefix, name: f.name})
+		if e != nil {
+			err = e
+			return
+		}
+		if b = nb; !wrote {
+			b = b[:mark]
+			return
+		}
+		first = false
+	})
+	if err != nil || set.required&^present != 0 {
+		// Which error is reported follows the fields' order, as in the
+		// map path: write the object again that way to find it.
+		return st.emitFieldsInOrder(b[:start], fields, set, in, prefix)
+	}
+	return b, first, nil
+}
+
+// emitFieldsInOrder is emitFields going by the fields' order.
+func (st *state) emitFieldsInOrder(b []byte, fields []*node, _ *fieldSet, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
 	first = true
 	for _, f := range fields {
 		v := in.Get(f.name)
@@ -175,7 +231,7 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 	case (f.typ == schema.TypeObject || f.typ == schema.TypeRef) && v.Type() == fastjson.TypeObject:
 		o, _ := v.Object()
 		b = append(b, '{')
-		if b, _, err = st.emitFields(b, f.fields, o, path.String()+"."); err != nil {
+		if b, _, err = st.emitFields(b, f.fields, &f.set, o, path.String()+"."); err != nil {
 			return nil, false, err
 		}
 		return append(b, '}'), true, nil
@@ -205,17 +261,32 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 		}
 		return append(b, ']'), true, nil
 	case f.typ == schema.TypeString && f.xf == nil && v.Type() == fastjson.TypeString:
-		sb, _ := v.StringBytes()
-		if len(f.indicators) > 0 {
-			st.res.Indicators.Add(f.indicators, string(sb))
-		}
-		// Written at once: the bytes are fastjson's and are not kept.
-		return envelope.AppendString(b, unsafe.String(unsafe.SliceData(sb), len(sb))), true, nil
+		// The bytes are fastjson's: written at once, and indicators are
+		// written before emitEvent hands the parser back.
+		s := unsafeString(v)
+		st.res.Indicators.Add(f.indicators, s)
+		return envelope.AppendString(b, s), true, nil
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
 		len(f.indicators) == 0 && v.Type() == fastjson.TypeNumber:
 		if n, err := v.Int64(); err == nil {
 			return strconv.AppendInt(b, n, 10), true, nil
 		}
+	case f.typ == schema.TypeTimestamp && v.Type() == fastjson.TypeString:
+		// A time that does not parse goes the general way below, so that
+		// its error holds a copy of the text.
+		if t, err := parseTimeText(strings.TrimSpace(unsafeString(v)), false, f.timeFmts); err == nil {
+			st.eventTime(f, t)
+			return appendQuotedTime(b, t), true, nil
+		}
+	case f.typ == schema.TypeJSON && (v.Type() != fastjson.TypeString || !f.embedded):
+		if b, err = envelope.AppendValue(b, v); err != nil {
+			return nil, false, fmt.Errorf("invalid JSON: %w", err)
+		}
+		return b, true, nil
+	case f.typ == schema.TypeBoolean && v.Type() == fastjson.TypeTrue:
+		return append(b, "true"...), true, nil
+	case f.typ == schema.TypeBoolean && v.Type() == fastjson.TypeFalse:
+		return append(b, "false"...), true, nil
 	}
 	x, err := envelope.Value(v)
 	if err != nil {
@@ -229,4 +300,17 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 		return nil, false, fmt.Errorf("field %s: %w", path, err)
 	}
 	return b, true, nil
+}
+
+// unsafeString is a string value's bytes in fastjson's buffer, valid until
+// the parser is reused.
+func unsafeString(v *fastjson.Value) string {
+	sb, _ := v.StringBytes()
+	return unsafe.String(unsafe.SliceData(sb), len(sb))
+}
+
+func appendQuotedTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = envelope.AppendTime(b, t)
+	return append(b, '"')
 }

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // Indicators collects indicator values by standard field. An event has a
@@ -144,7 +146,7 @@ func (ix *Indicators) Add(kinds []string, value string) {
 		switch k {
 		case "ip":
 			if a, err := netip.ParseAddr(value); err == nil {
-				ix.put("p_any_ip_addresses", a.Unmap().String())
+				ix.put("p_any_ip_addresses", ipString(a, value))
 			}
 		case "domain", "hostname":
 			ix.hostOrIP(value)
@@ -208,12 +210,22 @@ func (ix *Indicators) Add(kinds []string, value string) {
 func (ix *Indicators) hostOrIP(v string) {
 	v = strings.Trim(v, "[]")
 	if a, err := netip.ParseAddr(v); err == nil {
-		ix.put("p_any_ip_addresses", a.Unmap().String())
+		ix.put("p_any_ip_addresses", ipString(a, v))
 		return
 	}
 	if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
 		ix.put("p_any_domain_names", strings.ToLower(strings.TrimSuffix(v, ".")))
 	}
+}
+
+// ipString is a parsed address's canonical text: IPv4 text that parses
+// is already canonical (netip refuses leading zeros), so it is kept
+// rather than written again.
+func ipString(a netip.Addr, text string) string {
+	if a.Is4() {
+		return text
+	}
+	return a.Unmap().String()
 }
 
 // arn records an ARN and, with inner, the account id, instance id and email
@@ -222,37 +234,57 @@ func (ix *Indicators) arn(v string, inner bool) {
 	if !strings.HasPrefix(v, "arn:") {
 		return
 	}
-	parts := strings.SplitN(v, ":", 6)
-	if len(parts) < 6 {
-		return
+	// The account is the fifth part, the resource all after the fifth colon.
+	var account, resource string
+	rest := v
+	for i := 0; i < 5; i++ {
+		part, after, ok := strings.Cut(rest, ":")
+		if !ok {
+			return
+		}
+		if i == 4 {
+			account, resource = part, after
+		}
+		rest = after
 	}
 	ix.put("p_any_aws_arns", v)
 	if !inner {
 		return
 	}
-	if isDigits(parts[4], 12) {
-		ix.put("p_any_aws_account_ids", parts[4])
+	if isDigits(account, 12) {
+		ix.put("p_any_aws_account_ids", account)
 	}
-	if id := findInstanceID(parts[5]); id != "" {
+	if id := findInstanceID(resource); id != "" {
 		ix.put("p_any_aws_instance_ids", id)
 	}
-	for _, seg := range strings.FieldsFunc(parts[5], func(r rune) bool { return r == '/' || r == ':' }) {
+	for resource != "" {
+		i := strings.IndexAny(resource, "/:")
+		seg := resource
+		if i >= 0 {
+			seg, resource = resource[:i], resource[i+1:]
+		} else {
+			resource = ""
+		}
 		if isEmail(seg) {
 			ix.put("p_any_emails", strings.ToLower(seg))
 		}
 	}
 }
 
-// Each calls fn for every non-empty indicator field with its values
-// sorted and deduplicated, fields in name order.
-func (ix *Indicators) Each(fn func(field string, values []string)) {
-	found := ix.found
-	slices.SortFunc(found, func(a, b indicator) int {
+func (ix *Indicators) sort() {
+	slices.SortFunc(ix.found, func(a, b indicator) int {
 		if c := strings.Compare(a.field, b.field); c != 0 {
 			return c
 		}
 		return strings.Compare(a.value, b.value)
 	})
+}
+
+// Each calls fn for every non-empty indicator field with its values
+// sorted and deduplicated, fields in name order.
+func (ix *Indicators) Each(fn func(field string, values []string)) {
+	ix.sort()
+	found := ix.found
 	for i := 0; i < len(found); {
 		j := i + 1
 		for j < len(found) && found[j].field == found[i].field {
@@ -267,6 +299,33 @@ func (ix *Indicators) Each(fn func(field string, values []string)) {
 		fn(found[i].field, vals)
 		i = j
 	}
+}
+
+// appendFields writes each non-empty indicator field as `,"field":[...]`,
+// as Each would give them, without building the lists.
+func (ix *Indicators) appendFields(b []byte) []byte {
+	ix.sort()
+	found := ix.found
+	for i, it := range found {
+		switch {
+		case i == 0 || it.field != found[i-1].field:
+			if i > 0 {
+				b = append(b, ']')
+			}
+			b = append(b, ',')
+			b = envelope.AppendString(b, it.field)
+			b = append(b, ':', '[')
+		case it.value == found[i-1].value:
+			continue
+		default:
+			b = append(b, ',')
+		}
+		b = envelope.AppendString(b, it.value)
+	}
+	if len(found) > 0 {
+		b = append(b, ']')
+	}
+	return b
 }
 
 // Fields returns the non-empty indicator fields with sorted values.

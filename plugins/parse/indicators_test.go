@@ -2,7 +2,10 @@ package parse
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -57,6 +60,67 @@ func TestIndicatorMatchersAgreeWithTheirExpressions(t *testing.T) {
 		s = gen("ab@. \t\v\n_", 10, "a@b.c", "alice@example.com", "a.b@c")
 		if got, want := isEmail(s), emailRe.MatchString(s); got != want {
 			t.Fatalf("email %q: %v, want %v", s, got, want)
+		}
+	}
+}
+
+// The ARN and IP indicators agree with the plain forms they replaced
+// (strings.SplitN and FieldsFunc; netip's canonical text for every
+// address).
+func TestARNAndIPIndicatorsAgreeWithPlainForms(t *testing.T) {
+	referenceARN := func(v string) []indicator {
+		ix := NewIndicators()
+		parts := strings.SplitN(v, ":", 6)
+		if !strings.HasPrefix(v, "arn:") || len(parts) < 6 {
+			return ix.found
+		}
+		ix.put("p_any_aws_arns", v)
+		if isDigits(parts[4], 12) {
+			ix.put("p_any_aws_account_ids", parts[4])
+		}
+		if id := findInstanceID(parts[5]); id != "" {
+			ix.put("p_any_aws_instance_ids", id)
+		}
+		for _, seg := range strings.FieldsFunc(parts[5], func(r rune) bool { return r == '/' || r == ':' }) {
+			if isEmail(seg) {
+				ix.put("p_any_emails", strings.ToLower(seg))
+			}
+		}
+		return ix.found
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	seeds := []string{"arn:aws:iam::123456789012:user/Alice", "arn:aws:sts::123456789012:assumed-role/R/Bob@Example.com",
+		"arn:aws:ec2:us-east-1:123456789012:instance/i-0abc1234def567890", "arn:aws:s3:::bucket/a//b::c@d.e:/", "arn:::::"}
+	for range 100000 {
+		s := []byte(seeds[rng.IntN(len(seeds))])
+		for range rng.IntN(4) {
+			s[rng.IntN(len(s))] = ":/@.a1"[rng.IntN(6)]
+		}
+		ix := NewIndicators()
+		ix.arn(string(s), true)
+		if want := referenceARN(string(s)); !slices.Equal(ix.found, want) {
+			t.Fatalf("%q: %v, want %v", s, ix.found, want)
+		}
+	}
+	for range 100000 {
+		var a netip.Addr
+		if rng.IntN(2) == 0 {
+			a = netip.AddrFrom4([4]byte{byte(rng.IntN(256)), byte(rng.IntN(256)), 0, byte(rng.IntN(3))})
+		} else {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(rng.IntN(3))
+			}
+			a = netip.AddrFrom16(b)
+		}
+		for _, text := range []string{a.String(), strings.ToUpper(a.StringExpanded())} {
+			p, err := netip.ParseAddr(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := ipString(p, text), p.Unmap().String(); got != want {
+				t.Fatalf("%q: %q, want %q", text, got, want)
+			}
 		}
 	}
 }

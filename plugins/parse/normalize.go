@@ -31,7 +31,8 @@ type Parser struct {
 	// event (rename, copy, concat, split): those read the decoded map, so
 	// such schemas decode the whole event first.
 	derives bool
-	emits   bool // events are written as JSON as they are typed (emit.go)
+	emits   bool     // events are written as JSON as they are typed (emit.go)
+	set     fieldSet // lookup over fields
 }
 
 // node is a compiled schema field.
@@ -42,7 +43,7 @@ type node struct {
 	required   bool
 	element    *node
 	fields     []*node
-	byName     map[string]*node
+	set        fieldSet // lookup over fields
 	timeFmts   []string
 	eventTime  bool
 	embedded   bool
@@ -78,6 +79,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		p.quoted = append(p.quoted, []byte(`"`+k+`"`))
 	}
 	p.emits = p.canEmit()
+	p.set = newFieldSet(p.fields)
 	return p, nil
 }
 
@@ -107,15 +109,14 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 		n.element = el
 	}
 	if len(f.Fields) > 0 {
-		n.byName = map[string]*node{}
 		for _, c := range f.Fields {
 			cn, err := compileField(s, c, depth+1)
 			if err != nil {
 				return nil, err
 			}
 			n.fields = append(n.fields, cn)
-			n.byName[c.Name] = cn
 		}
+		n.set = newFieldSet(n.fields)
 	}
 	return n, nil
 }
@@ -382,9 +383,7 @@ func (st *state) value(f *node, v any, path fieldPath) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", path, err)
 		}
-		if f.eventTime && st.res.EventTime.IsZero() {
-			st.res.EventTime = t
-		}
+		st.eventTime(f, t)
 		return envelope.FormatTime(t), nil
 	case schema.TypeJSON:
 		if s, ok := v.(string); ok && f.embedded {
@@ -439,6 +438,13 @@ func (st *state) value(f *node, v any, path fieldPath) (any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("field %s: unknown type %q", path, f.typ)
+}
+
+// eventTime keeps the first event-time field's time as p_event_time.
+func (st *state) eventTime(f *node, t time.Time) {
+	if f.eventTime && st.res.EventTime.IsZero() {
+		st.res.EventTime = t
+	}
 }
 
 func kind(v any) string {

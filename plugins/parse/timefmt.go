@@ -26,6 +26,12 @@ func ParseTime(v any, formats []string) (time.Time, error) {
 	default:
 		return time.Time{}, fmt.Errorf("want a timestamp, got %T", v)
 	}
+	return parseTimeText(s, isNum, formats)
+}
+
+// parseTimeText is ParseTime on a value's text (a JSON string's
+// contents, trimmed, or a number as written).
+func parseTimeText(s string, isNum bool, formats []string) (time.Time, error) {
 	if len(formats) == 0 {
 		formats = []string{"rfc3339"}
 	}
@@ -58,7 +64,15 @@ func parseOne(s string, isNum bool, format string) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%q is not a %s time", s, format)
 		}
-		scale := map[string]float64{"unix": 1e9, "unix_ms": 1e6, "unix_us": 1e3, "unix_ns": 1}[format]
+		scale := 1.0 // unix_ns
+		switch format {
+		case "unix":
+			scale = 1e9
+		case "unix_ms":
+			scale = 1e6
+		case "unix_us":
+			scale = 1e3
+		}
 		ns := f * scale
 		if math.IsNaN(ns) || math.Abs(ns) > math.MaxInt64 {
 			return time.Time{}, fmt.Errorf("%q is out of range for %s", s, format)
