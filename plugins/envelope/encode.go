@@ -23,6 +23,10 @@ func EncodeEvent(ev map[string]any) ([]byte, error) {
 // AppendJSON appends v as EncodeEvent writes it.
 func AppendJSON(b []byte, v any) ([]byte, error) { return appendJSON(b, v) }
 
+// AppendFloat appends f as AppendJSON writes a float64; NaN and the
+// infinities are an error, as there.
+func AppendFloat(b []byte, f float64) ([]byte, error) { return appendJSONFloat(b, f) }
+
 // AppendString appends s quoted as EncodeEvent writes strings.
 func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/native"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
@@ -46,11 +47,13 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 	b = append(b, '{')
 	var first bool
 	if p.read != nil {
-		obj, err := p.read(raw, o.Header)
-		if err != nil {
+		rec := getRecord()
+		defer putRecord(rec)
+		if err := p.read(rec, raw, o.Header); err != nil {
 			return nil, err
 		}
-		if b, first, err = st.emitMapFields(b, p.fields, obj); err != nil {
+		var err error
+		if b, first, err = st.emitRecord(b, p, rec); err != nil {
 			return nil, err
 		}
 	} else {
@@ -86,6 +89,98 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 	b = strconv.AppendInt(b, int64(p.Schema.Version), 10)
 	b = res.Indicators.appendFields(b)
 	return append(b, '}'), nil
+}
+
+// emitRecord writes a line reader's values in one pass, the last value
+// of a key winning as in a map; first reports that none was written.
+func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, first bool, _ error) {
+	set := &p.set
+	if set.ordered {
+		return st.emitMapFields(b, p.fields, rec.Map())
+	}
+	start := len(b)
+	var seen uint64
+	first = true
+	vals := rec.Values()
+	for j := len(vals) - 1; j >= 0; j-- {
+		v := &vals[j]
+		i, ok := set.index[v.Key]
+		if !ok || seen&(1<<i) != 0 {
+			continue
+		}
+		seen |= 1 << i
+		f := p.fields[i]
+		mark := len(b)
+		if !first {
+			b = append(b, ',')
+		}
+		b = append(b, f.key...)
+		nb, wrote, err := st.emitText(b, f, v)
+		if err != nil {
+			// Which error is reported follows the fields' order, as in
+			// the map path: write the values that way to find it.
+			return st.emitMapFields(b[:start], p.fields, rec.Map())
+		}
+		if b = nb; !wrote {
+			b = b[:mark]
+			continue
+		}
+		first = false
+	}
+	if set.required&^seen != 0 {
+		return st.emitMapFields(b[:start], p.fields, rec.Map())
+	}
+	return b, first, nil
+}
+
+// emitText is value on a line's value, writing JSON: the common types
+// straight from the text, the rest through value.
+func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote bool, _ error) {
+	if !v.IsList {
+		switch f.typ {
+		case schema.TypeString:
+			if f.xf == nil {
+				st.res.Indicators.Add(f.indicators, v.Text)
+				return envelope.AppendString(b, v.Text), true, nil
+			}
+		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
+			if len(f.indicators) == 0 {
+				if n, err := strconv.ParseInt(strings.TrimSpace(v.Text), 10, 64); err == nil {
+					return strconv.AppendInt(b, n, 10), true, nil
+				}
+			}
+		case schema.TypeTimestamp:
+			if t, err := parseTimeText(strings.TrimSpace(v.Text), false, f.timeFmts); err == nil {
+				st.eventTime(f, t)
+				return appendQuotedTime(b, t), true, nil
+			}
+		case schema.TypeFloat:
+			if x, err := strconv.ParseFloat(strings.TrimSpace(v.Text), 64); err == nil {
+				if nb, err := envelope.AppendFloat(b, x); err == nil {
+					return nb, true, nil
+				}
+			}
+		}
+	} else if el := f.element; f.typ == schema.TypeArray && el.typ == schema.TypeString && el.xf == nil {
+		b = append(b, '[')
+		for i, s := range v.List {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			st.res.Indicators.Add(el.indicators, s)
+			b = envelope.AppendString(b, s)
+		}
+		return append(b, ']'), true, nil
+	}
+	path := fieldPath{name: f.name}
+	cv, err := st.value(f, v.Any(), path)
+	if err != nil || cv == nil {
+		return b, false, err
+	}
+	if b, err = envelope.AppendJSON(b, cv); err != nil {
+		return nil, false, fmt.Errorf("field %s: %w", path, err)
+	}
+	return b, true, nil
 }
 
 // emitMapFields writes a line reader's map field by field, as object

@@ -209,13 +209,30 @@ func (ix *Indicators) Add(kinds []string, value string) {
 // hostOrIP files a host under IPs or domain names by what it holds.
 func (ix *Indicators) hostOrIP(v string) {
 	v = strings.Trim(v, "[]")
-	if a, err := netip.ParseAddr(v); err == nil {
-		ix.put("p_any_ip_addresses", ipString(a, v))
-		return
+	if maybeIP(v) {
+		if a, err := netip.ParseAddr(v); err == nil {
+			ix.put("p_any_ip_addresses", ipString(a, v))
+			return
+		}
 	}
 	if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
 		ix.put("p_any_domain_names", strings.ToLower(strings.TrimSuffix(v, ".")))
 	}
+}
+
+// maybeIP: without a colon only IPv4 text (digits and dots) can parse as
+// an address. Checked first because a refused parse builds an error, and
+// most hosts are names.
+func maybeIP(v string) bool {
+	if strings.IndexByte(v, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(v); i++ {
+		if (v[i] < '0' || v[i] > '9') && v[i] != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // ipString is a parsed address's canonical text: IPv4 text that parses

@@ -102,6 +102,28 @@ func TestARNAndIPIndicatorsAgreeWithPlainForms(t *testing.T) {
 			t.Fatalf("%q: %v, want %v", s, ix.found, want)
 		}
 	}
+	referenceHostOrIP := func(v string) []indicator {
+		ix := NewIndicators()
+		v = strings.Trim(v, "[]")
+		if a, err := netip.ParseAddr(v); err == nil {
+			ix.put("p_any_ip_addresses", a.Unmap().String())
+		} else if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
+			ix.put("p_any_domain_names", strings.ToLower(strings.TrimSuffix(v, ".")))
+		}
+		return ix.found
+	}
+	hosts := []string{"10.0.0.1", "[2001:db8::1]", "fe80::1%eth0", "www.Example.com.", "1.2.3", "::ffff:1.2.3.4", "a b.c"}
+	for range 100000 {
+		s := []byte(hosts[rng.IntN(len(hosts))])
+		for range rng.IntN(3) {
+			s[rng.IntN(len(s))] = "0.:a%[ "[rng.IntN(7)]
+		}
+		ix := NewIndicators()
+		ix.hostOrIP(string(s))
+		if want := referenceHostOrIP(string(s)); !slices.Equal(ix.found, want) {
+			t.Fatalf("host %q: %v, want %v", s, ix.found, want)
+		}
+	}
 	for range 100000 {
 		var a netip.Addr
 		if rng.IntN(2) == 0 {

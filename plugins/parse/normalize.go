@@ -154,11 +154,12 @@ func (p *Parser) ParseLine(raw, header []byte) (*Result, error) { return p.parse
 // types and most reject it.
 func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 	if p.read != nil {
-		obj, err := p.read(raw, header)
-		if err != nil {
+		rec := getRecord()
+		defer putRecord(rec)
+		if err := p.read(rec, raw, header); err != nil {
 			return nil, err
 		}
-		return p.typed(obj)
+		return p.typed(rec.Map())
 	}
 	if !p.derives {
 		jp, o, err := p.parseJSON(raw, precheck)

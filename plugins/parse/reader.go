@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/caracal-sec/caracal/plugins/parse/native"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -16,9 +17,10 @@ import (
 // schema says to skip): it is neither normalized nor a failure.
 var errSkip = errors.New("not an event (header or skipped line)")
 
-// reader turns one raw line into the input object the schema types. JSON
-// schemas have none (the event is decoded as JSON).
-type reader func(line, header []byte) (map[string]any, error)
+// reader turns one raw line into the values the schema types, in rec
+// (which it finds empty). JSON schemas have none (the event is decoded as
+// JSON).
+type reader func(rec *native.Record, line, header []byte) error
 
 func newReader(p *schema.Parser) (reader, error) {
 	switch {
@@ -29,12 +31,12 @@ func newReader(p *schema.Parser) (reader, error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(line, header []byte) (map[string]any, error) {
-			m, err := fn(line, header)
+		return func(rec *native.Record, line, header []byte) error {
+			err := fn(rec, line, header)
 			if errors.Is(err, native.ErrHeader) {
-				return nil, errSkip
+				return errSkip
 			}
-			return m, err
+			return err
 		}, nil
 	case p.CSV != nil:
 		return newCSVReader(p.CSV)
@@ -44,6 +46,16 @@ func newReader(p *schema.Parser) (reader, error) {
 		return newRegexReader(p.Regex)
 	}
 	return nil, nil
+}
+
+// records are reused from line to line.
+var records = sync.Pool{New: func() any { return new(native.Record) }}
+
+func getRecord() *native.Record { return records.Get().(*native.Record) }
+
+func putRecord(r *native.Record) {
+	r.Reset()
+	records.Put(r)
 }
 
 // textValues applies emptyValues and trimSpace to a matched value; ok is
@@ -61,12 +73,12 @@ func newTextValues(empty []string, trim bool) textValues {
 	return tv
 }
 
-func (tv textValues) put(m map[string]any, k, v string) {
+func (tv textValues) put(rec *native.Record, k, v string) {
 	if tv.trim {
 		v = strings.TrimSpace(v)
 	}
 	if !tv.empty[v] {
-		m[k] = v
+		rec.Put(k, v)
 	}
 }
 
@@ -94,34 +106,33 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 		r.TrimLeadingSpace = c.TrimSpace
 		return r.Read()
 	}
-	return func(line, header []byte) (map[string]any, error) {
+	return func(m *native.Record, line, header []byte) error {
 		if c.SkipPrefix != "" && bytes.HasPrefix(line, []byte(c.SkipPrefix)) {
-			return nil, errSkip
+			return errSkip
 		}
 		rec, err := split(line)
 		if err != nil {
-			return nil, fmt.Errorf("csv: %w", err)
+			return fmt.Errorf("csv: %w", err)
 		}
 		cols := c.Columns
 		if c.HasHeader && len(header) > 0 {
 			if cols, err = split(header); err != nil {
-				return nil, fmt.Errorf("csv header: %w", err)
+				return fmt.Errorf("csv header: %w", err)
 			}
 		}
 		if c.HasHeader && sameStrings(rec, cols) {
-			return nil, errSkip
+			return errSkip
 		}
 		if len(cols) == 0 {
-			return nil, errors.New("csv: no header line arrived before this record")
+			return errors.New("csv: no header line arrived before this record")
 		}
 		if len(rec) != len(cols) {
-			return nil, fmt.Errorf("csv: %d values, want %d columns", len(rec), len(cols))
+			return fmt.Errorf("csv: %d values, want %d columns", len(rec), len(cols))
 		}
-		m := make(map[string]any, len(cols))
 		for i, col := range cols {
 			tv.put(m, col, rec[i])
 		}
-		return m, nil
+		return nil
 	}, nil
 }
 
@@ -182,12 +193,13 @@ func compileFastPattern(p string) (*fastPattern, error) {
 	return fp, nil
 }
 
-func (fp *fastPattern) match(line string, tv textValues) (map[string]any, bool) {
+// match puts the line's values in m; on no match m is left as it was.
+func (fp *fastPattern) match(m *native.Record, line string, tv textValues) bool {
 	if !strings.HasPrefix(line, fp.prefix) {
-		return nil, false
+		return false
 	}
 	s := line[len(fp.prefix):]
-	m := make(map[string]any, len(fp.fields))
+	start := len(m.Values())
 	for i, name := range fp.fields {
 		sep := fp.seps[i]
 		var v string
@@ -196,7 +208,8 @@ func (fp *fastPattern) match(line string, tv textValues) (map[string]any, bool) 
 		} else {
 			j := strings.Index(s, sep)
 			if j < 0 {
-				return nil, false
+				m.Truncate(start)
+				return false
 			}
 			v, s = s[:j], s[j+len(sep):]
 		}
@@ -204,7 +217,11 @@ func (fp *fastPattern) match(line string, tv textValues) (map[string]any, bool) 
 			tv.put(m, name, v)
 		}
 	}
-	return m, s == ""
+	if s != "" {
+		m.Truncate(start)
+		return false
+	}
+	return true
 }
 
 func newFastMatchReader(c *schema.FastMatchParser) (reader, error) {
@@ -220,14 +237,14 @@ func newFastMatchReader(c *schema.FastMatchParser) (reader, error) {
 		pats = append(pats, fp)
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
-	return func(line, _ []byte) (map[string]any, error) {
+	return func(m *native.Record, line, _ []byte) error {
 		s := strings.TrimRight(string(line), "\r\n")
 		for _, fp := range pats {
-			if m, ok := fp.match(s, tv); ok {
-				return m, nil
+			if fp.match(m, s, tv) {
+				return nil
 			}
 		}
-		return nil, fmt.Errorf("fastmatch: the line matches none of the %d patterns", len(pats))
+		return fmt.Errorf("fastmatch: the line matches none of the %d patterns", len(pats))
 	}, nil
 }
 
@@ -285,19 +302,18 @@ func newRegexReader(c *schema.RegexParser) (reader, error) {
 		return nil, errors.New("regex: the pattern has no named captures ((?P<field>...) or %{PATTERN:field})")
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
-	return func(line, _ []byte) (map[string]any, error) {
+	return func(m *native.Record, line, _ []byte) error {
 		s := strings.TrimRight(string(line), "\r\n")
 		idx := re.FindStringSubmatchIndex(s)
 		if idx == nil {
-			return nil, errors.New("regex: the line does not match the pattern")
+			return errors.New("regex: the line does not match the pattern")
 		}
-		m := make(map[string]any, named)
 		for i, n := range names {
 			if n == "" || idx[2*i] < 0 {
 				continue
 			}
 			tv.put(m, n, s[idx[2*i]:idx[2*i+1]])
 		}
-		return m, nil
+		return nil
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 func init() {
@@ -18,18 +19,17 @@ var albTypes = map[string]bool{"http": true, "https": true, "h2": true, "grpcs":
 
 // parseALB reads an Application Load Balancer access log line:
 // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html
-func parseALB(line, _ []byte) (map[string]any, error) {
+func parseALB(m *Record, line, _ []byte) error {
 	f, err := Fields(line)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(f) < 12 {
-		return nil, fmt.Errorf("ALB: %d fields, want at least 12", len(f))
+		return fmt.Errorf("ALB: %d fields, want at least 12", len(f))
 	}
 	if !albTypes[f[0]] {
-		return nil, fmt.Errorf("ALB: unknown entry type %q (http, https, h2, grpcs, ws, wss)", f[0])
+		return fmt.Errorf("ALB: unknown entry type %q (http, https, h2, grpcs, ws, wss)", f[0])
 	}
-	m := make(map[string]any, 32)
 	set(m, "type", f[0])
 	set(m, "timestamp", f[1])
 	set(m, "elb", f[2])
@@ -53,7 +53,15 @@ func parseALB(line, _ []byte) (map[string]any, error) {
 		return ""
 	}
 	// "GET https://host:443/path?q HTTP/1.1"; "- - -" when unparsable.
-	if req := strings.Fields(at(12)); len(req) == 3 {
+	var req [3]string
+	n := 0
+	for part := range strings.FieldsSeq(at(12)) {
+		if n < len(req) {
+			req[n] = part
+		}
+		n++
+	}
+	if n == 3 {
 		set(m, "requestHttpMethod", req[0])
 		set(m, "requestUrl", req[1])
 		set(m, "requestHttpVersion", req[2])
@@ -67,20 +75,14 @@ func parseALB(line, _ []byte) (map[string]any, error) {
 	set(m, "chosenCertArn", at(19))
 	set(m, "matchedRulePriority", at(20))
 	set(m, "requestCreationTime", at(21))
-	if l := list(at(22), ","); l != nil {
-		m["actionsExecuted"] = l
-	}
+	setList(m, "actionsExecuted", at(22), ",")
 	set(m, "redirectUrl", at(23))
 	set(m, "errorReason", at(24))
-	if l := list(at(25), " "); l != nil {
-		m["targetPortList"] = l
-	}
-	if l := list(at(26), " "); l != nil {
-		m["targetStatusList"] = l
-	}
+	setList(m, "targetPortList", at(25), " ")
+	setList(m, "targetStatusList", at(26), " ")
 	set(m, "classification", at(27))
 	set(m, "classificationReason", at(28))
-	return m, nil
+	return nil
 }
 
 // VPC Flow Logs field names (as in a custom format's header line) and the
@@ -109,9 +111,13 @@ var vpcFlowDefault = []string{"version", "account", "interfaceId", "srcAddr", "d
 // VPCFlowHeader maps a header line to the schema's columns; ok is false
 // when the line is not a VPC Flow header.
 func VPCFlowHeader(line []byte) (cols []string, ok bool) {
-	// Cheap rejection first: records start with a value, not a field name.
-	first, _, _ := strings.Cut(strings.TrimSpace(string(line)), " ")
-	if _, known := vpcFlowColumns[first]; !known {
+	// Cheap rejection first, without a copy: records start with a value,
+	// not a field name.
+	first := bytes.TrimSpace(line)
+	if i := bytes.IndexByte(first, ' '); i >= 0 {
+		first = first[:i]
+	}
+	if _, known := vpcFlowColumns[string(first)]; !known {
 		return nil, false
 	}
 	names := strings.Fields(string(line))
@@ -126,73 +132,101 @@ func VPCFlowHeader(line []byte) (cols []string, ok bool) {
 	return cols, true
 }
 
+// vpcFlowHeaders keeps the columns of the custom headers seen, which
+// every line of their stream carries: a stream has one, a deployment a
+// handful.
+var vpcFlowHeaders = struct {
+	sync.Mutex
+	cols map[string][]string
+}{cols: map[string][]string{}}
+
+func vpcFlowHeaderColumns(header []byte) ([]string, bool) {
+	vpcFlowHeaders.Lock()
+	defer vpcFlowHeaders.Unlock()
+	if cols, ok := vpcFlowHeaders.cols[string(header)]; ok {
+		return cols, true
+	}
+	cols, ok := VPCFlowHeader(header)
+	if !ok {
+		return nil, false
+	}
+	if len(vpcFlowHeaders.cols) >= 256 {
+		clear(vpcFlowHeaders.cols) // bounded: a sender varying its header does not grow it
+	}
+	vpcFlowHeaders.cols[string(header)] = cols
+	return cols, true
+}
+
 // parseVPCFlow reads a VPC Flow Logs record, in the default format or in
 // the custom field order of the stream's header line. NODATA and SKIPDATA
 // records carry "-" for the fields they lack.
 // https://docs.aws.amazon.com/vpc/latest/userguide/flow-log-records.html
-func parseVPCFlow(line, header []byte) (map[string]any, error) {
+func parseVPCFlow(m *Record, line, header []byte) error {
 	if _, isHeader := VPCFlowHeader(line); isHeader {
-		return nil, ErrHeader
+		return ErrHeader
 	}
 	cols := vpcFlowDefault
 	if len(header) > 0 {
-		c, ok := VPCFlowHeader(header)
+		c, ok := vpcFlowHeaderColumns(header)
 		if !ok {
-			return nil, fmt.Errorf("VPCFlow: header %q names unknown fields", firstBytes(header, 120))
+			return fmt.Errorf("VPCFlow: header %q names unknown fields", firstBytes(header, 120))
 		}
 		cols = c
 	}
-	f := strings.Fields(string(line))
-	if len(f) != len(cols) {
-		return nil, fmt.Errorf("VPCFlow: %d fields, the format has %d", len(f), len(cols))
+	// Tokens are slices of one copy of the line, put as they are found.
+	s, n := string(line), 0
+	for tok := range strings.FieldsSeq(s) {
+		if n < len(cols) {
+			set(m, cols[n], tok)
+		}
+		n++
 	}
-	m := make(map[string]any, len(cols))
-	for i, c := range cols {
-		set(m, c, f[i])
+	if n != len(cols) {
+		return fmt.Errorf("VPCFlow: %d fields, the format has %d", n, len(cols))
 	}
-	return m, nil
+	return nil
 }
 
 // parseS3ServerAccess reads an S3 server access log line:
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/LogFormat.html
-func parseS3ServerAccess(line, _ []byte) (map[string]any, error) {
+func parseS3ServerAccess(m *Record, line, _ []byte) error {
 	f, err := Fields(line)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(f) < 18 {
-		return nil, fmt.Errorf("S3ServerAccess: %d fields, want at least 18", len(f))
+		return fmt.Errorf("S3ServerAccess: %d fields, want at least 18", len(f))
 	}
-	names := []string{"bucketowner", "bucket", "time", "remoteip", "requester", "requestid", "operation",
-		"key", "requesturi", "httpstatus", "errorcode", "bytessent", "objectsize", "totaltime",
-		"turnaroundtime", "referrer", "useragent", "versionid", "hostid", "signatureversion",
-		"ciphersuite", "authenticationtype", "hostheader", "tlsVersion", "accessPointArn", "aclRequired"}
-	m := make(map[string]any, len(names))
 	for i, v := range f {
-		if i >= len(names) {
+		if i >= len(s3Columns) {
 			break
 		}
-		set(m, names[i], v)
+		set(m, s3Columns[i], v)
 	}
-	return m, nil
+	return nil
 }
+
+// The S3 server access log's fields, in order.
+var s3Columns = []string{"bucketowner", "bucket", "time", "remoteip", "requester", "requestid", "operation",
+	"key", "requesturi", "httpstatus", "errorcode", "bytessent", "objectsize", "totaltime",
+	"turnaroundtime", "referrer", "useragent", "versionid", "hostid", "signatureversion",
+	"ciphersuite", "authenticationtype", "hostheader", "tlsVersion", "accessPointArn", "aclRequired"}
 
 // parseAuroraMySQLAudit reads an Aurora MySQL audit log line:
 // timestamp,serverhost,username,host,connectionid,queryid,operation,database,object,retcode
 // where object is a quoted query that may itself contain commas.
 // https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/AuroraMySQL.Auditing.html
-func parseAuroraMySQLAudit(line, _ []byte) (map[string]any, error) {
+func parseAuroraMySQLAudit(m *Record, line, _ []byte) error {
 	s := string(bytes.TrimSpace(line))
 	head := strings.SplitN(s, ",", 9)
 	if len(head) < 9 {
-		return nil, fmt.Errorf("AuroraMySQLAudit: %d fields, want 10", len(head))
+		return fmt.Errorf("AuroraMySQLAudit: %d fields, want 10", len(head))
 	}
 	rest := head[8]
 	i := strings.LastIndexByte(rest, ',')
 	if i < 0 {
-		return nil, fmt.Errorf("AuroraMySQLAudit: no retcode after the object")
+		return fmt.Errorf("AuroraMySQLAudit: no retcode after the object")
 	}
-	m := make(map[string]any, 10)
 	for j, k := range []string{"timestamp", "serverHost", "username", "host", "connectionId", "queryId", "operation", "database"} {
 		set(m, k, head[j])
 	}
@@ -201,10 +235,10 @@ func parseAuroraMySQLAudit(line, _ []byte) (map[string]any, error) {
 		obj = strings.ReplaceAll(obj[1:len(obj)-1], `\'`, `'`)
 	}
 	if obj != "" {
-		m["object"] = obj
+		m.Put("object", obj)
 	}
 	set(m, "retCode", rest[i+1:])
-	return m, nil
+	return nil
 }
 
 func firstBytes(b []byte, n int) string {

@@ -13,9 +13,10 @@ import (
 	"strings"
 )
 
-// Func parses one line. header is the stream's header line when the sender
-// had one (e.g. a VPC Flow custom format), else nil.
-type Func func(line, header []byte) (map[string]any, error)
+// Func parses one line into rec (which it finds empty). header is the
+// stream's header line when the sender had one (e.g. a VPC Flow custom
+// format), else nil.
+type Func func(rec *Record, line, header []byte) error
 
 var registry = map[string]Func{}
 
@@ -116,11 +117,11 @@ func unescape(tok string) string {
 
 // set stores a token unless it is AWS's "-" (or empty) placeholder for a
 // missing value.
-func set(m map[string]any, key, v string) {
+func set(rec *Record, key, v string) {
 	if v == "" || v == "-" {
 		return
 	}
-	m[key] = v
+	rec.Put(key, v)
 }
 
 // splitHostPort splits "ip:port" at the last colon (IPv6 addresses carry
@@ -136,18 +137,21 @@ func splitHostPort(s string) (host, port string) {
 	return strings.Trim(s[:i], "[]"), s[i+1:]
 }
 
-// list splits a separated value into a list, dropping placeholders.
-func list(s, sep string) []any {
+// setList stores a separated value as a list, dropping placeholders, and
+// nothing when none is left.
+func setList(rec *Record, key, s, sep string) {
 	if s == "" || s == "-" {
-		return nil
+		return
 	}
-	var out []any
-	for _, p := range strings.Split(s, sep) {
+	out := make([]string, 0, strings.Count(s, sep)+1)
+	for p := range strings.SplitSeq(s, sep) {
 		if p != "" && p != "-" {
 			out = append(out, p)
 		}
 	}
-	return out
+	if len(out) > 0 {
+		rec.PutList(key, out)
+	}
 }
 
 // IsHeader reports whether the first line of a text stream is a header
