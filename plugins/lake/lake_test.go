@@ -649,6 +649,7 @@ fields:
 		with("nulls", "s", nil, "i", nil, "j", nil, "tags", nil, "obj", nil),
 		with("empty", "tags", []any{}, "obj", map[string]any{"list": []any{}}, "j", map[string]any{}),
 		with("odd", "s", 12.5, "tags", "lone", "obj", "not an object", "b", false, "f", int64(3), "j", "text"),
+		with("controls", "j", map[string]any{"ctl": "a\x01b\x7fc\u2028\"\\", "n": []any{1e300, int64(-3)}}, "s", "a\x01b"),
 		with("missing"),
 	}
 	var decoded, raw []*Record

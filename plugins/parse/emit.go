@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -42,8 +43,10 @@ func (p *Parser) canEmit() bool {
 
 // emitEvent types an event and writes it, with the standard fields, to b.
 func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
-	res := &Result{Indicators: NewIndicators()}
-	st := &state{res: res}
+	sc := emitScratches.Get().(*emitScratch)
+	defer sc.put()
+	res := &sc.res
+	st := &sc.st
 	b = append(b, '{')
 	var first bool
 	if p.read != nil {
@@ -89,6 +92,28 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 	b = strconv.AppendInt(b, int64(p.Schema.Version), 10)
 	b = res.Indicators.appendFields(b)
 	return append(b, '}'), nil
+}
+
+// emitScratch is what writing one event needs besides its output, reused
+// from event to event: nothing an event keeps points into it.
+type emitScratch struct {
+	res Result
+	ix  Indicators
+	st  state
+}
+
+var emitScratches = sync.Pool{New: func() any {
+	sc := &emitScratch{ix: Indicators{found: make([]indicator, 0, 16)}}
+	sc.res.Indicators = &sc.ix
+	sc.st.res = &sc.res
+	return sc
+}}
+
+func (sc *emitScratch) put() {
+	clear(sc.ix.found) // drop the strings, which may be the input's
+	sc.ix.found = sc.ix.found[:0]
+	sc.res.EventTime = time.Time{}
+	emitScratches.Put(sc)
 }
 
 // emitRecord writes a line reader's values in one pass, the last value
@@ -139,15 +164,25 @@ func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote b
 	if !v.IsList {
 		switch f.typ {
 		case schema.TypeString:
-			if f.xf == nil {
-				st.res.Indicators.Add(f.indicators, v.Text)
-				return envelope.AppendString(b, v.Text), true, nil
+			if s, ok := finish(f, v.Text); ok {
+				st.res.Indicators.Add(f.indicators, s)
+				return envelope.AppendString(b, s), true, nil
 			}
 		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
-			if len(f.indicators) == 0 {
-				if n, err := strconv.ParseInt(strings.TrimSpace(v.Text), 10, 64); err == nil {
-					return strconv.AppendInt(b, n, 10), true, nil
+			text := strings.TrimSpace(v.Text)
+			if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+				mark := len(b)
+				b = strconv.AppendInt(b, n, 10)
+				if len(f.indicators) > 0 {
+					// The indicator is the number as written here: the
+					// text itself when it reads the same (no sign, no
+					// leading zeros).
+					if string(b[mark:]) != text {
+						text = string(b[mark:])
+					}
+					st.res.Indicators.Add(f.indicators, text)
 				}
+				return b, true, nil
 			}
 		case schema.TypeTimestamp:
 			if t, err := parseTimeText(strings.TrimSpace(v.Text), false, f.timeFmts); err == nil {
@@ -355,12 +390,13 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 			}
 		}
 		return append(b, ']'), true, nil
-	case f.typ == schema.TypeString && f.xf == nil && v.Type() == fastjson.TypeString:
+	case f.typ == schema.TypeString && v.Type() == fastjson.TypeString:
 		// The bytes are fastjson's: written at once, and indicators are
 		// written before emitEvent hands the parser back.
-		s := unsafeString(v)
-		st.res.Indicators.Add(f.indicators, s)
-		return envelope.AppendString(b, s), true, nil
+		if s, ok := finish(f, unsafeString(v)); ok {
+			st.res.Indicators.Add(f.indicators, s)
+			return envelope.AppendString(b, s), true, nil
+		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
 		len(f.indicators) == 0 && v.Type() == fastjson.TypeNumber:
 		if n, err := v.Int64(); err == nil {
@@ -395,6 +431,17 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 		return nil, false, fmt.Errorf("field %s: %w", path, err)
 	}
 	return b, true, nil
+}
+
+// finish validates and masks a string as the schema says; ok is false when
+// validation refuses it, left to value to report (its error copies the
+// text, which may be fastjson's).
+func finish(f *node, s string) (string, bool) {
+	if f.xf == nil {
+		return s, true
+	}
+	s, err := f.xf.finish(s)
+	return s, err == nil
 }
 
 // unsafeString is a string value's bytes in fastjson's buffer, valid until
