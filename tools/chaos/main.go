@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,10 +124,12 @@ func run() error {
 	interval := time.Duration(seconds) * time.Second / time.Duration(kills+1)
 	killed := 0
 	brokerRestarted := false
+	var killLog []string // what was killed, at which event number
 	for i := 0; i < kills; i++ {
 		time.Sleep(interval)
 		if !brokerRestarted && i == kills/2 {
 			fmt.Println("chaos: restarting the broker")
+			killLog = append(killLog, fmt.Sprintf("broker@%d", load.seq.Load()))
 			if _, err := kafkaScript(root, "restart"); err != nil {
 				return err
 			}
@@ -135,6 +138,7 @@ func run() error {
 		stage := stages[i%len(stages)]
 		procs[stage].Kill()
 		killed++
+		killLog = append(killLog, fmt.Sprintf("%s@%d", stage, load.seq.Load()))
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
 		if err := startStage(stage); err != nil {
 			return err
@@ -206,6 +210,24 @@ func run() error {
 		lost, dup, alertsLost, alertsDup, redelivered)
 	fmt.Printf("chaos: %d kills, %d lost, %d duplicated\n", killed+boolInt(brokerRestarted), lost+alertsLost, dup+alertsDup)
 	if lost+alertsLost+dup+alertsDup > 0 {
+		// What a failed run needs to be understood: which probes went
+		// without alert (a run of the last ones points at a stage that
+		// stopped) and what each stage's last process logged.
+		var missing []int
+		for id := range probes {
+			if len(byProbe[id]) == 0 {
+				n, _ := strconv.Atoi(strings.TrimPrefix(id, load.prefix))
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			fmt.Printf("chaos: probes without alert: events %d to %d of %d (%d of them)\n", missing[0], missing[len(missing)-1], load.seq.Load(), len(missing))
+		}
+		fmt.Printf("chaos: kills (stage@event number): %s\n", strings.Join(killLog, " "))
+		for _, s := range stages {
+			fmt.Printf("chaos: last lines of the %s stage:\n%s\n", s, procs[s].Tail(40))
+		}
 		return fmt.Errorf("%d lost, %d duplicated", lost+alertsLost, dup+alertsDup)
 	}
 	return nil
