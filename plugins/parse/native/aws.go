@@ -20,7 +20,7 @@ var albTypes = map[string]bool{"http": true, "https": true, "h2": true, "grpcs":
 // parseALB reads an Application Load Balancer access log line:
 // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html
 func parseALB(m *Record, line, _ []byte) error {
-	f, err := Fields(line)
+	f, err := m.fields(line)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func parseVPCFlow(m *Record, line, header []byte) error {
 // parseS3ServerAccess reads an S3 server access log line:
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/LogFormat.html
 func parseS3ServerAccess(m *Record, line, _ []byte) error {
-	f, err := Fields(line)
+	f, err := m.fields(line)
 	if err != nil {
 		return err
 	}

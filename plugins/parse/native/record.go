@@ -4,7 +4,10 @@ package native
 // text or a list of texts. It stands in for a map per line: the process
 // stage writes the values out in one pass and reuses the Record for the
 // next line. A key set twice keeps its last value, as in a map.
-type Record struct{ values []Value }
+type Record struct {
+	values []Value
+	tokens []string // the tokenizer's list, reused
+}
 
 // Value is one key's text, or its list when IsList.
 type Value struct {
@@ -51,3 +54,13 @@ func (r *Record) Map() map[string]any {
 
 // Truncate drops the values put after the first n.
 func (r *Record) Truncate(n int) { r.values = r.values[:n] }
+
+// fields tokenizes a line as Fields does into the record's reused list;
+// the list is valid until the next line.
+func (r *Record) fields(line []byte) ([]string, error) {
+	f, err := appendFields(r.tokens[:0], line)
+	if err == nil {
+		r.tokens = f
+	}
+	return f, err
+}
