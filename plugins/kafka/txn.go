@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // TxnConsumer consumes and produces in Kafka transactions (exactly once for
@@ -54,6 +56,7 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 		kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(id[:])),
 		kgo.TransactionTimeout(60*time.Second),
 		kgo.RequireStableFetchOffsets(),
+		kgo.MaxVersions(withoutTransactionsV2()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchMaxBytes(4<<20),
 	)
@@ -64,6 +67,21 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	c := &TxnConsumer{sess: sess, cfg: cfg}
 	c.cond = sync.NewCond(&c.mu)
 	return c, nil
+}
+
+// withoutTransactionsV2 keeps transactions on the protocol before KIP-890
+// part 2 (Kafka 4's transaction.version=2), where offsets join a
+// transaction implicitly. Under chaos (kills and a broker restart) Kafka
+// 4.4 left such an offset commit pending in __consumer_offsets for a
+// transaction its coordinator no longer knew: the group's committed
+// offsets stayed UNSTABLE_OFFSET_COMMIT for good and the stage stopped
+// consuming, silently. Capping EndTxn below v5 makes franz-go use the
+// explicit AddOffsetsToTxn protocol, which the broker verifies (KIP-890
+// part 1). Brokers without version 2 (Redpanda) are unaffected.
+func withoutTransactionsV2() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(int16(kmsg.EndTxn), 4)
+	return v
 }
 
 // groupOpts are the options every Caracal group consumer uses.
