@@ -282,7 +282,7 @@ func newFieldSet(fields []*node) fieldSet {
 // once, as fastjson's Get reads it (the first).
 func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
 	if set.ordered {
-		return st.emitFieldsInOrder(b, fields, set, in, prefix)
+		return st.emitFieldsInOrder(b, fields, in, prefix)
 	}
 	start := len(b)
 	var seen, present uint64
@@ -318,13 +318,13 @@ func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjso
 	if err != nil || set.required&^present != 0 {
 		// Which error is reported follows the fields' order, as in the
 		// map path: write the object again that way to find it.
-		return st.emitFieldsInOrder(b[:start], fields, set, in, prefix)
+		return st.emitFieldsInOrder(b[:start], fields, in, prefix)
 	}
 	return b, first, nil
 }
 
 // emitFieldsInOrder is emitFields going by the fields' order.
-func (st *state) emitFieldsInOrder(b []byte, fields []*node, _ *fieldSet, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
+func (st *state) emitFieldsInOrder(b []byte, fields []*node, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
 	first = true
 	for _, f := range fields {
 		v := in.Get(f.name)
