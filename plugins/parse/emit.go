@@ -164,9 +164,8 @@ func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote b
 	if !v.IsList {
 		switch f.typ {
 		case schema.TypeString:
-			if s, ok := finish(f, v.Text); ok {
-				st.res.Indicators.Add(f.indicators, s)
-				return envelope.AppendString(b, s), true, nil
+			if nb, ok := st.emitString(b, f, v.Text); ok {
+				return nb, true, nil
 			}
 		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
 			text := strings.TrimSpace(v.Text)
@@ -185,9 +184,8 @@ func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote b
 				return b, true, nil
 			}
 		case schema.TypeTimestamp:
-			if t, err := parseTimeText(strings.TrimSpace(v.Text), false, f.timeFmts); err == nil {
-				st.eventTime(f, t)
-				return appendQuotedTime(b, t), true, nil
+			if nb, ok := st.emitTime(b, f, v.Text); ok {
+				return nb, true, nil
 			}
 		case schema.TypeFloat:
 			if x, err := strconv.ParseFloat(strings.TrimSpace(v.Text), 64); err == nil {
@@ -393,9 +391,8 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 	case f.typ == schema.TypeString && v.Type() == fastjson.TypeString:
 		// The bytes are fastjson's: written at once, and indicators are
 		// written before emitEvent hands the parser back.
-		if s, ok := finish(f, unsafeString(v)); ok {
-			st.res.Indicators.Add(f.indicators, s)
-			return envelope.AppendString(b, s), true, nil
+		if nb, ok := st.emitString(b, f, unsafeString(v)); ok {
+			return nb, true, nil
 		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
 		len(f.indicators) == 0 && v.Type() == fastjson.TypeNumber:
@@ -403,11 +400,8 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 			return strconv.AppendInt(b, n, 10), true, nil
 		}
 	case f.typ == schema.TypeTimestamp && v.Type() == fastjson.TypeString:
-		// A time that does not parse goes the general way below, so that
-		// its error holds a copy of the text.
-		if t, err := parseTimeText(strings.TrimSpace(unsafeString(v)), false, f.timeFmts); err == nil {
-			st.eventTime(f, t)
-			return appendQuotedTime(b, t), true, nil
+		if nb, ok := st.emitTime(b, f, unsafeString(v)); ok {
+			return nb, true, nil
 		}
 	case f.typ == schema.TypeJSON && (v.Type() != fastjson.TypeString || !f.embedded):
 		if b, err = envelope.AppendValue(b, v); err != nil {
@@ -433,15 +427,30 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 	return b, true, nil
 }
 
-// finish validates and masks a string as the schema says; ok is false when
-// validation refuses it, left to value to report (its error copies the
-// text, which may be fastjson's).
-func finish(f *node, s string) (string, bool) {
-	if f.xf == nil {
-		return s, true
+// emitString writes a string field's text, validated and masked as the
+// schema says, and records its indicators. ok is false when validation
+// refuses the text: value then reports why (its error copies the text,
+// which may be fastjson's).
+func (st *state) emitString(b []byte, f *node, s string) (_ []byte, ok bool) {
+	if f.xf != nil {
+		var err error
+		if s, err = f.xf.finish(s); err != nil {
+			return b, false
+		}
 	}
-	s, err := f.xf.finish(s)
-	return s, err == nil
+	st.res.Indicators.Add(f.indicators, s)
+	return envelope.AppendString(b, s), true
+}
+
+// emitTime writes a timestamp field's text as a time. ok is false when the
+// text does not parse, left to value to report for the same reason.
+func (st *state) emitTime(b []byte, f *node, text string) (_ []byte, ok bool) {
+	t, err := parseTimeText(strings.TrimSpace(text), false, f.timeFmts)
+	if err != nil {
+		return b, false
+	}
+	st.eventTime(f, t)
+	return appendQuotedTime(b, t), true
 }
 
 // unsafeString is a string value's bytes in fastjson's buffer, valid until
