@@ -219,7 +219,9 @@ func (p *processor) restore(ctx context.Context) error {
 	fresh := NewState(p.state.StormLimit)
 	records := 0
 	var bad error
-	err := kafka.ReadCompacted(ctx, p.brokers, envelope.TopicAlertState, 30*time.Second, func(key, value []byte) {
+	// A worker killed mid-transaction leaves it open until the broker
+	// aborts it; waiting that long sees what other workers committed after.
+	settled, err := kafka.ReadCompacted(ctx, p.brokers, envelope.TopicAlertState, kafka.TransactionTimeout+10*time.Second, func(key, value []byte) {
 		records++
 		if err := fresh.Restore(string(key), value); err != nil && bad == nil {
 			bad = err
@@ -227,6 +229,9 @@ func (p *processor) restore(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("restoring alert state from %s: %w", envelope.TopicAlertState, err)
+	}
+	if !settled {
+		p.log.Warnf("Alert state: %s still had an open transaction after %v; restored the records committed before it (see docs/operations.md on hanging transactions)", envelope.TopicAlertState, kafka.TransactionTimeout+10*time.Second)
 	}
 	if bad != nil {
 		p.log.Errorf("Alert state: skipped an unreadable record: %v", bad)

@@ -28,14 +28,16 @@ func countAssignment(context.Context, *kgo.Client, map[string][]int32) { generat
 // partition; a record with a nil value (a tombstone) is passed too, so the
 // caller can delete the key. It waits (up to settle) for open transactions
 // on the topic to finish, so the state another worker committed last is
-// seen before this one carries on from it.
-func ReadCompacted(ctx context.Context, brokers []string, topic string, settle time.Duration, fn func(key, value []byte)) error {
+// seen before this one carries on from it. settled is false when a
+// transaction was still open at the deadline: fn then saw only what was
+// committed before it.
+func ReadCompacted(ctx context.Context, brokers []string, topic string, settle time.Duration, fn func(key, value []byte)) (settled bool, err error) {
 	// Control records (transaction markers) are kept so the reader sees
 	// the offset just below the end: the last record before a stable end
 	// is always one when the topic is written in transactions.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -46,14 +48,14 @@ func ReadCompacted(ctx context.Context, brokers []string, topic string, settle t
 		// watermark: they differ while a transaction is open.
 		committed, err := adm.ListCommittedOffsets(ctx, topic)
 		if err != nil {
-			return fmt.Errorf("%s: committed end offsets: %w", topic, err)
+			return false, fmt.Errorf("%s: committed end offsets: %w", topic, err)
 		}
 		hwm, err := adm.ListEndOffsets(ctx, topic)
 		if err != nil {
-			return fmt.Errorf("%s: end offsets: %w", topic, err)
+			return false, fmt.Errorf("%s: end offsets: %w", topic, err)
 		}
 		if err := committed.Error(); err != nil {
-			return fmt.Errorf("%s: %w", topic, err)
+			return false, fmt.Errorf("%s: %w", topic, err)
 		}
 		ends = committed
 		stable := true
@@ -62,12 +64,13 @@ func ReadCompacted(ctx context.Context, brokers []string, topic string, settle t
 				stable = false
 			}
 		})
+		settled = stable
 		if stable || time.Now().After(deadline) {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -80,16 +83,16 @@ func ReadCompacted(ctx context.Context, brokers []string, topic string, settle t
 		}
 	})
 	if len(want) == 0 {
-		return nil
+		return settled, nil
 	}
 	cl.AddConsumePartitions(start)
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		for _, e := range fs.Errors() {
-			return fmt.Errorf("%s[%d]: %w", e.Topic, e.Partition, e.Err)
+			return false, fmt.Errorf("%s[%d]: %w", e.Topic, e.Partition, e.Err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			end, ok := want[r.Partition]
@@ -104,5 +107,5 @@ func ReadCompacted(ctx context.Context, brokers []string, topic string, settle t
 			}
 		})
 	}
-	return nil
+	return settled, nil
 }

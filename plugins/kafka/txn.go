@@ -54,7 +54,7 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 		// KIP-447: the group generation fences zombies, so the id only has
 		// to be unique per process.
 		kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(id[:])),
-		kgo.TransactionTimeout(60*time.Second),
+		kgo.TransactionTimeout(TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
 		kgo.MaxVersions(withoutTransactionsV2()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -136,18 +136,15 @@ func (c *TxnConsumer) Next(ctx context.Context) (*Batch, error) {
 			if failed {
 				try = kgo.TryAbort
 			}
-			committed, err := c.sess.End(ctx, try)
-			c.mu.Lock()
-			c.inTxn, c.failed = false, false
-			c.mu.Unlock()
+			committed, err := c.end(ctx, try)
 			if !committed {
 				// Whatever the stage derived from the aborted records
 				// is void: stateful stages reload from committed state.
 				generation.Add(1)
 			}
-			if err != nil && ctx.Err() == nil {
-				// The transaction was aborted; its records are consumed
-				// again from the last commit.
+			if err != nil {
+				// The transaction was aborted, or Close aborts it; its
+				// records are consumed again from the last commit.
 				return nil, fmt.Errorf("end transaction: %w", err)
 			}
 		}
@@ -185,6 +182,32 @@ func (c *TxnConsumer) Next(ctx context.Context) (*Batch, error) {
 	}
 }
 
+// TransactionTimeout is how long the broker lets a transaction stay open
+// before aborting it: a stage killed mid-transaction holds back
+// read_committed readers of its outputs for at most this long.
+const TransactionTimeout = 60 * time.Second
+
+// endTimeout bounds ending a transaction, well inside the transaction
+// timeout.
+const endTimeout = 30 * time.Second
+
+// end ends the open transaction. A stop (ctx cancelled) must not cut it
+// short: franz-go leaves a transaction open when its context ends part way,
+// and an open transaction holds back every read_committed reader of the
+// output until the broker times it out, then throws away work whose side
+// effects (alerts sent) already happened. So it runs on its own deadline.
+// When it fails the transaction stays marked failed, for Close or the next
+// round to abort (a no-op if franz-go already did).
+func (c *TxnConsumer) end(ctx context.Context, try kgo.TransactionEndTry) (bool, error) {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	defer cancel()
+	committed, err := c.sess.End(ectx, try)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inTxn, c.failed = err != nil, err != nil
+	return committed, err
+}
+
 // Ack records a batch's outcome; a refused batch aborts the transaction.
 func (c *TxnConsumer) Ack(b *Batch, err error) {
 	c.mu.Lock()
@@ -217,7 +240,9 @@ func (c *TxnConsumer) Close(ctx context.Context) error {
 		if done {
 			try = kgo.TryCommit
 		}
-		_, _ = c.sess.End(ctx, try)
+		if _, err := c.end(ctx, try); err != nil {
+			_, _ = c.end(ctx, kgo.TryAbort)
+		}
 	}
 	c.sess.Close()
 	return nil

@@ -1,0 +1,99 @@
+package kafka_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/caracal-sec/caracal/plugins/kafka"
+	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
+)
+
+// A stop that lands while the stage is ending a transaction whose batches
+// were all acknowledged must still commit it: left open, the transaction
+// would hold back every read_committed reader of the output until the
+// broker times it out, and then abort work whose side effects (alerts sent)
+// already happened, so a restart would redo them.
+func testStopWhileEndingCommits(t *testing.T, brokers []string) {
+	in := kafkatest.Topic(t, brokers, "txn-in", 1)
+	out := kafkatest.Topic(t, brokers, "txn-out", 1)
+	const rounds = 12
+	for i := 0; i < rounds; i++ {
+		produceN(t, brokers, in, i, 1)
+		c, err := kafka.NewTxnConsumer(kafka.ConsumerConfig{Brokers: brokers, Topics: []string{in}, Group: in + "-g", FromBeginning: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		b, err := c.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Topic: out, Partition: 0, Value: b.Records[0].Value}
+		if err := c.Produce(ctx, []*kgo.Record{rec}); err != nil {
+			t.Fatal(err)
+		}
+		c.Ack(b, nil)
+		// The next Next ends the transaction; the stop cancels it part way,
+		// at a different point each round.
+		stop, halt := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = c.Next(stop)
+		}()
+		time.Sleep(time.Duration(i) * 300 * time.Microsecond)
+		halt()
+		<-done
+		if err := c.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		stable(t, brokers, out, int64(i+1))
+	}
+}
+
+// stable checks that topic partition 0 has no open transaction and holds
+// want records that read_committed readers see.
+func stable(t *testing.T, brokers []string, topic string, want int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hwm, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := lso.Lookup(topic, 0)
+	h, _ := hwm.Lookup(topic, 0)
+	if l.Offset != h.Offset {
+		t.Fatalf("%s: a transaction was left open after a graceful stop (last stable offset %d, high watermark %d)", topic, l.Offset, h.Offset)
+	}
+	var got int64
+	if _, err := kafka.ReadCompacted(ctx, brokers, topic, time.Second, func(_, v []byte) { got++ }); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("%s: %d committed record(s), want %d: acknowledged work was thrown away at the stop", topic, got, want)
+	}
+}
+
+func TestStopWhileEndingCommitsEmbedded(t *testing.T) {
+	testStopWhileEndingCommits(t, kafkatest.Embedded(t))
+}
+
+func TestStopWhileEndingCommitsRealKafka(t *testing.T) {
+	testStopWhileEndingCommits(t, kafkatest.Real(t))
+}
