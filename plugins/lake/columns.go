@@ -26,6 +26,11 @@ type Table struct {
 	ncols  int
 	// TimeField is the row field that decides the hour partition.
 	TimeField string
+	// LogType is a log table's log type.
+	LogType string
+	// logTypeCol and timeCol are the leaf columns of p_log_type and
+	// TimeField (-1 if none), where addRaw reads an encoded row's.
+	logTypeCol, timeCol int
 	// blooms are the bloom filters written per row group for the p_any_*
 	// indicator columns, so `caracal search` skips row groups without
 	// the value it looks for.
@@ -37,14 +42,25 @@ type Table struct {
 type col struct {
 	name     string
 	kind     string         // a schema type, or "list" / "group"
+	shape    shape          // kind, for the encoders' hot paths
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
 	byName   map[string]int // group: child index by field name
+	leaves   []*col         // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls.
 	nullAt         []parquet.Value
 	maxRep, maxDef int
 }
+
+// shape tells leaves, groups and lists apart without comparing kinds.
+type shape uint8
+
+const (
+	leafShape shape = iota
+	groupShape
+	listShape
+)
 
 func (c *col) null(r, d int) parquet.Value {
 	if r <= c.maxRep && d <= c.maxDef {
@@ -85,7 +101,12 @@ func LogTable(s *schema.Schema) (*Table, error) {
 		fields = append(fields, s.Resolve(f))
 	}
 	fields = append(fields, standardFields()...)
-	return NewTable(envelope.TableName(s.Schema), fields, envelope.FieldEventTime, s)
+	t, err := NewTable(envelope.TableName(s.Schema), fields, envelope.FieldEventTime, s)
+	if err != nil {
+		return nil, err
+	}
+	t.LogType = s.Schema
+	return t, nil
 }
 
 func str(n string) schema.Field { return schema.Field{Name: n, Type: schema.TypeString} }
@@ -156,7 +177,7 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 		kids[f.Name] = c
 	}
 	t.Schema = parquet.NewSchema(name, group)
-	t.root = &col{kind: "group"}
+	t.root = &col{kind: "group", shape: groupShape}
 	// Parquet orders group fields by name; the encoder follows that order
 	// and numbers leaves depth first, as the schema does.
 	for _, f := range t.Schema.Fields() {
@@ -165,6 +186,7 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	t.root.indexChildren()
 	t.ncols = 0
 	t.number(t.root, 0, 0)
+	t.logTypeCol, t.timeCol = t.topLeaf(envelope.FieldLogType), t.topLeaf(timeField)
 	for _, f := range envelope.IndicatorFields {
 		if _, ok := t.Schema.Lookup(f, "list", "element"); ok {
 			// 10 bits per value: about a 1% false positive rate.
@@ -177,17 +199,33 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	return t, nil
 }
 
+// topLeaf is the column index of a top-level leaf field, or -1.
+func (t *Table) topLeaf(name string) int {
+	if i, ok := t.root.byName[name]; ok && t.root.children[i].shape == leafShape {
+		return t.root.children[i].index
+	}
+	return -1
+}
+
 // number numbers the leaves; def and rep are c's own definition and
 // repetition levels (every field is optional; a list adds a repeated
 // level and an optional element).
 func (t *Table) number(c *col, def, rep int) {
-	switch c.kind {
-	case "group":
+	switch c.shape {
+	case groupShape, listShape:
+		c.leaves = c.leaves[:0]
 		for _, k := range c.children {
-			t.number(k, def+1, rep)
+			if c.shape == groupShape {
+				t.number(k, def+1, rep)
+			} else {
+				t.number(k, def+2, rep+1)
+			}
+			if k.shape == leafShape {
+				c.leaves = append(c.leaves, k)
+			} else {
+				c.leaves = append(c.leaves, k.leaves...)
+			}
 		}
-	case "list":
-		t.number(c.children[0], def+2, rep+1)
 	default:
 		c.index = t.ncols
 		t.ncols++
@@ -234,7 +272,7 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 			g[cf.Name] = cn
 			kids[cf.Name] = cc
 		}
-		c.kind = "group"
+		c.kind, c.shape = "group", groupShape
 		for _, gf := range g.Fields() {
 			c.children = append(c.children, kids[gf.Name()])
 		}
@@ -245,7 +283,7 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 		if err != nil {
 			return nil, nil, err
 		}
-		c.kind = "list"
+		c.kind, c.shape = "list", listShape
 		c.children = []*col{ec}
 		// Elements are optional: a null inside a JSON array stays a null.
 		return parquet.Optional(parquet.List(parquet.Optional(el))), c, nil
@@ -285,15 +323,12 @@ func (t *Table) encodeGroup(cols [][]parquet.Value, fields []*col, v map[string]
 
 // nulls writes a null at (r, d) to every leaf below c.
 func nulls(cols [][]parquet.Value, c *col, r, d int) {
-	switch c.kind {
-	case "group":
-		for _, k := range c.children {
-			nulls(cols, k, r, d)
-		}
-	case "list":
-		nulls(cols, c.children[0], r, d)
-	default:
+	if c.shape == leafShape {
 		cols[c.index] = append(cols[c.index], c.null(r, d))
+		return
+	}
+	for _, l := range c.leaves {
+		cols[l.index] = append(cols[l.index], l.null(r, d))
 	}
 }
 
@@ -304,15 +339,15 @@ func (t *Table) encode(cols [][]parquet.Value, c *col, x any, r, d, depth int) e
 		nulls(cols, c, r, d)
 		return nil
 	}
-	switch c.kind {
-	case "group":
+	switch c.shape {
+	case groupShape:
 		m, ok := x.(map[string]any)
 		if !ok {
 			nulls(cols, c, r, d)
 			return nil
 		}
 		return t.encodeGroup(cols, c.children, m, r, d+1, depth)
-	case "list":
+	case listShape:
 		return encodeItems(cols, c, asList(x), r, d, depth, func(it any, r, d, depth int) error {
 			return t.encode(cols, c.children[0], it, r, d, depth)
 		})

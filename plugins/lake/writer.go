@@ -11,7 +11,6 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
-	"github.com/valyala/fastjson"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -160,6 +159,7 @@ type fileKey struct {
 // buffers per file rather than every decoded event.
 type openFile struct {
 	table *Table
+	key   fileKey
 	buf   bytes.Buffer
 	pw    *parquet.GenericWriter[any]
 	rg    *parquet.ConcurrentRowGroupWriter
@@ -168,10 +168,9 @@ type openFile struct {
 	// to the column writers in groups (one call per row costs a third of
 	// the encoding time).
 	cols    [][]parquet.Value
-	mark    []int              // column lengths before the row being encoded
-	pending int                // rows in cols
-	parsers []*fastjson.Parser // those of the pending rows parsed from JSON
-	rgRows  int64              // rows in the current row group
+	mark    []int // column lengths before the row being encoded
+	pending int   // rows in cols
+	rgRows  int64 // rows in the current row group
 	maxRows int64
 }
 
@@ -182,8 +181,8 @@ const pendingRows = 128
 // memory than all the rows being written.
 var zstdCodec = &zstd.Codec{Level: zstd.SpeedDefault}
 
-func newOpenFile(tab *Table, maxRows int64) *openFile {
-	f := &openFile{table: tab, first: -1, maxRows: maxRows,
+func newOpenFile(tab *Table, key fileKey, maxRows int64) *openFile {
+	f := &openFile{table: tab, key: key, first: -1, maxRows: maxRows,
 		cols: make([][]parquet.Value, tab.Columns()), mark: make([]int, tab.Columns())}
 	f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema,
 		parquet.Compression(zstdCodec),
@@ -193,20 +192,49 @@ func newOpenFile(tab *Table, maxRows int64) *openFile {
 	return f
 }
 
+// rowEncoder encodes one row into per-column value slices.
+type rowEncoder interface {
+	encode(cols [][]parquet.Value) error
+}
+
+// mapRow is a row given as a decoded event.
+type mapRow struct {
+	tab *Table
+	row map[string]any
+}
+
+func (e mapRow) encode(cols [][]parquet.Value) error { return e.tab.EncodeColumns(cols, e.row) }
+
 // add encodes one row; a row that fails leaves no trace in the file.
-func (f *openFile) add(encode func([][]parquet.Value) error) error {
+func (f *openFile) add(row rowEncoder) error {
+	f.markRow()
+	if err := row.encode(f.cols); err != nil {
+		f.dropRow()
+		return err
+	}
+	f.keepRow()
+	return nil
+}
+
+// markRow notes where the row about to be encoded starts.
+func (f *openFile) markRow() {
 	for i, c := range f.cols {
 		f.mark[i] = len(c)
 	}
-	if err := encode(f.cols); err != nil {
-		for i := range f.cols {
-			f.cols[i] = f.cols[i][:f.mark[i]]
-		}
-		return err
+}
+
+// dropRow removes the values encoded since markRow.
+func (f *openFile) dropRow() {
+	for i := range f.cols {
+		clear(f.cols[i][f.mark[i]:])
+		f.cols[i] = f.cols[i][:f.mark[i]]
 	}
+}
+
+// keepRow counts the row encoded since markRow.
+func (f *openFile) keepRow() {
 	f.pending++
 	f.rgRows++
-	return nil
 }
 
 func (f *openFile) maybeFlush() error {
@@ -228,13 +256,6 @@ func (f *openFile) flushPending() error {
 			f.cols[i] = f.cols[i][:0]
 		}
 		f.pending = 0
-		// The column writers copied the values: the parsers they pointed
-		// into are free again.
-		for i, p := range f.parsers {
-			parsers.Put(p)
-			f.parsers[i] = nil
-		}
-		f.parsers = f.parsers[:0]
 	}
 	if f.rgRows >= f.maxRows {
 		return f.commitRowGroup()
@@ -293,6 +314,7 @@ type Batch struct {
 	w     *Writer
 	files map[fileKey]*openFile
 	rows  int
+	last  *openFile // the file of the previous row (see addRaw)
 }
 
 // NewBatch starts an empty batch.
@@ -327,8 +349,8 @@ func (b *Batch) Add(recs []*Record) error {
 		if tab == nil {
 			continue // a control record, not data
 		}
-		encode := func(cols [][]parquet.Value) error { return tab.EncodeColumns(cols, row) }
-		if _, err := b.place(r, tab, row[tab.TimeField], encode, nil); err != nil {
+		hour, err := partitionHour(row[tab.TimeField])
+		if _, err := b.place(r, tab, hour, err, mapRow{tab, row}); err != nil {
 			return err
 		}
 	}
@@ -336,12 +358,11 @@ func (b *Batch) Add(recs []*Record) error {
 }
 
 // place encodes a row into its file (by table, hour and source partition)
-// and reports whether it did; a row that cannot be placed or encoded is
-// reported through OnError and left out. A parser, if given, stays with
-// the row until its values reach the column writers. Only a failing column
-// writer is an error.
-func (b *Batch) place(r *Record, tab *Table, at any, encode func([][]parquet.Value) error, p *fastjson.Parser) (bool, error) {
-	hour, err := partitionHour(at)
+// and reports whether it did; a row whose hour is an error, or that cannot
+// be encoded, is
+// reported through OnError and left out. Only a failing column writer is
+// an error.
+func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowEncoder) (bool, error) {
 	if err != nil {
 		b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 		return false, nil
@@ -353,21 +374,24 @@ func (b *Batch) place(r *Record, tab *Table, at any, encode func([][]parquet.Val
 			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
 			return false, nil
 		}
-		f = newOpenFile(tab, b.w.rowGroupRows())
+		f = newOpenFile(tab, k, b.w.rowGroupRows())
 		b.files[k] = f
 	}
-	if err := f.add(encode); err != nil {
+	if err := f.add(row); err != nil {
 		b.w.fail(r, err)
 		return false, nil
 	}
-	if p != nil {
-		f.parsers = append(f.parsers, p)
-	}
+	return true, b.added(f, r)
+}
+
+// added accounts for a row just added to f.
+func (b *Batch) added(f *openFile, r *Record) error {
 	if f.first < 0 || r.Offset < f.first {
 		f.first = r.Offset
 	}
 	b.rows++
-	return true, f.maybeFlush()
+	b.last = f
+	return f.maybeFlush()
 }
 
 // Commit closes every file and stores it; it returns once all are durable.
