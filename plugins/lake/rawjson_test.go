@@ -136,7 +136,6 @@ func refLeaf(kind string, x *fastjson.Value) (parquet.Value, error) {
 	return parquet.Value{}, fmt.Errorf("unknown column kind %q", kind)
 }
 
-
 // kindsTable has a column of every kind, nested groups and lists of groups.
 func kindsTable(t testing.TB) *Table {
 	s, err := schema.Parse("kinds.yml", []byte(`schema: Custom.Kinds
