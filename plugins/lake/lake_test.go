@@ -270,6 +270,33 @@ func BenchmarkLakeStage(b *testing.B) {
 	}
 	b.Run("json", func(b *testing.B) { run(b, false) })
 	b.Run("maps", func(b *testing.B) { run(b, true) })
+	// A real CloudTrail event (1.3 KB as the process stage writes it, with
+	// its indicators), as JSON.
+	sample, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	schemas, err := schema.LoadDir("../../schemas")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := parse.NewClassifier(schemas)
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := 0
+	for i := range raws {
+		ev, f := c.ClassifyJSON(sample, []string{"AWS.CloudTrail"}, parse.Origin{SourceID: "bench", Offset: int64(i)})
+		if f != nil {
+			b.Fatal(parse.Describe(f))
+		}
+		raws[i] = ev.JSON
+		size += len(ev.JSON)
+	}
+	b.Run("cloudtrail", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		run(b, false)
+	})
 }
 
 type discard struct{}

@@ -255,7 +255,7 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 			}
 			s.i++
 			s.ws()
-			if i, ok := g.byName[string(key)]; ok && !seen[i] {
+			if i, ok := g.child(key); ok && !seen[i] {
 				seen[i] = true
 				err = s.value(g.children[i], r, d, rep, depth+1)
 			} else {

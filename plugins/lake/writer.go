@@ -174,7 +174,7 @@ type openFile struct {
 	maxRows int64
 }
 
-const pendingRows = 128
+const pendingRows = 64
 
 // zstdCodec is shared by every file: a codec keeps its own pool of
 // encoders, each with a 16 MB history, and one per open file held more
