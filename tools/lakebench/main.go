@@ -1,10 +1,11 @@
 // Command lakebench measures the lake: it writes LAKEBENCH_EVENTS (default
 // 1,000,000) CloudTrail-sized events, normalized by the real parser into
 // the JSON the lake stage receives and spread over 24 hour partitions,
-// with the lake writer into a temporary local lake, then times `caracal search` (lake.ScanLake) for an IP that is
-// in a few rows, for one that is in none, and for the first one within a
-// single hour. It prints rows/s and MB/s for the writer, the lake's size
-// against the same events as gzip'd JSON lines, and the search times.
+// with the lake writer into a temporary local lake, then times `caracal
+// search` (lake.ScanLake) for an IP that is in a few rows, for one that is
+// in none, and for the first one within a single hour. It prints rows/s
+// and MB/s for the writer, the lake's size against the same events as
+// gzip'd JSON lines, and the search times.
 package main
 
 import (
