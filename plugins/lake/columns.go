@@ -48,8 +48,8 @@ type col struct {
 	byName   map[string]int // group: child index by field name
 	// group: child indexes by name length, a lookup cheaper than the map
 	// for the encoders (a length bucket holds a few names).
-	byLen [][]int
-	leaves   []*col         // group and list: every leaf below, for nulls
+	byLen  [][]int
+	leaves []*col // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls.
 	nullAt         []parquet.Value
@@ -82,6 +82,15 @@ func (c *col) indexChildren() {
 		}
 		c.byLen[len(k.name)] = append(c.byLen[len(k.name)], i)
 	}
+}
+
+// seen returns a group's flags of children already read, in small when
+// they fit (no allocation per object).
+func (c *col) seen(small *[128]bool) []bool {
+	if len(c.children) <= len(small) {
+		return small[:len(c.children)]
+	}
+	return make([]bool, len(c.children))
 }
 
 // child returns the index of the child named key.

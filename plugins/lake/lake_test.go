@@ -24,15 +24,30 @@ import (
 
 func tables(t testing.TB) *Tables {
 	t.Helper()
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := NewTables(schemas)
+	tb, err := NewTables(shippedSchemas(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tb
+}
+
+func shippedSchemas(t testing.TB) []*schema.Schema {
+	t.Helper()
+	schemas, err := schema.LoadDir("../../schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schemas
+}
+
+// shippedClassifier is the process stage's parser over the shipped schemas.
+func shippedClassifier(t testing.TB) *parse.Classifier {
+	t.Helper()
+	c, err := parse.NewClassifier(shippedSchemas(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func event(id string, hour int) map[string]any {
@@ -276,14 +291,7 @@ func BenchmarkLakeStage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := parse.NewClassifier(schemas)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := shippedClassifier(b)
 	size := 0
 	for i := range raws {
 		ev, f := c.ClassifyJSON(sample, []string{"AWS.CloudTrail"}, parse.Origin{SourceID: "bench", Offset: int64(i)})
@@ -345,14 +353,8 @@ func TestEveryLogTypeRoundTrips(t *testing.T) {
 // lake and returns it with the events by table.
 func writeSchemaSamples(t *testing.T) (string, map[string][]map[string]any) {
 	t.Helper()
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := parse.NewClassifier(schemas)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schemas := shippedSchemas(t)
+	c := shippedClassifier(t)
 	dir := t.TempDir()
 	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
 	var failed []error
@@ -636,25 +638,7 @@ for f in sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True)):
 // list values, non-objects where objects belong, fractions in integer
 // columns, strings needing escapes, numbers in string columns.
 func TestRawAndDecodedEventsWriteTheSameRows(t *testing.T) {
-	s, err := schema.Parse("kinds.yml", []byte(`schema: Custom.Kinds
-fields:
-  - {name: time, type: timestamp, timeFormats: [rfc3339], isEventTime: true}
-  - {name: s, type: string}
-  - {name: i, type: bigint}
-  - {name: small, type: smallint}
-  - {name: f, type: float}
-  - {name: b, type: boolean}
-  - {name: j, type: json}
-  - {name: tags, type: array, element: {type: string}}
-  - name: obj
-    type: object
-    fields:
-      - {name: x, type: string}
-      - {name: list, type: array, element: {type: object, fields: [{name: n, type: int}, {name: at, type: timestamp, timeFormats: [rfc3339]}]}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := kindsSchema(t)
 	tb, err := NewTables([]*schema.Schema{s})
 	if err != nil {
 		t.Fatal(err)

@@ -229,12 +229,7 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 		return errors.New("not a JSON object: nested too deeply")
 	}
 	var small [128]bool
-	seen := small[:0]
-	if len(g.children) <= len(small) {
-		seen = small[:len(g.children)]
-	} else {
-		seen = make([]bool, len(g.children))
-	}
+	seen := g.seen(&small)
 	s.i++ // {
 	if s.next() == '}' {
 		s.i++

@@ -30,12 +30,7 @@ func (t *Table) refEncodeJSON(cols [][]parquet.Value, v *fastjson.Value) error {
 
 func (t *Table) refObject(cols [][]parquet.Value, g *col, o *fastjson.Object, r, d, depth int) error {
 	var small [128]bool
-	seen := small[:0]
-	if len(g.children) <= len(small) {
-		seen = small[:len(g.children)]
-	} else {
-		seen = make([]bool, len(g.children))
-	}
+	seen := g.seen(&small)
 	var err error
 	o.Visit(func(k []byte, x *fastjson.Value) {
 		i, ok := g.byName[string(k)]
@@ -136,8 +131,10 @@ func refLeaf(kind string, x *fastjson.Value) (parquet.Value, error) {
 	return parquet.Value{}, fmt.Errorf("unknown column kind %q", kind)
 }
 
-// kindsTable has a column of every kind, nested groups and lists of groups.
-func kindsTable(t testing.TB) *Table {
+// kindsSchema has a field of every kind, nested groups and lists of groups
+// and of lists.
+func kindsSchema(t testing.TB) *schema.Schema {
+	t.Helper()
 	s, err := schema.Parse("kinds.yml", []byte(`schema: Custom.Kinds
 fields:
   - {name: time, type: timestamp, timeFormats: [rfc3339], isEventTime: true}
@@ -158,7 +155,12 @@ fields:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := LogTable(s)
+	return s
+}
+
+func kindsTable(t testing.TB) *Table {
+	t.Helper()
+	tab, err := LogTable(kindsSchema(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,16 +247,9 @@ func TestEncodeJSONMatchesReference(t *testing.T) {
 			}
 		}
 	}
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := parse.NewClassifier(schemas)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := shippedClassifier(t)
 	n := 0
-	for _, s := range schemas {
+	for _, s := range shippedSchemas(t) {
 		tab, err := LogTable(s)
 		if err != nil {
 			t.Fatal(err)
