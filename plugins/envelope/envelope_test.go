@@ -102,6 +102,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := DecodeEvent(b)
+		checkDecodeKeys(t, b, ev, err)
 		if err != nil {
 			return
 		}
@@ -119,6 +120,52 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		checkAppendValue(t, b)
 	})
+}
+
+// checkDecodeKeys: on JSON, DecodeEvent gives what the fastjson-based
+// decoder it replaced gives (values, and whether it fails), and
+// DecodeEventKeys the same keys of it.
+func checkDecodeKeys(t *testing.T, b []byte, ev map[string]any, err error) {
+	t.Helper()
+	if !json.Valid(b) {
+		return // the Scanner may refuse what fastjson let through
+	}
+	want, wantErr := refDecodeEventKeys(b, nil)
+	if (err != nil) != (wantErr != nil) || err == nil && !reflect.DeepEqual(ev, want) {
+		t.Fatalf("%q: DecodeEvent %#v (%v), reference %#v (%v)", b, ev, err, want, wantErr)
+	}
+	keep := map[string]bool{"a": true, "eventName": true, "p_any_ip_addresses": true, "": true}
+	got, err := DecodeEventKeys(b, keep)
+	want, wantErr = refDecodeEventKeys(b, keep)
+	if (err != nil) != (wantErr != nil) || err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: DecodeEventKeys %#v (%v), reference %#v (%v)", b, got, err, want, wantErr)
+	}
+}
+
+// refDecodeEventKeys is the fastjson-based DecodeEventKeys that the
+// Scanner-based one replaced: the reference it must agree with.
+func refDecodeEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %s", v.Type())
+	}
+	d := decoder{}
+	if keep == nil {
+		m := d.object(o)
+		return m, d.err
+	}
+	m := make(map[string]any, min(len(keep), o.Len()))
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if keep[string(k)] {
+			m[string(k)] = d.value(v)
+		}
+	})
+	return m, d.err
 }
 
 // checkAppendValue: AppendValue writes what AppendJSON(Value(v)) writes,

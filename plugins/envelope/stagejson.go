@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"unsafe"
@@ -11,42 +10,115 @@ import (
 )
 
 // DecodeEvent reads an event that a Caracal stage wrote (EncodeEvent) into
-// the same values as DecodeObject, about twice as fast: fastjson parses
-// without allocating per value, and the maps are built in one pass.
-// fastjson is lenient where the JSON grammar is not (NaN, malformed
-// numbers), so input from outside (webhooks) goes through DecodeObject;
-// here malformed numbers are still refused.
+// the same values as DecodeObject, several times faster: one pass over the
+// bytes (Scanner), no parse tree. Like fastjson it is lenient where the JSON
+// grammar is not, so input from outside (webhooks) goes through
+// DecodeObject; here malformed numbers are still refused.
 func DecodeEvent(b []byte) (map[string]any, error) { return DecodeEventKeys(b, nil) }
 
 // DecodeEventKeys is DecodeEvent keeping only the top-level keys in keep
-// (every key when keep is nil): a reader that needs a few fields does not
-// pay for copying the rest out.
+// (every key when keep is nil): the values of the others are skipped, not
+// decoded, so a reader that needs a few fields pays little for the rest.
 func DecodeEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
-	p := eventParsers.Get()
-	defer eventParsers.Put(p)
-	v, err := p.ParseBytes(b)
+	s := NewScanner(b)
+	defer s.Release()
+	if s.Next() != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	m, err := s.decodeObject(keep, 0)
 	if err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+		return nil, err
 	}
-	o, err := v.Object()
-	if err != nil {
-		return nil, fmt.Errorf("not a JSON object: %s", v.Type())
+	if !s.AtEnd() {
+		return nil, ErrSyntax
 	}
-	d := decoder{}
-	if keep == nil {
-		m := d.object(o)
-		return m, d.err
-	}
-	m := make(map[string]any, min(len(keep), o.Len()))
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if keep[string(k)] {
-			m[string(k)] = d.value(v)
-		}
-	})
-	return m, d.err
+	return m, nil
 }
 
-var eventParsers fastjson.ParserPool
+// decodeObject reads the object at the read position into a map (the last
+// of a repeated key wins), keeping only the keys in keep when it is set.
+func (s *Scanner) decodeObject(keep map[string]bool, depth int) (map[string]any, error) {
+	if depth > MaxDepth {
+		return nil, ErrTooDeep
+	}
+	s.Expect('{')
+	m := make(map[string]any, min(len(keep), 16))
+	for more := !s.Expect('}'); more; {
+		key, err := s.Key()
+		if err != nil {
+			return nil, err
+		}
+		if keep == nil || keep[string(key)] {
+			v, err := s.decodeValue(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			m[string(key)] = v
+		} else if _, err := s.Skip(depth + 1); err != nil {
+			return nil, err
+		}
+		if more, err = s.More('}'); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// decodeValue reads the next value as DecodeObject would decode it.
+func (s *Scanner) decodeValue(depth int) (any, error) {
+	switch s.Next() {
+	case '"':
+		t, err := s.Text()
+		return string(t), err
+	case '{':
+		return s.decodeObject(nil, depth)
+	case '[':
+		if depth > MaxDepth {
+			return nil, ErrTooDeep
+		}
+		s.Expect('[')
+		out := []any{}
+		for more := !s.Expect(']'); more; {
+			v, err := s.decodeValue(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+			if more, err = s.More(']'); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case 't':
+		return true, s.Literal("true")
+	case 'f':
+		return false, s.Literal("false")
+	case 'n':
+		return nil, s.Literal("null")
+	}
+	text, err := s.Number()
+	if err != nil {
+		return nil, err
+	}
+	return numberOf(unsafe.String(unsafe.SliceData(text), len(text)))
+}
+
+// numberOf is a number's value as DecodeObject gives it: an int64 when it
+// is integral and exactly representable (all of int64 from integer
+// literals; 1.0 or 1e3 up to 2^53), else a float64.
+func numberOf(text string) (any, error) {
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, errors.New("not a JSON object: malformed number " + text)
+	}
+	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
+		return int64(f), nil
+	}
+	return f, nil
+}
 
 // Value copies one parsed JSON value out of fastjson's buffer into the value
 // DecodeObject would give it: string, int64, float64, bool, nil, []any or

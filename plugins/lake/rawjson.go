@@ -1,7 +1,6 @@
 package lake
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -9,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/valyala/fastjson"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -23,250 +21,55 @@ import (
 // column writers (which copy them). The event's bytes stay unchanged and
 // referenced until then.
 
-// maxDepth bounds nesting, as fastjson does, so a hostile event cannot
-// exhaust the stack.
-const maxDepth = 300
-
-var errSyntax = errors.New("not a JSON object: malformed JSON")
-
 // EncodeJSON appends a row given as a JSON object to per-column value
 // slices; see EncodeColumns. A key repeated in one object counts once (its
 // first value), as fastjson reads it.
 func (t *Table) EncodeJSON(cols [][]parquet.Value, raw []byte) error {
-	s := jsonRow{b: raw, cols: cols}
-	defer s.release()
-	s.ws()
-	if s.i >= len(s.b) || s.b[s.i] != '{' {
+	s := jsonRow{Scanner: envelope.NewScanner(raw), cols: cols}
+	defer s.Release()
+	if s.Next() != '{' {
 		return errors.New("not a JSON object")
 	}
 	if err := s.object(t.root, 0, 0, 0, 0); err != nil {
 		return err
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return errSyntax
+	if !s.AtEnd() {
+		return envelope.ErrSyntax
 	}
 	return nil
 }
 
 // jsonRow is the read position in one event and the columns it goes to.
 type jsonRow struct {
-	b    []byte
-	i    int
+	envelope.Scanner
 	cols [][]parquet.Value
-	p    *fastjson.Parser // unescapes the rare escaped string
 }
 
-var unescapers fastjson.ParserPool
-
-func (s *jsonRow) release() {
-	if s.p != nil {
-		unescapers.Put(s.p)
-	}
-}
-
-func (s *jsonRow) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// next skips white space and reports the byte there (0 at the end).
-func (s *jsonRow) next() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-// str reads the string at s.i (its opening quote) and returns its raw
-// content and whether it holds escapes.
-func (s *jsonRow) str() (raw []byte, escaped bool, err error) {
-	start := s.i + 1
-	end := bytes.IndexByte(s.b[start:], '"')
-	if end < 0 {
-		return nil, false, errSyntax
-	}
-	end += start
-	if bytes.IndexByte(s.b[start:end], '\\') < 0 {
-		s.i = end + 1
-		return s.b[start:end], false, nil
-	}
-	for j := start; j < len(s.b); j++ {
-		switch s.b[j] {
-		case '\\':
-			j++
-		case '"':
-			s.i = j + 1
-			return s.b[start:j], true, nil
-		}
-	}
-	return nil, false, errSyntax
-}
-
-// unescape returns a string's content with its escapes resolved exactly as
-// fastjson (and so every other stage) resolves them, in new memory.
-func (s *jsonRow) unescape(raw []byte) []byte {
-	if s.p == nil {
-		s.p = unescapers.Get()
-	}
-	quoted := make([]byte, 0, len(raw)+2)
-	quoted = append(append(append(quoted, '"'), raw...), '"')
-	v, err := s.p.ParseBytes(quoted)
-	if err != nil {
-		return raw
-	}
-	return bytes.Clone(v.GetStringBytes())
-}
-
-// text reads a string value, unescaped.
-func (s *jsonRow) text() ([]byte, error) {
-	raw, escaped, err := s.str()
-	if err != nil || !escaped {
-		return raw, err
-	}
-	return s.unescape(raw), nil
-}
-
-// literal reads true, false or null.
-func (s *jsonRow) literal(word string) error {
-	if !bytes.HasPrefix(s.b[s.i:], unsafe.Slice(unsafe.StringData(word), len(word))) {
-		return errSyntax
-	}
-	s.i += len(word)
-	return nil
-}
-
-// number reads a number's text.
-func (s *jsonRow) number() ([]byte, error) {
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
-			break
-		}
-		s.i++
-	}
-	if s.i == start {
-		return nil, errSyntax
-	}
-	return s.b[start:s.i], nil
-}
-
-// skip reads past the value at s.i and returns its bytes.
-func (s *jsonRow) skip(depth int) ([]byte, error) {
-	if depth > maxDepth {
-		return nil, errors.New("not a JSON object: nested too deeply")
-	}
-	c := s.next()
-	start := s.i
-	var err error
-	switch c {
-	case '"':
-		_, _, err = s.str()
-	case '{', '[':
-		end := byte('}')
-		if c == '[' {
-			end = ']'
-		}
-		s.i++
-		if s.next() == end {
-			s.i++
-			break
-		}
-		for err == nil {
-			if c == '{' {
-				if s.next() != '"' {
-					return nil, errSyntax
-				}
-				if _, _, err = s.str(); err != nil {
-					return nil, err
-				}
-				if s.next() != ':' {
-					return nil, errSyntax
-				}
-				s.i++
-			}
-			if _, err = s.skip(depth + 1); err != nil {
-				return nil, err
-			}
-			switch s.next() {
-			case ',':
-				s.i++
-				continue
-			case end:
-				s.i++
-			default:
-				err = errSyntax
-			}
-			break
-		}
-	case 't':
-		err = s.literal("true")
-	case 'f':
-		err = s.literal("false")
-	case 'n':
-		err = s.literal("null")
-	default:
-		_, err = s.number()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return s.b[start:s.i], nil
-}
-
-// object encodes the object at s.i into group g's columns; fields it lacks
-// are nulls.
+// object encodes the object at the read position into group g's columns;
+// fields it lacks are nulls.
 func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
-	if depth > maxDepth {
-		return errors.New("not a JSON object: nested too deeply")
+	if depth > envelope.MaxDepth {
+		return envelope.ErrTooDeep
 	}
 	var small [128]bool
 	seen := g.seen(&small)
-	s.i++ // {
-	if s.next() == '}' {
-		s.i++
-	} else {
-		for {
-			if s.next() != '"' {
-				return errSyntax
-			}
-			key, escaped, err := s.str()
-			if err != nil {
-				return err
-			}
-			if escaped {
-				key = s.unescape(key)
-			}
-			if s.next() != ':' {
-				return errSyntax
-			}
-			s.i++
-			s.ws()
-			if i, ok := g.child(key); ok && !seen[i] {
-				seen[i] = true
-				err = s.value(g.children[i], r, d, rep, depth+1)
-			} else {
-				_, err = s.skip(depth + 1)
-			}
-			if err != nil {
-				return err
-			}
-			c := s.next()
-			s.i++
-			if c == '}' {
-				break
-			}
-			if c != ',' {
-				return errSyntax
-			}
+	s.Expect('{')
+	for more := !s.Expect('}'); more; {
+		key, err := s.Key()
+		if err != nil {
+			return err
+		}
+		if i, ok := g.child(key); ok && !seen[i] {
+			seen[i] = true
+			err = s.value(g.children[i], r, d, rep, depth+1)
+		} else {
+			_, err = s.Skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		if more, err = s.More('}'); err != nil {
+			return err
 		}
 	}
 	for i, c := range g.children {
@@ -277,12 +80,12 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 	return nil
 }
 
-// value encodes the value at s.i into optional node c; d is the parent's
+// value encodes the next value into optional node c; d is the parent's
 // definition level, rep the number of repeated ancestors (see encode).
 func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
-	first := s.next()
+	first := s.Next()
 	if first == 'n' {
-		if err := s.literal("null"); err != nil {
+		if err := s.Literal("null"); err != nil {
 			return err
 		}
 		nulls(s.cols, c, r, d)
@@ -291,7 +94,7 @@ func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
 	switch c.shape {
 	case groupShape:
 		if first != '{' {
-			if _, err := s.skip(depth); err != nil {
+			if _, err := s.Skip(depth); err != nil {
 				return err
 			}
 			nulls(s.cols, c, r, d)
@@ -305,13 +108,12 @@ func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
 		if first != '[' {
 			return s.value(item, r, d+2, rep+1, depth)
 		}
-		s.i++
-		if s.next() == ']' {
-			s.i++
+		s.Expect('[')
+		if s.Expect(']') {
 			nulls(s.cols, item, r, d+1)
 			return nil
 		}
-		for n := 0; ; n++ {
+		for n, more := 0, true; more; n++ {
 			ri := r
 			if n > 0 {
 				ri = rep + 1
@@ -319,18 +121,15 @@ func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
 			if err := s.value(item, ri, d+2, rep+1, depth+1); err != nil {
 				return err
 			}
-			c := s.next()
-			s.i++
-			if c == ']' {
-				return nil
-			}
-			if c != ',' {
-				return errSyntax
+			var err error
+			if more, err = s.More(']'); err != nil {
+				return err
 			}
 		}
+		return nil
 	}
 	val, err := s.leaf(c.kind, first, depth)
-	if err == errSyntax {
+	if err == envelope.ErrSyntax || err == envelope.ErrTooDeep {
 		return err
 	}
 	return appendLeaf(s.cols, c, val, err, r, d)
@@ -356,13 +155,13 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 	switch kind {
 	case schema.TypeString:
 		if first == '"' {
-			b, err := s.text()
+			b, err := s.Text()
 			return parquet.ByteArrayValue(b), err
 		}
-		b, err := s.skip(depth)
+		b, err := s.Skip(depth)
 		return parquet.ByteArrayValue(b), err
 	case schema.TypeJSON:
-		b, err := s.skip(depth)
+		b, err := s.Skip(depth)
 		return parquet.ByteArrayValue(b), err
 	case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
 		b, err := s.numberOf("an integer", first, depth)
@@ -395,16 +194,16 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 	case schema.TypeBoolean:
 		switch first {
 		case 't':
-			return parquet.BooleanValue(true), s.literal("true")
+			return parquet.BooleanValue(true), s.Literal("true")
 		case 'f':
-			return parquet.BooleanValue(false), s.literal("false")
+			return parquet.BooleanValue(false), s.Literal("false")
 		}
 		return parquet.Value{}, s.wrongType("a boolean", first, depth)
 	case schema.TypeTimestamp:
 		if first != '"' {
 			return parquet.Value{}, s.wrongType("a timestamp", first, depth)
 		}
-		b, err := s.text()
+		b, err := s.Text()
 		if err != nil {
 			return parquet.Value{}, err
 		}
@@ -422,13 +221,13 @@ func (s *jsonRow) numberOf(want string, first byte, depth int) ([]byte, error) {
 	if first != '-' && (first < '0' || first > '9') {
 		return nil, s.wrongType(want, first, depth)
 	}
-	return s.number()
+	return s.Number()
 }
 
 // wrongType skips a value of the wrong type and says what was wanted; a
 // malformed value is a syntax error instead.
 func (s *jsonRow) wrongType(want string, first byte, depth int) error {
-	if _, err := s.skip(depth); err != nil {
+	if _, err := s.Skip(depth); err != nil {
 		return err
 	}
 	return fmt.Errorf("want %s, got %s", want, jsonType(first))
@@ -438,31 +237,17 @@ func (s *jsonRow) wrongType(want string, first byte, depth int) error {
 // object (nil when absent or not strings), reading no further than it
 // needs to.
 func topStrings(raw []byte, k1, k2 string) (v1, v2 []byte, err error) {
-	s := jsonRow{b: raw}
-	defer s.release()
-	if s.next() != '{' {
+	s := envelope.NewScanner(raw)
+	defer s.Release()
+	if !s.Expect('{') {
 		return nil, nil, errors.New("not a JSON object")
 	}
-	s.i++
-	if s.next() == '}' {
-		return nil, nil, nil
-	}
 	found1, found2 := false, false
-	for !found1 || !found2 {
-		if s.next() != '"' {
-			return nil, nil, errSyntax
-		}
-		key, escaped, err := s.str()
+	for more := !s.Expect('}'); more && (!found1 || !found2); {
+		key, err := s.Key()
 		if err != nil {
 			return nil, nil, err
 		}
-		if escaped {
-			key = s.unescape(key)
-		}
-		if s.next() != ':' {
-			return nil, nil, errSyntax
-		}
-		s.i++
 		var dst *[]byte
 		switch {
 		case !found1 && string(key) == k1:
@@ -470,20 +255,15 @@ func topStrings(raw []byte, k1, k2 string) (v1, v2 []byte, err error) {
 		case !found2 && string(key) == k2:
 			dst, found2 = &v2, true
 		}
-		if dst != nil && s.next() == '"' {
-			if *dst, err = s.text(); err != nil {
+		if dst != nil && s.Next() == '"' {
+			if *dst, err = s.Text(); err != nil {
 				return nil, nil, err
 			}
-		} else if _, err := s.skip(0); err != nil {
+		} else if _, err := s.Skip(0); err != nil {
 			return nil, nil, err
 		}
-		c := s.next()
-		s.i++
-		if c == '}' {
-			break
-		}
-		if c != ',' {
-			return nil, nil, errSyntax
+		if more, err = s.More('}'); err != nil {
+			return nil, nil, err
 		}
 	}
 	return v1, v2, nil
