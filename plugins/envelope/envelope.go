@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,23 @@ const (
 	MetaKafkaKey       = "kafka_key"
 	MetaKafkaTimestamp = "kafka_timestamp_unix_nano"
 )
+
+// MetaInt reads an integer from a message's metadata: the caracal_kafka
+// input's int64, or digits another input set.
+func MetaInt(m interface{ MetaGetMut(string) (any, bool) }, key string) (int64, bool) {
+	v, ok := m.MetaGetMut(key)
+	if !ok {
+		return 0, false
+	}
+	switch t := v.(type) {
+	case int64:
+		return t, true
+	case string:
+		n, err := strconv.ParseInt(t, 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
 
 // Standard fields of a normalized event (Panther's names).
 const (

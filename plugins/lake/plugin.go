@@ -2,7 +2,6 @@ package lake
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -111,13 +110,10 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		size += len(raw)
 		r := &Record{Raw: raw} // decoded as it is encoded (Batch.Add)
 		r.Topic, _ = m.MetaGet(envelope.MetaKafkaTopic)
-		if s, ok := m.MetaGet(envelope.MetaKafkaPartition); ok {
-			p, _ := strconv.ParseInt(s, 10, 32)
+		if p, ok := envelope.MetaInt(m, envelope.MetaKafkaPartition); ok {
 			r.Partition = int32(p)
 		}
-		if s, ok := m.MetaGet(envelope.MetaKafkaOffset); ok {
-			r.Offset, _ = strconv.ParseInt(s, 10, 64)
-		}
+		r.Offset, _ = envelope.MetaInt(m, envelope.MetaKafkaOffset)
 		recs = append(recs, r)
 	}
 	return o.r.Add(ctx, recs, size)

@@ -3,7 +3,6 @@ package parse
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -111,13 +110,10 @@ func originOf(m *service.Message) Origin {
 	if s, ok := m.MetaGet(envelope.MetaReceivedAt); ok {
 		o.ReceivedAt, _ = envelope.ParseTime(s)
 	}
-	if s, ok := m.MetaGet(envelope.MetaKafkaPartition); ok {
-		p, _ := strconv.ParseInt(s, 10, 32)
+	if p, ok := envelope.MetaInt(m, envelope.MetaKafkaPartition); ok {
 		o.Partition = int32(p)
 	}
-	if s, ok := m.MetaGet(envelope.MetaKafkaOffset); ok {
-		o.Offset, _ = strconv.ParseInt(s, 10, 64)
-	}
+	o.Offset, _ = envelope.MetaInt(m, envelope.MetaKafkaOffset)
 	if s, ok := m.MetaGet(envelope.MetaHeader); ok && s != "" {
 		o.Header = []byte(s)
 	}
