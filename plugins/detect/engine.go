@@ -211,13 +211,21 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 // made again from the fully decoded event. Rules see the same values
 // either way: a key no rule names cannot change a result.
 func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
-	ev, err := envelope.DecodeEventKeys(raw, e.reads)
+	if e.reads == nil {
+		ev, err := envelope.DecodeEvent(raw)
+		if err != nil {
+			return nil, err
+		}
+		return e.Evaluate(ev), nil
+	}
+	// Most events match nothing: look without copying strings out, and
+	// decode for keeps only when something matched.
+	ev, err := envelope.ViewEventKeys(raw, e.reads)
 	if err != nil {
 		return nil, err
 	}
-	matches := e.Evaluate(ev)
-	if len(matches) == 0 || e.reads == nil {
-		return matches, nil
+	if len(e.Evaluate(ev)) == 0 {
+		return nil, nil
 	}
 	if ev, err = envelope.DecodeEvent(raw); err != nil {
 		return nil, err

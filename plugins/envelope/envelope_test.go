@@ -124,7 +124,7 @@ func FuzzDecodeEvent(f *testing.F) {
 
 // checkDecodeKeys: on JSON, DecodeEvent gives what the fastjson-based
 // decoder it replaced gives (values, and whether it fails), and
-// DecodeEventKeys the same keys of it.
+// DecodeEventKeys and ViewEventKeys the same keys of it.
 func checkDecodeKeys(t *testing.T, b []byte, ev map[string]any, err error) {
 	t.Helper()
 	if !json.Valid(b) {
@@ -139,6 +139,10 @@ func checkDecodeKeys(t *testing.T, b []byte, ev map[string]any, err error) {
 	want, wantErr = refDecodeEventKeys(b, keep)
 	if (err != nil) != (wantErr != nil) || err == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q: DecodeEventKeys %#v (%v), reference %#v (%v)", b, got, err, want, wantErr)
+	}
+	view, err := ViewEventKeys(b, keep)
+	if (err != nil) != (wantErr != nil) || err == nil && !reflect.DeepEqual(view, want) {
+		t.Fatalf("%q: ViewEventKeys %#v (%v), reference %#v (%v)", b, view, err, want, wantErr)
 	}
 }
 

@@ -18,6 +18,8 @@ type Scanner struct {
 	b []byte
 	i int
 	p *fastjson.Parser // unescapes the rare escaped string
+	// view: decoded strings point into the document (ViewEventKeys).
+	view bool
 }
 
 // MaxDepth bounds nesting, as fastjson does, so hostile input cannot

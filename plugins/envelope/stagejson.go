@@ -20,7 +20,19 @@ func DecodeEvent(b []byte) (map[string]any, error) { return DecodeEventKeys(b, n
 // (every key when keep is nil): the values of the others are skipped, not
 // decoded, so a reader that needs a few fields pays little for the rest.
 func DecodeEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
+	return decodeEvent(NewScanner(b), keep)
+}
+
+// ViewEventKeys is DecodeEventKeys whose strings point into b instead of
+// being copied out of it: b must not change while the result is in use.
+// For a short look at an event (does a rule match?), not for keeping it.
+func ViewEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
 	s := NewScanner(b)
+	s.view = true
+	return decodeEvent(s, keep)
+}
+
+func decodeEvent(s Scanner, keep map[string]bool) (map[string]any, error) {
 	defer s.Release()
 	if s.Next() != '{' {
 		return nil, errors.New("not a JSON object")
@@ -68,8 +80,18 @@ func (s *Scanner) decodeObject(keep map[string]bool, depth int) (map[string]any,
 func (s *Scanner) decodeValue(depth int) (any, error) {
 	switch s.Next() {
 	case '"':
-		t, err := s.Text()
-		return string(t), err
+		raw, escaped, err := s.Str()
+		if err != nil {
+			return nil, err
+		}
+		if escaped {
+			raw = s.Unescape(raw) // new memory either way
+			return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
+		}
+		if s.view {
+			return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
+		}
+		return string(raw), nil
 	case '{':
 		return s.decodeObject(nil, depth)
 	case '[':
