@@ -46,10 +46,8 @@ type col struct {
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
 	byName   map[string]int // group: child index by field name
-	// group: child indexes by name length, a lookup cheaper than the map
-	// for the encoders (a length bucket holds a few names).
-	byLen  [][]int
-	leaves []*col // group and list: every leaf below, for nulls
+	names    envelope.Names // group: byName, for the encoders' hot path
+	leaves   []*col         // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls.
 	nullAt         []parquet.Value
@@ -74,14 +72,12 @@ func (c *col) null(r, d int) parquet.Value {
 
 func (c *col) indexChildren() {
 	c.byName = make(map[string]int, len(c.children))
-	c.byLen = nil
+	names := make([]string, len(c.children))
 	for i, k := range c.children {
 		c.byName[k.name] = i
-		for len(c.byLen) <= len(k.name) {
-			c.byLen = append(c.byLen, nil)
-		}
-		c.byLen[len(k.name)] = append(c.byLen[len(k.name)], i)
+		names[i] = k.name
 	}
+	c.names = envelope.NewNames(names)
 }
 
 // seen returns a group's flags of children already read, in small when
@@ -95,15 +91,7 @@ func (c *col) seen(small *[128]bool) []bool {
 
 // child returns the index of the child named key.
 func (c *col) child(key []byte) (int, bool) {
-	if len(key) >= len(c.byLen) {
-		return 0, false
-	}
-	for _, i := range c.byLen[len(key)] {
-		if c.children[i].name == string(key) {
-			return i, true
-		}
-	}
-	return 0, false
+	return c.names.Find(unsafe.String(unsafe.SliceData(key), len(key)))
 }
 
 // standardFields are the p_* columns of every log table.
