@@ -25,9 +25,11 @@ func stdJSON(t testing.TB, v any) []byte {
 func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	randString := func() string {
-		pool := []string{"a", "é", "\u2028", "\u2029", "\"", "\\", "\n", "\t", "\r", "\x00", "\x1f", "\x7f", "<", ">", "&", "\xff", "\xe2\x80", "😀", "\U0010FFFF", " "}
+		pool := []string{"a", "é", "\u2028", "\u2029", "\"", "\\", "\n", "\t", "\r", "\x00", "\x1f", "\x7f", "<", ">", "&", "\xff", "\xe2\x80", "😀", "\U0010FFFF", " ",
+			// Plain runs, so specials fall at every offset of appendJSONString's 8-byte steps.
+			"abcdefgh", "aws-cli/2.15.0", "0123456", "x y"}
 		var s string
-		for range rng.IntN(12) {
+		for range rng.IntN(16) {
 			s += pool[rng.IntN(len(pool))]
 		}
 		return s
@@ -48,7 +50,7 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 			t.Fatalf("%v: %s, want %s (%v)", f, got, want, err)
 		}
 	}
-	for range 5000 {
+	for range 20000 {
 		s := randString()
 		if got, want := appendJSONString(nil, s), stdJSON(t, s); !bytes.Equal(got, want) {
 			t.Fatalf("%q: %s, want %s", s, got, want)
