@@ -221,7 +221,8 @@ func (p *processor) restore(ctx context.Context) error {
 	var bad error
 	// A worker killed mid-transaction leaves it open until the broker
 	// aborts it; waiting that long sees what other workers committed after.
-	settled, err := kafka.ReadCompacted(ctx, p.brokers, envelope.TopicAlertState, kafka.TransactionTimeout+10*time.Second, func(key, value []byte) {
+	const settle = kafka.TransactionTimeout + 10*time.Second
+	settled, err := kafka.ReadCompacted(ctx, p.brokers, envelope.TopicAlertState, settle, func(key, value []byte) {
 		records++
 		if err := fresh.Restore(string(key), value); err != nil && bad == nil {
 			bad = err
@@ -231,7 +232,7 @@ func (p *processor) restore(ctx context.Context) error {
 		return fmt.Errorf("restoring alert state from %s: %w", envelope.TopicAlertState, err)
 	}
 	if !settled {
-		p.log.Warnf("Alert state: %s still had an open transaction after %v; restored the records committed before it (see docs/operations.md on hanging transactions)", envelope.TopicAlertState, kafka.TransactionTimeout+10*time.Second)
+		p.log.Warnf("Alert state: %s still had an open transaction after %v; restored the records committed before it (see docs/operations.md on hanging transactions)", envelope.TopicAlertState, settle)
 	}
 	if bad != nil {
 		p.log.Errorf("Alert state: skipped an unreadable record: %v", bad)

@@ -85,13 +85,11 @@ func (s *Scanner) decodeValue(depth int) (any, error) {
 			return nil, err
 		}
 		if escaped {
-			raw = s.Unescape(raw) // new memory either way
-			return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
+			raw = s.Unescape(raw) // new memory: no copy needed
+		} else if !s.view {
+			return string(raw), nil
 		}
-		if s.view {
-			return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
-		}
-		return string(raw), nil
+		return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
 	case '{':
 		return s.decodeObject(nil, depth)
 	case '[':
@@ -136,10 +134,19 @@ func numberOf(text string) (any, error) {
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return nil, errors.New("not a JSON object: malformed number " + text)
 	}
-	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
-		return int64(f), nil
+	if n, ok := exactInt(f); ok {
+		return n, nil
 	}
 	return f, nil
+}
+
+// exactInt is f as an int64 when f is integral and within ±2^53, where
+// every integer is exact as a float64.
+func exactInt(f float64) (int64, bool) {
+	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
+		return int64(f), true
+	}
+	return 0, false
 }
 
 // Value copies one parsed JSON value out of fastjson's buffer into the value
@@ -209,8 +216,8 @@ func (d *decoder) numberParts(v *fastjson.Value) (n int64, f float64, isInt bool
 		}
 		return 0, 0, false
 	}
-	if f == math.Trunc(f) && f <= maxExactInt && f >= -maxExactInt {
-		return int64(f), 0, true
+	if n, ok := exactInt(f); ok {
+		return n, 0, true
 	}
 	return 0, f, false
 }

@@ -295,8 +295,7 @@ func (b *Batch) addRaw(r *Record) error {
 		return nil
 	}
 	hour, err := rawHour(at)
-	_, err = b.place(r, tab, hour, err, rawRow{tab, r.Raw})
-	return err
+	return b.place(r, tab, hour, err, rawRow{tab, r.Raw})
 }
 
 // rawHour is partitionHour for a time given as JSON string content.
@@ -308,7 +307,7 @@ func rawHour(at []byte) (time.Time, error) {
 	if err != nil {
 		return partitionHour(string(at)) // the same error, on a copy
 	}
-	return t.UTC().Truncate(time.Hour), nil
+	return hourOf(t), nil
 }
 
 // rawRow is a row given as JSON.
@@ -328,5 +327,5 @@ func (t *Table) rowBelongs(cols [][]parquet.Value, hour time.Time) bool {
 	}
 	l, a := lt[len(lt)-1], at[len(at)-1]
 	return !l.IsNull() && string(l.ByteArray()) == t.LogType &&
-		!a.IsNull() && time.UnixMicro(a.Int64()).UTC().Truncate(time.Hour).Equal(hour)
+		!a.IsNull() && hourOf(time.UnixMicro(a.Int64())).Equal(hour)
 }

@@ -350,38 +350,37 @@ func (b *Batch) Add(recs []*Record) error {
 			continue // a control record, not data
 		}
 		hour, err := partitionHour(row[tab.TimeField])
-		if _, err := b.place(r, tab, hour, err, mapRow{tab, row}); err != nil {
+		if err := b.place(r, tab, hour, err, mapRow{tab, row}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// place encodes a row into its file (by table, hour and source partition)
-// and reports whether it did; a row whose hour is an error, or that cannot
-// be encoded, is
+// place encodes a row into its file (by table, hour and source
+// partition); a row whose hour is an error, or that cannot be encoded, is
 // reported through OnError and left out. Only a failing column writer is
 // an error.
-func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowEncoder) (bool, error) {
+func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowEncoder) error {
 	if err != nil {
 		b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
-		return false, nil
+		return nil
 	}
 	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
 	f := b.files[k]
 	if f == nil {
 		if !tableNameRe.MatchString(tab.Name) {
 			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
-			return false, nil
+			return nil
 		}
 		f = newOpenFile(tab, k, b.w.rowGroupRows())
 		b.files[k] = f
 	}
 	if err := f.add(row); err != nil {
 		b.w.fail(r, err)
-		return false, nil
+		return nil
 	}
-	return true, b.added(f, r)
+	return b.added(f, r)
 }
 
 // added accounts for a row just added to f.
@@ -447,5 +446,8 @@ func partitionHour(v any) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	return t.UTC().Truncate(time.Hour), nil
+	return hourOf(t), nil
 }
+
+// hourOf is the UTC hour a time falls in: its partition.
+func hourOf(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
