@@ -2,7 +2,10 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/bits"
+	"strconv"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -20,6 +23,9 @@ type Scanner struct {
 	p *fastjson.Parser // unescapes the rare escaped string
 	// view: decoded strings point into the document (ViewEventKeys).
 	view bool
+	// strict: refuse what the JSON grammar refuses, as fastjson.Validate
+	// does, rather than only what breaks the reading.
+	strict bool
 }
 
 // MaxDepth bounds nesting, as fastjson does, so hostile input cannot
@@ -34,6 +40,14 @@ var ErrTooDeep = errors.New("not a JSON object: nested too deeply")
 
 // NewScanner starts reading b.
 func NewScanner(b []byte) Scanner { return Scanner{b: b} }
+
+// NewStrictScanner starts reading b, which may be anything from outside:
+// besides what breaks the reading it refuses what fastjson.Validate
+// refuses (control characters in strings, unknown escapes, numbers off
+// the grammar), so that a document read to its end without error is
+// valid JSON. It does not bound nesting as fastjson does: callers give
+// depths to the readers that take them.
+func NewStrictScanner(b []byte) Scanner { return Scanner{b: b, strict: true} }
 
 var unescapers fastjson.ParserPool
 
@@ -88,25 +102,74 @@ func (s *Scanner) Str() (raw []byte, escaped bool, err error) {
 		return nil, false, ErrSyntax
 	}
 	start := s.i + 1
-	end := bytes.IndexByte(s.b[start:], '"')
-	if end < 0 {
-		return nil, false, ErrSyntax
-	}
-	end += start
-	if bytes.IndexByte(s.b[start:end], '\\') < 0 {
-		s.i = end + 1
-		return s.b[start:end], false, nil
-	}
-	for j := start; j < len(s.b); j++ {
+	for j := start + stringRun(s.b[start:]); j < len(s.b); j += stringRun(s.b[j:]) {
 		switch s.b[j] {
-		case '\\':
-			j++
 		case '"':
 			s.i = j + 1
-			return s.b[start:j], true, nil
+			return s.b[start:j], escaped, nil
+		case '\\':
+			escaped = true
+			n := 2
+			if s.strict {
+				n = escapeLen(s.b[j:])
+			}
+			if n == 0 || j+n > len(s.b) {
+				return nil, false, ErrSyntax
+			}
+			j += n
+		default: // a control character
+			if s.strict {
+				return nil, false, ErrSyntax
+			}
+			j++
 		}
 	}
 	return nil, false, ErrSyntax
+}
+
+// stringRun is the length of b's leading run without a quote, a
+// backslash or a control character, found eight bytes at a time.
+func stringRun(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		quote, backslash := w^(ones*'"'), w^(ones*'\\')
+		// The lowest flag of each test marks the first byte it finds exactly.
+		found := ((w-ones*0x20)&^w | (quote-ones)&^quote | (backslash-ones)&^backslash) & highs
+		if found != 0 {
+			return i + bits.TrailingZeros64(found)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
+}
+
+// escapeLen is the length of the valid escape sequence b starts with, or
+// 0: one of \" \\ \/ \b \f \n \r \t, or \u and four hex digits.
+func escapeLen(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	switch b[1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 2
+	case 'u':
+		if len(b) < 6 {
+			return 0
+		}
+		for _, c := range b[2:6] {
+			if (c < '0' || c > '9') && (c|0x20 < 'a' || c|0x20 > 'f') {
+				return 0
+			}
+		}
+		return 6
+	}
+	return 0
 }
 
 // Unescape returns a string's raw content with its escapes resolved, in
@@ -181,10 +244,45 @@ func (s *Scanner) Number() ([]byte, error) {
 		}
 		s.i++
 	}
-	if s.i == start {
+	if s.i == start || s.strict && !isNumber(s.b[start:s.i]) {
 		return nil, ErrSyntax
 	}
 	return s.b[start:s.i], nil
+}
+
+// isNumber: b is a number as the JSON grammar writes one.
+func isNumber(b []byte) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i, n = i+1, n+1
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	lead := i
+	if n := digits(); n == 0 || n > 1 && b[lead] == '0' {
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 // Skip reads past the next value and returns its bytes; depth is the
@@ -236,4 +334,123 @@ func (s *Scanner) Skip(depth int) ([]byte, error) {
 		return nil, err
 	}
 	return s.b[start:s.i], nil
+}
+
+// Pos is the read position, for Seek to return to.
+func (s *Scanner) Pos() int { return s.i }
+
+// Seek moves the read position back to one Pos reported.
+func (s *Scanner) Seek(pos int) { s.i = pos }
+
+// Value reads the next value as DecodeObject would decode it; depth is
+// the nesting already entered.
+func (s *Scanner) Value(depth int) (any, error) { return s.decodeValue(depth) }
+
+// AppendValue reads the next value and appends it as AppendJSON writes
+// what Value would read: strings escaped and numbers written the same way.
+// Only key order may differ; an object that repeats a key is decoded
+// first, so the last one wins as in a map.
+func (s *Scanner) AppendValue(b []byte, depth int) ([]byte, error) {
+	switch s.Next() {
+	case '"':
+		text, err := s.Text()
+		if err != nil {
+			return nil, err
+		}
+		return appendJSONString(b, unsafe.String(unsafe.SliceData(text), len(text))), nil
+	case '{':
+		return s.appendObject(b, depth)
+	case '[':
+		if depth > MaxDepth {
+			return nil, ErrTooDeep
+		}
+		s.i++
+		b = append(b, '[')
+		var err error
+		for more, n := !s.Expect(']'), 0; more; n++ {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			if b, err = s.AppendValue(b, depth+1); err != nil {
+				return nil, err
+			}
+			if more, err = s.More(']'); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case 't':
+		return append(b, "true"...), s.Literal("true")
+	case 'f':
+		return append(b, "false"...), s.Literal("false")
+	case 'n':
+		return append(b, "null"...), s.Literal("null")
+	}
+	text, err := s.Number()
+	if err != nil {
+		return nil, err
+	}
+	n, f, isInt, err := numberParts(unsafe.String(unsafe.SliceData(text), len(text)))
+	switch {
+	case err != nil:
+		return nil, err
+	case isInt:
+		return strconv.AppendInt(b, n, 10), nil
+	}
+	return appendJSONFloat(b, f)
+}
+
+// appendObject is AppendValue for an object. Its keys are remembered to
+// notice a repeated one: compared pairwise while few, then in a map.
+func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
+	if depth > MaxDepth {
+		return nil, ErrTooDeep
+	}
+	start, mark := s.i, len(b)
+	s.i++
+	b = append(b, '{')
+	var few [16][]byte
+	keys := few[:0]
+	var many map[string]bool
+	for more, n := !s.Expect('}'), 0; more; n++ {
+		k, err := s.Key()
+		if err != nil {
+			return nil, err
+		}
+		repeated := false
+		if many != nil {
+			repeated = many[string(k)]
+			many[string(k)] = true
+		} else {
+			for _, prev := range keys {
+				repeated = repeated || string(prev) == string(k)
+			}
+			if keys = append(keys, k); len(keys) == len(few) {
+				many = make(map[string]bool, 2*len(few))
+				for _, k := range keys {
+					many[string(k)] = true
+				}
+			}
+		}
+		if repeated {
+			s.i = start
+			m, err := s.decodeObject(nil, depth)
+			if err != nil {
+				return nil, err
+			}
+			return appendJSON(b[:mark], m)
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, unsafe.String(unsafe.SliceData(k), len(k)))
+		b = append(b, ':')
+		if b, err = s.AppendValue(b, depth+1); err != nil {
+			return nil, err
+		}
+		if more, err = s.More('}'); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
 }

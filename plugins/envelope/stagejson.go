@@ -127,17 +127,29 @@ func (s *Scanner) decodeValue(depth int) (any, error) {
 // is integral and exactly representable (all of int64 from integer
 // literals; 1.0 or 1e3 up to 2^53), else a float64.
 func numberOf(text string) (any, error) {
-	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(text, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, errors.New("not a JSON object: malformed number " + text)
-	}
-	if n, ok := exactInt(f); ok {
+	n, f, isInt, err := numberParts(text)
+	switch {
+	case err != nil:
+		return nil, err
+	case isInt:
 		return n, nil
 	}
 	return f, nil
+}
+
+// numberParts is numberOf without boxing: n when isInt, else f.
+func numberParts(text string) (n int64, f float64, isInt bool, err error) {
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return n, 0, true, nil
+	}
+	f, err = strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, 0, false, errors.New("not a JSON object: malformed number " + text)
+	}
+	if n, ok := exactInt(f); ok {
+		return n, 0, true, nil
+	}
+	return 0, f, false, nil
 }
 
 // exactInt is f as an int64 when f is integral and within ±2^53, where

@@ -60,13 +60,32 @@ func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o
 			return nil, err
 		}
 	} else {
-		jp, obj, err := p.parseJSON(raw, precheck)
+		raw, err := p.precheck(raw, precheck)
 		if err != nil {
 			return nil, err
 		}
-		defer jsonParsers.Put(jp)
-		if b, first, err = st.emitFields(b, p.fields, &p.set, obj, ""); err != nil {
-			return nil, err
+		s := envelope.NewStrictScanner(raw)
+		nb, none, err := st.scanFields(b, &s, p.fields, &p.set, 0)
+		if err == nil && !s.AtEnd() {
+			err = envelope.ErrSyntax
+		}
+		s.Release()
+		if err == nil {
+			b, first = nb, none
+		} else {
+			// fastjson decides (scanemit.go), from the start.
+			sc.reset()
+			if raw, err = p.validJSON(raw, false); err != nil {
+				return nil, err
+			}
+			jp, obj, err := parseTree(raw)
+			if err != nil {
+				return nil, err
+			}
+			defer jsonParsers.Put(jp)
+			if b, first, err = st.emitFields(b, p.fields, &p.set, obj, ""); err != nil {
+				return nil, err
+			}
 		}
 	}
 	now := c.now().UTC()
@@ -110,10 +129,15 @@ var emitScratches = sync.Pool{New: func() any {
 }}
 
 func (sc *emitScratch) put() {
+	sc.reset()
+	emitScratches.Put(sc)
+}
+
+// reset forgets what was found in an event.
+func (sc *emitScratch) reset() {
 	clear(sc.ix.found) // drop the strings, which may be the input's
 	sc.ix.found = sc.ix.found[:0]
 	sc.res.EventTime = time.Time{}
-	emitScratches.Put(sc)
 }
 
 // emitRecord writes a line reader's values in one pass, the last value

@@ -208,16 +208,30 @@ var jsonParsers fastjson.ParserPool
 // would build every value first and drop most of them. The caller puts
 // the parser back into jsonParsers once done with the values.
 func (p *Parser) parseJSON(raw []byte, precheck bool) (*fastjson.Parser, *fastjson.Object, error) {
-	raw, err := p.precheck(raw, precheck)
+	raw, err := p.validJSON(raw, precheck)
 	if err != nil {
 		return nil, nil, err
+	}
+	return parseTree(raw)
+}
+
+// validJSON is raw when it passes the precheck and is valid JSON.
+func (p *Parser) validJSON(raw []byte, precheck bool) ([]byte, error) {
+	raw, err := p.precheck(raw, precheck)
+	if err != nil {
+		return nil, err
 	}
 	// fastjson's parser is lenient about numbers and escapes it is not
 	// asked to read; validating first keeps outside input to the JSON
 	// grammar, as DecodeObject does.
 	if err := fastjson.ValidateBytes(raw); err != nil {
-		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
+	return raw, nil
+}
+
+// parseTree parses valid JSON that should be an object.
+func parseTree(raw []byte) (*fastjson.Parser, *fastjson.Object, error) {
 	jp := jsonParsers.Get()
 	v, err := jp.ParseBytes(raw)
 	if err != nil {

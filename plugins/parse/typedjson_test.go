@@ -1,9 +1,11 @@
 package parse
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +46,7 @@ func TestTypedJSONMatchesDecodedMap(t *testing.T) {
 				}
 				inputs := [][]byte{[]byte(line)}
 				for range 300 {
-					inputs = append(inputs, mutate(rng, obj))
+					inputs = append(inputs, mutate(rng, obj, false))
 				}
 				for _, in := range inputs {
 					a, errA := fast.Parse(in)
@@ -73,12 +75,22 @@ func TestTypedJSONMatchesDecodedMap(t *testing.T) {
 }
 
 var replacements = []any{nil, "text", "198.51.100.7", "2026-11-23T21:04:05Z", int64(12), 1.5, int64(1700000000),
-	true, []any{}, []any{"a", int64(1)}, map[string]any{}, map[string]any{"x": "y"}, `{"k":"v"}`, `["a"]`, "  42 "}
+	true, []any{}, []any{"a", int64(1)}, map[string]any{}, map[string]any{"x": "y"}, `{"k":"v"}`, `["a"]`, "  42 ",
+	"q\"b\\s/é\n<&>\u2028", []any{nil, "x"}, map[string]any{"x": nil, "y": []any{nil}}}
 
-// mutate returns obj's JSON with one value somewhere inside replaced.
-func mutate(rng *rand.Rand, obj map[string]any) []byte {
+// dupMarker stands for a key given twice: mutate writes it as the key of
+// the same object it was put in.
+const dupMarker = "\x00dup"
+
+// mutate returns obj's JSON with one value somewhere inside replaced or
+// set to null, or with dups one key of an object given twice (with a
+// replacement before or after it); some come out indented. Of a key given
+// twice fastjson reads the first, a decoded map holds the last: the paths
+// that type from fastjson agree with each other, not with the map path.
+func mutate(rng *rand.Rand, obj map[string]any, dups bool) []byte {
 	cp := copyValue(obj).(map[string]any)
 	var target any = cp
+	dup := ""
 	for depth := 0; ; depth++ {
 		switch t := target.(type) {
 		case map[string]any:
@@ -89,8 +101,14 @@ func mutate(rng *rand.Rand, obj map[string]any) []byte {
 			if len(keys) == 0 {
 				goto done
 			}
+			slices.Sort(keys)
 			k := keys[rng.IntN(len(keys))]
-			if rng.IntN(3) == 0 || depth > 4 {
+			switch {
+			case dups && rng.IntN(8) == 0:
+				dup = k
+				t[dupMarker] = replacements[rng.IntN(len(replacements))]
+				goto done
+			case rng.IntN(3) == 0 || depth > 4:
 				t[k] = replacements[rng.IntN(len(replacements))]
 				goto done
 			}
@@ -100,7 +118,11 @@ func mutate(rng *rand.Rand, obj map[string]any) []byte {
 				goto done
 			}
 			i := rng.IntN(len(t))
-			if rng.IntN(2) == 0 {
+			switch rng.IntN(4) {
+			case 0:
+				t[i] = nil
+				goto done
+			case 1:
 				t[i] = replacements[rng.IntN(len(replacements))]
 				goto done
 			}
@@ -113,6 +135,18 @@ done:
 	b, err := json.Marshal(cp)
 	if err != nil {
 		panic(err)
+	}
+	if dup != "" {
+		key, _ := json.Marshal(dup)
+		marker, _ := json.Marshal(dupMarker)
+		b = bytes.Replace(b, marker, key, 1)
+	}
+	if rng.IntN(4) == 0 {
+		var out bytes.Buffer
+		if err := json.Indent(&out, b, "", "\t "); err != nil {
+			panic(err)
+		}
+		b = out.Bytes()
 	}
 	return b
 }
@@ -140,7 +174,8 @@ func copyValue(v any) any {
 func TestTypedJSONRefusesWhatJSONRefuses(t *testing.T) {
 	c := classifier(t)
 	line := string(sample(t))
-	for _, bad := range []string{`NaN`, `01`, `1.`, `-`, `"\x41"`, `+1`, `Infinity`, `"a" "b"`} {
+	for _, bad := range []string{`NaN`, `01`, `1.`, `-`, `"\x41"`, `+1`, `Infinity`, `"a" "b"`,
+		"\"a\x01b\"", `"\u00zz"`, `"\q"`, `[1,]`, `{"a":1,}`, `tru`, `1e`, `-01`, `1.5.2`, `"a`} {
 		in := strings.Replace(line, `"eventVersion":"1.08"`, `"eventVersion":`+bad, 1)
 		if in == line {
 			t.Fatal("sample changed: eventVersion not found")
@@ -151,6 +186,14 @@ func TestTypedJSONRefusesWhatJSONRefuses(t *testing.T) {
 		} else if !strings.Contains(fail.Reasons[0].Reason, "invalid JSON") {
 			t.Errorf("eventVersion %s: reason %q, want invalid JSON", bad, fail.Reasons[0].Reason)
 		}
+	}
+	// fastjson.Validate lets a control character before a string's last
+	// escape through; so does the stage, on either path.
+	in := strings.Replace(line, `"eventVersion":"1.08"`, "\"eventVersion\":\"1\x01\\n\"", 1)
+	n, fail := c.ClassifyJSON([]byte(in), []string{"AWS.CloudTrail"}, Origin{})
+	ev, mfail := c.Classify([]byte(in), []string{"AWS.CloudTrail"}, Origin{})
+	if fail != nil || mfail != nil || !strings.Contains(string(n.JSON), `"eventVersion":"1\u0001\n"`) || ev["eventVersion"] != "1\x01\n" {
+		t.Errorf("control character before an escape: %v %v %v", n, fail, mfail)
 	}
 }
 
@@ -173,7 +216,7 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 				inputs := [][]byte{[]byte(line)}
 				if obj, err := envelope.DecodeObject([]byte(line)); err == nil {
 					for range 300 {
-						inputs = append(inputs, mutate(rng, obj))
+						inputs = append(inputs, mutate(rng, obj, true))
 					}
 				} else if p.read != nil {
 					for range 100 {

@@ -1,0 +1,86 @@
+package envelope
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/valyala/fastjson"
+)
+
+// stringRun finds the first quote, backslash or control byte at every
+// offset of its eight-byte steps, past bytes of every other value.
+func TestStringRun(t *testing.T) {
+	naive := func(b []byte) int {
+		for i, c := range b {
+			if c < 0x20 || c == '"' || c == '\\' {
+				return i
+			}
+		}
+		return len(b)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	specials := []byte{'"', '\\', 0, 0x1f, '\n'}
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = byte(0x20 + r.IntN(0xe0)) // anything but a control byte
+			if b[i] == '"' || b[i] == '\\' {
+				b[i] = 0xff
+			}
+		}
+		for range r.IntN(3) {
+			if len(b) > 0 {
+				b[r.IntN(len(b))] = specials[r.IntN(len(specials))]
+			}
+		}
+		if got, want := stringRun(b), naive(b); got != want {
+			t.Fatalf("stringRun(%q) = %d, want %d", b, got, want)
+		}
+	}
+}
+
+// A strict Scanner reads to the end without error exactly what
+// fastjson.Validate accepts, which the parse stage relies on when it
+// types outside input from the Scanner alone.
+func FuzzStrictScanner(f *testing.F) {
+	for _, s := range []string{
+		string(benchEvent), ` {"a" : [ 1 , -2.5e+3 ] , "b":{}} `, `"\/\b\f\n\r\t\u00e9\uD800"`,
+		`"\u00zz"`, "\"a\x01\"", "{\"k\x7f\":1}", `01`, `-`, `1.`, `1e`, `1e+`, `-0.0E-0`, `.5`,
+		`[1,]`, `{"a":1,}`, `{,}`, `truex`, `nul`, `1 2`, `"\x"`, `"\`, `{"a"1}`, `[`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := NewStrictScanner(b)
+		_, err := s.Skip(0)
+		if errors.Is(err, ErrTooDeep) {
+			return // fastjson.Validate does not bound nesting
+		}
+		read := err == nil && s.AtEnd()
+		verr := fastjson.ValidateBytes(b)
+		if read && verr != nil {
+			t.Fatalf("%q: strict Scanner read it; fastjson.Validate: %v", b, verr)
+		}
+		if !read && verr == nil && !readsWithoutControls(b) {
+			t.Fatalf("%q: strict Scanner refused it (%v); fastjson.Validate accepts it", b, err)
+		}
+	})
+}
+
+// readsWithoutControls: b reads once its control bytes are spaces.
+// fastjson.Validate misses a control character in a string before the
+// string's last escape; the Scanner refuses it, and the parse stage then
+// asks fastjson.
+func readsWithoutControls(b []byte) bool {
+	spaced := make([]byte, len(b))
+	for i, c := range b {
+		if c < 0x20 {
+			c = ' '
+		}
+		spaced[i] = c
+	}
+	s := NewStrictScanner(spaced)
+	_, err := s.Skip(0)
+	return err == nil && s.AtEnd()
+}
