@@ -108,12 +108,7 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 		var b []byte
 		var err error
 		if p.emits {
-			// Room for the standard fields; a line also gains its keys.
-			size := len(raw) + 512
-			if p.read != nil {
-				size += len(raw)
-			}
-			b, err = c.emitEvent(make([]byte, 0, size), p, raw, precheck, o, rowID)
+			b, err = c.emitEvent(p, raw, precheck, o, rowID)
 		} else {
 			var res *Result
 			if res, err = p.parse(raw, o.Header, precheck); err == nil {

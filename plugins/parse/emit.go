@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -41,10 +42,28 @@ func (p *Parser) canEmit() bool {
 	return true
 }
 
-// emitEvent types an event and writes it, with the standard fields, to b.
-func (c *Classifier) emitEvent(b []byte, p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
+// emitEvent types an event and writes it, with the standard fields. It is
+// written into a reused buffer and then copied out at its size: a buffer
+// sized for the event beforehand must guess, and its slack was as many
+// bytes again for the garbage collector.
+func (c *Classifier) emitEvent(p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
 	sc := emitScratches.Get().(*emitScratch)
 	defer sc.put()
+	b, err := c.emitInto(sc, sc.out[:0], p, raw, precheck, o, rowID)
+	if err != nil {
+		return nil, err
+	}
+	if cap(b) <= maxKeptOut {
+		sc.out = b
+	}
+	return bytes.Clone(b), nil
+}
+
+// maxKeptOut bounds the buffer a scratch keeps: a rare large event's is
+// left to the collector rather than held.
+const maxKeptOut = 64 << 10
+
+func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
 	res := &sc.res
 	st := &sc.st
 	b = append(b, '{')
@@ -119,6 +138,7 @@ type emitScratch struct {
 	res Result
 	ix  Indicators
 	st  state
+	out []byte
 }
 
 var emitScratches = sync.Pool{New: func() any {

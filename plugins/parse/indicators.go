@@ -16,12 +16,47 @@ type Indicators struct {
 	found []indicator
 }
 
-type indicator struct{ field, value string }
+type indicator struct {
+	field anyField
+	value string
+}
+
+// anyField is a standard indicator field. The constants are in the order
+// of the fields' names, the order they are written in, so that sorting
+// compares small integers rather than the names.
+type anyField uint8
+
+const (
+	anyActorIDs anyField = iota
+	anyAWSAccountIDs
+	anyAWSARNs
+	anyAWSInstanceIDs
+	anyAWSTags
+	anyDomainNames
+	anyEmails
+	anyIPAddresses
+	anyMACAddresses
+	anyMD5Hashes
+	anySHA1Hashes
+	anySHA256Hashes
+	anyTraceIDs
+	anyUsernames
+)
+
+var anyFieldNames = [...]string{
+	anyActorIDs: "p_any_actor_ids", anyAWSAccountIDs: "p_any_aws_account_ids", anyAWSARNs: "p_any_aws_arns",
+	anyAWSInstanceIDs: "p_any_aws_instance_ids", anyAWSTags: "p_any_aws_tags", anyDomainNames: "p_any_domain_names",
+	anyEmails: "p_any_emails", anyIPAddresses: "p_any_ip_addresses", anyMACAddresses: "p_any_mac_addresses",
+	anyMD5Hashes: "p_any_md5_hashes", anySHA1Hashes: "p_any_sha1_hashes", anySHA256Hashes: "p_any_sha256_hashes",
+	anyTraceIDs: "p_any_trace_ids", anyUsernames: "p_any_usernames",
+}
+
+func (f anyField) String() string { return anyFieldNames[f] }
 
 // NewIndicators returns an empty collection.
 func NewIndicators() *Indicators { return &Indicators{found: make([]indicator, 0, 16)} }
 
-func (ix *Indicators) put(field, v string) {
+func (ix *Indicators) put(field anyField, v string) {
 	if v != "" {
 		ix.found = append(ix.found, indicator{field, v})
 	}
@@ -146,12 +181,14 @@ func (ix *Indicators) Add(kinds []string, value string) {
 		switch k {
 		case "ip":
 			if a, err := netip.ParseAddr(value); err == nil {
-				ix.put("p_any_ip_addresses", ipString(a, value))
+				ix.put(anyIPAddresses, ipString(a, value))
 			}
 		case "domain", "hostname":
 			ix.hostOrIP(value)
 		case "url":
-			if u, err := url.Parse(value); err == nil && u.Hostname() != "" {
+			if host, ok := simpleURLHost(value); ok {
+				ix.hostOrIP(host)
+			} else if u, err := url.Parse(value); err == nil && u.Hostname() != "" {
 				ix.hostOrIP(u.Hostname())
 			}
 		case "net_addr":
@@ -164,15 +201,15 @@ func (ix *Indicators) Add(kinds []string, value string) {
 			ix.hostOrIP(host)
 		case "md5":
 			if isHex(value, 32) {
-				ix.put("p_any_md5_hashes", strings.ToLower(value))
+				ix.put(anyMD5Hashes, strings.ToLower(value))
 			}
 		case "sha1":
 			if isHex(value, 40) {
-				ix.put("p_any_sha1_hashes", strings.ToLower(value))
+				ix.put(anySHA1Hashes, strings.ToLower(value))
 			}
 		case "sha256":
 			if isHex(value, 64) {
-				ix.put("p_any_sha256_hashes", strings.ToLower(value))
+				ix.put(anySHA256Hashes, strings.ToLower(value))
 			}
 		case "aws_arn":
 			ix.arn(value, true)
@@ -180,30 +217,68 @@ func (ix *Indicators) Add(kinds []string, value string) {
 			ix.arn(value, false)
 		case "aws_account_id":
 			if isDigits(value, 12) {
-				ix.put("p_any_aws_account_ids", value)
+				ix.put(anyAWSAccountIDs, value)
 			}
 		case "aws_instance_id":
 			if findInstanceID(value) != "" {
-				ix.put("p_any_aws_instance_ids", value)
+				ix.put(anyAWSInstanceIDs, value)
 			}
 		case "aws_tag":
-			ix.put("p_any_aws_tags", value)
+			ix.put(anyAWSTags, value)
 		case "trace_id":
-			ix.put("p_any_trace_ids", value)
+			ix.put(anyTraceIDs, value)
 		case "actor_id":
-			ix.put("p_any_actor_ids", value)
+			ix.put(anyActorIDs, value)
 		case "username":
-			ix.put("p_any_usernames", value)
+			ix.put(anyUsernames, value)
 		case "email":
 			if isEmail(value) {
-				ix.put("p_any_emails", strings.ToLower(value))
+				ix.put(anyEmails, strings.ToLower(value))
 			}
 		case "mac":
 			if isMAC(value) {
-				ix.put("p_any_mac_addresses", strings.ToLower(value))
+				ix.put(anyMACAddresses, strings.ToLower(value))
 			}
 		}
 	}
+}
+
+// simpleURLHost is the host of an http(s) URL that url.Parse takes as it
+// is written (no escapes, spaces, control or non-ASCII bytes) and whose
+// host is a plain name or IPv4 address, with or without a port; ok is
+// false for anything else, which url.Parse decides. Most URLs in logs are
+// such, and url.Parse allocated a URL for each.
+func simpleURLHost(v string) (host string, ok bool) {
+	rest, found := strings.CutPrefix(v, "https://")
+	if !found {
+		if rest, found = strings.CutPrefix(v, "http://"); !found {
+			return "", false
+		}
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c <= ' ' || c == '%' || c >= 0x7f {
+			return "", false
+		}
+	}
+	end := len(rest)
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; c == '/' || c == '?' || c == '#' {
+			end = i
+			break
+		}
+	}
+	host, port, _ := strings.Cut(rest[:end], ":")
+	for i := 0; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			return "", false
+		}
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; !isWordByte(c) && c != '.' && c != '-' && c != '~' {
+			return "", false
+		}
+	}
+	return host, host != ""
 }
 
 // hostOrIP files a host under IPs or domain names by what it holds.
@@ -211,12 +286,12 @@ func (ix *Indicators) hostOrIP(v string) {
 	v = strings.Trim(v, "[]")
 	if maybeIP(v) {
 		if a, err := netip.ParseAddr(v); err == nil {
-			ix.put("p_any_ip_addresses", ipString(a, v))
+			ix.put(anyIPAddresses, ipString(a, v))
 			return
 		}
 	}
 	if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
-		ix.put("p_any_domain_names", strings.ToLower(strings.TrimSuffix(v, ".")))
+		ix.put(anyDomainNames, strings.ToLower(strings.TrimSuffix(v, ".")))
 	}
 }
 
@@ -264,15 +339,18 @@ func (ix *Indicators) arn(v string, inner bool) {
 		}
 		rest = after
 	}
-	ix.put("p_any_aws_arns", v)
+	ix.put(anyAWSARNs, v)
 	if !inner {
 		return
 	}
 	if isDigits(account, 12) {
-		ix.put("p_any_aws_account_ids", account)
+		ix.put(anyAWSAccountIDs, account)
 	}
 	if id := findInstanceID(resource); id != "" {
-		ix.put("p_any_aws_instance_ids", id)
+		ix.put(anyAWSInstanceIDs, id)
+	}
+	if strings.IndexByte(resource, '@') < 0 {
+		return // no email in it
 	}
 	for resource != "" {
 		i := strings.IndexAny(resource, "/:")
@@ -283,18 +361,19 @@ func (ix *Indicators) arn(v string, inner bool) {
 			resource = ""
 		}
 		if isEmail(seg) {
-			ix.put("p_any_emails", strings.ToLower(seg))
+			ix.put(anyEmails, strings.ToLower(seg))
 		}
 	}
 }
 
-func (ix *Indicators) sort() {
-	slices.SortFunc(ix.found, func(a, b indicator) int {
-		if c := strings.Compare(a.field, b.field); c != 0 {
-			return c
-		}
-		return strings.Compare(a.value, b.value)
-	})
+func (ix *Indicators) sort() { slices.SortFunc(ix.found, compareIndicators) }
+
+// compareIndicators orders by field, then value.
+func compareIndicators(a, b indicator) int {
+	if a.field != b.field {
+		return int(a.field) - int(b.field)
+	}
+	return strings.Compare(a.value, b.value)
 }
 
 // Each calls fn for every non-empty indicator field with its values
@@ -313,33 +392,46 @@ func (ix *Indicators) Each(fn func(field string, values []string)) {
 				vals = append(vals, it.value)
 			}
 		}
-		fn(found[i].field, vals)
+		fn(found[i].field.String(), vals)
 		i = j
 	}
 }
 
 // appendFields writes each non-empty indicator field as `,"field":[...]`,
-// as Each would give them, without building the lists.
+// as Each would give them, without building the lists. The indicators
+// are put in order through their positions: moving them would cost a
+// write barrier per string while the garbage collector runs.
 func (ix *Indicators) appendFields(b []byte) []byte {
-	ix.sort()
 	found := ix.found
-	for i, it := range found {
+	var few [64]uint32
+	order := few[:0]
+	if len(found) > len(few) {
+		order = make([]uint32, 0, len(found))
+	}
+	for i := range found {
+		order = append(order, uint32(i))
+	}
+	slices.SortFunc(order, func(i, j uint32) int { return compareIndicators(found[i], found[j]) })
+	var prev *indicator
+	for _, i := range order {
+		it := &found[i]
 		switch {
-		case i == 0 || it.field != found[i-1].field:
-			if i > 0 {
+		case prev == nil || it.field != prev.field:
+			if prev != nil {
 				b = append(b, ']')
 			}
 			b = append(b, ',')
-			b = envelope.AppendString(b, it.field)
+			b = envelope.AppendString(b, it.field.String())
 			b = append(b, ':', '[')
-		case it.value == found[i-1].value:
+		case it.value == prev.value:
 			continue
 		default:
 			b = append(b, ',')
 		}
 		b = envelope.AppendString(b, it.value)
+		prev = it
 	}
-	if len(found) > 0 {
+	if prev != nil {
 		b = append(b, ']')
 	}
 	return b

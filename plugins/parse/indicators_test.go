@@ -3,10 +3,13 @@ package parse
 import (
 	"math/rand/v2"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // Each hand-written indicator matcher agrees with the regular expression
@@ -74,16 +77,16 @@ func TestARNAndIPIndicatorsAgreeWithPlainForms(t *testing.T) {
 		if !strings.HasPrefix(v, "arn:") || len(parts) < 6 {
 			return ix.found
 		}
-		ix.put("p_any_aws_arns", v)
+		ix.put(anyAWSARNs, v)
 		if isDigits(parts[4], 12) {
-			ix.put("p_any_aws_account_ids", parts[4])
+			ix.put(anyAWSAccountIDs, parts[4])
 		}
 		if id := findInstanceID(parts[5]); id != "" {
-			ix.put("p_any_aws_instance_ids", id)
+			ix.put(anyAWSInstanceIDs, id)
 		}
 		for _, seg := range strings.FieldsFunc(parts[5], func(r rune) bool { return r == '/' || r == ':' }) {
 			if isEmail(seg) {
-				ix.put("p_any_emails", strings.ToLower(seg))
+				ix.put(anyEmails, strings.ToLower(seg))
 			}
 		}
 		return ix.found
@@ -106,9 +109,9 @@ func TestARNAndIPIndicatorsAgreeWithPlainForms(t *testing.T) {
 		ix := NewIndicators()
 		v = strings.Trim(v, "[]")
 		if a, err := netip.ParseAddr(v); err == nil {
-			ix.put("p_any_ip_addresses", a.Unmap().String())
+			ix.put(anyIPAddresses, a.Unmap().String())
 		} else if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
-			ix.put("p_any_domain_names", strings.ToLower(strings.TrimSuffix(v, ".")))
+			ix.put(anyDomainNames, strings.ToLower(strings.TrimSuffix(v, ".")))
 		}
 		return ix.found
 	}
@@ -144,5 +147,47 @@ func TestARNAndIPIndicatorsAgreeWithPlainForms(t *testing.T) {
 				t.Fatalf("%q: %q, want %q", text, got, want)
 			}
 		}
+	}
+}
+
+// The indicator fields are written in name order, which sorting by
+// anyField gives only while the constants follow the names; and they are
+// the standard fields.
+func TestAnyFieldsInNameOrder(t *testing.T) {
+	names := anyFieldNames[:]
+	if !slices.IsSorted(names) {
+		t.Fatalf("anyField constants are not in name order: %v", names)
+	}
+	want := slices.Sorted(slices.Values(envelope.IndicatorFields))
+	if !slices.Equal(names, want) {
+		t.Fatalf("indicator fields %v, want the standard %v", names, want)
+	}
+}
+
+// simpleURLHost gives url.Parse's host whenever it decides without it.
+func TestSimpleURLHostAgreesWithURLParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	seeds := []string{"https://www.example.com:443/path?q=1#frag", "http://10.0.0.1/", "http://h", "https://a_b.example.com:/x",
+		"http://user@host/", "https://[2001:db8::1]:443/", "http://host:8080:1/", "HTTP://Example.COM/", "http://h/a%20b",
+		"http://h\\x/", "https://~h.-/?#", "http:///path", "http://h/é"}
+	decided := 0
+	for range 200000 {
+		s := []byte(seeds[rng.IntN(len(seeds))])
+		for range rng.IntN(3) {
+			const alphabet = ":/?#@%[]\\ .a1-_\x7f\x01"
+			s[rng.IntN(len(s))] = alphabet[rng.IntN(len(alphabet))]
+		}
+		host, ok := simpleURLHost(string(s))
+		if !ok {
+			continue
+		}
+		decided++
+		u, err := url.Parse(string(s))
+		if err != nil || u.Hostname() != host {
+			t.Fatalf("%q: simpleURLHost %q, url.Parse %v (%v)", s, host, u, err)
+		}
+	}
+	if decided < 20000 {
+		t.Fatalf("decided only %d of 200000 without url.Parse", decided)
 	}
 }

@@ -146,15 +146,7 @@ func setList(rec *Record, key, s, sep string) {
 	if s == "" || s == "-" {
 		return
 	}
-	out := make([]string, 0, strings.Count(s, sep)+1)
-	for p := range strings.SplitSeq(s, sep) {
-		if p != "" && p != "-" {
-			out = append(out, p)
-		}
-	}
-	if len(out) > 0 {
-		rec.PutList(key, out)
-	}
+	rec.putSplit(key, s, sep)
 }
 
 // IsHeader reports whether the first line of a text stream is a header
