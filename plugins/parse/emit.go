@@ -71,6 +71,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 	if p.read != nil {
 		rec := getRecord()
 		defer putRecord(rec)
+		rec.Borrow() // written out below, while raw is ours
 		if err := p.read(rec, raw, o.Header); err != nil {
 			return nil, err
 		}

@@ -379,3 +379,32 @@ func BenchmarkLogTypes(b *testing.B) {
 		})
 	}
 }
+
+// The emit path lets a line's values point into the line (Record.Borrow);
+// nothing it returns may, and the map path, whose events outlive the
+// line, must not borrow even from a record the emit path used before.
+func TestLineValuesOutliveTheLine(t *testing.T) {
+	c := classifier(t)
+	line := `http 2026-11-20T23:39:43.945958Z app/my-lb/50dc6c495c0c9188 192.0.2.10:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2026-11-20T23:39:43.945958Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-"`
+	for range 3 {
+		buf := []byte(line)
+		n, fail := c.ClassifyJSON(buf, []string{"AWS.ALB"}, Origin{})
+		if fail != nil {
+			t.Fatal(Describe(fail))
+		}
+		want := string(n.JSON)
+		ev, fail := c.Classify(buf, []string{"AWS.ALB"}, Origin{})
+		if fail != nil {
+			t.Fatal(Describe(fail))
+		}
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		if string(n.JSON) != want {
+			t.Fatalf("the emitted event changed with its line: %s", n.JSON)
+		}
+		if ev["elb"] != "app/my-lb/50dc6c495c0c9188" || ev["userAgent"] != "curl/7.46.0" {
+			t.Fatalf("the map path's event changed with its line: %v", ev)
+		}
+	}
+}

@@ -238,7 +238,7 @@ func newFastMatchReader(c *schema.FastMatchParser) (reader, error) {
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
 	return func(m *native.Record, line, _ []byte) error {
-		s := strings.TrimRight(string(line), "\r\n")
+		s := strings.TrimRight(m.Text(line), "\r\n")
 		for _, fp := range pats {
 			if fp.match(m, s, tv) {
 				return nil
@@ -303,7 +303,7 @@ func newRegexReader(c *schema.RegexParser) (reader, error) {
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
 	return func(m *native.Record, line, _ []byte) error {
-		s := strings.TrimRight(string(line), "\r\n")
+		s := strings.TrimRight(m.Text(line), "\r\n")
 		idx := re.FindStringSubmatchIndex(s)
 		if idx == nil {
 			return errors.New("regex: the line does not match the pattern")

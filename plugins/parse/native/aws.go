@@ -173,8 +173,8 @@ func parseVPCFlow(m *Record, line, header []byte) error {
 		}
 		cols = c
 	}
-	// Tokens are slices of one copy of the line, put as they are found.
-	s, n := string(line), 0
+	// Tokens are slices of the line's text, put as they are found.
+	s, n := m.Text(line), 0
 	for tok := range strings.FieldsSeq(s) {
 		if n < len(cols) {
 			set(m, cols[n], tok)

@@ -47,14 +47,12 @@ var ErrHeader = errors.New("header line")
 // "double-quoted" (with \" and \\ escapes inside) or [bracketed], and the
 // quotes or brackets are removed. AWS's access logs (ALB, S3, CLB) use
 // this form.
-func Fields(line []byte) ([]string, error) { return appendFields(make([]string, 0, 32), line) }
+func Fields(line []byte) ([]string, error) { return appendFields(make([]string, 0, 32), string(line)) }
 
 // appendFields is Fields appending to out, so that a record's token list
 // is reused from line to line.
-func appendFields(out []string, line []byte) ([]string, error) {
-	// One copy of the line; the tokens are slices of it, so a line costs
-	// one allocation rather than one per token.
-	s := string(line)
+func appendFields(out []string, s string) ([]string, error) {
+	// The tokens are slices of the line's text (Record.Text), not copies.
 	i, n := 0, len(s)
 	for i < n {
 		for i < n && s[i] == ' ' {

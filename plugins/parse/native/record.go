@@ -1,6 +1,9 @@
 package native
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // Record is one line's values in the order a parser found them, each a
 // text or a list of texts. It stands in for a map per line: the process
@@ -10,6 +13,7 @@ type Record struct {
 	values []Value
 	tokens []string // the tokenizer's list, reused
 	items  []string // the lists' items, reused
+	borrow bool     // texts point into the line (Borrow)
 }
 
 // Value is one key's text, or its list when IsList (the other is stale).
@@ -21,7 +25,21 @@ type Value struct {
 }
 
 // Reset empties the record for the next line.
-func (r *Record) Reset() { r.values, r.items = r.values[:0], r.items[:0] }
+func (r *Record) Reset() { r.values, r.items, r.borrow = r.values[:0], r.items[:0], false }
+
+// Borrow lets the texts of the next line point into it instead of into a
+// copy, for a caller that is done with the values before the line can
+// change (the process stage writes them out at once); Reset ends it.
+// Otherwise each line is copied once and the values point into the copy.
+func (r *Record) Borrow() { r.borrow = true }
+
+// Text is the line as the record's values may point into it.
+func (r *Record) Text(line []byte) string {
+	if r.borrow {
+		return unsafe.String(unsafe.SliceData(line), len(line))
+	}
+	return string(line)
+}
 
 // Put adds a text value.
 func (r *Record) Put(key, text string) {
@@ -94,7 +112,7 @@ func (r *Record) Truncate(n int) { r.values = r.values[:n] }
 // fields tokenizes a line as Fields does into the record's reused list;
 // the list is valid until the next line.
 func (r *Record) fields(line []byte) ([]string, error) {
-	f, err := appendFields(r.tokens[:0], line)
+	f, err := appendFields(r.tokens[:0], r.Text(line))
 	if err == nil {
 		r.tokens = f
 	}
