@@ -174,7 +174,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 	vals := rec.Values()
 	for j := len(vals) - 1; j >= 0; j-- {
 		v := &vals[j]
-		i, ok := set.index[v.Key]
+		i, ok := set.find(v.Key)
 		if !ok || seen&(1<<i) != 0 {
 			continue
 		}
@@ -303,21 +303,66 @@ func appendField(b []byte, name, value string) []byte {
 // is written in one pass over its keys (fastjson's Get scans the keys for
 // every field, a tenth of typing a CloudTrail event).
 type fieldSet struct {
-	index    map[string]int // key → position in the fields
-	required uint64         // bit i: fields[i] is required
-	ordered  bool           // no lookup (over 64 fields, or a name twice): go by the fields' order
+	slots    []fieldSlot // open addressing, by keyHash
+	required uint64      // bit i: fields[i] is required
+	ordered  bool        // no lookup (over 64 fields, or a name twice): go by the fields' order
+}
+
+// fieldSlot is a field's name and position; pos is -1 in an empty slot.
+type fieldSlot struct {
+	name string
+	pos  int
+}
+
+// keyHash mixes a key's length and its first and last bytes: field names
+// mostly differ there, and reading three bytes costs less than hashing
+// the key for a map (a tenth of an ALB line).
+func keyHash(key string) uint {
+	if key == "" {
+		return 0
+	}
+	return uint(len(key))*0x9e37 ^ uint(key[0])*0x2f1 ^ uint(key[len(key)-1])*0x1f
 }
 
 func newFieldSet(fields []*node) fieldSet {
-	s := fieldSet{index: make(map[string]int, len(fields))}
+	size := 8
+	for size < 2*len(fields) {
+		size *= 2
+	}
+	s := fieldSet{slots: make([]fieldSlot, size)}
+	for i := range s.slots {
+		s.slots[i].pos = -1
+	}
 	for i, f := range fields {
-		s.index[f.name] = i
+		if _, dup := s.find(f.name); dup {
+			s.ordered = true
+			continue
+		}
+		h := keyHash(f.name)
+		for s.slots[h&uint(size-1)].pos >= 0 {
+			h++
+		}
+		s.slots[h&uint(size-1)] = fieldSlot{f.name, i}
 		if f.required && i < 64 {
 			s.required |= 1 << i
 		}
 	}
-	s.ordered = len(fields) > 64 || len(s.index) != len(fields)
+	s.ordered = s.ordered || len(fields) > 64
 	return s
+}
+
+// find returns the position of the field named key.
+func (s *fieldSet) find(key string) (int, bool) {
+	mask := uint(len(s.slots) - 1)
+	for h := keyHash(key); ; h++ {
+		slot := &s.slots[h&mask]
+		if slot.pos < 0 {
+			return 0, false
+		}
+		if slot.name == key {
+			return slot.pos, true
+		}
+	}
 }
 
 // emitFields writes the object's fields without braces, in the input's
@@ -332,7 +377,7 @@ func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjso
 	var err error
 	first = true
 	in.Visit(func(k []byte, v *fastjson.Value) {
-		i, ok := set.index[string(k)]
+		i, ok := set.find(unsafe.String(unsafe.SliceData(k), len(k)))
 		if !ok || err != nil || seen&(1<<i) != 0 {
 			return
 		}

@@ -408,3 +408,37 @@ func TestLineValuesOutliveTheLine(t *testing.T) {
 		}
 	}
 }
+
+// Every field of every shipped schema is found at its place, at any
+// depth, and a name that is not a field is not found.
+func TestFieldSetFinds(t *testing.T) {
+	c := classifier(t)
+	var check func(fields []*node, set *fieldSet)
+	checked := 0
+	check = func(fields []*node, set *fieldSet) {
+		if set.ordered {
+			return
+		}
+		for i, f := range fields {
+			if pos, ok := set.find(f.name); !ok || pos != i {
+				t.Fatalf("field %s at %d: found %d, %v", f.name, i, pos, ok)
+			}
+			for _, other := range []string{f.name + "x", "x" + f.name, strings.ToUpper(f.name), f.name[:len(f.name)-1], ""} {
+				if pos, ok := set.find(other); ok && fields[pos].name != other {
+					t.Fatalf("%q found as field %s", other, fields[pos].name)
+				}
+			}
+			checked++
+			check(f.fields, &f.set)
+			if f.element != nil {
+				check(f.element.fields, &f.element.set)
+			}
+		}
+	}
+	for _, p := range c.parsers {
+		check(p.fields, &p.set)
+	}
+	if checked < 300 {
+		t.Fatalf("checked only %d fields", checked)
+	}
+}

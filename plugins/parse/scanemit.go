@@ -46,7 +46,7 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 		if err != nil {
 			return nil, false, err
 		}
-		i, ok := set.index[string(key)]
+		i, ok := set.find(unsafe.String(unsafe.SliceData(key), len(key)))
 		switch {
 		case !ok || seen&(1<<i) != 0: // a key given twice counts once: the first
 			_, err = s.Skip(depth + 1 + scanMargin)
