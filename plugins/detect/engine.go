@@ -3,11 +3,14 @@ package detect
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -141,9 +144,12 @@ type Engine struct {
 	rules  []*Rule
 	byType map[string][]*Rule
 	index  map[string]*index
-	// reads is every top-level key some rule may read (nil: the whole
-	// event), so DecodeAndEvaluate decodes only those.
-	reads map[string]bool
+	// reads finds the top-level keys the rules' conditions read (nil: any
+	// key may be read), readKeys, so that DecodeAndEvaluate decodes only
+	// those a candidate rule reads.
+	reads    *envelope.Names
+	readKeys []string
+	plans    map[*Rule]*plan
 }
 
 // NewEngine indexes the enabled rules by log type, and within a log type by
@@ -158,22 +164,66 @@ func NewEngine(rules []*Rule) *Engine {
 			e.byType[lt] = append(e.byType[lt], r)
 		}
 	}
-	e.reads = map[string]bool{envelope.FieldLogType: true}
-	for _, r := range e.rules {
-		keys, all := r.eventKeys()
-		if all {
-			e.reads = nil
-			break
-		}
-		for k := range keys {
-			e.reads[k] = true
-		}
-	}
 	for lt, rs := range e.byType {
 		sort.SliceStable(rs, func(i, j int) bool { return rs[i].RuleID < rs[j].RuleID })
 		e.index[lt] = newIndex(rs)
 	}
+	e.planReads()
 	return e
+}
+
+// plan is what DecodeAndEvaluate needs of a rule: the keys its condition
+// reads and its guards, as positions in Engine.readKeys.
+type plan struct {
+	reads  []int
+	guards []guardAt
+}
+
+type guardAt struct {
+	key    int
+	values map[string]bool
+}
+
+// planReads lists the keys the rules' conditions read (with the log type
+// and the indexed fields) and makes each rule's plan; with a rule that
+// may read any key there is none.
+func (e *Engine) planReads() {
+	conds := map[*Rule]map[string]bool{}
+	reads := map[string]bool{envelope.FieldLogType: true}
+	for _, rs := range e.byType {
+		for _, r := range rs {
+			keys, all := r.conditionKeys()
+			if all {
+				return
+			}
+			conds[r] = keys
+			for k := range keys {
+				reads[k] = true
+			}
+			for f := range r.guards {
+				reads[f] = true
+			}
+		}
+	}
+	for _, ix := range e.index {
+		reads[ix.field] = true
+	}
+	e.readKeys = slices.Sorted(maps.Keys(reads))
+	names := envelope.NewNames(e.readKeys)
+	e.reads = &names
+	e.plans = map[*Rule]*plan{}
+	for r, keys := range conds {
+		p := &plan{}
+		for k := range keys {
+			i, _ := names.Find(k)
+			p.reads = append(p.reads, i)
+		}
+		for f, values := range r.guards {
+			i, _ := names.Find(f)
+			p.guards = append(p.guards, guardAt{i, values})
+		}
+		e.plans[r] = p
+	}
 }
 
 // LoadEngine reads the rules in dir.
@@ -206,10 +256,15 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 }
 
 // DecodeAndEvaluate is Evaluate for an event as the process stage wrote
-// it. Rules read a few of an event's fields, so only the top-level keys
-// some rule reads are decoded; a match, which carries the whole event, is
-// made again from the fully decoded event. Rules see the same values
-// either way: a key no rule names cannot change a result.
+// it. An event is a candidate for few rules, and rules read few of its
+// fields: one pass over the event notes where the values of the keys
+// conditions read are; its log type and indexed field give its rules (as
+// Evaluate finds them); a rule whose guards the event fails is skipped
+// (running it gives the same result); and only the values the rest read
+// are decoded, their strings pointing into raw. A match, which carries
+// the whole event, is made again from the fully decoded event. Rules see
+// the same values either way: a key a condition does not name cannot
+// change its result.
 func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 	if e.reads == nil {
 		ev, err := envelope.DecodeEvent(raw)
@@ -218,19 +273,112 @@ func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 		}
 		return e.Evaluate(ev), nil
 	}
-	// Most events match nothing: look without copying strings out, and
-	// decode for keeps only when something matched.
-	ev, err := envelope.ViewEventKeys(raw, e.reads)
+	var fewVals [128][]byte // the shipped rules' conditions read 40-odd keys
+	var fewNeed [128]bool
+	var fewRun [16]*Rule
+	vals, need, run := fewVals[:0], fewNeed[:0], fewRun[:0]
+	if n := len(e.readKeys); n > len(fewVals) {
+		vals, need = make([][]byte, n), make([]bool, n)
+	}
+	vals, need = vals[:len(e.readKeys)], need[:len(e.readKeys)]
+	if err := e.locate(raw, vals); err != nil {
+		return nil, err
+	}
+	ix := e.index[e.text(vals, envelope.FieldLogType)]
+	if ix == nil {
+		return nil, nil
+	}
+	for _, r := range ix.lookupValue(e.text(vals, ix.field)) {
+		p := e.plans[r]
+		if !p.admits(vals) {
+			continue
+		}
+		run = append(run, r)
+		for _, i := range p.reads {
+			need[i] = true
+		}
+	}
+	if len(run) == 0 {
+		return nil, nil
+	}
+	ev := make(map[string]any, 8)
+	for i, needed := range need {
+		if !needed || vals[i] == nil {
+			continue
+		}
+		v, err := envelope.ViewValue(vals[i])
+		if err != nil {
+			return nil, err
+		}
+		ev[e.readKeys[i]] = v
+	}
+	matched := false
+	for _, r := range run {
+		if matched = r.Match(ev) != nil; matched {
+			break
+		}
+	}
+	if !matched {
+		return nil, nil
+	}
+	full, err := envelope.DecodeEvent(raw)
 	if err != nil {
 		return nil, err
 	}
-	if len(e.Evaluate(ev)) == 0 {
-		return nil, nil
+	return e.Evaluate(full), nil
+}
+
+// admits reports whether an event whose located values are vals passes
+// every guard of the rule.
+func (p *plan) admits(vals [][]byte) bool {
+	for _, g := range p.guards {
+		v, _ := envelope.ViewString(vals[g.key])
+		if !g.values[v] {
+			return false
+		}
 	}
-	if ev, err = envelope.DecodeEvent(raw); err != nil {
-		return nil, err
+	return true
+}
+
+// locate sets vals[i] to the JSON of the value of top-level key
+// readKeys[i] in raw (the last, if given twice; nil if absent).
+func (e *Engine) locate(raw []byte, vals [][]byte) error {
+	s := envelope.NewScanner(raw)
+	defer s.Release()
+	if !s.Expect('{') {
+		return errors.New("not a JSON object")
 	}
-	return e.Evaluate(ev), nil
+	for more := !s.Expect('}'); more; {
+		key, err := s.Key()
+		if err != nil {
+			return err
+		}
+		v, err := s.Skip(1)
+		if err != nil {
+			return err
+		}
+		if i, ok := e.reads.Find(unsafe.String(unsafe.SliceData(key), len(key))); ok {
+			vals[i] = v
+		}
+		if more, err = s.More('}'); err != nil {
+			return err
+		}
+	}
+	if !s.AtEnd() {
+		return envelope.ErrSyntax
+	}
+	return nil
+}
+
+// text is the string value of key among the located values ("" when it
+// is absent or not a string).
+func (e *Engine) text(vals [][]byte, key string) string {
+	i, ok := e.reads.Find(key)
+	if !ok {
+		return ""
+	}
+	v, _ := envelope.ViewString(vals[i])
+	return v
 }
 
 // vms are reused: vm.Run allocates a VM (and its stack) per call, which

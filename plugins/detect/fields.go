@@ -39,8 +39,22 @@ func (r *Rule) FieldsUsed() []string {
 // whole ($env, other than $env["key"]) or through a key that is not a
 // plain name.
 func (r *Rule) eventKeys() (keys map[string]bool, all bool) {
+	return r.keysOf(r.expressions())
+}
+
+// conditionKeys is eventKeys for deciding whether the rule matches: its
+// Condition or Detection only (the rest is evaluated for a match).
+func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
+	var srcs []string
+	if r.Condition != "" {
+		srcs = append(srcs, r.Condition)
+	}
+	return r.keysOf(srcs)
+}
+
+func (r *Rule) keysOf(srcs []string) (keys map[string]bool, all bool) {
 	keys = map[string]bool{}
-	for _, src := range r.expressions() {
+	for _, src := range srcs {
 		tree, err := parser.Parse(src)
 		if err != nil {
 			return nil, true

@@ -177,6 +177,14 @@ func (ix *index) lookup(event map[string]any) []*Rule {
 		return ix.rest
 	}
 	v, _ := event[ix.field].(string)
+	return ix.lookupValue(v)
+}
+
+// lookupValue is lookup for an event whose indexed field holds v.
+func (ix *index) lookupValue(v string) []*Rule {
+	if ix.field == "" {
+		return ix.rest
+	}
 	guarded := ix.byValue[v]
 	if len(guarded) == 0 {
 		return ix.rest

@@ -3,6 +3,7 @@ package envelope
 import (
 	"errors"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -83,4 +84,30 @@ func readsWithoutControls(b []byte) bool {
 	s := NewStrictScanner(spaced)
 	_, err := s.Skip(0)
 	return err == nil && s.AtEnd()
+}
+
+func TestViewStringAndValue(t *testing.T) {
+	for in, want := range map[string]string{`"abc"`: "abc", `"a\"b\u00e9"`: "a\"bé", `""`: ""} {
+		got, ok := ViewString([]byte(in))
+		if !ok || got != want {
+			t.Errorf("ViewString(%s) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{`123`, `null`, `{"a":"b"}`, `"abc`, `"a" "b"`, ``} {
+		if got, ok := ViewString([]byte(in)); ok {
+			t.Errorf("ViewString(%s) = %q, want not a string", in, got)
+		}
+	}
+	b := []byte(`{"k":["x",1,2.5,null,true]}`)
+	v, err := ViewValue(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := DecodeObject(b)
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("ViewValue = %#v, want %#v", v, want)
+	}
+	if _, err := ViewValue([]byte(`1 2`)); err == nil {
+		t.Error("ViewValue accepted two values")
+	}
 }

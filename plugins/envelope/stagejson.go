@@ -32,6 +32,35 @@ func ViewEventKeys(b []byte, keep map[string]bool) (map[string]any, error) {
 	return decodeEvent(s, keep)
 }
 
+// ViewValue decodes one JSON value (a Scanner.Skip result, say) as
+// ViewEventKeys decodes values: its strings point into b.
+func ViewValue(b []byte) (any, error) {
+	s := NewScanner(b)
+	s.view = true
+	defer s.Release()
+	v, err := s.decodeValue(0)
+	if err == nil && !s.AtEnd() {
+		err = ErrSyntax
+	}
+	return v, err
+}
+
+// ViewString is the string a JSON string token (a Scanner.Skip result)
+// holds, pointing into b unless it has escapes; ok is false for any other
+// value.
+func ViewString(b []byte) (_ string, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", false
+	}
+	s := NewScanner(b)
+	defer s.Release()
+	text, err := s.Text()
+	if err != nil || !s.AtEnd() {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(text), len(text)), true
+}
+
 func decodeEvent(s Scanner, keep map[string]bool) (map[string]any, error) {
 	defer s.Release()
 	if s.Next() != '{' {
