@@ -66,7 +66,9 @@ func (s *Set) EnrichJSON(raw []byte) ([]byte, error) {
 	if s == nil || len(s.byLogType) == 0 {
 		return nil, nil
 	}
-	ev, err := envelope.DecodeEventKeys(raw, s.reads)
+	// A look, not a copy: only the rows found (the tables' own) are kept,
+	// and they are written out below.
+	ev, err := envelope.ViewEventKeys(raw, s.reads)
 	if err != nil {
 		return nil, err
 	}
