@@ -175,7 +175,46 @@ func digits(b []byte, n int) {
 }
 
 // ParseTime reads a timestamp written by FormatTime (or any RFC 3339 time).
-func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }
+// FormatTime's own layout, which every event's p_* times have, is read
+// digit by digit; time.Parse interprets its layout as it goes.
+func ParseTime(s string) (time.Time, error) {
+	if t, ok := parseFormatted(s); ok {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// parseFormatted reads s if it has exactly TimeFormat's layout and is a
+// valid time; ok is false otherwise, for time.Parse to decide.
+func parseFormatted(s string) (_ time.Time, ok bool) {
+	if len(s) != len(TimeFormat) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+		s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) int {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				ok = false
+				return 0
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	ok = true
+	y, mo, d := num(0, 4), num(5, 7), num(8, 10)
+	h, mi, sec, ns := num(11, 13), num(14, 16), num(17, 19), num(20, 29)
+	if !ok || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	if t.Day() != d { // the 31st of a 30-day month, say: not a date
+		return time.Time{}, false
+	}
+	return t, true
+}
 
 // RowID derives p_row_id from where the raw record sits in caracal.raw and
 // the event's index inside it, so reprocessing the same record yields the

@@ -7,6 +7,7 @@ package lake
 
 import (
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -35,6 +36,9 @@ type Table struct {
 	// indicator columns, so `caracal search` skips row groups without
 	// the value it looks for.
 	blooms []parquet.BloomFilterColumn
+	// skipBounds are the writer options for the columns whose page
+	// bounds are not computed.
+	skipBounds []parquet.WriterOption
 }
 
 // col is a compiled schema node: the Parquet node plus what the row
@@ -43,6 +47,7 @@ type col struct {
 	name     string
 	kind     string         // a schema type, or "list" / "group"
 	shape    shape          // kind, for the encoders' hot paths
+	leaf     leafKind       // a leaf's kind, for the JSON encoder's
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
 	byName   map[string]int // group: child index by field name
@@ -52,6 +57,25 @@ type col struct {
 	// take, made once: rows of wide schemas are mostly nulls.
 	nullAt         []parquet.Value
 	maxRep, maxDef int
+}
+
+// leafKind is a leaf's schema type as a small number.
+type leafKind uint8
+
+const (
+	stringLeaf leafKind = iota
+	jsonLeaf
+	intLeaf
+	smallIntLeaf
+	floatLeaf
+	booleanLeaf
+	timestampLeaf
+)
+
+var leafKinds = map[string]leafKind{
+	schema.TypeString: stringLeaf, schema.TypeJSON: jsonLeaf, schema.TypeInt: intLeaf, schema.TypeBigInt: intLeaf,
+	schema.TypeSmallInt: smallIntLeaf, schema.TypeFloat: floatLeaf, schema.TypeBoolean: booleanLeaf,
+	schema.TypeTimestamp: timestampLeaf,
 }
 
 // shape tells leaves, groups and lists apart without comparing kinds.
@@ -214,6 +238,17 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	if t.ncols != len(t.Schema.Columns()) {
 		return nil, fmt.Errorf("table %s: %d leaf columns, schema has %d", name, t.ncols, len(t.Schema.Columns()))
 	}
+	// Min and max per page of a log's own text columns (user agents,
+	// request parameters, ids) prune nothing, as their rows come in no
+	// order, and computing them was a tenth of writing. The p_* columns
+	// keep theirs: the log type and sources are constant in a file, and the
+	// indicators have bloom filters besides.
+	for _, path := range t.Schema.Columns() {
+		leaf, _ := t.Schema.Lookup(path...)
+		if !strings.HasPrefix(path[0], "p_") && leaf.Node.Type().Kind() == parquet.ByteArray {
+			t.skipBounds = append(t.skipBounds, parquet.SkipPageBounds(path...))
+		}
+	}
 	return t, nil
 }
 
@@ -264,7 +299,7 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 	if s != nil {
 		f = s.Resolve(f)
 	}
-	c := &col{name: f.Name, kind: f.Type}
+	c := &col{name: f.Name, kind: f.Type, leaf: leafKinds[f.Type]}
 	var n parquet.Node
 	switch f.Type {
 	case schema.TypeString, schema.TypeJSON:
@@ -477,7 +512,7 @@ func leaf(kind string, x any) (parquet.Value, error) {
 func asTime(x any) (time.Time, error) {
 	switch v := x.(type) {
 	case string:
-		return time.Parse(time.RFC3339Nano, v)
+		return envelope.ParseTime(v)
 	case time.Time:
 		return v, nil
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
-	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 // Events reach the lake as JSON. They are encoded into columns in one pass
@@ -128,7 +127,7 @@ func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
 		}
 		return nil
 	}
-	val, err := s.leaf(c.kind, first, depth)
+	val, err := s.leaf(c.leaf, first, depth)
 	if err == envelope.ErrSyntax || err == envelope.ErrTooDeep {
 		return err
 	}
@@ -151,19 +150,19 @@ func jsonType(c byte) string {
 }
 
 // leaf reads a leaf value of the given kind; first is its first byte.
-func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error) {
+func (s *jsonRow) leaf(kind leafKind, first byte, depth int) (parquet.Value, error) {
 	switch kind {
-	case schema.TypeString:
+	case stringLeaf:
 		if first == '"' {
 			b, err := s.Text()
 			return parquet.ByteArrayValue(b), err
 		}
 		b, err := s.Skip(depth)
 		return parquet.ByteArrayValue(b), err
-	case schema.TypeJSON:
+	case jsonLeaf:
 		b, err := s.Skip(depth)
 		return parquet.ByteArrayValue(b), err
-	case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
+	case intLeaf, smallIntLeaf:
 		b, err := s.numberOf("an integer", first, depth)
 		if err != nil {
 			return parquet.Value{}, err
@@ -177,11 +176,11 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 			}
 			n = int64(f)
 		}
-		if kind == schema.TypeSmallInt {
+		if kind == smallIntLeaf {
 			return parquet.Int32Value(int32(n)), nil
 		}
 		return parquet.Int64Value(n), nil
-	case schema.TypeFloat:
+	case floatLeaf:
 		b, err := s.numberOf("a number", first, depth)
 		if err != nil {
 			return parquet.Value{}, err
@@ -191,7 +190,7 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 			return parquet.Value{}, fmt.Errorf("%q is not a number", string(b))
 		}
 		return parquet.DoubleValue(f), nil
-	case schema.TypeBoolean:
+	case booleanLeaf:
 		switch first {
 		case 't':
 			return parquet.BooleanValue(true), s.Literal("true")
@@ -199,7 +198,7 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 			return parquet.BooleanValue(false), s.Literal("false")
 		}
 		return parquet.Value{}, s.wrongType("a boolean", first, depth)
-	case schema.TypeTimestamp:
+	case timestampLeaf:
 		if first != '"' {
 			return parquet.Value{}, s.wrongType("a timestamp", first, depth)
 		}
@@ -207,13 +206,13 @@ func (s *jsonRow) leaf(kind string, first byte, depth int) (parquet.Value, error
 		if err != nil {
 			return parquet.Value{}, err
 		}
-		tm, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
+		tm, err := envelope.ParseTime(unsafe.String(unsafe.SliceData(b), len(b)))
 		if err != nil { // the error must not keep the event's bytes
 			return parquet.Value{}, fmt.Errorf("%q is not an RFC 3339 time", string(b))
 		}
 		return parquet.Int64Value(tm.UnixMicro()), nil
 	}
-	return parquet.Value{}, fmt.Errorf("unknown column kind %q", kind)
+	return parquet.Value{}, fmt.Errorf("unknown column kind %d", kind)
 }
 
 // numberOf reads a number where one is wanted.
@@ -303,7 +302,7 @@ func rawHour(at []byte) (time.Time, error) {
 	if at == nil {
 		return partitionHour(nil)
 	}
-	t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(at), len(at)))
+	t, err := envelope.ParseTime(unsafe.String(unsafe.SliceData(at), len(at)))
 	if err != nil {
 		return partitionHour(string(at)) // the same error, on a copy
 	}

@@ -184,10 +184,10 @@ var zstdCodec = &zstd.Codec{Level: zstd.SpeedDefault}
 func newOpenFile(tab *Table, key fileKey, maxRows int64) *openFile {
 	f := &openFile{table: tab, key: key, first: -1, maxRows: maxRows,
 		cols: make([][]parquet.Value, tab.Columns()), mark: make([]int, tab.Columns())}
-	f.pw = parquet.NewGenericWriter[any](&f.buf, tab.Schema,
-		parquet.Compression(zstdCodec),
+	opts := append([]parquet.WriterOption{tab.Schema, parquet.Compression(zstdCodec),
 		parquet.CreatedBy("caracal", "1", ""),
-		parquet.BloomFilters(tab.blooms...))
+		parquet.BloomFilters(tab.blooms...)}, tab.skipBounds...)
+	f.pw = parquet.NewGenericWriter[any](&f.buf, opts...)
 	f.rg = f.pw.BeginRowGroup()
 	return f
 }
