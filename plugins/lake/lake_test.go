@@ -1,11 +1,13 @@
 package lake
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
@@ -715,5 +718,48 @@ func TestRawAndDecodedEventsWriteTheSameRows(t *testing.T) {
 	}
 	if len(errs) != 3 || !strings.Contains(errs[0], "column i: want an integer") || !strings.Contains(errs[1], "column i: want an integer") || !strings.Contains(errs[2], "not a JSON object") {
 		t.Errorf("errors: %q", errs)
+	}
+}
+
+// The p_* columns keep their min and max per page and chunk; a log's own
+// text columns, whose rows come in no order, have none.
+func TestPageBoundsOnlyForStandardColumns(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
+	if err := w.Write(context.Background(), recs(envelope.TopicEvents, 0, 0, event("a", 21), event("b", 21))); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	filepath.WalkDir(filepath.Join(dir, "aws_cloudtrail"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".parquet") {
+			files = append(files, p)
+		}
+		return err
+	})
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := f.Metadata().RowGroups[0].Columns
+	for i, path := range f.Schema().Columns() {
+		st := chunks[i].MetaData.Statistics
+		has := len(st.MinValue) > 0 || len(st.MaxValue) > 0
+		switch strings.Join(path, ".") {
+		case "p_log_type", "p_row_id", "p_source_id":
+			if !has {
+				t.Errorf("%v: no min/max", path)
+			}
+		case "eventName", "userAgent", "userIdentity.arn":
+			if has {
+				t.Errorf("%v: min/max %q..%q, want none", path, st.MinValue, st.MaxValue)
+			}
+		}
 	}
 }
