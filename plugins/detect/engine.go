@@ -180,7 +180,8 @@ type plan struct {
 }
 
 type guardAt struct {
-	key    int
+	key    int      // the top-level field
+	path   []string // the keys inside it, for a nested field
 	values map[string]bool
 }
 
@@ -201,7 +202,8 @@ func (e *Engine) planReads() {
 				reads[k] = true
 			}
 			for f := range r.guards {
-				reads[f] = true
+				top, _, _ := strings.Cut(f, pathSep)
+				reads[top] = true
 			}
 		}
 	}
@@ -219,8 +221,9 @@ func (e *Engine) planReads() {
 			p.reads = append(p.reads, i)
 		}
 		for f, values := range r.guards {
-			i, _ := names.Find(f)
-			p.guards = append(p.guards, guardAt{i, values})
+			path := strings.Split(f, pathSep)
+			i, _ := names.Find(path[0])
+			p.guards = append(p.guards, guardAt{i, path[1:], values})
 		}
 		e.plans[r] = p
 	}
@@ -332,7 +335,11 @@ func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 // every guard of the rule.
 func (p *plan) admits(vals [][]byte) bool {
 	for _, g := range p.guards {
-		v, _ := envelope.ViewString(vals[g.key])
+		raw := vals[g.key]
+		for _, k := range g.path {
+			raw = envelope.ObjectField(raw, k)
+		}
+		v, _ := envelope.ViewString(raw)
 		if !g.values[v] {
 			return false
 		}

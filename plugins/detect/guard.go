@@ -1,7 +1,10 @@
 package detect
 
 import (
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -35,59 +38,86 @@ func (g guards) add(field string, values ...string) {
 	g[field] = set
 }
 
-// conditionGuards analyses an expr condition's top-level conjunction.
+// conditionGuards analyses an expr condition: the guards of a conjunction
+// are its operands' (both must hold), and a disjunction guards a field
+// that each side guards, with either side's values.
 func conditionGuards(src string) guards {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil
 	}
+	return guardsOf(tree.Node)
+}
+
+func guardsOf(n ast.Node) guards {
 	g := guards{}
-	var walk func(n ast.Node)
-	walk = func(n ast.Node) {
-		b, ok := n.(*ast.BinaryNode)
-		if !ok {
-			return
-		}
-		switch b.Operator {
-		case "&&", "and":
-			walk(b.Left)
-			walk(b.Right)
-		case "==":
-			id, s := identString(b.Left, b.Right)
-			if id != "" {
-				g.add(id, s)
-			}
-		case "in":
-			id, ok := b.Left.(*ast.IdentifierNode)
-			arr, isArr := b.Right.(*ast.ArrayNode)
-			if !ok || !isArr || len(arr.Nodes) == 0 {
-				return
-			}
-			var vals []string
-			for _, e := range arr.Nodes {
-				s, ok := e.(*ast.StringNode)
-				if !ok {
-					return // a non-string member: no guard
-				}
-				vals = append(vals, s.Value)
-			}
-			g.add(id.Value, vals...)
-		}
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return g
 	}
-	walk(tree.Node)
+	switch b.Operator {
+	case "&&", "and":
+		g = guardsOf(b.Left)
+		for f, vals := range guardsOf(b.Right) {
+			g.add(f, slices.Collect(maps.Keys(vals))...)
+		}
+	case "||", "or":
+		left, right := guardsOf(b.Left), guardsOf(b.Right)
+		for f, lv := range left {
+			if rv, ok := right[f]; ok {
+				g.add(f, append(slices.Collect(maps.Keys(lv)), slices.Collect(maps.Keys(rv))...)...)
+			}
+		}
+	case "==":
+		l, r := b.Left, b.Right
+		if _, ok := l.(*ast.StringNode); ok {
+			l, r = r, l
+		}
+		path, ok1 := guardPath(l)
+		s, ok2 := r.(*ast.StringNode)
+		if ok1 && ok2 {
+			g.add(path, s.Value)
+		}
+	case "in":
+		path, ok := guardPath(b.Left)
+		arr, isArr := b.Right.(*ast.ArrayNode)
+		if !ok || !isArr || len(arr.Nodes) == 0 {
+			return g
+		}
+		var vals []string
+		for _, e := range arr.Nodes {
+			s, ok := e.(*ast.StringNode)
+			if !ok {
+				return g // a non-string member: no guard
+			}
+			vals = append(vals, s.Value)
+		}
+		g.add(path, vals...)
+	}
 	return g
 }
 
-func identString(l, r ast.Node) (string, string) {
-	if s, ok := l.(*ast.StringNode); ok {
-		l, r = r, s
+// pathSep joins the keys of a guard on a nested field ("userIdentity?.type").
+const pathSep = "\x00"
+
+// guardPath is the field a guard compares: a top-level field, or a field
+// inside objects reached by optional member access only (a?.b?.c), which
+// is nil rather than an error when a step is missing.
+func guardPath(n ast.Node) (string, bool) {
+	switch t := n.(type) {
+	case *ast.IdentifierNode:
+		return t.Value, !strings.HasPrefix(t.Value, "$")
+	case *ast.ChainNode:
+		return guardPath(t.Node)
+	case *ast.MemberNode:
+		prop, ok := t.Property.(*ast.StringNode)
+		if !ok || !t.Optional || t.Method {
+			return "", false
+		}
+		parent, ok := guardPath(t.Node)
+		return parent + pathSep + prop.Value, ok
 	}
-	id, ok1 := l.(*ast.IdentifierNode)
-	s, ok2 := r.(*ast.StringNode)
-	if !ok1 || !ok2 {
-		return "", ""
-	}
-	return id.Value, s.Value
+	return "", false
 }
 
 // detectionGuards analyses a Detection list's top-level items.
@@ -142,7 +172,9 @@ func newIndex(rules []*Rule) *index {
 	count := map[string]int{}
 	for _, r := range rules {
 		for f := range r.guards {
-			count[f]++
+			if !strings.Contains(f, pathSep) { // events are indexed by a top-level field
+				count[f]++
+			}
 		}
 	}
 	field, best := "", 1 // indexing pays from two guarded rules on

@@ -11,15 +11,20 @@ import (
 
 func TestConditionGuards(t *testing.T) {
 	for src, want := range map[string]string{
-		`eventName == "A" && x > 1`:                    `map[eventName:map[A:true]]`,
-		`"A" == eventName`:                             `map[eventName:map[A:true]]`,
-		`eventName in ["A", "B"] && errorCode == nil`:  `map[eventName:map[A:true B:true]]`,
-		`eventName in ["A", "B"] && eventName == "B"`:  `map[eventName:map[B:true]]`,
-		`eventName == "A" || eventName == "B"`:         `map[]`,
-		`(eventName == "A" && y) && (src == "s" || z)`: `map[eventName:map[A:true]]`,
-		`userIdentity?.type == "Root"`:                 `map[]`,
-		`eventName in ["A", 1]`:                        `map[]`,
-		`!(eventName == "A")`:                          `map[]`,
+		`eventName == "A" && x > 1`:                                        `map[eventName:map[A:true]]`,
+		`"A" == eventName`:                                                 `map[eventName:map[A:true]]`,
+		`eventName in ["A", "B"] && errorCode == nil`:                      `map[eventName:map[A:true B:true]]`,
+		`eventName in ["A", "B"] && eventName == "B"`:                      `map[eventName:map[B:true]]`,
+		`eventName == "A" || eventName == "B"`:                             `map[eventName:map[A:true B:true]]`,
+		`eventName == "A" || src == "B"`:                                   `map[]`,
+		`e == nil && (eventName == "A" || (eventName in ["B", "C"] && z))`: `map[eventName:map[A:true B:true C:true]]`,
+		`userIdentity.type == "Root"`:                                      `map[]`,
+		`userIdentity?.session?.name == "x"`:                               "map[userIdentity\x00session\x00name:map[x:true]]",
+		`$env["k"] == "x"`:                                                 `map[]`,
+		`(eventName == "A" && y) && (src == "s" || z)`:                     `map[eventName:map[A:true]]`,
+		`userIdentity?.type == "Root"`:                                     "map[userIdentity\x00type:map[Root:true]]",
+		`eventName in ["A", 1]`:                                            `map[]`,
+		`!(eventName == "A")`:                                              `map[]`,
 	} {
 		if got := fmt.Sprint(conditionGuards(src)); got != want {
 			t.Errorf("%s: guards %s, want %s", src, got, want)

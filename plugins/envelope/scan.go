@@ -454,3 +454,32 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 	}
 	return append(b, '}'), nil
 }
+
+// ObjectField is the JSON of key's value in the JSON object obj (the last,
+// if given twice, as a decoded map holds it); nil when obj is not an
+// object or has no such key.
+func ObjectField(obj []byte, key string) []byte {
+	s := NewScanner(obj)
+	defer s.Release()
+	if !s.Expect('{') {
+		return nil
+	}
+	var found []byte
+	for more := !s.Expect('}'); more; {
+		k, err := s.Key()
+		if err != nil {
+			return nil
+		}
+		v, err := s.Skip(1)
+		if err != nil {
+			return nil
+		}
+		if string(k) == key {
+			found = v
+		}
+		if more, err = s.More('}'); err != nil {
+			return nil
+		}
+	}
+	return found
+}

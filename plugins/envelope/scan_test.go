@@ -111,3 +111,17 @@ func TestViewStringAndValue(t *testing.T) {
 		t.Error("ViewValue accepted two values")
 	}
 }
+
+func TestObjectField(t *testing.T) {
+	obj := []byte(`{"type":"Root","s":{"a":[1,{"type":"x"}]},"type":"IAMUser","n":null}`)
+	for key, want := range map[string]string{"type": `"IAMUser"`, "s": `{"a":[1,{"type":"x"}]}`, "n": "null", "missing": ""} {
+		if got := ObjectField(obj, key); string(got) != want {
+			t.Errorf("ObjectField(%s) = %s, want %s", key, got, want)
+		}
+	}
+	for _, notObject := range []string{`"type"`, `[{"type":"Root"}]`, `null`, ``, `{"type":`} {
+		if got := ObjectField([]byte(notObject), "type"); got != nil {
+			t.Errorf("ObjectField(%s) = %s, want nil", notObject, got)
+		}
+	}
+}
