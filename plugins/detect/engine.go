@@ -350,31 +350,11 @@ func (p *plan) admits(vals [][]byte) bool {
 // locate sets vals[i] to the JSON of the value of top-level key
 // readKeys[i] in raw (the last, if given twice; nil if absent).
 func (e *Engine) locate(raw []byte, vals [][]byte) error {
-	s := envelope.NewScanner(raw)
-	defer s.Release()
-	if !s.Expect('{') {
-		return errors.New("not a JSON object")
-	}
-	for more := !s.Expect('}'); more; {
-		key, err := s.Key()
-		if err != nil {
-			return err
-		}
-		v, err := s.Skip(1)
-		if err != nil {
-			return err
-		}
+	return envelope.EachField(raw, func(key, value []byte) {
 		if i, ok := e.reads.Find(unsafe.String(unsafe.SliceData(key), len(key))); ok {
-			vals[i] = v
+			vals[i] = value
 		}
-		if more, err = s.More('}'); err != nil {
-			return err
-		}
-	}
-	if !s.AtEnd() {
-		return envelope.ErrSyntax
-	}
-	return nil
+	})
 }
 
 // text is the string value of key among the located values ("" when it

@@ -459,27 +459,42 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 // if given twice, as a decoded map holds it); nil when obj is not an
 // object or has no such key.
 func ObjectField(obj []byte, key string) []byte {
-	s := NewScanner(obj)
-	defer s.Release()
-	if !s.Expect('{') {
-		return nil
-	}
 	var found []byte
-	for more := !s.Expect('}'); more; {
-		k, err := s.Key()
-		if err != nil {
-			return nil
-		}
-		v, err := s.Skip(1)
-		if err != nil {
-			return nil
-		}
+	err := EachField(obj, func(k, v []byte) {
 		if string(k) == key {
 			found = v
 		}
-		if more, err = s.More('}'); err != nil {
-			return nil
-		}
+	})
+	if err != nil {
+		return nil
 	}
 	return found
+}
+
+// EachField calls fn with each key of the JSON object obj and the JSON of
+// its value, in order, without decoding the values.
+func EachField(obj []byte, fn func(key, value []byte)) error {
+	s := NewScanner(obj)
+	defer s.Release()
+	if !s.Expect('{') {
+		return errors.New("not a JSON object")
+	}
+	for more := !s.Expect('}'); more; {
+		k, err := s.Key()
+		if err != nil {
+			return err
+		}
+		v, err := s.Skip(1)
+		if err != nil {
+			return err
+		}
+		fn(k, v)
+		if more, err = s.More('}'); err != nil {
+			return err
+		}
+	}
+	if !s.AtEnd() {
+		return ErrSyntax
+	}
+	return nil
 }
