@@ -269,6 +269,31 @@ func TestHandlerAnswers(t *testing.T) {
 			}
 		})
 	}
+
+	// A body of unknown length (sent chunked: no Content-Length for a
+	// reader of unknown size) is read up to the limit too.
+	chunked := func(body []byte) int {
+		req, err := http.NewRequest("POST", base+"/http/okta", io.MultiReader(bytes.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer t0k3n")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := chunked([]byte("{\"a\":1}\n{\"a\":2}")); code != 200 {
+		t.Fatalf("chunked POST = %d", code)
+	}
+	if r := <-got; len(r.Events) != 2 {
+		t.Fatalf("chunked events = %d", len(r.Events))
+	}
+	if code := chunked(bytes.Repeat([]byte("x"), 5000)); code != 413 {
+		t.Fatalf("chunked POST over the limit = %d, want 413", code)
+	}
 }
 
 func TestBrokerRefusalIs503(t *testing.T) {
