@@ -54,8 +54,11 @@ type col struct {
 	names    envelope.Names // group: byName, for the encoders' hot path
 	leaves   []*col         // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
-	// take, made once: rows of wide schemas are mostly nulls.
+	// take, made once: rows of wide schemas are mostly nulls. Group and
+	// list: the leaves' columns and their nulls at each level (nulls).
 	nullAt         []parquet.Value
+	leafCols       []int
+	nullRows       [][]parquet.Value
 	maxRep, maxDef int
 }
 
@@ -279,6 +282,24 @@ func (t *Table) number(c *col, def, rep int) {
 				c.leaves = append(c.leaves, k.leaves...)
 			}
 		}
+		// The leaves' nulls at each level the group's own null can take,
+		// side by side: writing a missing group's nulls then reads two
+		// flat lists instead of every leaf's node.
+		c.maxRep, c.maxDef = rep, def
+		c.leafCols = make([]int, len(c.leaves))
+		c.nullRows = make([][]parquet.Value, (rep+1)*(def+1))
+		for i, l := range c.leaves {
+			c.leafCols[i] = l.index
+		}
+		for r := 0; r <= rep; r++ {
+			for d := 0; d <= def; d++ {
+				row := make([]parquet.Value, len(c.leaves))
+				for i, l := range c.leaves {
+					row[i] = l.null(r, d)
+				}
+				c.nullRows[r*(def+1)+d] = row
+			}
+		}
 	default:
 		c.index = t.ncols
 		t.ncols++
@@ -380,6 +401,13 @@ func nulls(cols [][]parquet.Value, c *col, r, d int) {
 		cols[c.index] = append(cols[c.index], c.null(r, d))
 		return
 	}
+	if r <= c.maxRep && d <= c.maxDef {
+		row := c.nullRows[r*(c.maxDef+1)+d]
+		for i, idx := range c.leafCols {
+			cols[idx] = append(cols[idx], row[i])
+		}
+		return
+	}
 	for _, l := range c.leaves {
 		cols[l.index] = append(cols[l.index], l.null(r, d))
 	}
@@ -435,7 +463,14 @@ func appendLeaf(cols [][]parquet.Value, c *col, val parquet.Value, err error, r,
 	if err != nil {
 		return fmt.Errorf("column %s: %w", c.name, err)
 	}
-	cols[c.index] = append(cols[c.index], val.Level(r, d+1, c.index))
+	// Levels set in place: Value.Level is not inlined, and copies the
+	// value in and out.
+	col := append(cols[c.index], val)
+	v := &col[len(col)-1]
+	v.SetRepetitionLevel(r)
+	v.SetDefinitionLevel(d + 1)
+	v.SetColumnIndex(c.index)
+	cols[c.index] = col
 	return nil
 }
 
