@@ -303,67 +303,30 @@ func appendField(b []byte, name, value string) []byte {
 // is written in one pass over its keys (fastjson's Get scans the keys for
 // every field, a tenth of typing a CloudTrail event).
 type fieldSet struct {
-	slots    []fieldSlot // open addressing, by keyHash
-	required uint64      // bit i: fields[i] is required
-	ordered  bool        // no lookup (over 64 fields, or a name twice): go by the fields' order
-}
-
-// fieldSlot is a field's name and position; pos is -1 in an empty slot.
-type fieldSlot struct {
-	name string
-	pos  int
-}
-
-// keyHash mixes a key's length and its first and last bytes: field names
-// mostly differ there, and reading three bytes costs less than hashing
-// the key for a map (a tenth of an ALB line).
-func keyHash(key string) uint {
-	if key == "" {
-		return 0
-	}
-	return uint(len(key))*0x9e37 ^ uint(key[0])*0x2f1 ^ uint(key[len(key)-1])*0x1f
+	names    envelope.Names
+	required uint64 // bit i: fields[i] is required
+	ordered  bool   // no lookup (over 64 fields, or a name twice): go by the fields' order
 }
 
 func newFieldSet(fields []*node) fieldSet {
-	size := 8
-	for size < 2*len(fields) {
-		size *= 2
-	}
-	s := fieldSet{slots: make([]fieldSlot, size)}
-	for i := range s.slots {
-		s.slots[i].pos = -1
-	}
+	names := make([]string, len(fields))
+	seen := make(map[string]bool, len(fields))
+	s := fieldSet{}
 	for i, f := range fields {
-		if _, dup := s.find(f.name); dup {
-			s.ordered = true
-			continue
-		}
-		h := keyHash(f.name)
-		for s.slots[h&uint(size-1)].pos >= 0 {
-			h++
-		}
-		s.slots[h&uint(size-1)] = fieldSlot{f.name, i}
+		names[i] = f.name
+		s.ordered = s.ordered || seen[f.name]
+		seen[f.name] = true
 		if f.required && i < 64 {
 			s.required |= 1 << i
 		}
 	}
+	s.names = envelope.NewNames(names)
 	s.ordered = s.ordered || len(fields) > 64
 	return s
 }
 
 // find returns the position of the field named key.
-func (s *fieldSet) find(key string) (int, bool) {
-	mask := uint(len(s.slots) - 1)
-	for h := keyHash(key); ; h++ {
-		slot := &s.slots[h&mask]
-		if slot.pos < 0 {
-			return 0, false
-		}
-		if slot.name == key {
-			return slot.pos, true
-		}
-	}
-}
+func (s *fieldSet) find(key string) (int, bool) { return s.names.Find(key) }
 
 // emitFields writes the object's fields without braces, in the input's
 // order; first reports that none was written. A key given twice counts
