@@ -191,21 +191,20 @@ func parseFormatted(s string) (_ time.Time, ok bool) {
 		s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
 		return time.Time{}, false
 	}
-	num := func(from, to int) int {
+	ok = true
+	num := func(part string) int {
 		n := 0
-		for i := from; i < to; i++ {
-			c := s[i]
-			if c < '0' || c > '9' {
+		for i := 0; i < len(part); i++ {
+			c := part[i] - '0'
+			if c > 9 {
 				ok = false
-				return 0
 			}
-			n = n*10 + int(c-'0')
+			n = n*10 + int(c)
 		}
 		return n
 	}
-	ok = true
-	y, mo, d := num(0, 4), num(5, 7), num(8, 10)
-	h, mi, sec, ns := num(11, 13), num(14, 16), num(17, 19), num(20, 29)
+	y, mo, d := num(s[0:4]), num(s[5:7]), num(s[8:10])
+	h, mi, sec, ns := num(s[11:13]), num(s[14:16]), num(s[17:19]), num(s[20:29])
 	if !ok || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
 		return time.Time{}, false
 	}
