@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -55,6 +56,12 @@ func main() {
 	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	const batchSize = 50_000
 	var writeTime time.Duration
+	// LAKEBENCH_CPUPROFILE=file: a CPU profile of the first batch's write.
+	var profile *os.File
+	if path := os.Getenv("LAKEBENCH_CPUPROFILE"); path != "" {
+		profile, err = os.Create(path)
+		check(err)
+	}
 	var jsonBytes int64
 	ctx := context.Background()
 	for off := 0; off < n; off += batchSize {
@@ -79,9 +86,16 @@ func main() {
 		// The generator's garbage is collected before the clock starts, so
 		// the writer pays only for its own.
 		runtime.GC()
+		if profile != nil && off == 0 {
+			check(pprof.StartCPUProfile(profile))
+		}
 		t0 := time.Now()
 		check(w.Write(ctx, batch))
 		writeTime += time.Since(t0)
+		if profile != nil && off == 0 {
+			pprof.StopCPUProfile()
+			check(profile.Close())
+		}
 	}
 	check(zw.Close())
 	var lakeBytes int64
