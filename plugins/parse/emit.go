@@ -181,10 +181,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 		seen |= 1 << i
 		f := p.fields[i]
 		mark := len(b)
-		if !first {
-			b = append(b, ',')
-		}
-		b = append(b, f.key...)
+		b = appendKey(b, first, f)
 		nb, wrote, err := st.emitText(b, f, v)
 		if err != nil {
 			// Which error is reported follows the fields' order, as in
@@ -281,16 +278,22 @@ func (st *state) emitMapFields(b []byte, fields []*node, in map[string]any) (_ [
 		if cv == nil {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
+		b = appendKey(b, first, f)
 		first = false
-		b = append(b, f.key...)
 		if b, err = envelope.AppendJSON(b, cv); err != nil {
 			return nil, false, fmt.Errorf("field %s: %w", path, err)
 		}
 	}
 	return b, first, nil
+}
+
+// appendKey writes a member's `"key":`, after a comma unless it is the
+// object's first.
+func appendKey(b []byte, first bool, f *node) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	return append(b, f.key...)
 }
 
 func appendField(b []byte, name, value string) []byte {
@@ -351,10 +354,7 @@ func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjso
 		present |= 1 << i
 		f := fields[i]
 		mark := len(b)
-		if !first {
-			b = append(b, ',')
-		}
-		b = append(b, f.key...)
+		b = appendKey(b, first, f)
 		nb, wrote, e := st.emitValue(b, f, v, fieldPath{prefix: prefix, name: f.name})
 		if e != nil {
 			err = e
@@ -386,10 +386,7 @@ func (st *state) emitFieldsInOrder(b []byte, fields []*node, in *fastjson.Object
 			continue
 		}
 		mark := len(b)
-		if !first {
-			b = append(b, ',')
-		}
-		b = append(b, f.key...)
+		b = appendKey(b, first, f)
 		var wrote bool
 		var err error
 		if b, wrote, err = st.emitValue(b, f, v, fieldPath{prefix: prefix, name: f.name}); err != nil {

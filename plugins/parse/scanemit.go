@@ -58,10 +58,7 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 			present |= 1 << i
 			f := fields[i]
 			mark := len(b)
-			if !first {
-				b = append(b, ',')
-			}
-			b = append(b, f.key...)
+			b = appendKey(b, first, f)
 			var wrote bool
 			if b, wrote, err = st.scanValue(b, s, f, depth+1); err != nil {
 				return nil, false, err
