@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
@@ -239,5 +240,31 @@ func TestLookupHelper(t *testing.T) {
 		if got, err := r.Eval(map[string]any{"sourceIPAddress": ip}); err != nil || got != want {
 			t.Errorf("%s: %v %v, want %v", ip, got, err, want)
 		}
+	}
+}
+
+// re_match's pattern cache keeps its own copy of a pattern (one read from
+// an event points into the record, which is reused) and stays bounded
+// when patterns come from event data.
+func TestRegexCacheCopiesAndIsBounded(t *testing.T) {
+	buf := []byte("^abc$")
+	p := unsafe.String(unsafe.SliceData(buf), len(buf))
+	if _, err := cachedRegexp(p); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "^xyz$")
+	re, err := cachedRegexp("^xyz$")
+	if err != nil || !re.MatchString("xyz") {
+		t.Fatalf("pattern ^xyz$ gave %v (%v): the cache kept the record's bytes", re, err)
+	}
+	for i := range 2 * maxCachedRegexps {
+		if _, err := cachedRegexp(fmt.Sprintf("^p%d$", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	regexCache.Range(func(_, _ any) bool { n++; return true })
+	if n > maxCachedRegexps {
+		t.Fatalf("%d patterns cached, bound %d", n, maxCachedRegexps)
 	}
 }

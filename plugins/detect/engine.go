@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/expr-lang/expr"
@@ -38,7 +39,15 @@ func SetLookup(fn LookupFunc) {
 	lookupHook.Unlock()
 }
 
-var regexCache sync.Map // pattern → *regexp.Regexp
+// regexCache holds compiled re_match patterns, up to maxCachedRegexps: a
+// pattern is normally a literal in a rule, but one taken from event data
+// must not grow the cache without bound.
+var (
+	regexCache  sync.Map // pattern → *regexp.Regexp
+	regexCached atomic.Int64
+)
+
+const maxCachedRegexps = 4096
 
 func compileExpr(src string, opts ...expr.Option) (*vm.Program, error) {
 	base := []expr.Option{
@@ -112,7 +121,11 @@ func cachedRegexp(p string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("re_match: %w", err)
 	}
-	regexCache.Store(p, re)
+	if regexCached.Add(1) <= maxCachedRegexps {
+		// A copy: a pattern read from an event points into the record,
+		// whose bytes are not the cache's to keep.
+		regexCache.Store(strings.Clone(p), re)
+	}
 	return re, nil
 }
 
