@@ -57,21 +57,22 @@ func TestDecodeAndEvaluateMatchesFullDecode(t *testing.T) {
 	}
 }
 
-func TestEventKeys(t *testing.T) {
+func TestConditionKeys(t *testing.T) {
 	for src, want := range map[string][]string{
 		`Condition: 'let u = userIdentity; eventName == "X" && u.type == "Root"'`: {"eventName", "u", "userIdentity"},
 		`Condition: '$env["detail-type"] == "X" && $env.type == "Y"'`:             {"detail-type", "type"},
 		`Condition: 'deep_get(requestParameters, "a.b") != nil'`:                  {"deep_get", "requestParameters"},
-		`Condition: 'true'` + "\nTitle: 'sprintf(\"%v\", sourceIPAddress)'":       {"sourceIPAddress", "sprintf"},
+		// The Title is evaluated for a match only, from the whole event.
+		`Condition: 'errorCode == nil'` + "\nTitle: 'sprintf(\"%v\", sourceIPAddress)'": {"errorCode"},
 	} {
-		keys, all := rule(t, base+src+"\n").eventKeys()
+		keys, all := rule(t, base+src+"\n").conditionKeys()
 		if all || !reflect.DeepEqual(sortedKeys(keys), want) {
 			t.Errorf("%s: %v %v, want %v", src, sortedKeys(keys), all, want)
 		}
 	}
 	for _, src := range []string{`Condition: '$env[eventSource] == "X"'`, `Condition: 'len($env) > 3'`,
 		"Detection:\n  - KeyPath: '[*].x'\n    Condition: Exists\n"} {
-		if _, all := rule(t, base+src+"\n").eventKeys(); !all {
+		if _, all := rule(t, base+src+"\n").conditionKeys(); !all {
 			t.Errorf("%s: want the whole event", src)
 		}
 	}

@@ -33,28 +33,15 @@ func (r *Rule) FieldsUsed() []string {
 	return out
 }
 
-// eventKeys lists every top-level key the rule might read, erring on the
-// side of more: all identifiers in its expressions (function and let names
-// too) and its Detection keys. all is set when it reads the event as a
-// whole ($env, other than $env["key"]) or through a key that is not a
-// plain name.
-func (r *Rule) eventKeys() (keys map[string]bool, all bool) {
-	return r.keysOf(r.expressions())
-}
-
-// conditionKeys is eventKeys for deciding whether the rule matches: its
-// Condition or Detection only (the rest is evaluated for a match).
+// conditionKeys lists every top-level key the rule's Condition or
+// Detection might read, erring on the side of more: all identifiers in
+// the condition (function and let names too) and its Detection keys. all
+// is set when it reads the event as a whole ($env, other than $env["key"])
+// or through a key that is not a plain name. Title, Dedup and the rest
+// are evaluated for a match, from the whole event.
 func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
-	var srcs []string
-	if r.Condition != "" {
-		srcs = append(srcs, r.Condition)
-	}
-	return r.keysOf(srcs)
-}
-
-func (r *Rule) keysOf(srcs []string) (keys map[string]bool, all bool) {
 	keys = map[string]bool{}
-	for _, src := range srcs {
+	if src := r.Condition; src != "" {
 		tree, err := parser.Parse(src)
 		if err != nil {
 			return nil, true
