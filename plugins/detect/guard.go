@@ -205,9 +205,6 @@ func newIndex(rules []*Rule) *index {
 
 // lookup returns the rules to run for an event, in RuleID order.
 func (ix *index) lookup(event map[string]any) []*Rule {
-	if ix.field == "" {
-		return ix.rest
-	}
 	v, _ := event[ix.field].(string)
 	return ix.lookupValue(v)
 }
