@@ -50,8 +50,7 @@ type col struct {
 	leaf     leafKind       // a leaf's kind, for the JSON encoder's
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
-	byName   map[string]int // group: child index by field name
-	names    envelope.Names // group: byName, for the encoders' hot path
+	names    envelope.Names // group: child index by field name
 	leaves   []*col         // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls. Group and
@@ -98,10 +97,8 @@ func (c *col) null(r, d int) parquet.Value {
 }
 
 func (c *col) indexChildren() {
-	c.byName = make(map[string]int, len(c.children))
 	names := make([]string, len(c.children))
 	for i, k := range c.children {
-		c.byName[k.name] = i
 		names[i] = k.name
 	}
 	c.names = envelope.NewNames(names)
@@ -257,7 +254,7 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 
 // topLeaf is the column index of a top-level leaf field, or -1.
 func (t *Table) topLeaf(name string) int {
-	if i, ok := t.root.byName[name]; ok && t.root.children[i].shape == leafShape {
+	if i, ok := t.root.names.Find(name); ok && t.root.children[i].shape == leafShape {
 		return t.root.children[i].index
 	}
 	return -1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,8 @@ func (t *Table) refObject(cols [][]parquet.Value, g *col, o *fastjson.Object, r,
 	seen := g.seen(&small)
 	var err error
 	o.Visit(func(k []byte, x *fastjson.Value) {
-		i, ok := g.byName[string(k)]
-		if !ok || seen[i] || err != nil {
+		i := slices.IndexFunc(g.children, func(c *col) bool { return c.name == string(k) })
+		if i < 0 || seen[i] || err != nil {
 			return
 		}
 		seen[i] = true
