@@ -313,18 +313,18 @@ type fieldSet struct {
 
 func newFieldSet(fields []*node) fieldSet {
 	names := make([]string, len(fields))
-	seen := make(map[string]bool, len(fields))
-	s := fieldSet{}
 	for i, f := range fields {
 		names[i] = f.name
-		s.ordered = s.ordered || seen[f.name]
-		seen[f.name] = true
+	}
+	s := fieldSet{names: envelope.NewNames(names), ordered: len(fields) > 64}
+	for i, f := range fields {
+		if at, _ := s.names.Find(f.name); at != i {
+			s.ordered = true // a name given twice is found at its first place only
+		}
 		if f.required && i < 64 {
 			s.required |= 1 << i
 		}
 	}
-	s.names = envelope.NewNames(names)
-	s.ordered = s.ordered || len(fields) > 64
 	return s
 }
 
