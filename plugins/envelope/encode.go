@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"strconv"
@@ -165,23 +164,8 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // plainPrefix is the length of s's leading run of printable ASCII other
-// than '"' and '\\' (nothing to escape), found eight bytes at a time: most
-// strings in events are such runs, which then cost one copy.
+// than '"' and '\\' (nothing to escape): most strings in events are such
+// runs, which then cost one copy.
 func plainPrefix(s string) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
-		quote, backslash := w^(ones*'"'), w^(ones*'\\')
-		special := (w - ones*0x20) | (quote-ones)&^quote | (backslash-ones)&^backslash
-		if (w|special)&highs != 0 {
-			break
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
-			break
-		}
-	}
-	return i
+	return plainRun(unsafe.Slice(unsafe.StringData(s), len(s)), true)
 }

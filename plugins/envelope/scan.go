@@ -128,21 +128,30 @@ func (s *Scanner) Str() (raw []byte, escaped bool, err error) {
 }
 
 // stringRun is the length of b's leading run without a quote, a
-// backslash or a control character, found eight bytes at a time.
-func stringRun(b []byte) int {
+// backslash or a control character: what a JSON string holds as it is.
+func stringRun(b []byte) int { return plainRun(b, false) }
+
+// plainRun is the length of b's leading run without a quote, a backslash
+// or a control character, nor with ascii a byte of 0x80 or more, found
+// eight bytes at a time.
+func plainRun(b []byte, ascii bool) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var high uint64 // flags bytes ≥ 0x80 when ascii
+	if ascii {
+		high = highs
+	}
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		w := binary.LittleEndian.Uint64(b[i:])
 		quote, backslash := w^(ones*'"'), w^(ones*'\\')
 		// The lowest flag of each test marks the first byte it finds exactly.
 		found := ((w-ones*0x20)&^w | (quote-ones)&^quote | (backslash-ones)&^backslash) & highs
-		if found != 0 {
+		if found |= w & high; found != 0 {
 			return i + bits.TrailingZeros64(found)/8
 		}
 	}
 	for ; i < len(b); i++ {
-		if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || ascii && c >= 0x80 {
 			break
 		}
 	}

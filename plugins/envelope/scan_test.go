@@ -9,8 +9,9 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// stringRun finds the first quote, backslash or control byte at every
-// offset of its eight-byte steps, past bytes of every other value.
+// stringRun finds the first quote, backslash or control byte (plainRun
+// with ascii, also the first byte ≥ 0x80) at every offset of its
+// eight-byte steps, past bytes of every other value.
 func TestStringRun(t *testing.T) {
 	naive := func(b []byte) int {
 		for i, c := range b {
@@ -37,6 +38,16 @@ func TestStringRun(t *testing.T) {
 		}
 		if got, want := stringRun(b), naive(b); got != want {
 			t.Fatalf("stringRun(%q) = %d, want %d", b, got, want)
+		}
+		want := naive(b) // and, for ASCII only, the first byte ≥ 0x80
+		for i, c := range b[:want] {
+			if c >= 0x80 {
+				want = i
+				break
+			}
+		}
+		if got := plainRun(b, true); got != want {
+			t.Fatalf("plainRun(%q, ascii) = %d, want %d", b, got, want)
 		}
 	}
 }
