@@ -57,6 +57,58 @@ func TestDecodeAndEvaluateMatchesFullDecode(t *testing.T) {
 	}
 }
 
+// FuzzDecodeAndEvaluate: on any bytes, deciding from the keys rules read
+// (candidate rules, guards, nested paths, partial decoding) gives what a
+// whole decode and every rule of the log type give: the same matches,
+// rule errors included, for every event that decodes. Evaluate (the index
+// over the whole event) must agree too. The seeds are the rule pack's
+// test events as the process stage writes them.
+func FuzzDecodeAndEvaluate(f *testing.F) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		f.Fatal(err)
+	}
+	e := NewEngine(rules)
+	for _, r := range rules {
+		for _, tc := range r.Tests {
+			ev := map[string]any{"p_log_type": r.LogTypes[0], "p_row_id": "abc"}
+			for k, v := range tc.Log {
+				ev[k] = envelope.PlainNumbers(v)
+			}
+			raw, err := envelope.EncodeEvent(ev)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		full, ferr := envelope.DecodeEvent(raw)
+		got, err := e.DecodeAndEvaluate(raw)
+		if ferr != nil {
+			// Values no rule reads are skipped, not decoded: a number
+			// malformed there may pass unnoticed.
+			return
+		}
+		if err != nil {
+			t.Fatalf("%q: DecodeAndEvaluate error %v, the whole event decodes", raw, err)
+		}
+		lt, _ := full[envelope.FieldLogType].(string)
+		var want []map[string]any
+		for _, r := range e.byType[lt] { // in RuleID order, as matches come
+			if m := r.Match(full); m != nil {
+				want = append(want, m)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\n got %v\nwant %v", raw, got, want)
+		}
+		if indexed := e.Evaluate(full); !reflect.DeepEqual(indexed, want) {
+			t.Fatalf("%q: Evaluate\n got %v\nwant %v", raw, indexed, want)
+		}
+	})
+}
+
 func TestConditionKeys(t *testing.T) {
 	for src, want := range map[string][]string{
 		`Condition: 'let u = userIdentity; eventName == "X" && u.type == "Root"'`: {"eventName", "u", "userIdentity"},

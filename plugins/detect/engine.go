@@ -304,7 +304,7 @@ func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 	if ix == nil {
 		return nil, nil
 	}
-	for _, r := range ix.lookupValue(e.text(vals, ix.field)) {
+	for _, r := range ix.lookupJSON(e.value(vals, ix.field)) {
 		p := e.plans[r]
 		if !p.admits(vals) {
 			continue
@@ -350,14 +350,24 @@ func (p *plan) admits(vals [][]byte) bool {
 	for _, g := range p.guards {
 		raw := vals[g.key]
 		for _, k := range g.path {
+			if !objectOrNothing(raw) {
+				// a?.b fails on a string, say: running the rule gives
+				// that rule error.
+				return true
+			}
 			raw = envelope.ObjectField(raw, k)
 		}
-		v, _ := envelope.ViewString(raw)
-		if !g.values[v] {
+		if v, ok := guardText(raw); ok && !g.values[v] {
 			return false
 		}
 	}
 	return true
+}
+
+// objectOrNothing: raw, a located value, is an object, null or absent,
+// where optional member access gives a value or nil without failing.
+func objectOrNothing(raw []byte) bool {
+	return len(raw) == 0 || raw[0] == '{' || string(raw) == "null"
 }
 
 // locate sets vals[i] to the JSON of the value of top-level key
@@ -370,14 +380,19 @@ func (e *Engine) locate(raw []byte, vals [][]byte) error {
 	})
 }
 
+// value is the JSON of key's value among the located values (nil when
+// absent).
+func (e *Engine) value(vals [][]byte, key string) []byte {
+	if i, ok := e.reads.Find(key); ok {
+		return vals[i]
+	}
+	return nil
+}
+
 // text is the string value of key among the located values ("" when it
 // is absent or not a string).
 func (e *Engine) text(vals [][]byte, key string) string {
-	i, ok := e.reads.Find(key)
-	if !ok {
-		return ""
-	}
-	v, _ := envelope.ViewString(vals[i])
+	v, _ := envelope.ViewString(e.value(vals, key))
 	return v
 }
 

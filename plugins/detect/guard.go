@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
@@ -40,7 +41,10 @@ func (g guards) add(field string, values ...string) {
 
 // conditionGuards analyses an expr condition: the guards of a conjunction
 // are its operands' (both must hold), and a disjunction guards a field
-// that each side guards, with either side's values.
+// that each side guards, with either side's values. A failed guard must
+// mean the condition is false without an error (an error is a rule-error
+// record): so a conjunction's right operand lends its guards only when
+// its left operand, evaluated first, cannot fail (see infallible).
 func conditionGuards(src string) guards {
 	tree, err := parser.Parse(src)
 	if err != nil {
@@ -58,6 +62,9 @@ func guardsOf(n ast.Node) guards {
 	switch b.Operator {
 	case "&&", "and":
 		g = guardsOf(b.Left)
+		if !infallible(b.Left) {
+			return g
+		}
 		for f, vals := range guardsOf(b.Right) {
 			g.add(f, slices.Collect(maps.Keys(vals))...)
 		}
@@ -95,6 +102,41 @@ func guardsOf(n ast.Node) guards {
 		g.add(path, vals...)
 	}
 	return g
+}
+
+// infallible reports whether evaluating the condition n cannot fail
+// whatever the event holds: == and != between top-level fields and
+// literals, and their negations and combinations. A field alone can (&&
+// fails on a string), a nested field can (`a?.b` when a is a string), and
+// so can `in`: expr looks a list of strings up as a map, and fails for a
+// number, say.
+func infallible(n ast.Node) bool {
+	switch t := n.(type) {
+	case *ast.BoolNode:
+		return true
+	case *ast.UnaryNode:
+		return (t.Operator == "!" || t.Operator == "not") && infallible(t.Node)
+	case *ast.BinaryNode:
+		switch t.Operator {
+		case "==", "!=":
+			return plainOperand(t.Left) && plainOperand(t.Right)
+		case "&&", "and", "||", "or":
+			return infallible(t.Left) && infallible(t.Right)
+		}
+	}
+	return false
+}
+
+// plainOperand: a top-level field or a literal, which == compares with
+// anything without failing.
+func plainOperand(n ast.Node) bool {
+	switch t := n.(type) {
+	case *ast.IdentifierNode:
+		return !strings.HasPrefix(t.Value, "$")
+	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NilNode:
+		return true
+	}
+	return false
 }
 
 // pathSep joins the keys of a guard on a nested field ("userIdentity?.type").
@@ -166,6 +208,7 @@ type index struct {
 	field   string
 	byValue map[string][]*Rule
 	rest    []*Rule // rules without a guard on field
+	all     []*Rule // every rule, in RuleID order
 }
 
 func newIndex(rules []*Rule) *index {
@@ -183,7 +226,8 @@ func newIndex(rules []*Rule) *index {
 			field, best = f, n
 		}
 	}
-	ix := &index{field: field, byValue: map[string][]*Rule{}}
+	ix := &index{field: field, byValue: map[string][]*Rule{}, all: slices.Clone(rules)}
+	sort.SliceStable(ix.all, func(i, j int) bool { return ix.all[i].RuleID < ix.all[j].RuleID })
 	for _, r := range rules {
 		vals, ok := r.guards[field]
 		if field == "" || !ok {
@@ -204,9 +248,38 @@ func newIndex(rules []*Rule) *index {
 }
 
 // lookup returns the rules to run for an event, in RuleID order.
+//
+// A guard fails only on a string (or nothing) outside its values: on a
+// number, say, `f in ["a"]` fails with an error, so an event whose
+// indexed field holds something else gets every rule.
 func (ix *index) lookup(event map[string]any) []*Rule {
-	v, _ := event[ix.field].(string)
+	switch v := event[ix.field].(type) {
+	case nil:
+		return ix.lookupValue("")
+	case string:
+		return ix.lookupValue(v)
+	}
+	return ix.all
+}
+
+// lookupJSON is lookup for an event whose indexed field holds the JSON
+// value raw (nil when absent).
+func (ix *index) lookupJSON(raw []byte) []*Rule {
+	v, ok := guardText(raw)
+	if !ok {
+		return ix.all
+	}
 	return ix.lookupValue(v)
+}
+
+// guardText is the text a guard checks in the JSON value raw: a string's,
+// or "" for null or nothing; ok is false for any other value, which
+// guards do not decide on.
+func guardText(raw []byte) (string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	return envelope.ViewString(raw)
 }
 
 // lookupValue is lookup for an event whose indexed field holds v.

@@ -11,10 +11,16 @@ import (
 
 func TestConditionGuards(t *testing.T) {
 	for src, want := range map[string]string{
-		`eventName == "A" && x > 1`:                                        `map[eventName:map[A:true]]`,
-		`"A" == eventName`:                                                 `map[eventName:map[A:true]]`,
-		`eventName in ["A", "B"] && errorCode == nil`:                      `map[eventName:map[A:true B:true]]`,
-		`eventName in ["A", "B"] && eventName == "B"`:                      `map[eventName:map[B:true]]`,
+		`eventName == "A" && x > 1`:                   `map[eventName:map[A:true]]`,
+		`"A" == eventName`:                            `map[eventName:map[A:true]]`,
+		`eventName in ["A", "B"] && errorCode == nil`: `map[eventName:map[A:true B:true]]`,
+		`eventName == "A" && eventName in ["A", "B"]`: `map[eventName:map[A:true]]`,
+		// What is evaluated first must not fail for a later guard to
+		// count: `in` fails on a number, a field alone on a string.
+		`eventName in ["A", "B"] && src == "s"`:                            `map[eventName:map[A:true B:true]]`,
+		`x && eventName == "A"`:                                            `map[]`,
+		`!(x == 1) && src != nil && eventName == "A"`:                      `map[eventName:map[A:true]]`,
+		`userIdentity?.type == "Root" && eventName == "A"`:                 "map[userIdentity\x00type:map[Root:true]]",
 		`eventName == "A" || eventName == "B"`:                             `map[eventName:map[A:true B:true]]`,
 		`eventName == "A" || src == "B"`:                                   `map[]`,
 		`e == nil && (eventName == "A" || (eventName in ["B", "C"] && z))`: `map[eventName:map[A:true B:true C:true]]`,
