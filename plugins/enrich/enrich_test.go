@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
@@ -449,4 +450,97 @@ func TestMMDBTable(t *testing.T) {
 	if set.Lookup("asn", "2001:db8::9").(map[string]any)["autonomous_system_organization"] != "Example AS64501" || set.Lookup("asn", "10.0.0.1") != nil {
 		t.Fatal("mmdb lookup()")
 	}
+}
+
+// BenchmarkEnrichJSON is the process stage's enrichment of one CloudTrail
+// event as the parse stage hands it on (1.3 KB with its p_* fields), with
+// the shipped lookup tables: most events hit no row.
+func BenchmarkEnrichJSON(b *testing.B) {
+	set, err := LoadSet(context.Background(), "../../lookups")
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := append(bytes.TrimSpace(raw)[:len(bytes.TrimSpace(raw))-1:len(bytes.TrimSpace(raw))-1],
+		`,"p_log_type":"AWS.CloudTrail","p_event_time":"2026-11-23T21:04:05Z","p_parse_time":"2026-11-23T21:04:06.123456789Z",`+
+			`"p_row_id":"0b8f2e3c4d5a6b7c8d9e0f1a2b3c4d5e","p_source_id":"demo","p_source_label":"Demo webhook",`+
+			`"p_any_ip_addresses":["198.51.100.23"],"p_any_aws_account_ids":["111122223333"],"p_any_aws_arns":["arn:aws:iam::111122223333:root"]}`...)
+	b.SetBytes(int64(len(ev)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := set.EnrichJSON(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzEnrichJSON: enriching an event as JSON (only the keys associations
+// read are decoded, p_enrichment is added to the JSON as it is) gives what
+// decoding the whole event, Enrich and encoding give, for every event that
+// decodes: nothing when nothing hit, else the same event.
+func FuzzEnrichJSON(f *testing.F) {
+	set, err := LoadSet(context.Background(), "../../lookups")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{
+		`{"p_log_type":"AWS.CloudTrail","sourceIPAddress":"192.0.2.200","p_any_ip_addresses":["192.0.2.200","198.51.100.1"]}`,
+		`{"p_log_type":"AWS.CloudTrail","sourceIPAddress":"198.51.100.1","p_any_ip_addresses":["192.0.2.1","192.0.2.129"],"eventName":"X"}`,
+		`{"p_log_type":"AWS.VPCFlow","srcAddr":"2001:db8:bad::1","dstAddr":"192.0.2.7","p_enrichment":{"other":{"x":1}}}`,
+		`{"p_log_type":"AWS.VPCFlow","srcAddr":"10.0.0.1","dstAddr":"10.0.0.2"}`,
+		`{"p_log_type":"AWS.CloudTrail","sourceIPAddress":["192.0.2.3",{"a":"192.0.2.4"},5],"p_enrichment":null}`,
+		` { } `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev, err := envelope.DecodeEvent(raw)
+		if err != nil || !utf8.Valid(raw) {
+			// Keys no association reads are skipped, not decoded, and
+			// the JSON path keeps bytes that are not UTF-8 as they are.
+			return
+		}
+		got, err := set.EnrichJSON(raw)
+		if err != nil {
+			t.Fatalf("%q: %v, the whole event decodes", raw, err)
+		}
+		if !set.Enrich(ev) {
+			if got != nil {
+				t.Fatalf("%q: nothing hit, yet EnrichJSON gave %s", raw, got)
+			}
+			return
+		}
+		if got == nil {
+			t.Fatalf("%q: Enrich added %v, EnrichJSON nothing", raw, ev[envelope.FieldEnrichment])
+		}
+		enriched, err := envelope.DecodeEvent(got)
+		if err != nil {
+			t.Fatalf("%q gave %q: %v", raw, got, err)
+		}
+		// Decoders keep one of a key given twice: p_enrichment must not
+		// be added beside one the event has.
+		if n, was := enrichmentKeys(got), enrichmentKeys(raw); n > max(was, 1) {
+			t.Fatalf("%q gave %q: p_enrichment %d times", raw, got, n)
+		}
+		want, err := envelope.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantEv, _ := envelope.DecodeEvent(want); !reflect.DeepEqual(enriched, wantEv) {
+			t.Fatalf("%q:\n got %v\nwant %v", raw, enriched, wantEv)
+		}
+	})
+}
+
+func enrichmentKeys(event []byte) int {
+	n := 0
+	envelope.EachField(event, func(k, _ []byte) {
+		if string(k) == envelope.FieldEnrichment {
+			n++
+		}
+	})
+	return n
 }
