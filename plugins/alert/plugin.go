@@ -146,7 +146,7 @@ func init() {
 	service.MustRegisterBatchProcessor("caracal_alert", service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Turns rule matches into deduplicated alerts.").
-		Description("Input: matches from caracal.matches (and SYSTEM_ERROR alerts from caracal.system_errors, passed through). The first match of a (rule, dedup string) opens an alert once the rule's Threshold is reached within its window; matches within DedupPeriodMinutes of the alert's creation attach to it without a new alert. Each new alert becomes a message (Panther custom-webhook fields), routed to caracal.alerts and keyed by alert id. More than `storm_limit` alerts an hour from one rule suppresses that rule's alerts and raises one SYSTEM_ERROR.").
+		Description("Input: matches from caracal.matches (and SYSTEM_ERROR alerts from caracal.system_errors, passed through). The first match of a (rule, dedup string) opens an alert once the rule's Threshold is reached within its window; matches within DedupPeriodMinutes of the alert's creation attach to it without a new alert. Each new alert becomes a message (Panther custom-webhook fields), routed to caracal.alerts and keyed by alert id. More than `storm_limit` alerts an hour from one rule suppresses that rule's alerts and raises one SYSTEM_ERROR. A record that cannot be read is skipped rather than refused (refusing would stop the stage on it): it is logged with its topic, partition and offset, counted in `caracal_alert_skipped_records`, and raised as a SYSTEM_ERROR at most once an hour.").
 		Fields(service.NewIntField("storm_limit").
 			Description("Alerts per hour per rule before suppression; 0: the root config's caracal.alert_storm_limit.").Default(0)),
 		func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
@@ -157,7 +157,9 @@ func init() {
 			if limit == 0 {
 				limit = settings.From(res).AlertStormLimit
 			}
-			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger()}, nil
+			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger(),
+				skipped: res.Metrics().NewCounter("caracal_alert_skipped_records"),
+				skips:   Skips{Key: "alert-skipped-records", Stage: "Alerting"}}, nil
 		})
 
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().
@@ -205,6 +207,8 @@ type processor struct {
 	brokers    []string
 	generation uint64 // kafka.Generation() when the state was last restored
 	log        *service.Logger
+	skipped    *service.MetricCounter
+	skips      Skips
 }
 
 // restore reloads the state from caracal.alert_state at start, after a
@@ -268,7 +272,10 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		if topic, _ := m.MetaGet(envelope.MetaKafkaTopic); topic == envelope.TopicSystemError {
 			var a envelope.Alert
 			if err := json.Unmarshal(raw, &a); err != nil {
-				return nil, fmt.Errorf("system error record: %w", err)
+				if err := p.skip(m, fmt.Errorf("system error record: %w", err), emit); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if err := emit(m, &a); err != nil {
 				return nil, err
@@ -277,7 +284,10 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		}
 		match, err := envelope.DecodeObject(raw)
 		if err != nil {
-			return nil, err
+			if err := p.skip(m, fmt.Errorf("match: %w", err), emit); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if match[envelope.FieldControl] == ControlUnsuppress {
 			rule, _ := match[envelope.FieldRuleID].(string)
@@ -312,6 +322,22 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// skip deals with a record the stage cannot read (see Skips): logged,
+// counted, and now and then raised as a SYSTEM_ERROR through emit.
+func (p *processor) skip(m *service.Message, err error, emit func(*service.Message, *envelope.Alert) error) error {
+	where := RecordAt(m.MetaGet)
+	if p.log != nil {
+		p.log.Errorf("Alert: the record at %s is unreadable and skipped: %v", where, err)
+	}
+	if p.skipped != nil {
+		p.skipped.Incr(1)
+	}
+	if a := p.skips.Add(p.now(), where, err); a != nil {
+		return emit(m, a)
+	}
+	return nil
 }
 
 func (p *processor) Close(context.Context) error { return nil }

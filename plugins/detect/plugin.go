@@ -3,9 +3,11 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/settings"
@@ -15,7 +17,7 @@ func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Runs detection rules over normalized events; emits one match per matching rule.").
-		Description("Each message is a normalized event (JSON, from caracal.events). It is evaluated against the enabled rules for its `p_log_type` only. Every match becomes a message: the event plus `p_rule_id`, `p_rule_severity`, `p_rule_tags`, `p_rule_reports`, `p_alert_title`, `p_alert_context`, `p_dedup_string` and the rule's alerting attributes, routed to caracal.matches and keyed by rule id. A rule's runtime error becomes a match of `p_match_type: RULE_ERROR`. Events that match nothing leave the batch.").
+		Description("Each message is a normalized event (JSON, from caracal.events). It is evaluated against the enabled rules for its `p_log_type` only. Every match becomes a message: the event plus `p_rule_id`, `p_rule_severity`, `p_rule_tags`, `p_rule_reports`, `p_alert_title`, `p_alert_context`, `p_dedup_string` and the rule's alerting attributes, routed to caracal.matches and keyed by rule id. A rule's runtime error becomes a match of `p_match_type: RULE_ERROR`. Events that match nothing leave the batch. An event that is not a JSON object is skipped rather than refused (refusing would stop the stage on it): it is logged with its topic, partition and offset, counted in `caracal_detect_skipped_events`, and reported as a SYSTEM_ERROR alert at most once an hour.").
 		Fields(
 			service.NewStringField("rules_dir").
 				Description("Directory of rules (`**/*.yml`). Empty: the root config's `caracal.rules_dir`.").
@@ -75,13 +77,19 @@ func init() {
 					}
 				})
 			}
-			return &processor{rules: rl, stop: stop}, nil
+			return &processor{rules: rl, stop: stop, log: log, now: time.Now,
+				skipped: res.Metrics().NewCounter("caracal_detect_skipped_events"),
+				skips:   alert.Skips{Key: "detect-skipped-events", Stage: "Detection"}}, nil
 		})
 }
 
 type processor struct {
-	rules *Reloader
-	stop  context.CancelFunc
+	rules   *Reloader
+	stop    context.CancelFunc
+	log     *service.Logger
+	now     func() time.Time
+	skipped *service.MetricCounter
+	skips   alert.Skips
 }
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
@@ -94,7 +102,10 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		}
 		matches, err := e.DecodeAndEvaluate(raw)
 		if err != nil {
-			return nil, err
+			if report := p.skip(m, err); report != nil {
+				out = append(out, report)
+			}
+			continue
 		}
 		for _, match := range matches {
 			b, err := json.Marshal(match)
@@ -112,6 +123,28 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// skip deals with an event no rule can read. caracal.events holds what the
+// process stage wrote, so it comes from another writer or a bug: it is
+// logged, counted and reported (see alert.Skips) instead of refused.
+func (p *processor) skip(m *service.Message, err error) *service.Message {
+	where := alert.RecordAt(m.MetaGet)
+	if p.log != nil {
+		p.log.Errorf("Detect: the event at %s is not a JSON object, no rule ran on it: %v", where, err)
+	}
+	if p.skipped != nil {
+		p.skipped.Incr(1)
+	}
+	a := p.skips.Add(p.now(), where, err)
+	if a == nil {
+		return nil
+	}
+	b, _ := json.Marshal(a)
+	report := service.NewMessage(b)
+	report.MetaSetMut(envelope.MetaTopic, envelope.TopicSystemError)
+	report.MetaSetMut(envelope.MetaKey, a.AlertID)
+	return report
 }
 
 func (p *processor) Close(context.Context) error {
