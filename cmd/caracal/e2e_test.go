@@ -229,24 +229,31 @@ func checkSearchAndReplay(t *testing.T, lakeDir, eventID string) {
 		}
 		return string(out)
 	}
-	out := run("search", "--lake", lakeDir, "--ip", "198.51.100.23", "--since", "2026-11-23", "--until", "2026-11-24")
-	var found bool
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var row map[string]any
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("search output %q: %v", line, err)
+	// A value is found however it is typed: the mapped IPv4 form, a
+	// domain in capitals with its final dot.
+	for _, indicator := range [][]string{{"--ip", "198.51.100.23"}, {"--ip", "::ffff:198.51.100.23"}, {"--domain", "SignIn.AWS.Amazon.com."}} {
+		out := run("search", "--lake", lakeDir, indicator[0], indicator[1], "--since", "2026-11-23", "--until", "2026-11-24")
+		var found bool
+		for _, line := range strings.Split(out, "\n") {
+			if line == "" {
+				continue
+			}
+			var row map[string]any
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				t.Fatalf("search output %q: %v", line, err)
+			}
+			if row["eventID"] == eventID && row["p_table"] == "aws_cloudtrail" {
+				found = true
+			}
 		}
-		if row["eventID"] == eventID && row["p_table"] == "aws_cloudtrail" {
-			found = true
+		if !found {
+			t.Errorf("caracal search %s %s did not find event %s:\n%s", indicator[0], indicator[1], eventID, out)
 		}
-	}
-	if !found {
-		t.Errorf("caracal search --ip 198.51.100.23 did not find event %s:\n%s", eventID, out)
 	}
 	if out := run("search", "--lake", lakeDir, "--ip", "192.0.2.254", "--since", "2026-11-23"); strings.TrimSpace(out) != "" {
 		t.Errorf("search for an absent IP printed rows:\n%s", out)
 	}
-	out = run("replay", "--lake", lakeDir, "--from", "2026-11-23", "--to", "2026-11-24")
+	out := run("replay", "--lake", lakeDir, "--from", "2026-11-23", "--to", "2026-11-24")
 	if !strings.Contains(out, `"p_rule_id":"AWS.CloudTrail.RootConsoleLogin"`) || !strings.Contains(out, eventID) {
 		t.Errorf("caracal replay did not re-detect event %s:\n%s", eventID, out)
 	}

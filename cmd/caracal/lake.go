@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake"
+	"github.com/caracal-sec/caracal/plugins/parse"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
@@ -92,7 +92,9 @@ func searchCommand() *cli.Command {
 		Name:  "search",
 		Usage: "Find the events, matches and alerts that mention an indicator, across every lake table",
 		Description: "Searches the p_any_* indicator columns of every table in the time range. Files outside the range are " +
-			"skipped by their hour partition and row groups by their bloom filters, so only candidate row groups are read.",
+			"skipped by their hour partition and row groups by their bloom filters, so only candidate row groups are read. " +
+			"The value is looked for as log parsing records it: hashes, domains, emails and MAC addresses in lower case, " +
+			"domains without a final dot, IPv4-mapped addresses as IPv4.",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			field, value := "", ""
@@ -107,13 +109,13 @@ func searchCommand() *cli.Command {
 							return cli.Exit("search: --hash wants 32 (MD5), 40 (SHA-1) or 64 (SHA-256) hex digits", 2)
 						}
 					}
-					if f.flag == "ip" {
-						a, err := netip.ParseAddr(value)
-						if err != nil {
-							return cli.Exit(fmt.Sprintf("search: --ip %q is not an IP address", value), 2)
-						}
-						value = a.Unmap().String() // as the parser stores it
+					// As the parser stores it: an upper-case hash, a
+					// domain's final dot, an IPv4-mapped address match.
+					stored, ok := parse.StoredForm(field, value)
+					if !ok {
+						return cli.Exit(fmt.Sprintf("search: --%s %q is not %s as log parsing records one", f.flag, value, f.usage), 2)
 					}
+					value = stored
 				}
 			}
 			if field == "" {

@@ -443,3 +443,33 @@ func (ix *Indicators) Fields() map[string][]string {
 	ix.Each(func(f string, vals []string) { out[f] = vals })
 	return out
 }
+
+// searchKinds is the indicator kind whose values each p_any_* column holds.
+var searchKinds = map[string]string{
+	"p_any_ip_addresses": "ip", "p_any_domain_names": "domain", "p_any_md5_hashes": "md5",
+	"p_any_sha1_hashes": "sha1", "p_any_sha256_hashes": "sha256", "p_any_emails": "email",
+	"p_any_aws_arns": "aws_arn_only", "p_any_aws_account_ids": "aws_account_id",
+	"p_any_aws_instance_ids": "aws_instance_id", "p_any_aws_tags": "aws_tag",
+	"p_any_trace_ids": "trace_id", "p_any_actor_ids": "actor_id", "p_any_usernames": "username",
+	"p_any_mac_addresses": "mac",
+}
+
+// StoredForm is value as the parser stores it in the p_any_* column, found
+// by the parser's own code: a value typed by hand (an upper-case hash, a
+// domain with its final dot, an IPv4-mapped address) then finds the rows
+// that hold it. ok is false when the parser would not store the value in
+// that column at all.
+func StoredForm(column, value string) (_ string, ok bool) {
+	kind, known := searchKinds[column]
+	if !known {
+		return value, true
+	}
+	ix := NewIndicators()
+	ix.Add([]string{kind}, value)
+	for _, f := range ix.found {
+		if f.field.String() == column {
+			return f.value, true
+		}
+	}
+	return "", false
+}

@@ -191,3 +191,29 @@ func TestSimpleURLHostAgreesWithURLParse(t *testing.T) {
 		t.Fatalf("decided only %d of 200000 without url.Parse", decided)
 	}
 }
+
+// A search value typed by hand is looked for as the parser stores it.
+func TestStoredForm(t *testing.T) {
+	for _, tc := range []struct{ column, in, want string }{
+		{"p_any_md5_hashes", "D41D8CD98F00B204E9800998ECF8427E", "d41d8cd98f00b204e9800998ecf8427e"},
+		{"p_any_sha256_hashes", " E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855 ", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{"p_any_domain_names", "Evil.Example.COM.", "evil.example.com"},
+		{"p_any_emails", "Alice@Example.com", "alice@example.com"},
+		{"p_any_mac_addresses", "0A:1B:2C:3D:4E:5F", "0a:1b:2c:3d:4e:5f"},
+		{"p_any_ip_addresses", "::ffff:198.51.100.7", "198.51.100.7"},
+		{"p_any_ip_addresses", "2001:DB8::0:1", "2001:db8::1"},
+		{"p_any_aws_arns", "arn:aws:iam::111122223333:root", "arn:aws:iam::111122223333:root"},
+		{"p_any_usernames", "Bob", "Bob"},
+	} {
+		if got, ok := StoredForm(tc.column, tc.in); !ok || got != tc.want {
+			t.Errorf("%s %q: %q %v, want %q", tc.column, tc.in, got, ok, tc.want)
+		}
+	}
+	for _, tc := range []struct{ column, in string }{
+		{"p_any_domain_names", "198.51.100.7"}, {"p_any_md5_hashes", "xyz"}, {"p_any_ip_addresses", "example.com"},
+	} {
+		if got, ok := StoredForm(tc.column, tc.in); ok {
+			t.Errorf("%s %q: stored as %q, want not at all", tc.column, tc.in, got)
+		}
+	}
+}
