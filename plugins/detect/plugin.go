@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -10,6 +11,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -66,6 +68,8 @@ func init() {
 			SetLookup(set.Lookup)
 			log := res.Logger()
 			log.Infof("Detecting with %d rules from %s", len(rl.Engine().Rules()), dir)
+			known := schemaNames(settings.From(res).SchemasDir)
+			warnUnknownLogTypes(log, rl.Engine().Rules(), known)
 			ctx, stop := context.WithCancel(context.Background())
 			if interval > 0 {
 				go rl.Watch(ctx, interval, func(changed bool, n int, errs []error) {
@@ -74,6 +78,7 @@ func init() {
 					}
 					if changed {
 						log.Infof("Rules reloaded from %s: %d rules", dir, n)
+						warnUnknownLogTypes(log, rl.Engine().Rules(), known)
 					}
 				})
 			}
@@ -81,6 +86,44 @@ func init() {
 				skipped: res.Metrics().NewCounter("caracal_detect_skipped_events"),
 				skips:   alert.Skips{Key: "detect-skipped-events", Stage: "Detection"}}, nil
 		})
+}
+
+// schemaNames are the log types with a schema in dir (nil when it cannot
+// be read: then nothing is checked).
+func schemaNames(dir string) map[string]bool {
+	schemas, err := schema.LoadDir(dir)
+	if err != nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, s := range schemas {
+		names[s.Schema] = true
+	}
+	return names
+}
+
+// warnUnknownLogTypes logs every enabled rule's log type without a
+// schema: no event ever has it, so the rule silently never runs on it (a
+// typo such as AWS.Cloudtrail; `caracal lint` reports it with its line).
+func warnUnknownLogTypes(log *service.Logger, rules []*Rule, known map[string]bool) {
+	for _, w := range unknownLogTypes(rules, known) {
+		log.Warn(w)
+	}
+}
+
+func unknownLogTypes(rules []*Rule, known map[string]bool) []string {
+	if known == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range rules {
+		for _, lt := range r.LogTypes {
+			if !known[lt] && r.IsEnabled() {
+				out = append(out, fmt.Sprintf("Rule %s (%s): log type %s has no schema, so no event has it and the rule never runs on it; fix LogTypes (caracal lint shows the line)", r.RuleID, r.File, lt))
+			}
+		}
+	}
+	return out
 }
 
 type processor struct {

@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,25 @@ func TestUnreadableEventIsSkippedAndReported(t *testing.T) {
 	}
 	if ctx := reports[0]["alertContext"].(map[string]any); ctx["skipped"] != 3.0 {
 		t.Errorf("skipped %v, want the 3 since the last report", ctx["skipped"])
+	}
+}
+
+// A rule whose log type has no schema never runs: the stage says so.
+func TestUnknownLogTypesAreReported(t *testing.T) {
+	rules, err := LoadDir("../../rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := schemaNames("../../schemas")
+	if len(known) == 0 {
+		t.Fatal("no schemas read")
+	}
+	if w := unknownLogTypes(rules, known); len(w) != 0 {
+		t.Errorf("shipped rules: %v", w)
+	}
+	typo := rule(t, "AnalysisType: rule\nRuleID: T.Typo\nEnabled: true\nLogTypes: [AWS.CloudTrail, AWS.Cloudtrail]\nSeverity: Low\nCondition: 'true'\n")
+	w := unknownLogTypes(append(rules, typo), known)
+	if len(w) != 1 || !strings.Contains(w[0], "T.Typo") || !strings.Contains(w[0], "AWS.Cloudtrail") {
+		t.Errorf("warnings %v, want one about T.Typo's AWS.Cloudtrail", w)
 	}
 }
