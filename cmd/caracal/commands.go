@@ -35,8 +35,15 @@ func caracalLinters() linters {
 	return linters{
 		pipelines: func(file string, data []byte) []Finding {
 			var out []Finding
-			for _, w := range httpsource.LintConfig(data) {
-				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: true})
+			var logTypes map[string]bool
+			if known := schemaFields("./schemas"); known != nil {
+				logTypes = map[string]bool{}
+				for lt := range known {
+					logTypes[lt] = true
+				}
+			}
+			for _, w := range httpsource.LintConfig(data, logTypes) {
+				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: !w.Error})
 			}
 			return out
 		},
@@ -96,8 +103,15 @@ func stripFile(file, msg string) string {
 	if m := lineRe.FindStringIndex(":" + msg); m != nil && m[0] == 0 {
 		msg = msg[m[1]-1:]
 	}
-	return strings.TrimSpace(msg)
+	msg = strings.TrimSpace(msg)
+	// The finding carries the line: "line 6: x" reads as x.
+	if m := lineWordRe.FindStringIndex(msg); m != nil {
+		msg = msg[m[1]:]
+	}
+	return msg
 }
+
+var lineWordRe = regexp.MustCompile(`^line \d+: `)
 
 // schemaFields maps each log type in dir to its top-level fields, nil when
 // the schemas cannot be read (then rule fields are not checked).

@@ -455,6 +455,79 @@ func TestShippedConfigLints(t *testing.T) {
 	}
 }
 
+// caracal lint finds the usual mistakes in each kind of file, each at its
+// line, and fails.
+func TestLintFindsMistakesAtTheirLines(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"pipeline.yaml": `input:
+  caracal_http:
+    sources:
+      - id: alb
+        path: alb
+        log_types: [AWS.Alb]
+        auth:
+          type: bearer
+          token: x
+pipeline:
+  processors:
+    - caracal_detect:
+        rules_dirr: ./rules
+output:
+  caracal_kafka: {}
+`,
+		"rule.yml": `AnalysisType: rule
+RuleID: T.Typo
+Enabled: true
+LogTypes: [AWS.Cloudtrail]
+Severity: High
+Condition: 'eventName == "X"'
+`,
+		"schema.yml": `schema: Custom.Thing
+parser:
+  native:
+    name: AWS.ALB
+fields:
+  - name: a
+    type: strng
+`,
+		"schema2.yml": `schema: Custom.Other
+fields:
+  - name: b
+    type: object
+    fields:
+      - name: c
+        type: string
+        requried: true
+`,
+	}
+	var paths []string
+	for name, body := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	cmd := exec.Command(caracalBinary(t), append([]string{"lint"}, paths...)...)
+	cmd.Dir = "../.." // the schemas/ rules and sources are checked against
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("caracal lint passed:\n%s", out)
+	}
+	for _, want := range []string{
+		filepath.Join(dir, "pipeline.yaml") + ":6: source alb: log type AWS.Alb has no schema",
+		filepath.Join(dir, "pipeline.yaml") + "(13,1) field rules_dirr not recognised",
+		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
+		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng"`, // the field's line
+		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried"`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("lint output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // Two alert workers share the caracal-alert group. When the worker that
 // owned the rule's partition stops, the other takes it over with the
 // rule's dedup state from caracal.alert_state: a match within the open

@@ -1,18 +1,26 @@
 package httpsource
 
 import (
+	"maps"
+	"slices"
+	"strings"
+
 	"gopkg.in/yaml.v3"
 )
 
-// Warning is a lint finding in a config file.
+// Warning is a lint finding in a config file; Error marks a mistake rather
+// than a risk.
 type Warning struct {
 	Line    int
 	Message string
+	Error   bool
 }
 
 // LintConfig finds caracal_http sources in a Benthos config that accept
-// unauthenticated requests (auth type none): allowed, but worth a warning.
-func LintConfig(data []byte) []Warning {
+// unauthenticated requests (auth type none: allowed, but worth a warning)
+// and, when logTypes (those with a schema) is given, sources naming a log
+// type without a schema: every event of theirs would fail classification.
+func LintConfig(data []byte, logTypes map[string]bool) []Warning {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
 		return nil
@@ -23,7 +31,7 @@ func LintConfig(data []byte) []Warning {
 		if n.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				if n.Content[i].Value == "caracal_http" {
-					out = append(out, lintSources(n.Content[i+1])...)
+					out = append(out, lintSources(n.Content[i+1], logTypes)...)
 				}
 			}
 		}
@@ -35,21 +43,30 @@ func LintConfig(data []byte) []Warning {
 	return out
 }
 
-func lintSources(http *yaml.Node) []Warning {
+func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 	var out []Warning
 	sources := child(http, "sources")
 	if sources == nil || sources.Kind != yaml.SequenceNode {
 		return nil
 	}
 	for _, s := range sources.Content {
+		id := "?"
+		if n := child(s, "id"); n != nil {
+			id = n.Value
+		}
 		auth := child(s, "auth")
 		typ := child(auth, "type")
 		if typ != nil && typ.Value == AuthNone {
-			id := "?"
-			if n := child(s, "id"); n != nil {
-				id = n.Value
-			}
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
+		}
+		if lts := child(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {
+			for _, lt := range lts.Content {
+				if !logTypes[lt.Value] {
+					known := slices.Sorted(maps.Keys(logTypes))
+					out = append(out, Warning{Line: lt.Line, Error: true, Message: "source " + id + ": log type " + lt.Value +
+						" has no schema, so every event would fail classification (known: " + strings.Join(known, ", ") + ")"})
+				}
+			}
 		}
 	}
 	return out

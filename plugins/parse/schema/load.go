@@ -92,10 +92,10 @@ func validateFields(s *Schema, fields []Field, prefix string) error {
 	for i := range fields {
 		f := &fields[i]
 		if f.Name == "" {
-			return fmt.Errorf("field %d under %q has no name", i, prefix)
+			return fmt.Errorf("line %d: field %d under %q has no name", f.Line, i, prefix)
 		}
 		if names[f.Name] {
-			return fmt.Errorf("field %s%s defined twice", prefix, f.Name)
+			return fmt.Errorf("line %d: field %s%s defined twice", f.Line, prefix, f.Name)
 		}
 		names[f.Name] = true
 		if err := validateField(s, f, prefix+f.Name); err != nil {
@@ -106,6 +106,27 @@ func validateFields(s *Schema, fields []Field, prefix string) error {
 }
 
 func validateField(s *Schema, f *Field, path string) error {
+	if err := checkField(s, f, path); err != nil {
+		if f.Line > 0 {
+			return fmt.Errorf("line %d: %w", f.Line, err)
+		}
+		return err
+	}
+	switch f.Type {
+	case TypeArray:
+		return validateField(s, f.Element, path+"[]")
+	case TypeObject:
+		return validateFields(s, f.Fields, path+".")
+	}
+	return nil
+}
+
+// checkField checks f itself, not the fields inside it.
+
+func checkField(s *Schema, f *Field, path string) error {
+	for k := range f.Extra {
+		return fmt.Errorf("field %s: unknown key %q (name, type, required, description, element, fields, target, timeFormat, timeFormats, isEventTime, isEmbeddedJSON, indicators, validate, rename, copy, concat, split, mask)", path, k)
+	}
 	switch f.Type {
 	case TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, TypeBoolean, TypeJSON:
 	case TypeTimestamp:
@@ -116,12 +137,10 @@ func validateField(s *Schema, f *Field, path string) error {
 		if f.Element == nil {
 			return fmt.Errorf("field %s: array needs element", path)
 		}
-		return validateField(s, f.Element, path+"[]")
 	case TypeObject:
 		if len(f.Fields) == 0 {
 			return fmt.Errorf("field %s: object needs fields", path)
 		}
-		return validateFields(s, f.Fields, path+".")
 	case TypeRef:
 		if _, ok := s.Definitions[f.Target]; !ok {
 			return fmt.Errorf("field %s: ref target %q is not in definitions", path, f.Target)

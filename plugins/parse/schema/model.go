@@ -3,6 +3,8 @@
 // interprets it; the lake derives Parquet columns from it.
 package schema
 
+import "gopkg.in/yaml.v3"
+
 // Schema is one log type's schema file.
 type Schema struct {
 	Schema       string             `yaml:"schema" json:"schema"`
@@ -96,6 +98,19 @@ type Field struct {
 	Concat *Concat `yaml:"concat,omitempty" json:"concat,omitempty"`
 	Split  *Split  `yaml:"split,omitempty" json:"split,omitempty"`
 	Mask   *Mask   `yaml:"mask,omitempty" json:"mask,omitempty"`
+
+	Extra map[string]any `yaml:",inline" json:"-"` // unknown keys: a typo, reported
+	Line  int            `yaml:"-" json:"-"`       // in the schema file, for errors
+}
+
+// UnmarshalYAML decodes a field and notes its line.
+func (f *Field) UnmarshalYAML(n *yaml.Node) error {
+	type plain Field // without this method
+	if err := n.Decode((*plain)(f)); err != nil {
+		return err
+	}
+	f.Line = n.Line
+	return nil
 }
 
 // Validate restricts a field's values.
