@@ -6,6 +6,7 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	// A faster decoder than encoding/json for the hot paths (events are
 	// decoded once per stage).
@@ -226,6 +228,15 @@ type ClassificationFailure struct {
 	Reasons     []FailureReason `json:"reasons"`
 	ReceivedAt  string          `json:"received_at"` // FormatTime; the lake partitions by it
 	FailedAt    string          `json:"failed_at"`
+}
+
+// SetRaw keeps raw as text when it is UTF-8, else in base64.
+func (f *ClassificationFailure) SetRaw(raw []byte) {
+	if utf8.Valid(raw) {
+		f.Raw, f.RawEncoding = string(raw), "utf8"
+	} else {
+		f.Raw, f.RawEncoding = base64.StdEncoding.EncodeToString(raw), "base64"
+	}
 }
 
 // FailureReason is why one candidate log type rejected the event.

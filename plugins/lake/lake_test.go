@@ -608,11 +608,38 @@ func TestRowGroupsAndFailedRows(t *testing.T) {
 	alone["userIdentity"] = map[string]any{"accountId": map[string]any{"not": "a string"}, "type": []any{}}
 	alone["eventTime"] = 7
 	in := recs(envelope.TopicEvents, 0, 10, event("a", 21), event("b", 21), bad, event("c", 21), event("d", 21), event("e", 21), alone)
+	received := time.Date(2026, 11, 30, 9, 15, 0, 0, time.UTC)
+	in = append(in, &Record{Topic: envelope.TopicEvents, Offset: 17, Raw: []byte("\xff not JSON"), Time: received})
+	for _, r := range in {
+		r.Time = received
+	}
 	if err := w.Write(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	if len(failed) != 2 || !strings.HasPrefix(failed[0], "12: column eventTime") || !strings.HasPrefix(failed[1], "16: ") {
+	if len(failed) != 3 || !strings.HasPrefix(failed[0], "12: column eventTime") || !strings.HasPrefix(failed[1], "16: ") || !strings.HasPrefix(failed[2], "17: ") {
 		t.Errorf("failures: %q", failed)
+	}
+	// Nothing is lost: rows that fit no table are kept as failures, with
+	// their bytes and the reason, at the hour the broker received them.
+	kept := laketest.ReadTable(t, filepath.Join(dir, envelope.TableFailures, "year=2026/month=11/day=30/hour=09"))
+	if len(kept) != 3 {
+		t.Fatalf("failures table: %d rows, want 3: %v", len(kept), kept)
+	}
+	for _, want := range []struct{ offset, rowID, encoding, rawHas string }{
+		{"12", "r-bad", "utf8", `"eventID":"bad"`}, {"16", "r-alone", "utf8", `"eventID":"alone"`}, {"17", "", "base64", ""},
+	} {
+		found := false
+		for _, k := range kept {
+			if strings.Contains(fmt.Sprint(k["reasons"]), "lake: caracal.events record 0/"+want.offset+" not written") {
+				found = k["p_row_id"] == want.rowID && k["raw_encoding"] == want.encoding && strings.Contains(k["raw"].(string), want.rawHas)
+				if !found {
+					t.Errorf("failure row for offset %s: %v", want.offset, k)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no failure row for offset %s: %v", want.offset, kept)
+		}
 	}
 	rows := laketest.ReadTable(t, filepath.Join(dir, "aws_cloudtrail"))
 	var ids []string
@@ -623,7 +650,7 @@ func TestRowGroupsAndFailedRows(t *testing.T) {
 		t.Errorf("rows: %v", ids)
 	}
 	script := `import sys, glob, pyarrow.parquet as pq
-for f in sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True)):
+for f in sorted(glob.glob(sys.argv[1] + '/aws_cloudtrail/**/*.parquet', recursive=True)):
     m = pq.ParquetFile(f).metadata
     print(f.split('/aws_cloudtrail/')[1], [m.row_group(i).num_rows for i in range(m.num_row_groups)])`
 	out, err := exec.Command(laketest.Python(t), "-c", script, dir).CombinedOutput()

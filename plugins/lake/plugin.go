@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -14,7 +15,7 @@ func outputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Services").
 		Summary("Writes events, classification failures, matches and alerts to the Parquet lake.").
-		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Rows are gathered into rolls (by size or age, and written at once when the process stops); a roll is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. Log tables' columns follow their schema plus the p_* fields.").
+		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Rows are gathered into rolls (by size or age, and written at once when the process stops); a roll is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. Log tables' columns follow their schema plus the p_* fields. A record that fits no table (not JSON, a log type without a schema, an unreadable time) is logged and kept in classification_failures with its bytes and the reason, partitioned by the time the broker received it.").
 		Fields(
 			service.NewStringField("url").
 				Description("Lake location: a directory or s3://bucket/prefix. Empty: the root config's caracal.lake_url.").
@@ -114,6 +115,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			r.Partition = int32(p)
 		}
 		r.Offset, _ = envelope.MetaInt(m, envelope.MetaKafkaOffset)
+		if ns, ok := envelope.MetaInt(m, envelope.MetaKafkaTimestamp); ok {
+			r.Time = time.Unix(0, ns)
+		}
 		recs = append(recs, r)
 	}
 	return o.r.Add(ctx, recs, size)

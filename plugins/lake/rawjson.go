@@ -285,13 +285,11 @@ func (b *Batch) addRaw(r *Record) error {
 	// Log tables are partitioned by p_event_time (LogTable).
 	logType, at, err := topStrings(r.Raw, envelope.FieldLogType, envelope.FieldEventTime)
 	if err != nil {
-		b.w.fail(r, fmt.Errorf("not a JSON object: %w", err))
-		return nil
+		return b.fail(r, fmt.Errorf("not a JSON object: %w", err))
 	}
 	tab, err := b.w.Tables.logTable(string(logType))
 	if err != nil {
-		b.w.fail(r, err)
-		return nil
+		return b.fail(r, err)
 	}
 	hour, err := rawHour(at)
 	return b.place(r, tab, hour, err, rawRow{tab, r.Raw})

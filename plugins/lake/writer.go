@@ -3,6 +3,7 @@ package lake
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -24,6 +25,9 @@ type Record struct {
 	Offset    int64
 	Value     map[string]any
 	Raw       []byte
+	// Time is when the broker received the record: a record kept in the
+	// failures table is partitioned by it, the same on every replay.
+	Time time.Time
 }
 
 // Tables resolves the table for a record.
@@ -311,10 +315,11 @@ type Writer struct {
 
 // Batch gathers records into open files until Commit stores them.
 type Batch struct {
-	w     *Writer
-	files map[fileKey]*openFile
-	rows  int
-	last  *openFile // the file of the previous row (see addRaw)
+	w       *Writer
+	files   map[fileKey]*openFile
+	rows    int
+	last    *openFile // the file of the previous row (see addRaw)
+	keeping bool      // placing a failure row (see fail)
 }
 
 // NewBatch starts an empty batch.
@@ -336,14 +341,18 @@ func (b *Batch) Add(recs []*Record) error {
 		if r.Value == nil {
 			v, err := envelope.DecodeObject(r.Raw)
 			if err != nil {
-				b.w.fail(r, err)
+				if err := b.fail(r, err); err != nil {
+					return err
+				}
 				continue
 			}
 			r.Value = v
 		}
 		tab, row, err := b.w.Tables.For(r)
 		if err != nil {
-			b.w.fail(r, err)
+			if err := b.fail(r, err); err != nil {
+				return err
+			}
 			continue
 		}
 		if tab == nil {
@@ -363,22 +372,19 @@ func (b *Batch) Add(recs []*Record) error {
 // an error.
 func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowEncoder) error {
 	if err != nil {
-		b.w.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
-		return nil
+		return b.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 	}
 	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
 	f := b.files[k]
 	if f == nil {
 		if !tableNameRe.MatchString(tab.Name) {
-			b.w.fail(r, fmt.Errorf("table name %q", tab.Name))
-			return nil
+			return b.fail(r, fmt.Errorf("table name %q", tab.Name))
 		}
 		f = newOpenFile(tab, k, b.w.rowGroupRows())
 		b.files[k] = f
 	}
 	if err := f.add(row); err != nil {
-		b.w.fail(r, err)
-		return nil
+		return b.fail(r, err)
 	}
 	return b.added(f, r)
 }
@@ -433,6 +439,55 @@ func (w *Writer) rowGroupRows() int64 {
 		return 32 * 1024
 	}
 	return w.RowGroupRows
+}
+
+// fail deals with a record that cannot be written to its table: it is
+// reported through OnError and, unless it is a failure record itself,
+// kept in the failures table with the reason and its bytes, so nothing
+// the broker acknowledged is lost (a schema removed while its events were
+// in flight, a record from another writer). Only a failing column writer
+// is an error.
+func (b *Batch) fail(r *Record, cause error) error {
+	b.w.fail(r, cause)
+	if b.keeping || r.Topic == envelope.TopicFailures || b.w.Tables == nil || b.w.Tables.failures == nil {
+		return nil
+	}
+	at := r.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	f := envelope.ClassificationFailure{Tried: []string{},
+		ReceivedAt: envelope.FormatTime(at), FailedAt: envelope.FormatTime(at)}
+	raw, ev := r.Raw, r.Value
+	if raw == nil && ev != nil {
+		raw, _ = envelope.EncodeEvent(ev)
+	}
+	if ev == nil {
+		ev, _ = envelope.DecodeObject(raw)
+	}
+	f.SetRaw(raw)
+	logType := ""
+	if ev != nil {
+		str := func(k string) string { s, _ := ev[k].(string); return s }
+		f.SourceID, f.SourceLabel, f.RowID, logType = str(envelope.FieldSourceID), str(envelope.FieldSourceLabel), str(envelope.FieldRowID), str(envelope.FieldLogType)
+	}
+	if logType != "" {
+		f.Tried = []string{logType}
+	}
+	f.Reasons = []envelope.FailureReason{{LogType: logType, Reason: fmt.Sprintf("lake: %s record %d/%d not written: %v", r.Topic, r.Partition, r.Offset, cause)}}
+	b2, err := json.Marshal(f)
+	if err != nil {
+		return nil
+	}
+	row, err := envelope.DecodeObject(b2)
+	if err != nil {
+		return nil
+	}
+	tab := b.w.Tables.failures
+	hour, herr := partitionHour(row[tab.TimeField])
+	b.keeping = true
+	defer func() { b.keeping = false }()
+	return b.place(r, tab, hour, herr, mapRow{tab, row})
 }
 
 func (w *Writer) fail(r *Record, err error) {

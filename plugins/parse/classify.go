@@ -2,13 +2,11 @@ package parse
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
-	"unicode/utf8"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -181,11 +179,7 @@ func (c *Classifier) failure(raw []byte, tried []string, reasons []envelope.Fail
 	if o.ReceivedAt.IsZero() {
 		f.ReceivedAt = f.FailedAt
 	}
-	if utf8.Valid(raw) {
-		f.Raw, f.RawEncoding = string(raw), "utf8"
-	} else {
-		f.Raw, f.RawEncoding = base64.StdEncoding.EncodeToString(raw), "base64"
-	}
+	f.SetRaw(raw)
 	if len(reasons) == 0 {
 		f.Reasons = []envelope.FailureReason{}
 	}
