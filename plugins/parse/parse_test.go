@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -440,5 +441,54 @@ func TestFieldSetFinds(t *testing.T) {
 	}
 	if checked < 300 {
 		t.Fatalf("checked only %d fields", checked)
+	}
+}
+
+// A source with no log types (the demo source) classifies among all: every
+// shipped schema's own samples must come out as that log type, not as
+// another schema that also accepts them.
+func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
+	schemas, err := schema.LoadDir("../../schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier(schemas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	// CloudTrail's samples are the repository's, not in its schema file.
+	ct, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range schemas {
+		tests := s.Tests
+		if s.Schema == "AWS.CloudTrail" {
+			tests = append(tests, schema.Test{Name: "root console login", Input: string(bytes.TrimSpace(ct))})
+		}
+		for _, tc := range tests {
+			var lines [][]byte
+			for _, l := range strings.Split(tc.Input, "\n") {
+				lines = append(lines, SplitRecords([]byte(l))...) // CloudTrail's Records wrapper
+			}
+			for _, line := range lines {
+				if own, _ := c.Classify(line, []string{s.Schema}, Origin{}); own == nil {
+					continue // a sample of a failure, or a header line
+				}
+				ev, fail := c.Classify(line, nil, Origin{})
+				switch {
+				case fail != nil:
+					t.Errorf("%s / %s: fails among all: %s", s.Schema, tc.Name, Describe(fail))
+				case ev["p_log_type"] != s.Schema:
+					t.Errorf("%s / %s: classified as %v among all", s.Schema, tc.Name, ev["p_log_type"])
+				default:
+					types[s.Schema] = true
+				}
+			}
+		}
+	}
+	if len(types) != len(schemas) {
+		t.Errorf("samples of %d of %d log types checked: %v", len(types), len(schemas), types)
 	}
 }
