@@ -29,6 +29,9 @@ type ConsumerConfig struct {
 	MaxInFlight   int           // records handed out and not yet acknowledged
 	FromBeginning bool          // start offset for a group with no commit
 	CommitEvery   time.Duration // autocommit interval of acknowledged offsets
+	// OnStall, when set, receives an error message when the group's
+	// offsets stay held by a hanging transaction (see stallWatch).
+	OnStall func(msg string)
 }
 
 // Consumer hands out per-partition batches and commits a partition's offset

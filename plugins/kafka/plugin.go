@@ -119,7 +119,8 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 	if err != nil {
 		return nil, err
 	}
-	cfg := ConsumerConfig{Brokers: brokers, ClientID: "caracal"}
+	log := res.Logger()
+	cfg := ConsumerConfig{Brokers: brokers, ClientID: "caracal", OnStall: func(msg string) { log.Error(msg) }}
 	if cfg.Topics, err = conf.FieldStringList("topics"); err != nil {
 		return nil, err
 	}

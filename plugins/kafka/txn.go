@@ -102,6 +102,9 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
+	if cfg.OnStall != nil {
+		opts = append(opts, kgo.WithLogger(newStallWatch(cfg.OnStall)))
+	}
 	return opts
 }
 

@@ -68,18 +68,27 @@ func stable(t *testing.T, brokers []string, topic string, want int64) {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lso, err := adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hwm, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := lso.Lookup(topic, 0)
-	h, _ := hwm.Lookup(topic, 0)
-	if l.Offset != h.Offset {
-		t.Fatalf("%s: a transaction was left open after a graceful stop (last stable offset %d, high watermark %d)", topic, l.Offset, h.Offset)
+	// The broker answers a commit once it is decided and writes the
+	// markers that end it on the partitions just after: give it a moment.
+	for {
+		lso, err := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hwm, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := lso.Lookup(topic, 0)
+		h, _ := hwm.Lookup(topic, 0)
+		if l.Offset == h.Offset {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: a transaction was left open after a graceful stop (last stable offset %d, high watermark %d)", topic, l.Offset, h.Offset)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	var got int64
 	if _, err := kafka.ReadCompacted(ctx, brokers, topic, time.Second, func(_, v []byte) { got++ }); err != nil {

@@ -1,0 +1,84 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// unstableRetryMsg is what franz-go logs (at info) each second it retries
+// fetching a group's offsets that a pending transaction holds.
+const unstableRetryMsg = "fetch offsets failed with retryable partition error, waiting 1s and retrying"
+
+// stallWatch makes a hanging transaction visible. A transactional stage
+// reads its group's offsets only once no transaction is pending on them
+// (UNSTABLE_OFFSET_COMMIT otherwise), and franz-go retries that every second
+// without end and without an error: a live transaction ends within the
+// transaction timeout, but one its coordinator lost (seen with Kafka 4 after
+// a broker restart) never does, and the stage then consumes nothing from
+// that partition, silently. Past twice the timeout, stallWatch reports it
+// once per partition, with the remedy.
+type stallWatch struct {
+	report func(string)
+	after  time.Duration
+	now    func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]*stall
+}
+
+type stall struct {
+	first, last time.Time
+	reported    bool
+}
+
+func newStallWatch(report func(string)) *stallWatch {
+	return &stallWatch{report: report, after: 2 * TransactionTimeout, now: time.Now, seen: map[string]*stall{}}
+}
+
+func (w *stallWatch) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (w *stallWatch) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if msg != unstableRetryMsg {
+		return
+	}
+	var group, topic string
+	var partition int32
+	var err error
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		switch keyvals[i] {
+		case "group":
+			group, _ = keyvals[i+1].(string)
+		case "topic":
+			topic, _ = keyvals[i+1].(string)
+		case "partition":
+			partition, _ = keyvals[i+1].(int32)
+		case "err":
+			err, _ = keyvals[i+1].(error)
+		}
+	}
+	if !errors.Is(err, kerr.UnstableOffsetCommit) {
+		return
+	}
+	key := fmt.Sprintf("%s/%d", topic, partition)
+	now := w.now()
+	w.mu.Lock()
+	s := w.seen[key]
+	if s == nil || now.Sub(s.last) > 10*time.Second { // a new wait
+		s = &stall{first: now}
+		w.seen[key] = s
+	}
+	s.last = now
+	due := !s.reported && now.Sub(s.first) >= w.after
+	s.reported = s.reported || due
+	w.mu.Unlock()
+	if due {
+		w.report(fmt.Sprintf("Consumer group %s: the offsets of %s have waited %s for a pending transaction, longer than any live one lasts: "+
+			"a hanging transaction holds them and this stage consumes nothing from that partition until it is aborted "+
+			"(Kafka: kafka-transactions.sh find-hanging, then abort; see docs/operations.md)", group, key, now.Sub(s.first).Round(time.Second)))
+	}
+}
