@@ -21,7 +21,8 @@ const unstableRetryMsg = "fetch offsets failed with retryable partition error, w
 // transaction timeout, but one its coordinator lost (seen with Kafka 4 after
 // a broker restart) never does, and the stage then consumes nothing from
 // that partition, silently. Past twice the timeout, stallWatch reports it
-// once per partition, with the remedy.
+// (again every twice the timeout while it lasts), and the consumer then
+// aborts the hanging transactions it finds (AbortHanging).
 type stallWatch struct {
 	report func(string)
 	after  time.Duration
@@ -33,7 +34,6 @@ type stallWatch struct {
 
 type stall struct {
 	first, last time.Time
-	reported    bool
 }
 
 func newStallWatch(report func(string)) *stallWatch {
@@ -73,12 +73,15 @@ func (w *stallWatch) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		w.seen[key] = s
 	}
 	s.last = now
-	due := !s.reported && now.Sub(s.first) >= w.after
-	s.reported = s.reported || due
+	waited := now.Sub(s.first)
+	due := waited >= w.after
+	if due {
+		s.first = now
+	}
 	w.mu.Unlock()
 	if due {
 		w.report(fmt.Sprintf("Consumer group %s: the offsets of %s have waited %s for a pending transaction, longer than any live one lasts: "+
-			"a hanging transaction holds them and this stage consumes nothing from that partition until it is aborted "+
-			"(Kafka: kafka-transactions.sh find-hanging, then abort; see docs/operations.md)", group, key, now.Sub(s.first).Round(time.Second)))
+			"a hanging transaction holds them and the stage consumes nothing until it is aborted; aborting the hanging transactions found "+
+			"(as kafka-transactions.sh find-hanging and abort would; see docs/operations.md)", group, key, waited.Round(time.Second)))
 	}
 }

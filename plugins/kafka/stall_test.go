@@ -40,6 +40,14 @@ func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 	if len(reports) != 1 || !strings.Contains(reports[0], "caracal-process") || !strings.Contains(reports[0], "caracal.raw/3") || !strings.Contains(reports[0], "find-hanging") {
 		t.Fatalf("reports %q, want one about caracal.raw/3", reports)
 	}
+	// Still waiting: reported again after as long again.
+	for i := 0; i <= 120; i++ {
+		retry(3, kerr.UnstableOffsetCommit)
+		now = now.Add(time.Second)
+	}
+	if len(reports) != 2 {
+		t.Fatalf("%d reports after a second stretch, want 2", len(reports))
+	}
 }
 
 // The watch recognises franz-go's retry by its log message: the version

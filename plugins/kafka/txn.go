@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,9 +104,28 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
 	if cfg.OnStall != nil {
-		opts = append(opts, kgo.WithLogger(newStallWatch(cfg.OnStall)))
+		opts = append(opts, kgo.WithLogger(newStallWatch(func(msg string) {
+			cfg.OnStall(msg)
+			go abortHanging(cfg)
+		})))
 	}
 	return opts
+}
+
+// abortHanging aborts the hanging transactions a stalled group waits on and
+// says what it did.
+func abortHanging(cfg ConsumerConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	aborted, err := AbortHanging(ctx, cfg.Brokers, 2*TransactionTimeout)
+	switch {
+	case err != nil:
+		cfg.OnStall(fmt.Sprintf("Consumer group %s: aborting hanging transactions failed (aborted %v): %v; abort them with kafka-transactions.sh", cfg.Group, aborted, err))
+	case len(aborted) == 0:
+		cfg.OnStall(fmt.Sprintf("Consumer group %s: found no hanging transaction to abort on caracal.* or __consumer_offsets; look with kafka-transactions.sh find-hanging", cfg.Group))
+	default:
+		cfg.OnStall(fmt.Sprintf("Consumer group %s: aborted hanging transactions on %s", cfg.Group, strings.Join(aborted, ", ")))
+	}
 }
 
 // Next hands out the next batch of the current transaction; when all were

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +106,37 @@ func TestStopWhileEndingCommitsEmbedded(t *testing.T) {
 
 func TestStopWhileEndingCommitsRealKafka(t *testing.T) {
 	testStopWhileEndingCommits(t, kafkatest.Real(t))
+}
+
+// AbortHanging aborts only transactions no coordinator knows as in
+// progress: a live one, however old, is left alone.
+func TestAbortHangingLeavesLiveTransactionsRealKafka(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	topic := kafkatest.Topic(t, brokers, "caracal.hang", 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(topic+"-txn"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	aborted, err := kafka.AbortHanging(ctx, brokers, 0) // every open transaction is old enough
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range aborted {
+		if strings.HasPrefix(a, topic+"/") {
+			t.Fatalf("aborted a live transaction: %v", aborted)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("the live transaction could not commit: %v", err)
+	}
+	stable(t, brokers, topic, 1)
 }
