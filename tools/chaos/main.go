@@ -87,6 +87,7 @@ func run() error {
 		"CARACAL_ALERT_STORM_LIMIT=100000000",
 	}
 	procs := map[string]*systest.Process{}
+	var started []*systest.Process // every stage process, killed ones too
 	startStage := func(stage string) error {
 		p, err := systest.Start(systest.Options{
 			Bin: bin, DataDir: data, HTTPAddr: httpAddr, Env: env,
@@ -96,6 +97,7 @@ func run() error {
 			return fmt.Errorf("start %s: %w", stage, err)
 		}
 		procs[stage] = p
+		started = append(started, p)
 		return nil
 	}
 	for _, s := range stages {
@@ -178,6 +180,16 @@ func run() error {
 	}
 	if counts, err = lakeCounts(lakeDir); err != nil {
 		return err
+	}
+
+	// Hanging transactions the stages found and aborted (see
+	// docs/operations.md): shown whatever the outcome.
+	for _, p := range started {
+		for _, line := range strings.Split(p.Tail(1<<30), "\n") {
+			if strings.Contains(line, "hanging transaction") {
+				fmt.Println("chaos: a stage said:", line)
+			}
+		}
 	}
 
 	lost, dup := 0, 0
