@@ -448,7 +448,9 @@ func (w *Writer) rowGroupRows() int64 {
 // in flight, a record from another writer). Only a failing column writer
 // is an error.
 func (b *Batch) fail(r *Record, cause error) error {
-	b.w.fail(r, cause)
+	if b.w.OnError != nil {
+		b.w.OnError(r, cause)
+	}
 	if b.keeping || r.Topic == envelope.TopicFailures || b.w.Tables == nil || b.w.Tables.failures == nil {
 		return nil
 	}
@@ -475,25 +477,14 @@ func (b *Batch) fail(r *Record, cause error) error {
 		f.Tried = []string{logType}
 	}
 	f.Reasons = []envelope.FailureReason{{LogType: logType, Reason: fmt.Sprintf("lake: %s record %d/%d not written: %v", r.Topic, r.Partition, r.Offset, cause)}}
-	b2, err := json.Marshal(f)
+	row, err := json.Marshal(f)
 	if err != nil {
 		return nil
 	}
-	row, err := envelope.DecodeObject(b2)
-	if err != nil {
-		return nil
-	}
-	tab := b.w.Tables.failures
-	hour, herr := partitionHour(row[tab.TimeField])
+	tab := b.w.Tables.failures // partitioned by received_at: at
 	b.keeping = true
 	defer func() { b.keeping = false }()
-	return b.place(r, tab, hour, herr, mapRow{tab, row})
-}
-
-func (w *Writer) fail(r *Record, err error) {
-	if w.OnError != nil {
-		w.OnError(r, err)
-	}
+	return b.place(r, tab, hourOf(at), nil, rawRow{tab, row})
 }
 
 func partitionHour(v any) (time.Time, error) {
