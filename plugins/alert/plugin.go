@@ -158,8 +158,8 @@ func init() {
 				limit = settings.From(res).AlertStormLimit
 			}
 			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger(),
-				skipped: res.Metrics().NewCounter("caracal_alert_skipped_records"),
-				skips:   Skips{Key: "alert-skipped-records", Stage: "Alerting"}}, nil
+				skips: Skips{Key: "alert-skipped-records", Stage: "Alerting", Log: res.Logger(),
+					Counter: res.Metrics().NewCounter("caracal_alert_skipped_records")}}, nil
 		})
 
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().
@@ -207,7 +207,6 @@ type processor struct {
 	brokers    []string
 	generation uint64 // kafka.Generation() when the state was last restored
 	log        *service.Logger
-	skipped    *service.MetricCounter
 	skips      Skips
 }
 
@@ -327,14 +326,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 // skip deals with a record the stage cannot read (see Skips): logged,
 // counted, and now and then raised as a SYSTEM_ERROR through emit.
 func (p *processor) skip(m *service.Message, err error, emit func(*service.Message, *envelope.Alert) error) error {
-	where := RecordAt(m.MetaGet)
-	if p.log != nil {
-		p.log.Errorf("Alert: the record at %s is unreadable and skipped: %v", where, err)
-	}
-	if p.skipped != nil {
-		p.skipped.Incr(1)
-	}
-	if a := p.skips.Add(p.now(), where, err); a != nil {
+	if a := p.skips.Skip(p.now(), m, err); a != nil {
 		return emit(m, a)
 	}
 	return nil

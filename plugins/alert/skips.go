@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redpanda-data/benthos/v4/public/service"
+
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -13,12 +15,27 @@ import (
 // batch comes again), so it is skipped, and reported as a SYSTEM_ERROR at
 // most once an hour, with how many were skipped since the last report.
 type Skips struct {
-	Key   string // the SYSTEM_ERROR's dedup key
-	Stage string // who skipped, for the title: "Detection"
+	Key     string                 // the SYSTEM_ERROR's dedup key
+	Stage   string                 // who skipped, for the title: "Detection"
+	Log     *service.Logger        // each skip is logged, when set
+	Counter *service.MetricCounter // and counted
 
 	mu         sync.Mutex
 	reportedAt time.Time
 	unreported int
+}
+
+// Skip logs and counts the message m skipped at now for err, and returns
+// the SYSTEM_ERROR to raise when a report is due.
+func (s *Skips) Skip(now time.Time, m *service.Message, err error) *envelope.Alert {
+	where := RecordAt(m.MetaGet)
+	if s.Log != nil {
+		s.Log.Errorf("%s skipped the record at %s, which it cannot read: %v", s.Stage, where, err)
+	}
+	if s.Counter != nil {
+		s.Counter.Incr(1)
+	}
+	return s.Add(now, where, err)
 }
 
 // Add counts a record skipped at now; where says which (topic/partition@

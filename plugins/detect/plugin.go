@@ -82,9 +82,9 @@ func init() {
 					}
 				})
 			}
-			return &processor{rules: rl, stop: stop, log: log, now: time.Now,
-				skipped: res.Metrics().NewCounter("caracal_detect_skipped_events"),
-				skips:   alert.Skips{Key: "detect-skipped-events", Stage: "Detection"}}, nil
+			return &processor{rules: rl, stop: stop, now: time.Now,
+				skips: alert.Skips{Key: "detect-skipped-events", Stage: "Detection", Log: log,
+					Counter: res.Metrics().NewCounter("caracal_detect_skipped_events")}}, nil
 		})
 }
 
@@ -127,12 +127,10 @@ func unknownLogTypes(rules []*Rule, known map[string]bool) []string {
 }
 
 type processor struct {
-	rules   *Reloader
-	stop    context.CancelFunc
-	log     *service.Logger
-	now     func() time.Time
-	skipped *service.MetricCounter
-	skips   alert.Skips
+	rules *Reloader
+	stop  context.CancelFunc
+	now   func() time.Time
+	skips alert.Skips
 }
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
@@ -172,14 +170,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 // process stage wrote, so it comes from another writer or a bug: it is
 // logged, counted and reported (see alert.Skips) instead of refused.
 func (p *processor) skip(m *service.Message, err error) *service.Message {
-	where := alert.RecordAt(m.MetaGet)
-	if p.log != nil {
-		p.log.Errorf("Detect: the event at %s is not a JSON object, no rule ran on it: %v", where, err)
-	}
-	if p.skipped != nil {
-		p.skipped.Incr(1)
-	}
-	a := p.skips.Add(p.now(), where, err)
+	a := p.skips.Skip(p.now(), m, err)
 	if a == nil {
 		return nil
 	}
