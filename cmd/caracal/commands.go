@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
@@ -32,24 +33,29 @@ func destinationFields() []*service.ConfigField { return alert.DestinationFields
 
 // caracalLinters are the plugins' checks for `caracal lint`.
 func caracalLinters() linters {
+	// The schemas, read once for all the files checked against them.
+	fields := sync.OnceValue(func() map[string]map[string]bool { return schemaFields("./schemas") })
+	logTypes := sync.OnceValue(func() map[string]bool {
+		if fields() == nil {
+			return nil
+		}
+		names := map[string]bool{}
+		for lt := range fields() {
+			names[lt] = true
+		}
+		return names
+	})
 	return linters{
 		pipelines: func(file string, data []byte) []Finding {
 			var out []Finding
-			var logTypes map[string]bool
-			if known := schemaFields("./schemas"); known != nil {
-				logTypes = map[string]bool{}
-				for lt := range known {
-					logTypes[lt] = true
-				}
-			}
-			for _, w := range httpsource.LintConfig(data, logTypes) {
+			for _, w := range httpsource.LintConfig(data, logTypes()) {
 				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: !w.Error})
 			}
 			return out
 		},
 		rules: func(files []string) []Finding {
 			var out []Finding
-			known := schemaFields("./schemas")
+			known := fields()
 			for _, f := range files {
 				data, err := os.ReadFile(f)
 				var r *detect.Rule

@@ -106,15 +106,15 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 	if cfg.OnStall != nil {
 		opts = append(opts, kgo.WithLogger(newStallWatch(func(msg string) {
 			cfg.OnStall(msg)
-			go abortHanging(cfg)
+			go recoverStall(cfg)
 		})))
 	}
 	return opts
 }
 
-// abortHanging aborts the hanging transactions a stalled group waits on and
-// says what it did.
-func abortHanging(cfg ConsumerConfig) {
+// recoverStall aborts the hanging transactions a stalled group waits on
+// (AbortHanging) and says what it did.
+func recoverStall(cfg ConsumerConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	aborted, err := AbortHanging(ctx, cfg.Brokers, 2*TransactionTimeout)
