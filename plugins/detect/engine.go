@@ -206,6 +206,9 @@ func (e *Engine) planReads() {
 	reads := map[string]bool{envelope.FieldLogType: true}
 	for _, rs := range e.byType {
 		for _, r := range rs {
+			if _, done := conds[r]; done { // a rule of several log types
+				continue
+			}
 			keys, all := r.conditionKeys()
 			if all {
 				return
