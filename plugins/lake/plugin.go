@@ -15,7 +15,7 @@ func outputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Services").
 		Summary("Writes events, classification failures, matches and alerts to the Parquet lake.").
-		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Rows are gathered into rolls (by size or age, and written at once when the process stops); a roll is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. Log tables' columns follow their schema plus the p_* fields. A record that fits no table (not JSON, a log type without a schema, an unreadable time) is logged and kept in classification_failures with its bytes and the reason, partitioned by the time the broker received it.").
+		Description("Messages come from the caracal.* topics (their `kafka_topic`, `kafka_partition` and `kafka_offset` metadata say where). Rows are gathered into rolls (by size or age, and written at once when the process stops); a roll is written as one Parquet file (zstd) per table, hour and source partition under `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/`, named by the topic, partition and first offset of its rows, and only then acknowledged, so the consumer commits offsets after the data is durable and a replay overwrites the same files. When the storage refuses a write (a full disk, object storage out of reach), the same files are written again with backoff (1 s doubling to 10 s) until it accepts them; the stage consumes nothing new meanwhile. Log tables' columns follow their schema plus the p_* fields. A record that fits no table (not JSON, a log type without a schema, an unreadable time) is logged and kept in classification_failures with its bytes and the reason, partitioned by the time the broker received it.").
 		Fields(
 			service.NewStringField("url").
 				Description("Lake location: a directory or s3://bucket/prefix. Empty: the root config's caracal.lake_url.").
@@ -91,7 +91,11 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 		log.Errorf("Lake: row from %s/%d@%d not written: %v", r.Topic, r.Partition, r.Offset, err)
 	}}
 	log.Infof("Lake at %s (files roll at %d bytes or %s)", store.URL(), rollBytes, rollPeriod)
-	return &output{r: NewRoller(w, rollBytes, rollPeriod, st.Draining)}, pol, mif, nil
+	r := NewRoller(w, rollBytes, rollPeriod, st.Draining)
+	r.OnRetry = func(err error, attempt int, wait time.Duration) {
+		log.Errorf("Lake: could not store files (attempt %d), trying again in %s; the lake stage waits, nothing is dropped: %v", attempt, wait, err)
+	}
+	return &output{r: r}, pol, mif, nil
 }
 
 type output struct {
@@ -123,4 +127,4 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return o.r.Add(ctx, recs, size)
 }
 
-func (o *output) Close(context.Context) error { return o.r.Flush() }
+func (o *output) Close(ctx context.Context) error { return o.r.Close(ctx) }

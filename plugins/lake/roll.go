@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -11,17 +12,31 @@ import (
 // drains, or when a caller's context ends. Each batch's WriteBatch call
 // returns only once its roll is durably written, so the consumer commits
 // offsets only for rows in the lake. Rolls are written strictly in order: a
-// roll waits for the one before it and fails if that one failed, which keeps
-// replays after a crash aligned with the files already written.
+// roll waits for the one before it and fails if that one failed meanwhile,
+// which keeps replays after a crash aligned with the files already written.
+//
+// A roll the storage refuses (a full disk, object storage out of reach) is
+// stored again with backoff until it succeeds: its batches, and the rolls
+// after it, wait meanwhile, so the consumer slows down instead of writing
+// later rows first, and nothing is dropped. Only when the roller closes
+// (or a waiting caller's context ends, at shutdown) does a refused roll
+// fail, leaving its rows uncommitted in the broker for the next start.
 type Roller struct {
 	w        *Writer
 	maxBytes int
 	maxAge   time.Duration
 	draining <-chan struct{}
+	// RetryMin and RetryMax bound the wait between attempts to store a
+	// refused roll (default 1 s, doubling up to 10 s).
+	RetryMin, RetryMax time.Duration
+	// OnRetry hears of each refused attempt.
+	OnRetry func(err error, attempt int, wait time.Duration)
 
-	mu   sync.Mutex
-	cur  *roll
-	last *roll
+	mu       sync.Mutex
+	cur      *roll
+	last     *roll
+	stop     chan struct{} // closed: refused rolls give up
+	stopOnce sync.Once
 }
 
 type roll struct {
@@ -36,8 +51,12 @@ type roll struct {
 
 // NewRoller rolls files at maxBytes of input or maxAge.
 func NewRoller(w *Writer, maxBytes int, maxAge time.Duration, draining <-chan struct{}) *Roller {
-	return &Roller{w: w, maxBytes: maxBytes, maxAge: maxAge, draining: draining}
+	return &Roller{w: w, maxBytes: maxBytes, maxAge: maxAge, draining: draining,
+		RetryMin: time.Second, RetryMax: 10 * time.Second, stop: make(chan struct{})}
 }
+
+// giveUp makes rolls the storage refuses fail instead of trying again.
+func (r *Roller) giveUp() { r.stopOnce.Do(func() { close(r.stop) }) }
 
 func (r *Roller) isDraining() bool {
 	if r.draining == nil {
@@ -57,7 +76,14 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 	r.mu.Lock()
 	cur := r.cur
 	if cur == nil {
-		cur = &roll{prev: r.last, done: make(chan struct{}), batch: r.w.NewBatch()}
+		// A roll waits for the one before it only while that one is
+		// being written: once it failed, its batches come back to
+		// later rolls and must not fail with it again.
+		prev := r.last
+		if prev != nil && prev.finished() {
+			prev = nil
+		}
+		cur = &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch()}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
@@ -82,6 +108,7 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 			drain = nil
 			go r.flush(cur)
 		case <-ctx.Done():
+			r.giveUp() // shutting down: a refused roll must not hold it up
 			r.flush(cur)
 			<-cur.done
 			return cur.err
@@ -89,7 +116,21 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 	}
 }
 
-// Flush writes whatever is pending (on close).
+// Close writes whatever is pending; once ctx ends, rolls the storage
+// refuses give up.
+func (r *Roller) Close(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- r.Flush() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		r.giveUp()
+		return <-done
+	}
+}
+
+// Flush writes whatever is pending.
 func (r *Roller) Flush() error {
 	r.mu.Lock()
 	cur := r.cur
@@ -120,17 +161,57 @@ func (r *Roller) flush(rl *roll) {
 				return
 			}
 		}
-		// The callers' contexts may be ending (shutdown): the write itself
-		// gets its own bounded time.
 		r.mu.Lock() // Add may still be encoding into this roll
 		failed := rl.err
 		r.mu.Unlock()
 		if failed == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			rl.err = rl.batch.Commit(ctx)
-			cancel()
+			rl.err = r.store(rl.batch)
 		}
 		rl.batch = nil
 		close(rl.done)
 	})
+}
+
+// store commits a roll's batch, again and again while the storage refuses
+// it, until it is stored or the roller gives up.
+func (r *Roller) store(b *Batch) error {
+	wait := r.RetryMin
+	drain := r.draining
+	for attempt := 1; ; attempt++ {
+		// The callers' contexts may be ending (shutdown): the write
+		// itself gets its own bounded time.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		err := b.Commit(ctx)
+		cancel()
+		var refused *StoreError
+		if err == nil || !errors.As(err, &refused) {
+			return err
+		}
+		select {
+		case <-r.stop:
+			return err
+		default:
+		}
+		if r.OnRetry != nil {
+			r.OnRetry(err, attempt, wait)
+		}
+		select {
+		case <-time.After(wait):
+		case <-drain: // a stop: try at once, the space may be back
+			drain = nil
+		case <-r.stop:
+			return err
+		}
+		wait = min(2*wait, r.RetryMax)
+	}
+}
+
+// finished reports whether the roll was written or failed.
+func (rl *roll) finished() bool {
+	select {
+	case <-rl.done:
+		return true
+	default:
+		return false
+	}
 }

@@ -176,6 +176,7 @@ type openFile struct {
 	pending int   // rows in cols
 	rgRows  int64 // rows in the current row group
 	maxRows int64
+	closed  bool // footer written; only storing is left
 }
 
 const pendingRows = 64
@@ -278,8 +279,12 @@ func (f *openFile) commitRowGroup() error {
 	return nil
 }
 
-// close writes what is pending and the file's footer.
+// close writes what is pending and the file's footer, once.
 func (f *openFile) close() error {
+	if f.closed {
+		return nil
+	}
+	f.closed = true
 	if err := f.flushPending(); err != nil {
 		return err
 	}
@@ -400,16 +405,11 @@ func (b *Batch) added(f *openFile, r *Record) error {
 }
 
 // Commit closes every file and stores it; it returns once all are durable.
+// A failure to store (see StoreError) leaves the files not yet stored in
+// the batch, so calling Commit again stores only those.
 func (b *Batch) Commit(ctx context.Context) error {
 	keys := make([]fileKey, 0, len(b.files))
-	for k := range b.files {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return keys[i].table < keys[j].table || (keys[i].table == keys[j].table && keys[i].hour.Before(keys[j].hour))
-	})
-	for _, k := range keys {
-		f := b.files[k]
+	for k, f := range b.files {
 		if f.first < 0 {
 			delete(b.files, k) // every row failed: no file
 			continue
@@ -417,13 +417,28 @@ func (b *Batch) Commit(ctx context.Context) error {
 		if err := f.close(); err != nil {
 			return err
 		}
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].table < keys[j].table || (keys[i].table == keys[j].table && keys[i].hour.Before(keys[j].hour))
+	})
+	for _, k := range keys {
+		f := b.files[k]
 		if err := b.w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), f.buf.Bytes()); err != nil {
-			return err
+			return &StoreError{Err: err}
 		}
 		delete(b.files, k)
 	}
 	return nil
 }
+
+// StoreError is a failure of the storage (a full disk, object storage out
+// of reach) rather than of the rows: writing the same files again may
+// succeed.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
 
 // Write writes every record; it returns once all files are stored.
 func (w *Writer) Write(ctx context.Context, recs []*Record) error {

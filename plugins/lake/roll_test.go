@@ -1,0 +1,113 @@
+package lake
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caracal-sec/caracal/plugins/lake/laketest"
+)
+
+// refusingStorage refuses the first writes it is given, as a full disk
+// does, then stores in a directory.
+type refusingStorage struct {
+	LocalStorage
+	refuse atomic.Int32 // writes still to refuse; < 0: all
+	tries  atomic.Int32
+}
+
+func (s *refusingStorage) Put(ctx context.Context, key string, data []byte) error {
+	s.tries.Add(1)
+	if n := s.refuse.Load(); n < 0 || (n > 0 && s.refuse.CompareAndSwap(n, n-1)) {
+		return errors.New("write: no space left on device")
+	}
+	return s.LocalStorage.Put(ctx, key, data)
+}
+
+func testRoller(t *testing.T, st Storage) (*Roller, *[]int) {
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 0, time.Millisecond, nil)
+	r.RetryMin, r.RetryMax = time.Millisecond, 4*time.Millisecond
+	var attempts []int
+	r.OnRetry = func(_ error, attempt int, _ time.Duration) { attempts = append(attempts, attempt) }
+	return r, &attempts
+}
+
+// A roll the storage refuses is written again until it is stored: the
+// caller waits rather than fails, and the rolls after it are not poisoned.
+func TestRollerStoresARefusedRollOnceTheStorageRecovers(t *testing.T) {
+	st := &refusingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	st.refuse.Store(3)
+	r, attempts := testRoller(t, st)
+	ctx := context.Background()
+	if err := r.Add(ctx, recs("caracal.events", 0, 0, event("a", 1)), 100); err != nil {
+		t.Fatalf("a refused roll should be stored once the storage takes it: %v", err)
+	}
+	if len(*attempts) != 3 || (*attempts)[2] != 3 {
+		t.Fatalf("retries heard: %v, want 3", *attempts)
+	}
+	if err := r.Add(ctx, recs("caracal.events", 0, 1, event("b", 1)), 100); err != nil {
+		t.Fatalf("the roll after a refused one failed: %v", err)
+	}
+	rows := laketest.ReadTable(t, filepath.Join(st.Dir, "aws_cloudtrail"))
+	sort.Slice(rows, func(i, j int) bool { return rows[i]["eventID"].(string) < rows[j]["eventID"].(string) })
+	if len(rows) != 2 || rows[0]["eventID"] != "a" || rows[1]["eventID"] != "b" {
+		t.Fatalf("rows in the lake: %v", rows)
+	}
+	if stray, _ := filepath.Glob(filepath.Join(st.Dir, "aws_cloudtrail", "*", "*", "*", "*", ".*")); len(stray) > 0 {
+		t.Fatalf("temporary files left behind: %v", stray)
+	}
+}
+
+// A roll that failed for good (the roller gave up) does not fail the rolls
+// started after it: their batches include its redelivered rows.
+func TestRollerAfterAFailedRoll(t *testing.T) {
+	st := &refusingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	st.refuse.Store(-1)
+	r, _ := testRoller(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := r.Add(ctx, recs("caracal.events", 0, 0, event("a", 1)), 100); err == nil {
+		t.Fatal("a roll the storage never takes should fail once the caller gives up")
+	}
+	st.refuse.Store(0)
+	if err := r.Add(context.Background(), recs("caracal.events", 0, 0, event("a", 1)), 100); err != nil {
+		t.Fatalf("the roll after a failed one failed with it: %v", err)
+	}
+}
+
+// Close gives up on a roll the storage keeps refusing once its context
+// ends, so a stop is bounded.
+func TestRollerCloseIsBoundedWhileTheStorageRefuses(t *testing.T) {
+	st := &refusingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	st.refuse.Store(-1)
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 0, time.Hour, nil)
+	r.RetryMin, r.RetryMax = time.Millisecond, time.Millisecond
+	added := make(chan error, 1)
+	go func() { added <- r.Add(context.Background(), recs("caracal.events", 0, 0, event("a", 1)), 100) }()
+	for started := false; !started; time.Sleep(time.Millisecond) {
+		r.mu.Lock()
+		started = r.cur != nil
+		r.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for st.tries.Load() < 5 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if err := r.Close(ctx); err == nil {
+		t.Fatal("Close should report the roll it could not store")
+	}
+	if err := <-added; err == nil {
+		t.Fatal("the batch of a roll that was never stored was acknowledged")
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir, "aws_cloudtrail")); !os.IsNotExist(err) {
+		t.Fatalf("files written by a refused roll: %v", err)
+	}
+}
