@@ -92,6 +92,13 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 			return err
 		}
 		rt.embedded = e
+		e.OnDiskFull(func(low error) {
+			if low != nil {
+				log.Errorf("Embedded broker: refusing events until there is space (producers retry, the HTTP input answers 503): %v", low)
+			} else {
+				log.Infof("Embedded broker: disk space is back, taking events again")
+			}
+		})
 		s.Brokers, s.Embedded = e.Addrs, true
 		// Commands such as `caracal alerts unsuppress` find it here.
 		if err := os.WriteFile(filepath.Join(dir, embeddedAddressFile), []byte(strings.Join(e.Addrs, ",")), 0o644); err != nil {

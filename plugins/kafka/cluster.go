@@ -11,13 +11,16 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/caracal-sec/caracal/plugins/diskspace"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -27,6 +30,49 @@ import (
 type Embedded struct {
 	cluster *kfake.Cluster
 	Addrs   []string
+	guard   diskGuard
+}
+
+// OnDiskFull hears when the broker starts refusing events for lack of disk
+// space (low non-nil) and when it takes them again (low nil).
+func (e *Embedded) OnDiskFull(fn func(low error)) { e.guard.report.Store(&fn) }
+
+// diskGuard refuses produce requests while the broker's disk has less than
+// diskspace.BrokerReserve free: kfake cannot take back a batch whose write
+// failed (see package diskspace), so it must never get to write on a full
+// disk. Producers retry KAFKA_STORAGE_ERROR, as from a real broker whose
+// log directory failed, so the stages wait and the HTTP input answers 503.
+type diskGuard struct {
+	dir    string
+	low    bool // refusing; only the cluster's control loop touches it
+	report atomic.Pointer[func(error)]
+}
+
+func (g *diskGuard) control(req kmsg.Request) (kmsg.Response, error, bool) {
+	low := diskspace.Check(g.dir, 0, diskspace.BrokerReserve)
+	if (low != nil) != g.low {
+		g.low = low != nil
+		if fn := g.report.Load(); fn != nil {
+			(*fn)(low)
+		}
+	}
+	if low == nil {
+		return nil, nil, false // kfake handles it
+	}
+	preq := req.(*kmsg.ProduceRequest)
+	resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+	for _, t := range preq.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		for _, p := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = kerr.KafkaStorageError.Code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil, true
 }
 
 // StartEmbedded starts the embedded broker with its log under dir, on a
@@ -48,7 +94,12 @@ func StartEmbedded(dir string, partitions int32, port ...int) (*Embedded, error)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker in %s: %w", dir, err)
 	}
-	return &Embedded{cluster: c, Addrs: c.ListenAddrs()}, nil
+	e := &Embedded{cluster: c, Addrs: c.ListenAddrs(), guard: diskGuard{dir: dir}}
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return e.guard.control(req)
+	})
+	return e, nil
 }
 
 // Close flushes the broker's state to disk and stops it.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/caracal-sec/caracal/plugins/diskspace"
 )
 
 // Storage is where lake objects go: a local directory or object storage.
@@ -53,6 +55,11 @@ func (l *LocalStorage) Put(ctx context.Context, key string, data []byte) error {
 	path := filepath.Join(l.Dir, filepath.FromSlash(key))
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lake: %w", err)
+	}
+	// Stop short of a full disk: the embedded broker shares it (see
+	// package diskspace). The roll is written again once there is space.
+	if err := diskspace.Check(dir, uint64(len(data)), diskspace.LakeReserve); err != nil {
 		return fmt.Errorf("lake: %w", err)
 	}
 	var suffix [6]byte

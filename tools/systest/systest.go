@@ -80,6 +80,9 @@ type Options struct {
 	// WaitHTTP waits for GET / on the webhook listener (only when the ingest
 	// stage runs in this process).
 	WaitHTTP bool
+	// Wrap runs the binary through a command, e.g. `unshare`; the binary
+	// and its arguments follow Wrap's.
+	Wrap []string
 }
 
 // Process is a running `caracal run`.
@@ -126,7 +129,8 @@ func Start(o Options) (*Process, error) {
 		return nil, err
 	}
 	p := &Process{Opts: o, HTTPAddr: o.HTTPAddr, out: &Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(o.Bin, append([]string{"run"}, o.Args...)...)
+	argv := append(append(append([]string{}, o.Wrap...), o.Bin, "run"), o.Args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = root
 	p.cmd.Env = append(os.Environ(),
 		"CARACAL_HTTP_ADDRESS="+o.HTTPAddr,
