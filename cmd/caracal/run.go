@@ -71,6 +71,7 @@ func mainSchema() *service.ConfigSchema {
 // runtime holds what `caracal run` starts besides the streams.
 type runtime struct {
 	embedded *kafka.Embedded
+	stop     context.CancelFunc // ends the hanging-transaction watch
 }
 
 // onConfigParse resolves the `caracal:` section once the root config is
@@ -113,6 +114,17 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, kafka.DefaultTopics(s.Partitions, s.Retention)); err != nil {
 		return err
 	}
+	// Every 5 minutes, abort transactions left hanging on Caracal's
+	// topics (see docs/operations.md, Delivery guarantees).
+	wctx, stop := context.WithCancel(context.Background())
+	rt.stop = stop
+	go kafka.WatchHanging(wctx, s.Brokers, 5*time.Minute, func(aborted []string, err error) {
+		if err != nil {
+			log.Warnf("Looking for hanging transactions failed (aborted %v): %v", aborted, err)
+			return
+		}
+		log.Errorf("Aborted hanging transactions on %s: their partitions were blocked for read_committed readers", strings.Join(aborted, ", "))
+	})
 	log.Infof("Lake at %s", s.LakeURL)
 	s.Draining = drainOnSignal()
 	settings.Put(pConf.Resources(), s)
@@ -133,6 +145,9 @@ func drainOnSignal() <-chan struct{} {
 }
 
 func (rt *runtime) close() {
+	if rt.stop != nil {
+		rt.stop()
+	}
 	if rt.embedded != nil {
 		rt.embedded.Close()
 	}

@@ -101,3 +101,29 @@ func ongoing(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (b
 	}
 	return false, nil
 }
+
+// WatchHanging runs AbortHanging every period until ctx ends and reports
+// what it aborted, or why it could not look. A stage whose group offsets
+// wait on a hanging transaction notices it by itself (the stall watch); a
+// hanging transaction on a data partition shows no error anywhere: its
+// read_committed readers (detect, lake) just wait. This finds both.
+func WatchHanging(ctx context.Context, brokers []string, period time.Duration, report func(aborted []string, err error)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		aborted, err := AbortHanging(actx, brokers, 2*TransactionTimeout)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || len(aborted) > 0 {
+			report(aborted, err)
+		}
+	}
+}

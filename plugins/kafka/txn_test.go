@@ -110,8 +110,17 @@ func TestStopWhileEndingCommitsRealKafka(t *testing.T) {
 
 // AbortHanging aborts only transactions no coordinator knows as in
 // progress: a live one, however old, is left alone.
+// The embedded broker runs the same search (WatchHanging, under `make
+// run`): it must answer it.
+func TestAbortHangingLeavesLiveTransactionsEmbedded(t *testing.T) {
+	testAbortHangingLeavesLiveTransactions(t, kafkatest.Embedded(t))
+}
+
 func TestAbortHangingLeavesLiveTransactionsRealKafka(t *testing.T) {
-	brokers := kafkatest.Real(t)
+	testAbortHangingLeavesLiveTransactions(t, kafkatest.Real(t))
+}
+
+func testAbortHangingLeavesLiveTransactions(t *testing.T, brokers []string) {
 	topic := kafkatest.Topic(t, brokers, "caracal.hang", 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(topic+"-txn"), kgo.DefaultProduceTopic(topic))
 	if err != nil {
