@@ -194,12 +194,16 @@ func (p *Parser) precheck(raw []byte, requiredKeys bool) ([]byte, error) {
 		return nil, errors.New("not a JSON object")
 	}
 	for i := 0; requiredKeys && i < len(p.required); i++ {
-		if !bytes.Contains(raw, p.quoted[i]) {
+		// A key may be written with \u escapes, which the bytes do not
+		// show: then only the full parse can tell.
+		if !bytes.Contains(raw, p.quoted[i]) && !bytes.Contains(raw, unicodeEscape) {
 			return nil, fmt.Errorf("missing required field %s", p.required[i])
 		}
 	}
 	return raw, nil
 }
+
+var unicodeEscape = []byte(`\u`)
 
 var jsonParsers fastjson.ParserPool
 

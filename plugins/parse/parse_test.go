@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -447,6 +448,9 @@ func TestFieldSetFinds(t *testing.T) {
 // A source with no log types (the demo source) classifies among all: every
 // shipped schema's own samples must come out as that log type, not as
 // another schema that also accepts them.
+// escapedKeys finds the first letter of an object key.
+var escapedKeys = regexp.MustCompile(`[{,]\s*"[A-Za-z]`)
+
 func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
 	schemas, err := schema.LoadDir("../../schemas")
 	if err != nil {
@@ -484,6 +488,17 @@ func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
 					t.Errorf("%s / %s: classified as %v among all", s.Schema, tc.Name, ev["p_log_type"])
 				default:
 					types[s.Schema] = true
+				}
+				// The same event with its keys written as escapes: JSON
+				// allows them, and the pre-check must not reject them.
+				if line[0] == '{' {
+					esc := escapedKeys.ReplaceAllFunc(line, func(m []byte) []byte {
+						i := bytes.IndexByte(m, '"')
+						return fmt.Appendf(m[:i+1:i+1], `\u%04x`, m[i+1])
+					})
+					if ev, fail := c.Classify(esc, nil, Origin{}); fail != nil || ev["p_log_type"] != s.Schema {
+						t.Errorf("%s / %s with escaped keys: %v %s", s.Schema, tc.Name, ev["p_log_type"], Describe(fail))
+					}
 				}
 			}
 		}
