@@ -74,6 +74,20 @@ func (r *Roller) isDraining() bool {
 // that roll is written.
 func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 	r.mu.Lock()
+	for r.cur == nil && r.last != nil && r.last.prev != nil && !r.last.prev.finished() {
+		// One roll is being written and a full one waits behind it:
+		// wait too rather than gather a third in memory (storage that
+		// is slow or out of reach must slow the consumer down, not
+		// fill the memory).
+		older := r.last.prev
+		r.mu.Unlock()
+		select {
+		case <-older.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.mu.Lock()
+	}
 	cur := r.cur
 	if cur == nil {
 		// A roll waits for the one before it only while that one is

@@ -3,6 +3,7 @@ package lake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -109,5 +110,57 @@ func TestRollerCloseIsBoundedWhileTheStorageRefuses(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(st.Dir, "aws_cloudtrail")); !os.IsNotExist(err) {
 		t.Fatalf("files written by a refused roll: %v", err)
+	}
+}
+
+// blockingStorage holds every write until released.
+type blockingStorage struct {
+	LocalStorage
+	release chan struct{}
+	puts    atomic.Int32
+}
+
+func (s *blockingStorage) Put(ctx context.Context, key string, data []byte) error {
+	s.puts.Add(1)
+	<-s.release
+	return s.LocalStorage.Put(ctx, key, data)
+}
+
+// While the storage holds a roll, at most one more full roll waits in
+// memory: the batches after it wait to be taken.
+func TestRollerHoldsAtMostTwoRollsWhileTheStorageIsSlow(t *testing.T) {
+	st := &blockingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}, release: make(chan struct{})}
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 1, time.Hour, nil) // every batch fills a roll
+	ctx := context.Background()
+	results := make(chan error, 3)
+	for i := range 3 {
+		go func() { results <- r.Add(ctx, recs("caracal.events", 0, int64(i), event(fmt.Sprint(i), 1)), 100) }()
+		time.Sleep(50 * time.Millisecond) // in order
+	}
+	rollsGathered := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		n := 0
+		for rl := r.last; rl != nil; rl = rl.prev {
+			n++
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); rollsGathered() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the third batch's chance to start a roll
+	if rolls := rollsGathered(); rolls != 2 || st.puts.Load() != 1 {
+		t.Fatalf("%d rolls gathered and %d written while the storage holds the first; want 2 and 1", rolls, st.puts.Load())
+	}
+	close(st.release)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := laketest.ReadTable(t, filepath.Join(st.Dir, "aws_cloudtrail"))
+	if len(rows) != 3 {
+		t.Fatalf("%d rows in the lake, want 3", len(rows))
 	}
 }
