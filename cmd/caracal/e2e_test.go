@@ -1,6 +1,8 @@
 package main
 
 import (
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -593,6 +595,66 @@ func TestAlertWorkersRebalanceWithoutDuplicates(t *testing.T) {
 		}
 	}
 	if err := b.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Events as large as a source accepts, which compression cannot shrink,
+// must not stop a stage: five ~0.9 MB root logins in one dedup window
+// once made an alert (with its first events) too large for the broker
+// (1 MiB records by default), and the alert stage retried it for good,
+// so no rule alerted any more.
+func TestLargeEventsDoNotStopAlerting(t *testing.T) {
+	hook := systest.NewReceiver()
+	defer hook.Close()
+	data := t.TempDir()
+	env := []string{"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL, "CARACAL_LAKE_ROLL_PERIOD=1s"}
+	if brokers := kafkatest.Brokers(t); os.Getenv(kafkatest.EnvBrokers) != "" {
+		env = append(env, "CARACAL_BROKERS="+strings.Join(brokers, ","))
+	}
+	p := start(t, data, env)
+	blob := make([]byte, 700_000)
+	var big []string
+	for i := range 5 {
+		id := fmt.Sprintf("large-%d-%d", i, time.Now().UnixNano())
+		var ev map[string]any
+		if err := json.Unmarshal(rootLogin(t, id), &ev); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = crand.Read(blob)
+		ev["sourceIPAddress"] = "203.0.113.77"
+		ev["requestParameters"] = map[string]any{"blob": base64.StdEncoding.EncodeToString(blob)}
+		body, _ := json.Marshal(ev)
+		post(t, p, body)
+		big = append(big, id)
+	}
+	// Alerting goes on: a later login from elsewhere raises its alert (an
+	// address no other test logs in from, or it would join their alert).
+	after := fmt.Sprintf("after-large-%d", time.Now().UnixNano())
+	var ev map[string]any
+	if err := json.Unmarshal(rootLogin(t, after), &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev["sourceIPAddress"] = "192.0.2.150"
+	body, _ := json.Marshal(ev)
+	post(t, p, body)
+	waitAlert(t, hook, after)
+	var largeAlert map[string]any
+	for _, a := range hook.All() {
+		if strings.Contains(fmt.Sprint(a["title"]), "203.0.113.77") {
+			largeAlert = a
+		}
+	}
+	if largeAlert == nil {
+		t.Fatal("no alert for the large logins")
+	}
+	if b, _ := json.Marshal(largeAlert); len(b) > 512<<10 || !strings.Contains(string(b), "p_event_omitted") {
+		t.Errorf("the large logins' alert is %d bytes; want their events as stubs", len(b))
+	}
+	for _, id := range big {
+		waitLakeRow(t, filepath.Join(data, "lake"), id)
+	}
+	if err := p.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

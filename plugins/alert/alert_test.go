@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,42 @@ func TestDedupWindow(t *testing.T) {
 
 // A match redelivered after its batch was refused downstream yields the same
 // alert again rather than attaching to it (which would lose the alert).
+// An alert keeps at most MaxEventsBytes of events however large they are:
+// it is produced to the broker, and a record too large for it would stop
+// the alert stage for every rule.
+func TestAlertEventsAreBounded(t *testing.T) {
+	s := NewState(0)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	big := func(i int) map[string]any {
+		m := match("R", "a", 60, 1)
+		m["p_row_id"] = fmt.Sprint("row-", i)
+		m["requestParameters"] = strings.Repeat("x", 100<<10)
+		return m
+	}
+	a := s.Observe(big(0), t0).Alert
+	for i := 1; i < MaxEvents+3; i++ {
+		s.Observe(big(i), t0.Add(time.Duration(i)*time.Second))
+	}
+	if len(a.Events) != MaxEvents || a.EventCount != MaxEvents+3 {
+		t.Fatalf("%d events kept of %d, want %d", len(a.Events), a.EventCount, MaxEvents)
+	}
+	whole := 0
+	for i, ev := range a.Events {
+		if ev["p_row_id"] != fmt.Sprint("row-", i) {
+			t.Fatalf("event %d is %v", i, ev["p_row_id"])
+		}
+		if ev["requestParameters"] != nil {
+			whole++
+		} else if !strings.Contains(fmt.Sprint(ev["p_event_omitted"]), "in the lake under its p_row_id") {
+			t.Fatalf("event %d neither whole nor a stub: %v", i, ev)
+		}
+	}
+	b, _ := json.Marshal(a)
+	if whole != 2 || len(b) > MaxEventsBytes+4<<10 {
+		t.Fatalf("%d whole events, alert of %d bytes; want 2 and at most %d", whole, len(b), MaxEventsBytes+4<<10)
+	}
+}
+
 func TestRedeliveredOpeningMatchReemits(t *testing.T) {
 	s := NewState(0)
 	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)

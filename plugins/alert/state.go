@@ -23,6 +23,44 @@ import (
 // MaxEvents is how many events an alert keeps for its notification.
 const MaxEvents = 10
 
+// MaxEventsBytes bounds the events an alert keeps, encoded as JSON. An
+// alert travels through the broker (caracal.alerts and its state in
+// caracal.alert_state), whose records are limited (1 MiB by default), and
+// one too large to produce would stop the alert stage for every rule.
+const MaxEventsBytes = 256 << 10
+
+// keep appends the match's event to the alert's events while there are
+// fewer than MaxEvents; an event that would take them past MaxEventsBytes
+// is kept as a stub naming it (the lake has it whole).
+func keep(a *envelope.Alert, match map[string]any) {
+	if len(a.Events) >= MaxEvents {
+		return
+	}
+	used := 0
+	for _, ev := range a.Events {
+		used += encodedSize(ev)
+	}
+	ev := eventOf(match)
+	if n := encodedSize(ev); used+n > MaxEventsBytes {
+		stub := map[string]any{"p_event_omitted": fmt.Sprintf("an event of %d bytes, past the %d KiB an alert keeps: it is in the lake under its p_row_id", n, MaxEventsBytes>>10)}
+		for _, k := range []string{envelope.FieldRowID, envelope.FieldLogType, envelope.FieldEventTime, envelope.FieldSourceID} {
+			if v, ok := ev[k]; ok {
+				stub[k] = v
+			}
+		}
+		ev = stub
+	}
+	a.Events = append(a.Events, ev)
+}
+
+func encodedSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
 // AlertID is deterministic: the same rule, alert number and dedup string
 // always give the same id, so a replay re-sends the same alert rather than a
 // new one, and destinations can use it as an idempotency key.
@@ -212,9 +250,7 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 		if a != nil {
 			a.EventCount++
 			a.UpdatedAt = envelope.FormatTime(now)
-			if len(a.Events) < MaxEvents {
-				a.Events = append(a.Events, eventOf(match))
-			}
+			keep(a, match)
 		}
 		out.Attached = a
 		return out
@@ -312,7 +348,7 @@ func newAlert(match map[string]any, number, count int, now time.Time) *envelope.
 	}
 	ts := envelope.FormatTime(now)
 	id := AlertID(ruleID, number, dedup)
-	return &envelope.Alert{
+	a := &envelope.Alert{
 		ID: ruleID, AlertID: id, CreatedAt: ts, UpdatedAt: ts,
 		Severity: str(match, envelope.FieldRuleSeverity), Type: typ,
 		Link:  "caracal://alerts/" + id,
@@ -320,9 +356,11 @@ func newAlert(match map[string]any, number, count int, now time.Time) *envelope.
 		Description: str(match, envelope.FieldRuleDesc), Runbook: str(match, envelope.FieldRuleRunbook),
 		Tags: strs(match, envelope.FieldRuleTags), Version: "1", AlertContext: ctx,
 		DedupString: dedup, EventCount: count, LogTypes: []string{str(match, envelope.FieldLogType)},
-		Events: []map[string]any{eventOf(match)}, Reports: reports,
+		Events: []map[string]any{}, Reports: reports,
 		OutputIDs: strs(match, envelope.FieldRuleOutputs),
 	}
+	keep(a, match)
+	return a
 }
 
 // SystemError builds a SYSTEM_ERROR alert with a deterministic id from key.

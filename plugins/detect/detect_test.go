@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -117,6 +118,26 @@ DynamicSeverity: 'user == "root" ? "Critical" : "DEFAULT"'
 	// Only the event's log type's rules run.
 	if got := e.Evaluate(map[string]any{"p_log_type": "AWS.ALB", "eventName": "X"}); len(got) != 0 {
 		t.Errorf("rules of another log type ran: %v", got)
+	}
+}
+
+// A rule that copies a large field into its title, dedup string or alert
+// context gets a bounded match: it must still fit in a broker record.
+func TestMatchOutputsAreBounded(t *testing.T) {
+	r := rule(t, base+`Condition: eventName == "X"
+Title: blob
+Dedup: blob
+AlertContext: {a: blob, b: blob, c: user}
+`)
+	blob := strings.Repeat("é", 20<<10) // 40 KiB, two bytes a character
+	m := r.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": "X", "blob": blob, "user": "root"})
+	title, dedup := m[envelope.FieldAlertTitle].(string), m[envelope.FieldDedupString].(string)
+	if len(title) != 1000 || len(dedup) != 1000 || !utf8.ValidString(title) || !utf8.ValidString(dedup) {
+		t.Errorf("title and dedup string: %d and %d bytes (valid UTF-8: %v, %v), want 1000 each", len(title), len(dedup), utf8.ValidString(title), utf8.ValidString(dedup))
+	}
+	ctx := m[envelope.FieldAlertContext].(map[string]any)
+	if ctx["a"] != blob || !strings.HasPrefix(fmt.Sprint(ctx["b"]), "omitted: ") || ctx["c"] != "root" {
+		t.Errorf("alert context: a %d bytes, b %.40q, c %v", len(fmt.Sprint(ctx["a"])), ctx["b"], ctx["c"])
 	}
 }
 

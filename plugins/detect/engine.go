@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/expr-lang/expr"
@@ -449,6 +451,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 			title = fmt.Sprint(v)
 		}
 	}
+	title = truncate(title, maxTitle)
 	m[envelope.FieldAlertTitle] = title
 	dedup := title
 	if r.dedup != nil {
@@ -456,15 +459,20 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 			dedup = fmt.Sprint(v)
 		}
 	}
-	if len(dedup) > 1000 {
-		dedup = dedup[:1000]
-	}
-	m[envelope.FieldDedupString] = dedup
+	m[envelope.FieldDedupString] = truncate(dedup, maxDedup)
 	ctx := map[string]any{}
+	used := 0
 	for i, name := range r.contextNames {
 		v, err := run(r.contextPrograms[i], event)
 		if err != nil {
 			v = "error: " + err.Error()
+		}
+		if b, err := json.Marshal(v); err == nil {
+			if used+len(b) > maxAlertContext {
+				v = fmt.Sprintf("omitted: %d bytes, past the %d KiB an alert context keeps", len(b), maxAlertContext>>10)
+			} else {
+				used += len(b)
+			}
 		}
 		ctx[name] = v
 	}
@@ -477,6 +485,27 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		}
 	}
 	return m
+}
+
+// What a match carries besides its event is bounded: it travels through
+// the broker as the match and the alert (records of 1 MiB by default), and
+// a rule that copies a large field into its title or context must not make
+// them too large to produce.
+const (
+	maxTitle        = 1000 // bytes, as Panther's
+	maxDedup        = 1000
+	maxAlertContext = 64 << 10
+)
+
+// truncate cuts s to at most n bytes, at a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func firstLine(s string) string {

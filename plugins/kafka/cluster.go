@@ -115,22 +115,32 @@ type TopicSpec struct {
 // DefaultTopics are Caracal's topics: every one gets `partitions`
 // partitions and the retention (0: the broker's); the alert state changelog
 // is compacted instead.
+//
+// Every topic takes records up to MaxRecordBytes (brokers default to
+// 1 MiB): an event as large as the HTTP input accepts grows when it is
+// normalized, and a record the broker refuses stops its stage for good,
+// since it is retried rather than dropped.
 func DefaultTopics(partitions int32, retention time.Duration) []TopicSpec {
 	compact := "compact"
 	ms := strconv.FormatInt(retention.Milliseconds(), 10)
+	maxBytes := strconv.Itoa(MaxRecordBytes)
 	out := make([]TopicSpec, 0, len(envelope.AllTopics))
 	for _, t := range envelope.AllTopics {
-		spec := TopicSpec{Name: t, Partitions: partitions}
+		spec := TopicSpec{Name: t, Partitions: partitions, Configs: map[string]*string{"max.message.bytes": &maxBytes}}
 		switch {
 		case t == envelope.TopicAlertState:
-			spec.Configs = map[string]*string{"cleanup.policy": &compact}
+			spec.Configs["cleanup.policy"] = &compact
 		case retention > 0:
-			spec.Configs = map[string]*string{"retention.ms": &ms}
+			spec.Configs["retention.ms"] = &ms
 		}
 		out = append(out, spec)
 	}
 	return out
 }
+
+// MaxRecordBytes is the largest record (batch) Caracal's producers send and
+// its topics take.
+const MaxRecordBytes = 4 << 20
 
 // EnsureTopics creates the topics that do not exist yet. A replication factor
 // of -1 leaves it to the broker's default. It retries for up to a minute so a

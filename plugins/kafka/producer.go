@@ -32,7 +32,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		return nil, errors.New("no seed brokers: set caracal.brokers or CARACAL_BROKERS")
 	}
 	if cfg.MaxRecordBytes <= 0 {
-		cfg.MaxRecordBytes = 4 << 20
+		cfg.MaxRecordBytes = MaxRecordBytes
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),

@@ -59,7 +59,7 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.MaxVersions(withoutTransactionsV2()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
