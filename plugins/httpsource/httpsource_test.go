@@ -218,6 +218,28 @@ func do(t *testing.T, method, url string, body []byte, hdr map[string]string) (i
 	return resp.StatusCode, string(b), resp.Header
 }
 
+// An event larger than max_event_bytes is refused with the request (413),
+// however well it compressed: downstream records could not carry it.
+func TestEventLargerThanTheLimitIs413(t *testing.T) {
+	src := &Source{ID: "big", Path: "big", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 4096, MaxInflated: 1 << 20, MaxEventBytes: 100}
+	srv, got := server(t, nil, src)
+	url := "http://" + srv.Addr() + "/http/big"
+	small, large := `{"a":1}`, `{"a":"`+strings.Repeat("x", 100)+`"}`
+	code, body, _ := do(t, "POST", url, gz([]byte(small+"\n"+large)), nil)
+	if code != 413 || !strings.Contains(body, "event 2 is 108 bytes") {
+		t.Fatalf("a request with a 108-byte event = %d %s, want 413 naming it", code, body)
+	}
+	if code, body, _ = do(t, "POST", url, []byte(small+"\n"+small), nil); code != 200 {
+		t.Fatalf("small events = %d %s", code, body)
+	}
+	if r := <-got; len(r.Events) != 2 {
+		t.Fatalf("events passed on: %d, want only the accepted request's 2", len(r.Events))
+	}
+	if err := (&Source{ID: "x", Path: "x", Auth: Auth{Type: AuthNone}, MaxEventBytes: MaxEventBytes + 1}).Validate(); err == nil {
+		t.Fatal("max_event_bytes above 1 MiB must be refused")
+	}
+}
+
 func TestHandlerAnswers(t *testing.T) {
 	src := &Source{ID: "okta", Label: "Okta", Path: "okta", Auth: Auth{Type: AuthBearer, Token: "t0k3n"}, MaxBodyBytes: 4096}
 	srv, got := server(t, nil, src)

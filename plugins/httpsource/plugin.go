@@ -54,6 +54,9 @@ func inputSpec() *service.ConfigSpec {
 					Description("Largest accepted request, headers included; larger → 413.").Default(defaultMaxBody),
 				service.NewIntField("max_decompressed_bytes").
 					Description("Largest decompressed body (decompression bombs → 413); 0 means 16 × max_body_bytes.").Default(0),
+				service.NewIntField("max_event_bytes").
+					Description("Largest event once the body is decompressed and split; a request holding a larger one → 413. At most 1 MiB (1048576, Panther's limit too): an event travels through the broker, normalized and perhaps as a classification failure, and must fit in its records.").
+					Default(MaxEventBytes).Advanced(),
 				service.NewDurationField("alert_if_silent_for").
 					Description("Raise a SYSTEM_ERROR alert when the source received nothing for this long (and a notice when data returns); 0 disables.").Default("24h"),
 				service.NewObjectField("rate_limit",
@@ -172,8 +175,13 @@ func parseSource(c *service.ParsedConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxEvent, err := c.FieldInt("max_event_bytes")
+	if err != nil {
+		return nil, err
+	}
 	s.MaxBodyBytes = int64(maxBody)
 	s.MaxInflated = int64(maxInflated)
+	s.MaxEventBytes = maxEvent
 	if s.MaxInflated <= 0 {
 		s.MaxInflated = 16 * s.MaxBodyBytes
 	}

@@ -51,6 +51,8 @@ type Source struct {
 	Auth         Auth
 	MaxBodyBytes int64 // request body incl. headers
 	MaxInflated  int64 // decompressed size cap
+	// MaxEventBytes caps one event (0: MaxEventBytes).
+	MaxEventBytes int
 	// EventsPerSecond and BytesPerSecond rate-limit the source (0: none);
 	// beyond them requests are answered 429 with Retry-After.
 	EventsPerSecond float64
@@ -97,9 +99,18 @@ func (b *bucket) take(n float64) (bool, time.Duration) {
 }
 
 // Validate checks a source's configuration.
+// MaxEventBytes is the largest event a source may accept: each event is
+// one broker record on caracal.raw, then a normalized event or a
+// classification failure (its raw bytes base64-encoded when not UTF-8),
+// and those must stay within the topics' 4 MiB records.
+const MaxEventBytes = 1 << 20
+
 func (s *Source) Validate() error {
 	if s.ID == "" || s.Path == "" {
 		return errors.New("a source needs an id and a path")
+	}
+	if s.MaxEventBytes < 0 || s.MaxEventBytes > MaxEventBytes {
+		return fmt.Errorf("source %s: max_event_bytes %d: use at most %d", s.ID, s.MaxEventBytes, MaxEventBytes)
 	}
 	switch s.Auth.Type {
 	case AuthNone:
@@ -228,4 +239,11 @@ func Decompress(body []byte, limit int64) ([]byte, string, error) {
 		return nil, enc, ErrTooLarge
 	}
 	return out, enc, nil
+}
+
+func (s *Source) maxEvent() int {
+	if s.MaxEventBytes <= 0 {
+		return MaxEventBytes
+	}
+	return s.MaxEventBytes
 }
