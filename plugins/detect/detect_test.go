@@ -135,6 +135,15 @@ AlertContext: {a: blob, b: blob, c: user}
 	if len(title) != 1000 || len(dedup) != 1000 || !utf8.ValidString(title) || !utf8.ValidString(dedup) {
 		t.Errorf("title and dedup string: %d and %d bytes (valid UTF-8: %v, %v), want 1000 each", len(title), len(dedup), utf8.ValidString(title), utf8.ValidString(dedup))
 	}
+	// A rule error quoting the large value it failed on is bounded too.
+	failing := rule(t, base+`Condition: int(blob) > 0
+`)
+	re := failing.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "blob": blob})
+	if re[envelope.FieldMatchType] != envelope.TypeRuleError || len(fmt.Sprint(re[envelope.FieldRuleError])) > 4<<10 ||
+		len(fmt.Sprint(re[envelope.FieldAlertTitle])) > 1000 || len(fmt.Sprint(re[envelope.FieldDedupString])) > 1000 {
+		t.Errorf("rule error record: type %v, error %d bytes, title %d, dedup %d", re[envelope.FieldMatchType],
+			len(fmt.Sprint(re[envelope.FieldRuleError])), len(fmt.Sprint(re[envelope.FieldAlertTitle])), len(fmt.Sprint(re[envelope.FieldDedupString])))
+	}
 	ctx := m[envelope.FieldAlertContext].(map[string]any)
 	if ctx["a"] != blob || !strings.HasPrefix(fmt.Sprint(ctx["b"]), "omitted: ") || ctx["c"] != "root" {
 		t.Errorf("alert context: a %d bytes, b %.40q, c %v", len(fmt.Sprint(ctx["a"])), ctx["b"], ctx["c"])

@@ -430,11 +430,13 @@ func (r *Rule) Eval(event map[string]any) (bool, error) {
 func (r *Rule) Match(event map[string]any) map[string]any {
 	ok, err := r.Eval(event)
 	if err != nil {
+		// An error can quote the value it failed on, which may be large.
+		msg := truncate(err.Error(), maxRuleError)
 		m := r.record(event)
 		m[envelope.FieldMatchType] = envelope.TypeRuleError
-		m[envelope.FieldRuleError] = err.Error()
-		m[envelope.FieldAlertTitle] = fmt.Sprintf("Rule %s failed: %v", r.RuleID, firstLine(err.Error()))
-		m[envelope.FieldDedupString] = "error:" + firstLine(err.Error())
+		m[envelope.FieldRuleError] = msg
+		m[envelope.FieldAlertTitle] = truncate(fmt.Sprintf("Rule %s failed: %v", r.RuleID, firstLine(msg)), maxTitle)
+		m[envelope.FieldDedupString] = truncate("error:"+firstLine(msg), maxDedup)
 		return m
 	}
 	if !ok {
@@ -494,6 +496,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 const (
 	maxTitle        = 1000 // bytes, as Panther's
 	maxDedup        = 1000
+	maxRuleError    = 4 << 10
 	maxAlertContext = 64 << 10
 )
 
