@@ -341,3 +341,50 @@ func TestStateChangesRestore(t *testing.T) {
 		t.Fatal("unknown key accepted")
 	}
 }
+
+// The state does not grow with every dedup string ever seen: an ended
+// window drops its alert (keeping the alert number, so ids stay new), an
+// idle group is deleted with a tombstone, and a worker touches only the
+// rules it saw matches of.
+func TestSweepBoundsTheState(t *testing.T) {
+	s := NewState(0)
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	first := s.Observe(match("R", "a", 60, 1), t0).Alert
+	s.Changes()
+	// Another worker's group, restored from caracal.alert_state.
+	other, _ := json.Marshal(group{Number: 3, WindowStart: t0.Add(-ForgetAfter), Alert: first})
+	if err := s.Restore(groupKeyPrefix+"Q\x00b", other); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Sweep(t0.Add(59 * time.Minute))
+	if ch, _ := s.Changes(); len(ch) != 0 || s.groups["R\x00a"].Alert == nil {
+		t.Fatalf("a group within its window was swept: %v", ch)
+	}
+	s.Sweep(t0.Add(61 * time.Minute))
+	ch, _ := s.Changes()
+	g := s.groups["R\x00a"]
+	if len(ch) != 1 || g.Alert != nil || g.Open || g.Number != 1 || strings.Contains(string(ch[0].Value), "alert") {
+		t.Fatalf("an ended window keeps only its number: %+v, changes %q", g, ch)
+	}
+	second := s.Observe(match("R", "a", 60, 1), t0.Add(62*time.Minute)).Alert
+	if second == nil || second.AlertID == first.AlertID {
+		t.Fatalf("the next alert after a sweep: %+v (first %s)", second, first.AlertID)
+	}
+	s.Changes()
+
+	s.Sweep(t0.Add(62*time.Minute + ForgetAfter))
+	ch, _ = s.Changes()
+	if len(ch) != 1 || ch[0].Key != groupKeyPrefix+"R\x00a" || ch[0].Value != nil || s.groups["R\x00a"] != nil {
+		t.Fatalf("an idle group is deleted with a tombstone: %q", ch)
+	}
+	if s.groups["Q\x00b"] == nil {
+		t.Fatal("swept another worker's group")
+	}
+	// The tombstone deletes the group where the state is restored.
+	fresh := NewState(0)
+	fresh.Restore(groupKeyPrefix+"R\x00a", []byte(`{"number":2}`))
+	if err := fresh.Restore(groupKeyPrefix+"R\x00a", nil); err != nil || fresh.groups["R\x00a"] != nil {
+		t.Fatalf("a tombstone restored: %v, %+v", err, fresh.groups["R\x00a"])
+	}
+}

@@ -208,6 +208,7 @@ type processor struct {
 	generation uint64 // kafka.Generation() when the state was last restored
 	log        *service.Logger
 	skips      Skips
+	swept      time.Time // when the state was last swept (State.Sweep)
 }
 
 // restore reloads the state from caracal.alert_state at start, after a
@@ -303,7 +304,12 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 			}
 		}
 	}
-	// The state changes go out with the alerts, in the same transaction.
+	if now := p.now(); now.Sub(p.swept) >= time.Minute {
+		p.state.Sweep(now)
+		p.swept = now
+	}
+	// The state changes go out with the alerts, in the same transaction
+	// (a deleted group as a tombstone: a message without bytes).
 	changes, err := p.state.Changes()
 	if err != nil {
 		return nil, err

@@ -80,6 +80,9 @@ type group struct {
 	// the alert is emitted again, with the same id, instead of being lost.
 	OpenedBy string          `json:"opened_by"`
 	Alert    *envelope.Alert `json:"alert,omitempty"`
+	// Period is the rule's dedup period when the group last saw a match
+	// (0 in state written before it was kept: see Sweep).
+	Period time.Duration `json:"period,omitempty"`
 }
 
 // State holds every rule's dedup groups and storm counters. Changes are
@@ -91,7 +94,43 @@ type State struct {
 	groups     map[string]*group
 	storm      map[string]*stormCounter
 	dirty      map[string]bool // state keys changed since the last Changes
+	owned      map[string]bool // rules this worker saw matches of since the last restore
 	StormLimit int
+}
+
+// ForgetAfter is how long a dedup group is kept after its window opened
+// (its alert number, so the next alert gets a new id); then it is deleted,
+// so the state does not grow with every dedup string ever seen.
+const ForgetAfter = 30 * 24 * time.Hour
+
+// Sweep bounds the state: a group whose dedup window has ended drops its
+// alert and events (a new match would start afresh anyway) and keeps only
+// its alert number; a group idle for ForgetAfter is deleted (a tombstone
+// on caracal.alert_state). Only the groups of rules this worker owns are
+// touched (rules it saw matches of since its state was last restored):
+// every worker restores every group, and another worker's may be newer
+// than its copy.
+func (s *State) Sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, g := range s.groups {
+		rule, _, _ := strings.Cut(key, "\x00")
+		if !s.owned[rule] {
+			continue
+		}
+		period := g.Period
+		if period <= 0 {
+			period = 24 * time.Hour // written before Period was kept
+		}
+		switch idle := now.Sub(g.WindowStart); {
+		case idle >= ForgetAfter:
+			delete(s.groups, key)
+			s.dirty[groupKeyPrefix+key] = true
+		case idle >= period && (g.Alert != nil || g.Open || g.Matches > 0 || g.OpenedBy != ""):
+			g.Alert, g.Open, g.Matches, g.OpenedBy = nil, false, 0, ""
+			s.dirty[groupKeyPrefix+key] = true
+		}
+	}
 }
 
 type stormCounter struct {
@@ -102,7 +141,7 @@ type stormCounter struct {
 
 // NewState returns empty state; stormLimit ≤ 0 disables the limiter.
 func NewState(stormLimit int) *State {
-	return &State{groups: map[string]*group{}, storm: map[string]*stormCounter{}, dirty: map[string]bool{}, StormLimit: stormLimit}
+	return &State{groups: map[string]*group{}, storm: map[string]*stormCounter{}, dirty: map[string]bool{}, owned: map[string]bool{}, StormLimit: stormLimit}
 }
 
 // State keys on caracal.alert_state: one record per dedup group and one per
@@ -126,6 +165,10 @@ func (s *State) Changes() ([]Record, error) {
 	for k := range s.dirty {
 		var v any
 		if g, ok := strings.CutPrefix(k, groupKeyPrefix); ok {
+			if s.groups[g] == nil {
+				out = append(out, Record{Key: k}) // deleted: a tombstone
+				continue
+			}
 			v = s.groups[g]
 		} else if r, ok := strings.CutPrefix(k, stormKeyPrefix); ok {
 			v = s.storm[r]
@@ -149,6 +192,10 @@ func (s *State) Restore(key string, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if g, ok := strings.CutPrefix(key, groupKeyPrefix); ok {
+		if value == nil {
+			delete(s.groups, g) // a tombstone
+			return nil
+		}
 		var v group
 		if err := json.Unmarshal(value, &v); err != nil {
 			return fmt.Errorf("alert state %q: %w", key, err)
@@ -176,6 +223,7 @@ func (s *State) Replace(from *State) {
 	defer s.mu.Unlock()
 	s.groups, s.storm = groups, storm
 	clear(s.dirty)
+	clear(s.owned)
 }
 
 // Outcome of observing one match.
@@ -230,11 +278,13 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dirty[groupKeyPrefix+key] = true
+	s.owned[ruleID] = true
 	g := s.groups[key]
 	if g == nil {
 		g = &group{}
 		s.groups[key] = g
 	}
+	g.Period = period
 	if g.WindowStart.IsZero() || now.Sub(g.WindowStart) >= period {
 		g.WindowStart, g.Matches, g.Open, g.Alert = now, 0, false, nil
 	}

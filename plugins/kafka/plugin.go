@@ -320,6 +320,9 @@ func (o *output) record(batch service.MessageBatch, i int, m *service.Message) (
 	if err != nil {
 		return nil, err
 	}
+	if len(value) == 0 {
+		value = nil // a tombstone on a compacted topic (caracal.alert_state)
+	}
 	r := &kgo.Record{Value: value}
 	if o.topic != nil {
 		if r.Topic, err = batch.TryInterpolatedString(i, o.topic); err != nil {
