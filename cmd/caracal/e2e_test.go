@@ -49,9 +49,15 @@ func caracalBinary(t *testing.T) string {
 
 func start(t *testing.T, dataDir string, env []string, args ...string) *systest.Process {
 	t.Helper()
-	p, err := systest.Start(systest.Options{
-		Bin: caracalBinary(t), DataDir: dataDir, Env: env, Args: args, WaitHTTP: true,
-	})
+	return startWith(t, systest.Options{DataDir: dataDir, Env: env, Args: args})
+}
+
+// startWith starts the test binary with o, waiting until it serves; it is
+// killed (its output logged on failure) when the test ends.
+func startWith(t *testing.T, o systest.Options) *systest.Process {
+	t.Helper()
+	o.Bin, o.WaitHTTP = caracalBinary(t), true
+	p, err := systest.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,22 +45,10 @@ func TestFullDiskLosesNothing(t *testing.T) {
 	}
 	laketest.Python(t) // the lake is read back with pyarrow
 	data := t.TempDir()
-	p, err := systest.Start(systest.Options{
-		Bin: caracalBinary(t), DataDir: data, WaitHTTP: true,
-		Env: []string{"CARACAL_LAKE_ROLL_PERIOD=1s"},
+	p := startWith(t, systest.Options{
+		DataDir: data, Env: []string{"CARACAL_LAKE_ROLL_PERIOD=1s"},
 		Wrap: []string{"unshare", "-rm", "sh", "-c",
 			`mount -t tmpfs -o size=256m caracal-fulldisk "$CARACAL_DATA_DIR" && exec "$@"`, "sh"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !p.Exited() {
-			p.Kill()
-		}
-		if t.Failed() {
-			t.Logf("caracal output:\n%s", p.Tail(80))
-		}
 	})
 	disk := filepath.Join(fmt.Sprintf("/proc/%d/root", p.Pid()), data)
 	if free, err := diskspace.Free(disk); err != nil || free > 256<<20 {
