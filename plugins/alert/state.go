@@ -99,7 +99,8 @@ type State struct {
 }
 
 // ForgetAfter is how long a dedup group is kept after its window opened
-// (its alert number, so the next alert gets a new id); then it is deleted,
+// (its alert number, so the next alert gets a new id), or its dedup period
+// if longer; then it is deleted,
 // so the state does not grow with every dedup string ever seen.
 const ForgetAfter = 30 * 24 * time.Hour
 
@@ -123,7 +124,7 @@ func (s *State) Sweep(now time.Time) {
 			period = 24 * time.Hour // written before Period was kept
 		}
 		switch idle := now.Sub(g.WindowStart); {
-		case idle >= ForgetAfter:
+		case idle >= max(ForgetAfter, period):
 			delete(s.groups, key)
 			s.dirty[groupKeyPrefix+key] = true
 		case idle >= period && (g.Alert != nil || g.Open || g.Matches > 0 || g.OpenedBy != ""):
