@@ -144,17 +144,19 @@ func (r *Roller) Close(ctx context.Context) error {
 	}
 }
 
-// Flush writes whatever is pending.
+// Flush writes whatever is pending, and waits for the rolls being written
+// (they finish in order, so for the last one).
 func (r *Roller) Flush() error {
 	r.mu.Lock()
-	cur := r.cur
+	cur, last := r.cur, r.last
 	r.mu.Unlock()
-	if cur == nil {
-		return nil
+	if cur != nil {
+		r.flush(cur)
+	} else if last == nil || last.finished() {
+		return nil // nothing pending (an old roll's failure was reported)
 	}
-	r.flush(cur)
-	<-cur.done
-	return cur.err
+	<-last.done
+	return last.err
 }
 
 func (r *Roller) flush(rl *roll) {
