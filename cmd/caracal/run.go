@@ -111,8 +111,15 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, kafka.DefaultTopics(s.Partitions, s.Retention)); err != nil {
+	topics := kafka.DefaultTopics(s.Partitions, s.Retention)
+	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, topics); err != nil {
 		return err
+	}
+	if small, err := kafka.SmallRecordTopics(ctx, s.Brokers, topics); err != nil {
+		log.Warnf("Could not read the topics' max.message.bytes: %v", err)
+	} else if len(small) > 0 {
+		log.Warnf("Topics taking records under %d bytes: %s. An event near max_event_bytes grows past that once normalized, and a record its topic refuses stops the stage producing it: set max.message.bytes=%d on them (kafka-configs.sh --alter --entity-type topics --add-config, or rpk topic alter-config)",
+			kafka.MaxRecordBytes, strings.Join(small, ", "), kafka.MaxRecordBytes)
 	}
 	// Every 5 minutes, abort transactions left hanging on Caracal's
 	// topics (see docs/operations.md, Delivery guarantees).

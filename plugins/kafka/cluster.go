@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -179,4 +180,40 @@ func createMissing(ctx context.Context, adm *kadm.Client, replication int16, top
 		}
 	}
 	return nil
+}
+
+// SmallRecordTopics lists the topics that take records smaller than
+// MaxRecordBytes (created before Caracal set max.message.bytes, or by
+// hand), as "topic (N bytes)": a record a topic refuses stops the stage
+// that produces it.
+func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	var small []string
+	for _, rc := range configs {
+		if rc.Err != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.Atoi(*c.Value); err == nil && n < MaxRecordBytes {
+				small = append(small, fmt.Sprintf("%s (%d bytes)", rc.Name, n))
+			}
+		}
+	}
+	sort.Strings(small)
+	return small, nil
 }

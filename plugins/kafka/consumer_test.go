@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,3 +186,32 @@ func BenchmarkProduceConsume(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "records/s")
 }
+
+// Topics Caracal creates take MaxRecordBytes records; one created before
+// (or by hand) with the broker's default is reported.
+func testSmallRecordTopics(t *testing.T, brokers []string) {
+	ctx := context.Background()
+	topics := kafka.DefaultTopics(1, 0)[:3]
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for i := range topics {
+		topics[i].Name += "-" + suffix
+	}
+	old := kafka.TopicSpec{Name: topics[0].Name, Partitions: 1} // as before max.message.bytes was set
+	if err := kafka.EnsureTopics(ctx, brokers, -1, []kafka.TopicSpec{old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
+		t.Fatal(err)
+	}
+	small, err := kafka.SmallRecordTopics(ctx, brokers, topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(small) != 1 || !strings.HasPrefix(small[0], topics[0].Name+" (") {
+		t.Fatalf("small-record topics: %v, want only %s", small, topics[0].Name)
+	}
+}
+
+func TestSmallRecordTopicsEmbedded(t *testing.T) { testSmallRecordTopics(t, kafkatest.Embedded(t)) }
+
+func TestSmallRecordTopicsRealKafka(t *testing.T) { testSmallRecordTopics(t, kafkatest.Real(t)) }
