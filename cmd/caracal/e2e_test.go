@@ -477,6 +477,7 @@ func TestLintFindsMistakesAtTheirLines(t *testing.T) {
         auth:
           type: bearer
           token: x
+        max_event_bytes: 5000000
 pipeline:
   processors:
     - caracal_detect:
@@ -525,7 +526,8 @@ fields:
 	}
 	for _, want := range []string{
 		filepath.Join(dir, "pipeline.yaml") + ":6: source alb: log type AWS.Alb has no schema",
-		filepath.Join(dir, "pipeline.yaml") + "(13,1) field rules_dirr not recognised",
+		filepath.Join(dir, "pipeline.yaml") + ":10: source alb: max_event_bytes 5000000: use at most 1048576",
+		filepath.Join(dir, "pipeline.yaml") + "(14,1) field rules_dirr not recognised",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng"`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried"`,

@@ -1,8 +1,10 @@
 package httpsource
 
 import (
+	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -19,7 +21,8 @@ type Warning struct {
 // LintConfig finds caracal_http sources in a Benthos config that accept
 // unauthenticated requests (auth type none: allowed, but worth a warning)
 // and, when logTypes (those with a schema) is given, sources naming a log
-// type without a schema: every event of theirs would fail classification.
+// type without a schema: every event of theirs would fail classification;
+// and a max_event_bytes over MaxEventBytes.
 func LintConfig(data []byte, logTypes map[string]bool) []Warning {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
@@ -58,6 +61,11 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		typ := child(auth, "type")
 		if typ != nil && typ.Value == AuthNone {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
+		}
+		if n := child(s, "max_event_bytes"); n != nil {
+			if v, err := strconv.Atoi(n.Value); err == nil && (v < 0 || v > MaxEventBytes) {
+				out = append(out, Warning{Line: n.Line, Error: true, Message: fmt.Sprintf("source %s: max_event_bytes %d: use at most %d (an event must fit in the broker's records once normalized)", id, v, MaxEventBytes)})
+			}
 		}
 		if lts := child(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {
 			for _, lt := range lts.Content {
