@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,8 +214,9 @@ func TestKeysCannotEscapeTheLake(t *testing.T) {
 }
 
 // The S3 path against a real MinIO server (CI starts one with scripts/minio.sh).
-func TestS3StorageMinIO(t *testing.T) {
-	endpoint := os.Getenv("CARACAL_TEST_S3_ENDPOINT")
+// minIO is the test MinIO server's endpoint and a new bucket on it.
+func minIO(t *testing.T) (endpoint, bucket string) {
+	endpoint = os.Getenv("CARACAL_TEST_S3_ENDPOINT")
 	if endpoint == "" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CARACAL_TEST_S3_ENDPOINT unset under CI: .ci/run must start MinIO (scripts/minio.sh start)")
@@ -222,15 +226,24 @@ func TestS3StorageMinIO(t *testing.T) {
 	t.Setenv("CARACAL_S3_ENDPOINT", endpoint)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	bucket := "caracal-test-" + hex.EncodeToString(b[:])
+	bucket = "caracal-test-" + hex.EncodeToString(b[:])
+	st, err := NewS3Storage("s3://" + bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Client().MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
+		t.Fatal(err)
+	}
+	return endpoint, bucket
+}
+
+func TestS3StorageMinIO(t *testing.T) {
+	_, bucket := minIO(t)
 	st, err := NewS3Storage("s3://" + bucket + "/lake")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := st.Client().MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
-		t.Fatal(err)
-	}
 	w := &Writer{Tables: tables(t), Storage: st}
 	if err := w.Write(ctx, recs(envelope.TopicEvents, 4, 9, event("s3a", 21), event("s3b", 21))); err != nil {
 		t.Fatal(err)
@@ -250,6 +263,78 @@ func TestS3StorageMinIO(t *testing.T) {
 	rows := laketest.ReadTable(t, local)
 	if len(rows) != 2 || rows[0]["eventID"] != "s3a" {
 		t.Fatalf("rows from MinIO: %v", rows)
+	}
+}
+
+// Object storage out of reach (nothing listens where the lake's S3
+// endpoint is) holds the lake back rather than failing it: once the
+// endpoint answers (here, a TCP relay to MinIO that starts late), the
+// roll is stored and its batch acknowledged.
+func TestLakeWaitsForObjectStorage(t *testing.T) {
+	endpoint, bucket := minIO(t)
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // refused until the relay starts
+	t.Setenv("CARACAL_S3_ENDPOINT", "http://"+addr)
+	st, err := NewS3Storage("s3://" + bucket + "/lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 0, time.Millisecond, nil)
+	r.RetryMin, r.RetryMax = 10*time.Millisecond, 100*time.Millisecond
+	refused := make(chan error, 100)
+	r.OnRetry = func(err error, _ int, _ time.Duration) { refused <- err }
+	added := make(chan error, 1)
+	go func() { added <- r.Add(context.Background(), recs(envelope.TopicEvents, 1, 5, event("late", 21)), 100) }()
+	select {
+	case err := <-refused:
+		t.Logf("refused while out of reach: %v", err)
+	case err := <-added:
+		t.Fatalf("the roll finished while the storage was out of reach: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no refusal reported within 60 s")
+	}
+	relay, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	go func() {
+		for {
+			c, err := relay.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target.Host)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	select {
+	case err := <-added:
+		if err != nil {
+			t.Fatalf("the roll failed once the storage was back: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the roll was not stored within 90 s of the storage coming back")
+	}
+	key := "lake/" + ObjectKey("aws_cloudtrail", time.Date(2026, 11, 23, 21, 0, 0, 0, time.UTC), envelope.TopicEvents, 1, 5)
+	if _, err := st.Client().StatObject(context.Background(), bucket, key, minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("%s not in the bucket: %v", key, err)
 	}
 }
 
