@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +64,9 @@ func TestFullDiskLosesNothing(t *testing.T) {
 	// 1. Less free than the lake's reserve, more than the broker's.
 	fill(t, filepath.Join(disk, "filler-1"), (diskspace.BrokerReserve+diskspace.LakeReserve)/2)
 	waitOutput(t, p, "Lake: could not store files")
+	if m := metric(t, p, "caracal_lake_store_retries"); m < 1 {
+		t.Errorf("caracal_lake_store_retries = %v while the lake waits for space", m)
+	}
 	acked := load.acked()
 	load.waitAcked(t, len(acked)+20) // the broker still takes events
 
@@ -236,4 +241,25 @@ func (l *poster) waitAcked(t *testing.T, n int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// metric is the sum of a Prometheus counter's series at the process's
+// /metrics.
+func metric(t *testing.T, p *systest.Process, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			fields := strings.Fields(rest)
+			v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+			sum += v
+		}
+	}
+	return sum
 }

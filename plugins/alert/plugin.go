@@ -159,7 +159,7 @@ func init() {
 			}
 			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger(),
 				skips: Skips{Key: "alert-skipped-records", Stage: "Alerting", Log: res.Logger(),
-					Counter: res.Metrics().NewCounter("caracal_alert_skipped_records")}}, nil
+					Counter: res.Metrics().NewCounter("alert_skipped_records")}}, nil
 		})
 
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().

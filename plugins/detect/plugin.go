@@ -84,7 +84,7 @@ func init() {
 			}
 			return &processor{rules: rl, stop: stop, now: time.Now,
 				skips: alert.Skips{Key: "detect-skipped-events", Stage: "Detection", Log: log,
-					Counter: res.Metrics().NewCounter("caracal_detect_skipped_events")}}, nil
+					Counter: res.Metrics().NewCounter("detect_skipped_events")}}, nil
 		})
 }
 

@@ -92,7 +92,9 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	}}
 	log.Infof("Lake at %s (files roll at %d bytes or %s)", store.URL(), rollBytes, rollPeriod)
 	r := NewRoller(w, rollBytes, rollPeriod, st.Draining)
+	refused := res.Metrics().NewCounter("lake_store_retries")
 	r.OnRetry = func(err error, attempt int, wait time.Duration) {
+		refused.Incr(1)
 		log.Errorf("Lake: could not store files (attempt %d), trying again in %s; the lake stage waits, nothing is dropped: %v", attempt, wait, err)
 	}
 	return &output{r: r}, pol, mif, nil

@@ -48,8 +48,8 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			p := &processor{c: c, skipped: res.Metrics().NewCounter("caracal_parse_skipped_lines"),
-				filtered: res.Metrics().NewCounter("caracal_parse_filtered_events", "source")}
+			p := &processor{c: c, skipped: res.Metrics().NewCounter("parse_skipped_lines"),
+				filtered: res.Metrics().NewCounter("parse_filtered_events", "source")}
 			for _, fc := range fconfs {
 				f := &Filter{}
 				if f.Source, err = fc.FieldString("source"); err != nil {

@@ -89,9 +89,11 @@ type Options struct {
 type Process struct {
 	Opts     Options
 	HTTPAddr string
-	cmd      *exec.Cmd
-	out      *Buffer
-	done     chan struct{}
+	// MetricsAddr serves Benthos's /metrics (Prometheus text).
+	MetricsAddr string
+	cmd         *exec.Cmd
+	out         *Buffer
+	done        chan struct{}
 }
 
 // Buffer is a concurrency-safe output buffer.
@@ -128,7 +130,7 @@ func Start(o Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{Opts: o, HTTPAddr: o.HTTPAddr, out: &Buffer{}, done: make(chan struct{})}
+	p := &Process{Opts: o, HTTPAddr: o.HTTPAddr, MetricsAddr: metrics, out: &Buffer{}, done: make(chan struct{})}
 	argv := append(append(append([]string{}, o.Wrap...), o.Bin, "run"), o.Args...)
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = root
