@@ -85,6 +85,17 @@ type group struct {
 	Period time.Duration `json:"period,omitempty"`
 }
 
+// inWindow reports whether the group holds state of a dedup window.
+func (g *group) inWindow() bool {
+	return g.Alert != nil || g.Open || g.Matches > 0 || g.OpenedBy != ""
+}
+
+// endWindow forgets the window's matches and alert, keeping the alert
+// number (and when the window started).
+func (g *group) endWindow() {
+	g.Alert, g.Open, g.Matches, g.OpenedBy = nil, false, 0, ""
+}
+
 // State holds every rule's dedup groups and storm counters. Changes are
 // tracked so the alert stage can write them to the compacted
 // caracal.alert_state topic in the same transaction as the alerts, and a
@@ -100,8 +111,8 @@ type State struct {
 
 // ForgetAfter is how long a dedup group is kept after its window opened
 // (its alert number, so the next alert gets a new id), or its dedup period
-// if longer; then it is deleted,
-// so the state does not grow with every dedup string ever seen.
+// if longer; then it is deleted, so the state does not grow with every
+// dedup string ever seen.
 const ForgetAfter = 30 * 24 * time.Hour
 
 // Sweep bounds the state: a group whose dedup window has ended drops its
@@ -127,8 +138,8 @@ func (s *State) Sweep(now time.Time) {
 		case idle >= max(ForgetAfter, period):
 			delete(s.groups, key)
 			s.dirty[groupKeyPrefix+key] = true
-		case idle >= period && (g.Alert != nil || g.Open || g.Matches > 0 || g.OpenedBy != ""):
-			g.Alert, g.Open, g.Matches, g.OpenedBy = nil, false, 0, ""
+		case idle >= period && g.inWindow():
+			g.endWindow()
 			s.dirty[groupKeyPrefix+key] = true
 		}
 	}
@@ -287,7 +298,8 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	}
 	g.Period = period
 	if g.WindowStart.IsZero() || now.Sub(g.WindowStart) >= period {
-		g.WindowStart, g.Matches, g.Open, g.Alert = now, 0, false, nil
+		g.endWindow()
+		g.WindowStart = now
 	}
 	var out Outcome
 	rowID := str(match, envelope.FieldRowID)

@@ -1,7 +1,6 @@
 package httpsource
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -63,8 +62,10 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
 		}
 		if n := child(s, "max_event_bytes"); n != nil {
-			if v, err := strconv.Atoi(n.Value); err == nil && (v < 0 || v > MaxEventBytes) {
-				out = append(out, Warning{Line: n.Line, Error: true, Message: fmt.Sprintf("source %s: max_event_bytes %d: use at most %d (an event must fit in the broker's records once normalized)", id, v, MaxEventBytes)})
+			if v, err := strconv.Atoi(n.Value); err == nil {
+				if err := checkMaxEventBytes(id, v); err != nil {
+					out = append(out, Warning{Line: n.Line, Error: true, Message: err.Error()})
+				}
 			}
 		}
 		if lts := child(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {

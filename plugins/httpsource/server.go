@@ -339,13 +339,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	}
 	header, events := SplitHeader(events)
 	nEvents = len(events)
-	if limit := src.maxEvent(); len(header) > limit {
-		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("header line of %d bytes, larger than the %d an event may be", len(header), limit))
+	maxEvent := src.maxEvent()
+	if len(header) > maxEvent {
+		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("header line of %d bytes, larger than the %d an event may be", len(header), maxEvent))
 		return rawBytes, plainBytes, nEvents
 	}
 	for i, ev := range events {
-		if limit := src.maxEvent(); len(ev) > limit {
-			fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("event %d is %d bytes, larger than the %d an event may be (max_event_bytes)", i+1, len(ev), limit))
+		if len(ev) > maxEvent {
+			fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("event %d is %d bytes, larger than the %d an event may be (max_event_bytes)", i+1, len(ev), maxEvent))
 			return rawBytes, plainBytes, nEvents
 		}
 	}

@@ -109,8 +109,8 @@ func (s *Source) Validate() error {
 	if s.ID == "" || s.Path == "" {
 		return errors.New("a source needs an id and a path")
 	}
-	if s.MaxEventBytes < 0 || s.MaxEventBytes > MaxEventBytes {
-		return fmt.Errorf("source %s: max_event_bytes %d: use at most %d", s.ID, s.MaxEventBytes, MaxEventBytes)
+	if err := checkMaxEventBytes(s.ID, s.MaxEventBytes); err != nil {
+		return err
 	}
 	switch s.Auth.Type {
 	case AuthNone:
@@ -239,6 +239,15 @@ func Decompress(body []byte, limit int64) ([]byte, string, error) {
 		return nil, enc, ErrTooLarge
 	}
 	return out, enc, nil
+}
+
+// checkMaxEventBytes refuses a source's max_event_bytes outside 0 (the
+// default) to MaxEventBytes; `caracal lint` reports the same at its line.
+func checkMaxEventBytes(id string, v int) error {
+	if v < 0 || v > MaxEventBytes {
+		return fmt.Errorf("source %s: max_event_bytes %d: use at most %d (an event must fit in the broker's records once normalized)", id, v, MaxEventBytes)
+	}
+	return nil
 }
 
 func (s *Source) maxEvent() int {

@@ -102,6 +102,14 @@ func ongoing(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (b
 	return false, nil
 }
 
+// abortHangingNow is AbortHanging for transactions open longer than any
+// live one lasts (twice the transaction timeout), within 30 s.
+func abortHangingNow(ctx context.Context, brokers []string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return AbortHanging(ctx, brokers, 2*TransactionTimeout)
+}
+
 // WatchHanging runs AbortHanging every period until ctx ends and reports
 // what it aborted, or why it could not look. A stage whose group offsets
 // wait on a hanging transaction notices it by itself (the stall watch); a
@@ -116,9 +124,7 @@ func WatchHanging(ctx context.Context, brokers []string, period time.Duration, r
 			return
 		case <-t.C:
 		}
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		aborted, err := AbortHanging(actx, brokers, 2*TransactionTimeout)
-		cancel()
+		aborted, err := abortHangingNow(ctx, brokers)
 		if ctx.Err() != nil {
 			return
 		}

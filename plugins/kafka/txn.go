@@ -115,9 +115,7 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 // recoverStall aborts the hanging transactions a stalled group waits on
 // (AbortHanging) and says what it did.
 func recoverStall(cfg ConsumerConfig) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	aborted, err := AbortHanging(ctx, cfg.Brokers, 2*TransactionTimeout)
+	aborted, err := abortHangingNow(context.Background(), cfg.Brokers)
 	switch {
 	case err != nil:
 		cfg.OnStall(fmt.Sprintf("Consumer group %s: aborting hanging transactions failed (aborted %v): %v; abort them with kafka-transactions.sh", cfg.Group, aborted, err))

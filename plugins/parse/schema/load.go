@@ -122,7 +122,6 @@ func validateField(s *Schema, f *Field, path string) error {
 }
 
 // checkField checks f itself, not the fields inside it.
-
 func checkField(s *Schema, f *Field, path string) error {
 	for k := range f.Extra {
 		return fmt.Errorf("field %s: unknown key %q (name, type, required, description, element, fields, target, timeFormat, timeFormats, isEventTime, isEmbeddedJSON, indicators, validate, rename, copy, concat, split, mask)", path, k)
