@@ -36,11 +36,19 @@ func keep(a *envelope.Alert, match map[string]any) {
 	if len(a.Events) >= MaxEvents {
 		return
 	}
+	ev := eventOf(match)
+	bound := envelope.JSONSizeAtMost(ev)
+	for _, kept := range a.Events {
+		bound += envelope.JSONSizeAtMost(kept)
+	}
+	if bound <= MaxEventsBytes {
+		a.Events = append(a.Events, ev) // fits, without measuring
+		return
+	}
 	used := 0
 	for _, ev := range a.Events {
 		used += encodedSize(ev)
 	}
-	ev := eventOf(match)
 	if n := encodedSize(ev); used+n > MaxEventsBytes {
 		stub := map[string]any{"p_event_omitted": fmt.Sprintf("an event of %d bytes, past the %d KiB an alert keeps: it is in the lake under its p_row_id", n, MaxEventsBytes>>10)}
 		for _, k := range []string{envelope.FieldRowID, envelope.FieldLogType, envelope.FieldEventTime, envelope.FieldSourceID} {

@@ -463,20 +463,26 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	}
 	m[envelope.FieldDedupString] = truncate(dedup, maxDedup)
 	ctx := map[string]any{}
-	used := 0
+	bound := 0
 	for i, name := range r.contextNames {
 		v, err := run(r.contextPrograms[i], event)
 		if err != nil {
 			v = "error: " + err.Error()
 		}
-		if b, err := json.Marshal(v); err == nil {
-			if used+len(b) > maxAlertContext {
-				v = fmt.Sprintf("omitted: %d bytes, past the %d KiB an alert context keeps", len(b), maxAlertContext>>10)
-			} else {
-				used += len(b)
+		ctx[name] = v
+		bound += envelope.JSONSizeAtMost(v)
+	}
+	if bound > maxAlertContext { // it may not fit: measure each value
+		used := 0
+		for _, name := range r.contextNames {
+			if b, err := json.Marshal(ctx[name]); err == nil {
+				if used+len(b) > maxAlertContext {
+					ctx[name] = fmt.Sprintf("omitted: %d bytes, past the %d KiB an alert context keeps", len(b), maxAlertContext>>10)
+				} else {
+					used += len(b)
+				}
 			}
 		}
-		ctx[name] = v
 	}
 	m[envelope.FieldAlertContext] = ctx
 	if r.dynSeverity != nil {

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -168,4 +169,42 @@ func appendJSONString(b []byte, s string) []byte {
 // runs, which then cost one copy.
 func plainPrefix(s string) int {
 	return plainRun(unsafe.Slice(unsafe.StringData(s), len(s)), true)
+}
+
+// JSONSizeAtMost bounds the length of v's JSON encoding from above, for
+// the values events hold (objects, arrays, strings, numbers, booleans,
+// null), without encoding it: a size budget that is rarely approached is
+// checked by this walk, and only a value that might exceed it is encoded
+// to measure it exactly. Other types count as too large to bound.
+func JSONSizeAtMost(v any) int {
+	const unbounded = 1 << 40
+	switch t := v.(type) {
+	case nil, bool:
+		return 5
+	case string:
+		return 6*len(t) + 2 // every byte escaped as \u00XX, at worst
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return 32
+	case json.Number:
+		return len(t)
+	case map[string]any:
+		n := 2
+		for k, x := range t {
+			n += 6*len(k) + 4 + JSONSizeAtMost(x)
+		}
+		return n
+	case []any:
+		n := 2
+		for _, x := range t {
+			n += 1 + JSONSizeAtMost(x)
+		}
+		return n
+	case []string:
+		n := 2
+		for _, x := range t {
+			n += 3 + 6*len(x)
+		}
+		return n
+	}
+	return unbounded
 }

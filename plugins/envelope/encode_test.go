@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -123,5 +124,28 @@ func BenchmarkEncodeEvent(b *testing.B) {
 		if _, err := EncodeEvent(ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// JSONSizeAtMost is never below the encoding's length, whatever the
+// strings hold (quotes, control bytes, HTML characters, invalid UTF-8).
+func TestJSONSizeAtMost(t *testing.T) {
+	nasty := "\"\\\x00\x1f<>&\u2028é\xff" + strings.Repeat("a", 40)
+	values := []any{
+		nil, true, int64(-1 << 62), 1.2345678901234567e-300, json.Number("123456789012345678901234567890"),
+		nasty, []string{nasty, ""}, []any{nasty, map[string]any{nasty: []any{nil, false}}},
+		map[string]any{"a": nasty, nasty: map[string]any{"b": []string{nasty}}, "": 3},
+	}
+	for _, v := range values {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := JSONSizeAtMost(v); n < len(b) {
+			t.Errorf("JSONSizeAtMost(%#v) = %d, below its %d bytes of JSON", v, n, len(b))
+		}
+	}
+	if JSONSizeAtMost(struct{}{}) < 1<<30 {
+		t.Error("a type it does not know must count as unbounded")
 	}
 }
