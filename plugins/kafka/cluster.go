@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -196,12 +197,26 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 	for i, t := range topics {
 		names[i] = t.Name
 	}
-	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, names...)
-	if err != nil {
-		return nil, fmt.Errorf("describe topic configs: %w", err)
+	adm := kadm.NewClient(cl)
+	// A topic just created may not be known yet to the broker asked:
+	// asked again for up to 10 s, then left out (Caracal created it, with
+	// the setting).
+	var configs kadm.ResourceConfigs
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if configs, err = adm.DescribeTopicConfigs(ctx, names...); err != nil {
+			return nil, fmt.Errorf("describe topic configs: %w", err)
+		}
+		unknown := slices.ContainsFunc(configs, func(rc kadm.ResourceConfig) bool { return errors.Is(rc.Err, kerr.UnknownTopicOrPartition) })
+		if !unknown || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	var small []string
 	for _, rc := range configs {
+		if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+			continue
+		}
 		if rc.Err != nil {
 			return nil, fmt.Errorf("describe topic %s: %w", rc.Name, rc.Err)
 		}
