@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -31,6 +32,10 @@ func outputSpec() *service.ConfigSpec {
 			service.NewDurationField("roll_period").
 				Description("Roll the pending files at the latest this long after their first row. Pending rows are also written when the process stops.").
 				Default("5m").Example("1m"),
+			service.NewIntField("max_open_files").
+				Description("Files a roll holds open at most; a roll that would open more is written and the rest of its rows go to the next. Each open file takes about 6 KiB per column before its first row (450 KiB for CloudTrail), and a backfill of old events spans a file per table, hour and partition: the bound keeps its memory in check, at the cost of smaller files.").
+				Default(DefaultMaxOpenFiles).Advanced().
+				LintRule(`root = if this < 1 { ["max_open_files must be at least 1 (default 128)"] }`),
 			service.NewOutputMaxInFlightField().
 				Description("Input batches gathered into one roll at once; each waits until its roll is written.").
 				Default(4096).Advanced(),
@@ -70,6 +75,13 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	if err != nil {
 		return nil, pol, 0, err
 	}
+	maxFiles, err := conf.FieldInt("max_open_files")
+	if err != nil {
+		return nil, pol, 0, err
+	}
+	if maxFiles < 1 {
+		return nil, pol, 0, fmt.Errorf("max_open_files is %d: it must be at least 1 (default %d)", maxFiles, DefaultMaxOpenFiles)
+	}
 	mif, err := conf.FieldMaxInFlight()
 	if err != nil {
 		return nil, pol, 0, err
@@ -87,10 +99,10 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 		return nil, pol, 0, err
 	}
 	log := res.Logger()
-	w := &Writer{Tables: tables, Storage: store, RowGroupRows: int64(rg), OnError: func(r *Record, err error) {
+	w := &Writer{Tables: tables, Storage: store, RowGroupRows: int64(rg), MaxOpenFiles: maxFiles, OnError: func(r *Record, err error) {
 		log.Errorf("Lake: row from %s/%d@%d not written: %v", r.Topic, r.Partition, r.Offset, err)
 	}}
-	log.Infof("Lake at %s (files roll at %d bytes or %s)", store.URL(), rollBytes, rollPeriod)
+	log.Infof("Lake at %s (files roll at %d bytes, %d open files or %s)", store.URL(), rollBytes, maxFiles, rollPeriod)
 	r := NewRoller(w, rollBytes, rollPeriod, st.Draining)
 	refused := res.Metrics().NewCounter("lake_store_retries")
 	r.OnRetry = func(err error, attempt int, wait time.Duration) {

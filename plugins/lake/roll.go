@@ -8,7 +8,8 @@ import (
 )
 
 // Roller gathers the batches handed to the output into one roll and writes
-// the roll as a whole when it reaches its size or age, when the process
+// the roll as a whole when it reaches its size, age or number of open files
+// (Writer.MaxOpenFiles), when the process
 // drains, or when a caller's context ends. Each batch's WriteBatch call
 // returns only once its roll is durably written, so the consumer commits
 // offsets only for rows in the lake. Rolls are written strictly in order: a
@@ -71,25 +72,71 @@ func (r *Roller) isDraining() bool {
 }
 
 // Add puts records (of size bytes) into the current roll and waits until
-// that roll is written.
+// that roll is written. Records that would open more files than a roll may
+// hold (Writer.MaxOpenFiles: a backfill spans thousands of hours) go on
+// into the next roll, and Add waits for each roll it used.
 func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
+	var used []*roll
+	total := len(recs)
+	for len(recs) > 0 {
+		cur, err := r.current(ctx, len(used) > 0)
+		if err != nil {
+			return err
+		}
+		// Rows are encoded now; the decoded events are not kept.
+		rest, err := cur.batch.AddUntilFull(recs)
+		if err != nil && cur.err == nil {
+			cur.err = err
+		}
+		taken := bytes * (len(recs) - len(rest)) / total
+		if len(rest) == 0 {
+			taken = bytes // what rounding left
+		}
+		cur.bytes += taken
+		bytes -= taken
+		recs = rest
+		full := r.maxBytes > 0 && cur.bytes >= r.maxBytes || cur.batch.Full()
+		if full {
+			r.cur = nil // later records start the next roll
+		}
+		r.mu.Unlock()
+		if full || r.isDraining() {
+			go r.flush(cur)
+		}
+		used = append(used, cur)
+	}
+	var first error
+	for _, cur := range used {
+		if err := r.wait(ctx, cur); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// current is the roll to add to, with r.mu held. Once one roll is being
+// written and a full one waits behind it, it waits for the older one
+// rather than gather a third in memory: storage that is slow or out of
+// reach must slow the consumer down, not fill the memory. A caller that
+// already put records into a roll (going on) keeps going when ctx ends:
+// those must come to an end with their roll.
+func (r *Roller) current(ctx context.Context, goingOn bool) (*roll, error) {
 	r.mu.Lock()
 	for r.cur == nil && r.last != nil && r.last.prev != nil && !r.last.prev.finished() {
-		// One roll is being written and a full one waits behind it:
-		// wait too rather than gather a third in memory (storage that
-		// is slow or out of reach must slow the consumer down, not
-		// fill the memory).
 		older := r.last.prev
 		r.mu.Unlock()
 		select {
 		case <-older.done:
 		case <-ctx.Done():
-			return ctx.Err()
+			if !goingOn {
+				return nil, ctx.Err()
+			}
+			r.giveUp()
+			<-older.done
 		}
 		r.mu.Lock()
 	}
-	cur := r.cur
-	if cur == nil {
+	if r.cur == nil {
 		// A roll waits for the one before it only while that one is
 		// being written: once it failed, its batches come back to
 		// later rolls and must not fail with it again.
@@ -97,22 +144,18 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 		if prev != nil && prev.finished() {
 			prev = nil
 		}
-		cur = &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch()}
+		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch()}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
 		}
 	}
-	// Rows are encoded now; the decoded events are not kept.
-	if err := cur.batch.Add(recs); err != nil && cur.err == nil {
-		cur.err = err
-	}
-	cur.bytes += bytes
-	full := r.maxBytes > 0 && cur.bytes >= r.maxBytes
-	r.mu.Unlock()
-	if full || r.isDraining() {
-		go r.flush(cur)
-	}
+	return r.cur, nil
+}
+
+// wait returns once cur is written (or failed), writing it at once when
+// the process drains or ctx ends.
+func (r *Roller) wait(ctx context.Context, cur *roll) error {
 	var drain <-chan struct{} = r.draining
 	for {
 		select {

@@ -164,3 +164,54 @@ func TestRollerHoldsAtMostTwoRollsWhileTheStorageIsSlow(t *testing.T) {
 		t.Fatalf("%d rows in the lake, want 3", len(rows))
 	}
 }
+
+// A batch spanning more hours than a roll may hold files for (a backfill)
+// is spread over several rolls, none holding more than MaxOpenFiles open
+// files, and every row is stored once. Before the bound, one roll held a
+// file per hour: 450 KiB each for CloudTrail before any row.
+func TestRollerBoundsTheOpenFiles(t *testing.T) {
+	st := &blockingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}, release: make(chan struct{})}
+	const maxFiles, hours = 4, 10
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st, MaxOpenFiles: maxFiles}, 0, 20*time.Millisecond, nil)
+	var values []map[string]any
+	for i := range 2 * hours {
+		values = append(values, event(fmt.Sprint(i), i%hours))
+	}
+	result := make(chan error, 1)
+	go func() { result <- r.Add(context.Background(), recs("caracal.events", 0, 0, values...), 100) }()
+	openFiles := func() (files []int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for rl := r.last; rl != nil; rl = rl.prev {
+			if rl.batch != nil {
+				files = append(files, len(rl.batch.files))
+			}
+		}
+		return files
+	}
+	// The storage holds the first roll: one more full roll waits, and
+	// the rest of the batch waits to be taken.
+	for deadline := time.Now().Add(10 * time.Second); len(openFiles()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if files := openFiles(); len(files) != 2 || files[0] != maxFiles || files[1] != maxFiles {
+		t.Fatalf("files open in the rolls gathered while the storage holds the first: %v, want [%d %d]", files, maxFiles, maxFiles)
+	}
+	close(st.release)
+	if err := <-result; err != nil {
+		t.Fatal(err)
+	}
+	// Hours 0-3, 4-7, 8-9 and 0-1, 2-5, 6-9: five rolls of four files.
+	if n := st.puts.Load(); n != 2*hours {
+		t.Fatalf("%d files stored, want %d", n, 2*hours)
+	}
+	rows := laketest.ReadTable(t, filepath.Join(st.Dir, "aws_cloudtrail"))
+	seen := map[any]int{}
+	for _, row := range rows {
+		seen[row["eventID"]]++
+	}
+	if len(rows) != 2*hours || len(seen) != 2*hours {
+		t.Fatalf("%d rows, %d distinct, want %d once each", len(rows), len(seen), 2*hours)
+	}
+}

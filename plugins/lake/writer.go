@@ -313,6 +313,10 @@ type Writer struct {
 	Storage Storage
 	// RowGroupRows bounds a row group, so scans can skip by statistics.
 	RowGroupRows int64
+	// MaxOpenFiles bounds the files a batch holds open (default 128): each
+	// takes about 6 KiB per column before its first row, 450 KiB for
+	// CloudTrail, and a backfill spans thousands of hours.
+	MaxOpenFiles int
 	// OnError receives records that cannot be written (kept out of the file
 	// rather than failing the whole batch forever).
 	OnError func(r *Record, err error)
@@ -370,6 +374,32 @@ func (b *Batch) Add(recs []*Record) error {
 	}
 	return nil
 }
+
+// AddUntilFull adds records as Add does until the batch holds
+// MaxOpenFiles files; rest are the records it did not take.
+func (b *Batch) AddUntilFull(recs []*Record) (rest []*Record, err error) {
+	for i := range recs {
+		if b.Full() {
+			return recs[i:], nil
+		}
+		if err := b.Add(recs[i : i+1]); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// Full reports that the batch holds as many files as it may.
+func (b *Batch) Full() bool {
+	max := b.w.MaxOpenFiles
+	if max <= 0 {
+		max = DefaultMaxOpenFiles
+	}
+	return len(b.files) >= max
+}
+
+// DefaultMaxOpenFiles is Writer.MaxOpenFiles when unset.
+const DefaultMaxOpenFiles = 128
 
 // place encodes a row into its file (by table, hour and source
 // partition); a row whose hour is an error, or that cannot be encoded, is
