@@ -470,6 +470,7 @@ func TestLintFindsMistakesAtTheirLines(t *testing.T) {
 	files := map[string]string{
 		"pipeline.yaml": `input:
   caracal_http:
+    max_buffered_bytes: 10000000
     sources:
       - id: alb
         path: alb
@@ -525,9 +526,10 @@ fields:
 		t.Fatalf("caracal lint passed:\n%s", out)
 	}
 	for _, want := range []string{
-		filepath.Join(dir, "pipeline.yaml") + ":6: source alb: log type AWS.Alb has no schema",
-		filepath.Join(dir, "pipeline.yaml") + ":10: source alb: max_event_bytes 5000000: use at most 1048576",
-		filepath.Join(dir, "pipeline.yaml") + "(14,1) field rules_dirr not recognised",
+		filepath.Join(dir, "pipeline.yaml") + ":5: source alb may hold 17825792 bytes in one request (max_body_bytes + max_decompressed_bytes), more than max_buffered_bytes (10000000)",
+		filepath.Join(dir, "pipeline.yaml") + ":7: source alb: log type AWS.Alb has no schema",
+		filepath.Join(dir, "pipeline.yaml") + ":11: source alb: max_event_bytes 5000000: use at most 1048576",
+		filepath.Join(dir, "pipeline.yaml") + "(15,1) field rules_dirr not recognised",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng"`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried"`,

@@ -21,7 +21,8 @@ type Warning struct {
 // unauthenticated requests (auth type none: allowed, but worth a warning)
 // and, when logTypes (those with a schema) is given, sources naming a log
 // type without a schema: every event of theirs would fail classification;
-// and a max_event_bytes over MaxEventBytes.
+// a max_event_bytes over MaxEventBytes; and a source whose one request may
+// hold more than max_buffered_bytes.
 func LintConfig(data []byte, logTypes map[string]bool) []Warning {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
@@ -51,10 +52,21 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 	if sources == nil || sources.Kind != yaml.SequenceNode {
 		return nil
 	}
+	buffered, ok0 := intValue(child(http, "max_buffered_bytes"), DefaultMaxBufferedBytes)
 	for _, s := range sources.Content {
 		id := "?"
 		if n := child(s, "id"); n != nil {
 			id = n.Value
+		}
+		body, ok1 := intValue(child(s, "max_body_bytes"), defaultMaxBody)
+		inflated, ok2 := intValue(child(s, "max_decompressed_bytes"), 0)
+		if inflated == 0 {
+			inflated = 16 * body
+		}
+		if ok0 && ok1 && ok2 {
+			if err := checkBuffered(id, body, inflated, buffered); err != nil {
+				out = append(out, Warning{Line: s.Line, Error: true, Message: err.Error()})
+			}
 		}
 		auth := child(s, "auth")
 		typ := child(auth, "type")
@@ -79,6 +91,16 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		}
 	}
 	return out
+}
+
+// intValue is n's integer, or def when n is absent; ok is false when it is
+// not a plain integer (an ${ENV} reference: not checked).
+func intValue(n *yaml.Node, def int64) (_ int64, ok bool) {
+	if n == nil {
+		return def, true
+	}
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	return v, err == nil
 }
 
 func child(n *yaml.Node, key string) *yaml.Node {

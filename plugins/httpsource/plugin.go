@@ -27,6 +27,12 @@ func inputSpec() *service.ConfigSpec {
 			service.NewDurationField("timeout").
 				Description("How long a request waits for the broker's acknowledgment before it is answered 503.").
 				Default("30s"),
+			service.NewIntField("max_buffered_bytes").
+				Description("Bytes all requests may hold at once: bodies being read (each counted at its Content-Length, or its source's max_body_bytes when it has none) and decompressed events waiting for the broker. A request beyond it is answered 503 with Retry-After at once, so however many connections senders open, the process does not buffer more. Must be at least each source's max_body_bytes + max_decompressed_bytes.").
+				Default(DefaultMaxBufferedBytes).Advanced(),
+			service.NewDurationField("read_timeout").
+				Description("Time a sender has to send a whole request, headers and body; a sender that stalls is cut off and its buffer freed. Idle keep-alive connections are closed after 2 minutes.").
+				Default(DefaultReadTimeout.String()).Advanced(),
 			service.NewObjectField("tls",
 				service.NewBoolField("enabled").Description("Serve HTTPS.").Default(false),
 				service.NewStringField("cert_file").Description("PEM certificate (chain); re-read when it changes.").Default("").Example("/etc/caracal/tls.crt"),
@@ -72,14 +78,16 @@ func init() {
 }
 
 type input struct {
-	addr    string
-	server  *Server
-	sources []*Source
-	timeout time.Duration
-	res     *service.Resources
-	tlsCert string
-	tlsKey  string
-	tlsOn   bool
+	addr        string
+	maxBuffered int
+	readTimeout time.Duration
+	server      *Server
+	sources     []*Source
+	timeout     time.Duration
+	res         *service.Resources
+	tlsCert     string
+	tlsKey      string
+	tlsOn       bool
 }
 
 func newInput(conf *service.ParsedConfig, res *service.Resources) (service.BatchInput, error) {
@@ -89,6 +97,12 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		return nil, err
 	}
 	if in.timeout, err = conf.FieldDuration("timeout"); err != nil {
+		return nil, err
+	}
+	if in.maxBuffered, err = conf.FieldInt("max_buffered_bytes"); err != nil {
+		return nil, err
+	}
+	if in.readTimeout, err = conf.FieldDuration("read_timeout"); err != nil {
 		return nil, err
 	}
 	if in.tlsOn, err = conf.FieldBool("tls", "enabled"); err != nil {
@@ -211,6 +225,7 @@ func (in *input) Connect(ctx context.Context) error {
 		return err
 	}
 	srv.SetObserver(newMetrics(in.res.Metrics()))
+	srv.SetLimits(int64(in.maxBuffered), in.readTimeout)
 	scheme := "http"
 	if in.tlsOn {
 		tc, err := NewTLSConfig(in.tlsCert, in.tlsKey)

@@ -12,10 +12,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
@@ -71,6 +74,15 @@ type Server struct {
 	observer Observer
 	tls      *tls.Config
 
+	// buffered bounds the bytes that requests hold at once (bodies being
+	// read, decompressed events waiting for the broker), and inflating the
+	// decompressions under way, each up to its source's limit: an open
+	// endpoint must not let senders fill the memory.
+	buffered    *semaphore.Weighted
+	maxBuffered int64
+	inflating   chan struct{}
+	readTimeout time.Duration
+
 	srv      *http.Server
 	ln       net.Listener
 	inflight sync.WaitGroup
@@ -89,6 +101,7 @@ func NewServer(sources []*Source, timeout time.Duration, status func() Status) (
 		status:   status,
 		closing:  make(chan struct{}),
 	}
+	s.SetLimits(DefaultMaxBufferedBytes, DefaultReadTimeout)
 	for _, src := range sources {
 		if err := src.Validate(); err != nil {
 			return nil, err
@@ -106,11 +119,31 @@ func NewServer(sources []*Source, timeout time.Duration, status func() Status) (
 // SetObserver installs the metrics observer (before Listen).
 func (s *Server) SetObserver(o Observer) { s.observer = o }
 
+// Defaults of SetLimits.
+const (
+	DefaultMaxBufferedBytes = 128 << 20
+	DefaultReadTimeout      = time.Minute
+)
+
+// SetLimits bounds the bytes all requests hold at once (beyond it they are
+// answered 503) and the time a sender may take to send one request (before
+// Listen).
+func (s *Server) SetLimits(maxBuffered int64, readTimeout time.Duration) {
+	s.buffered, s.maxBuffered = semaphore.NewWeighted(maxBuffered), maxBuffered
+	s.inflating = make(chan struct{}, runtime.GOMAXPROCS(0))
+	s.readTimeout = readTimeout
+}
+
 // SetTLS serves HTTPS with the given config (before Listen).
 func (s *Server) SetTLS(c *tls.Config) { s.tls = c }
 
 // Listen starts serving on addr.
 func (s *Server) Listen(addr string) error {
+	for _, src := range s.sources {
+		if err := checkBuffered(src.ID, src.MaxBodyBytes, src.MaxInflated, s.maxBuffered); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -119,7 +152,10 @@ func (s *Server) Listen(addr string) error {
 		ln = tls.NewListener(ln, s.tls)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// A sender that stalls mid-request, or keeps an idle connection open,
+	// is cut off rather than holding its connection and buffer for ever.
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: s.readTimeout, IdleTimeout: 2 * time.Minute}
 	go func() { _ = s.srv.Serve(ln) }()
 	go s.watchSilence()
 	return nil
@@ -305,6 +341,18 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("request larger than %d bytes", src.MaxBodyBytes))
 		return rawBytes, plainBytes, nEvents
 	}
+	// The body's room is taken before it is read (its declared length, or
+	// the limit when it has none), so senders cannot make the process
+	// buffer more than maxBuffered however many connections they open.
+	hold := limit
+	if r.ContentLength >= 0 {
+		hold = r.ContentLength
+	}
+	if !s.buffered.TryAcquire(hold) {
+		overloaded(w, src.ID, "too many requests being received at once: try again later")
+		return rawBytes, plainBytes, nEvents
+	}
+	defer func() { s.buffered.Release(hold) }()
 	body, err := readBody(r, limit)
 	if err != nil {
 		fail(w, http.StatusBadRequest, src.ID, "reading body: "+err.Error())
@@ -319,8 +367,11 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
 		return rawBytes, plainBytes, nEvents
 	}
-	plain, _, err := Decompress(body, src.MaxInflated)
+	plain, err := s.decompress(r.Context(), body, src)
 	switch {
+	case errors.Is(err, errBusy):
+		overloaded(w, src.ID, "too many requests being received at once: try again later")
+		return rawBytes, plainBytes, nEvents
 	case errors.Is(err, ErrTooLarge):
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("decompressed body larger than %d bytes", src.MaxInflated))
 		return rawBytes, plainBytes, nEvents
@@ -332,6 +383,14 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		return rawBytes, plainBytes, nEvents
 	}
 	plainBytes = len(plain)
+	if Encoding(body) != "" {
+		// The decompressed events are held until the broker has them.
+		if !s.buffered.TryAcquire(int64(len(plain))) {
+			overloaded(w, src.ID, "too many requests being received at once: try again later")
+			return rawBytes, plainBytes, nEvents
+		}
+		hold += int64(len(plain))
+	}
 	events, err := Split(plain)
 	if err != nil {
 		fail(w, http.StatusBadRequest, src.ID, err.Error())
@@ -393,6 +452,27 @@ func tooMany(w http.ResponseWriter, source string, wait time.Duration, msg strin
 func overloaded(w http.ResponseWriter, source, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(5))
 	fail(w, http.StatusServiceUnavailable, source, msg)
+}
+
+var errBusy = errors.New("busy")
+
+// decompress inflates a compressed body once one of the decompression
+// slots is free: each may allocate up to the source's limit (16 MiB by
+// default), so only as many run at once as there are cores to run them.
+func (s *Server) decompress(ctx context.Context, body []byte, src *Source) ([]byte, error) {
+	if Encoding(body) == "" {
+		return body, nil
+	}
+	select {
+	case s.inflating <- struct{}{}:
+	case <-ctx.Done():
+		return nil, errBusy
+	case <-s.closing:
+		return nil, errBusy
+	}
+	defer func() { <-s.inflating }()
+	plain, _, err := Decompress(body, src.MaxInflated)
+	return plain, err
 }
 
 // readBody reads up to limit+1 bytes of the request's body. A body of

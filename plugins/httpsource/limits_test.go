@@ -1,0 +1,95 @@
+package httpsource
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Senders that open many connections and stall mid-body cannot make the
+// process buffer more than max_buffered_bytes: past it requests are
+// answered 503 with Retry-After before their body is read. A stalled
+// sender is cut off after read_timeout, which frees its room. Before the
+// bound, 1,500 such connections of 900 KB each held 1.4 GB of memory, for
+// as long as they stayed open.
+func TestStalledSendersCannotFillTheMemory(t *testing.T) {
+	src := &Source{ID: "open", Path: "open", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
+	srv, err := NewServer([]*Source{src}, 2*time.Second, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stalled, declared = 3, 1_000_000
+	srv.SetLimits(stalled*declared+100_000, time.Second)
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(t.Context()) })
+	go func() {
+		for r := range srv.Requests() {
+			r.Ack(nil)
+		}
+	}()
+	url := "http://" + srv.Addr() + "/http/open"
+
+	var conns []net.Conn
+	for range stalled {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /http/open HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{\"a\":\"%s", declared, strings.Repeat("x", 500_000))
+		conns = append(conns, c)
+	}
+	body := []byte(`{"a":"` + strings.Repeat("y", 200_000) + `"}`)
+	code, msg, hdr := 0, "", http.Header{}
+	for deadline := time.Now().Add(5 * time.Second); code != 503 && time.Now().Before(deadline); {
+		code, msg, hdr = do(t, "POST", url, body, nil)
+	}
+	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(msg, "try again later") {
+		t.Fatalf("a request while stalled senders hold the room = %d %q (Retry-After %q), want 503 with Retry-After", code, msg, hdr.Get("Retry-After"))
+	}
+	// A small compressed body fits, its decompressed events do not.
+	if code, msg, _ = do(t, "POST", url, gz(body), nil); code != 503 {
+		t.Fatalf("a body inflating past the room = %d %q, want 503", code, msg)
+	}
+	if code, msg, _ = do(t, "POST", url, []byte(`{"a":1}`), nil); code != 200 {
+		t.Fatalf("a small request that fits = %d %q, want 200", code, msg)
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil && !isClosed(err) {
+			t.Fatalf("stalled sender %d was not cut off: %v", i, err)
+		}
+	}
+	if code, msg, _ = do(t, "POST", url, body, nil); code != 200 {
+		t.Fatalf("once the stalled senders were cut off = %d %q, want 200", code, msg)
+	}
+}
+
+// isClosed: the server closed the connection rather than answer.
+func isClosed(err error) bool {
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// A source whose one request may hold more than all requests may at once
+// would be answered 503 for ever: the listener refuses to start, saying
+// what to change.
+func TestSourceLargerThanTheRoomIsRefused(t *testing.T) {
+	src := &Source{ID: "big", Path: "big", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 16 << 20}
+	srv, err := NewServer([]*Source{src}, time.Second, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLimits(8<<20, time.Second)
+	if err := srv.Listen("127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "raise max_buffered_bytes") {
+		srv.Close(t.Context())
+		t.Fatalf("Listen = %v, want a refusal naming max_buffered_bytes", err)
+	}
+}
