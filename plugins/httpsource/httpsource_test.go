@@ -26,6 +26,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -334,6 +335,16 @@ func FuzzSplit(f *testing.F) {
 		events, err := Split(b)
 		if err == nil && len(events) == 0 {
 			t.Fatalf("no error and no events for %q", b)
+		}
+		if err != nil {
+			return
+		}
+		// A bound at the count splits the same; one below refuses.
+		if same, err := SplitAtMost(b, len(events)); err != nil || !reflect.DeepEqual(same, events) {
+			t.Fatalf("SplitAtMost(%d) = %q, %v; Split = %q", len(events), same, err, events)
+		}
+		if _, err := SplitAtMost(b, len(events)-1); !errors.Is(err, ErrTooManyEvents) {
+			t.Fatalf("SplitAtMost(%d) of %d events: %v, want ErrTooManyEvents", len(events)-1, len(events), err)
 		}
 	})
 }

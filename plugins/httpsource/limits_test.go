@@ -93,3 +93,54 @@ func TestSourceLargerThanTheRoomIsRefused(t *testing.T) {
 		t.Fatalf("Listen = %v, want a refusal naming max_buffered_bytes", err)
 	}
 }
+
+// Each event counts in max_buffered_bytes with what the pipeline keeps for
+// it: a small gzip'd body of millions of empty events (4 GB of memory
+// before) is refused with 413, saying what to do. The room is held until
+// the pipeline is done with the events, even when the sender was answered
+// 503 before, and freed then.
+func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
+	src := &Source{ID: "lines", Path: "lines", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 8 << 20}
+	srv, err := NewServer([]*Source{src}, 300*time.Millisecond, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLimits(16<<20, time.Minute)
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(t.Context()) })
+	url := "http://" + srv.Addr() + "/http/lines"
+	lines := func(n int) []byte { return gz([]byte(strings.Repeat("{}\n", n))) }
+
+	code, msg, _ := do(t, "POST", url, lines(100_000), nil)
+	if code != 413 || !strings.Contains(msg, "events in one request") || !strings.Contains(msg, "send fewer events") {
+		t.Fatalf("100,000 events against 16 MiB = %d %q, want 413", code, msg)
+	}
+	// 20,000 events take 10 MB of the 16 MiB: a second request does not
+	// fit while the pipeline holds the first, though its sender was
+	// answered 503 when the broker was slow.
+	held := make(chan *Request, 1)
+	go func() { held <- <-srv.Requests() }()
+	if code, msg, _ = do(t, "POST", url, lines(20_000), nil); code != 503 {
+		t.Fatalf("a request the pipeline did not finish in time = %d %q, want 503", code, msg)
+	}
+	if code, msg, _ = do(t, "POST", url, lines(20_000), nil); code != 503 || !strings.Contains(msg, "too many requests") {
+		t.Fatalf("a request while the pipeline holds the first = %d %q, want 503 (no room)", code, msg)
+	}
+	first := <-held
+	if len(first.Events) != 20_000 {
+		t.Fatalf("the first request carried %d events", len(first.Events))
+	}
+	first.Ack(nil)
+	go func() {
+		for r := range srv.Requests() {
+			r.Ack(nil)
+		}
+	}()
+	for i := range 5 {
+		if code, msg, _ = do(t, "POST", url, lines(20_000), nil); code != 200 {
+			t.Fatalf("request %d once the pipeline is done with each = %d %q, want 200", i+1, code, msg)
+		}
+	}
+}

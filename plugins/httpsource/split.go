@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
@@ -17,31 +18,55 @@ import (
 // Split breaks a request body into events: one JSON object, JSON lines, a
 // JSON array, an object wrapping a record array (CloudTrail's Records), or
 // XML documents. Anything else is split into non-empty text lines.
-func Split(body []byte) ([][]byte, error) {
+func Split(body []byte) ([][]byte, error) { return SplitAtMost(body, math.MaxInt) }
+
+// ErrTooManyEvents: the body holds more events than SplitAtMost's max.
+var ErrTooManyEvents = errors.New("too many events")
+
+// SplitAtMost is Split that stops with ErrTooManyEvents past max events,
+// before it has found them all: a small body of millions of tiny events
+// must not cost their list.
+func SplitAtMost(body []byte, max int) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, errors.New("empty body")
 	}
+	sp := splitter{max: max}
 	switch trimmed[0] {
 	case '[':
-		return splitArray(trimmed)
+		return sp.array(trimmed)
 	case '{':
-		if events, ok := splitJSONObjects(trimmed); ok {
-			return events, nil
+		if events, ok, err := sp.jsonObjects(trimmed); ok || err != nil {
+			return events, err
 		}
+		sp.reset()
 	case '<':
-		return splitXML(trimmed)
+		return sp.xml(trimmed)
 	}
-	return splitLines(trimmed), nil
+	return sp.lines(trimmed)
 }
 
-// splitXML returns each top-level element of an XML body as one event (a
+// splitter gathers events, stopping past max.
+type splitter struct {
+	max int
+	out [][]byte
+}
+
+// add appends an event; false once there are more than max.
+func (sp *splitter) add(ev []byte) bool {
+	sp.out = append(sp.out, ev)
+	return len(sp.out) <= sp.max
+}
+
+// reset starts over (a scan that turned out not to apply).
+func (sp *splitter) reset() { sp.out = nil }
+
+// xml returns each top-level element of an XML body as one event (a
 // declaration or comments before them are dropped): one document, or a
 // stream of records such as Windows events.
-func splitXML(b []byte) ([][]byte, error) {
+func (sp *splitter) xml(b []byte) ([][]byte, error) {
 	dec := xml.NewDecoder(bytes.NewReader(b))
 	dec.Strict = true
-	var out [][]byte
 	depth := 0
 	start := int64(-1)
 	for {
@@ -64,90 +89,102 @@ func splitXML(b []byte) ([][]byte, error) {
 			if depth < 0 {
 				return nil, errors.New("malformed XML: unbalanced end element")
 			}
-			if depth == 0 {
-				out = append(out, b[start:dec.InputOffset()])
+			if depth == 0 && !sp.add(b[start:dec.InputOffset()]) {
+				return nil, ErrTooManyEvents
 			}
 		}
 	}
 	if depth != 0 {
 		return nil, errors.New("malformed XML: unclosed element")
 	}
-	if len(out) == 0 {
+	if len(sp.out) == 0 {
 		return nil, errors.New("XML body without elements")
 	}
-	return out, nil
+	return sp.out, nil
 }
 
-func splitArray(b []byte) ([][]byte, error) {
-	if out, ok := splitObjectArray(b); ok {
-		return out, nil
+func (sp *splitter) array(b []byte) ([][]byte, error) {
+	if out, ok, err := sp.objectArray(b); ok || err != nil {
+		return out, err
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(b, &items); err != nil {
+	// Any other JSON values, read one by one so that a count past max
+	// stops the reading.
+	sp.reset()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
 		return nil, fmt.Errorf("malformed JSON array: %w", err)
 	}
-	out := make([][]byte, 0, len(items))
-	for _, it := range items {
-		if len(bytes.TrimSpace(it)) > 0 {
-			out = append(out, []byte(it))
+	for dec.More() {
+		var it json.RawMessage
+		if err := dec.Decode(&it); err != nil {
+			return nil, fmt.Errorf("malformed JSON array: %w", err)
+		}
+		if !sp.add(it) {
+			return nil, ErrTooManyEvents
 		}
 	}
-	if len(out) == 0 {
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("malformed JSON array: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("malformed JSON array: data after the array")
+	}
+	if len(sp.out) == 0 {
 		return nil, errors.New("empty JSON array")
 	}
-	return out, nil
+	return sp.out, nil
 }
 
-// splitObjectArray splits an array of objects by a byte scan (as
-// splitJSONObjects); ok is false for anything else, which the full decoder
-// then handles or rejects with a reason.
-func splitObjectArray(b []byte) ([][]byte, bool) {
-	var out [][]byte
+// objectArray splits an array of objects by a byte scan (as jsonObjects);
+// ok is false for anything else, which the full decoder then handles or
+// rejects with a reason.
+func (sp *splitter) objectArray(b []byte) (_ [][]byte, ok bool, _ error) {
 	i := 1 // past '['
 	for {
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) || b[i] != '{' {
-			return nil, false
+			return nil, false, nil
 		}
 		end := objectEnd(b, i)
 		if end < 0 {
-			return nil, false
+			return nil, false, nil
 		}
-		out = append(out, b[i:end])
+		if !sp.add(b[i:end]) {
+			return nil, false, ErrTooManyEvents
+		}
 		i = end
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) {
-			return nil, false
+			return nil, false, nil
 		}
 		if b[i] == ']' {
 			i++
 			break
 		}
 		if b[i] != ',' {
-			return nil, false
+			return nil, false, nil
 		}
 		i++
 	}
 	for ; i < len(b); i++ {
 		if !isSpace(b[i]) {
-			return nil, false
+			return nil, false, nil
 		}
 	}
-	return out, true
+	return sp.out, true, nil
 }
 
-// splitJSONObjects reads one or more concatenated JSON objects (one object
-// or JSON lines); a lone object with only a Records array is unwrapped.
+// jsonObjects reads one or more concatenated JSON objects (one object or
+// JSON lines); a lone object with only a Records array is unwrapped.
 // Objects are found by a byte scan (depth outside strings) and returned as
 // slices of the body: validating and copying every event here cost a fifth
 // of the whole pipeline's CPU, and the parse stage decodes each event anyway
 // (a malformed one becomes a classification failure with its raw bytes).
-func splitJSONObjects(b []byte) ([][]byte, bool) {
-	var out [][]byte
+func (sp *splitter) jsonObjects(b []byte) (_ [][]byte, ok bool, _ error) {
 	i := 0
 	for {
 		for i < len(b) && isSpace(b[i]) {
@@ -157,32 +194,35 @@ func splitJSONObjects(b []byte) ([][]byte, bool) {
 			break
 		}
 		if b[i] != '{' {
-			return nil, false
+			return nil, false, nil
 		}
 		end := objectEnd(b, i)
 		if end < 0 {
-			return nil, false
+			return nil, false, nil
 		}
-		out = append(out, b[i:end])
+		if !sp.add(b[i:end]) {
+			return nil, false, ErrTooManyEvents
+		}
 		i = end
 	}
+	out := sp.out
 	if len(out) == 1 && bytes.Contains(out[0], []byte(`"Records"`)) {
 		// An object whose only key is a record array (CloudTrail's S3 files).
 		var wrapper map[string]json.RawMessage
-		var recs []json.RawMessage
-		if json.Unmarshal(out[0], &wrapper) == nil && len(wrapper) == 1 &&
-			json.Unmarshal(wrapper["Records"], &recs) == nil && len(recs) > 0 {
-			events := make([][]byte, len(recs))
-			for i, r := range recs {
-				events[i] = r
+		if json.Unmarshal(out[0], &wrapper) == nil && len(wrapper) == 1 {
+			if recs := bytes.TrimSpace(wrapper["Records"]); len(recs) > 0 && recs[0] == '[' {
+				inner := splitter{max: sp.max}
+				events, err := inner.array(recs)
+				if err == nil || errors.Is(err, ErrTooManyEvents) {
+					return events, err == nil, err
+				}
 			}
-			return events, true
 		}
 	}
 	if len(out) == 1 && !json.Valid(out[0]) {
-		return nil, false // one malformed "object": treat the body as text
+		return nil, false, nil // one malformed "object": treat the body as text
 	}
-	return out, len(out) > 0
+	return out, len(out) > 0, nil
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
@@ -221,15 +261,14 @@ func objectEnd(b []byte, start int) int {
 	return -1
 }
 
-func splitLines(b []byte) [][]byte {
-	var out [][]byte
-	for _, line := range bytes.Split(b, []byte("\n")) {
+func (sp *splitter) lines(b []byte) ([][]byte, error) {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
 		line = bytes.TrimRight(line, "\r")
-		if len(bytes.TrimSpace(line)) > 0 {
-			out = append(out, line)
+		if len(bytes.TrimSpace(line)) > 0 && !sp.add(line) {
+			return nil, ErrTooManyEvents
 		}
 	}
-	return out
+	return sp.out, nil
 }
 
 // SplitHeader takes a text stream's header line (a VPC Flow custom format,
