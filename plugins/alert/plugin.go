@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -271,7 +272,11 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		}
 		if topic, _ := m.MetaGet(envelope.MetaKafkaTopic); topic == envelope.TopicSystemError {
 			var a envelope.Alert
-			if err := json.Unmarshal(raw, &a); err != nil {
+			err := json.Unmarshal(raw, &a)
+			if err == nil && (a.AlertID == "" || a.Type == "") {
+				err = errors.New("no alertId or type: not a system error record")
+			}
+			if err != nil {
 				if err := p.skip(m, fmt.Errorf("system error record: %w", err), emit); err != nil {
 					return nil, err
 				}
@@ -283,6 +288,11 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 			continue
 		}
 		match, err := envelope.DecodeObject(raw)
+		if rule, _ := match[envelope.FieldRuleID].(string); err == nil && rule == "" {
+			// Not from the detect stage (a record produced to the wrong
+			// topic): an alert of no rule would reach the destinations.
+			err = errors.New("no " + envelope.FieldRuleID)
+		}
 		if err != nil {
 			if err := p.skip(m, fmt.Errorf("match: %w", err), emit); err != nil {
 				return nil, err

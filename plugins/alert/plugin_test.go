@@ -47,10 +47,15 @@ func TestUnreadableRecordIsSkippedAndRaised(t *testing.T) {
 		}
 		return alerts
 	}
+	// Objects that are not matches or system errors (produced to the
+	// wrong topic) are unreadable too: they made alerts of no rule.
 	alerts := run(service.MessageBatch{
+		record(envelope.TopicMatches, 5, `{"p_log_type":"AWS.CloudTrail"}`),
+		record(envelope.TopicMatches, 6, `{"p_rule_id":123}`),
 		record(envelope.TopicMatches, 7, `{"p_rule_id":`),
 		record(envelope.TopicMatches, 8, string(good)),
 		record(envelope.TopicSystemError, 3, `[]`),
+		record(envelope.TopicSystemError, 4, `{"title":"x"}`),
 	})
 	types := map[string]int{}
 	for _, a := range alerts {
@@ -60,7 +65,7 @@ func TestUnreadableRecordIsSkippedAndRaised(t *testing.T) {
 		t.Fatalf("alerts %+v, want the match's and one SYSTEM_ERROR", alerts)
 	}
 	for _, a := range alerts {
-		if a.Type == envelope.TypeSystemError && (a.AlertContext["skipped"] != 1.0 || a.AlertContext["last_record"] != "caracal.matches/0@7") {
+		if a.Type == envelope.TypeSystemError && (a.AlertContext["skipped"] != 1.0 || a.AlertContext["last_record"] != "caracal.matches/0@5") {
 			t.Errorf("SYSTEM_ERROR context %v", a.AlertContext)
 		}
 	}
@@ -69,7 +74,7 @@ func TestUnreadableRecordIsSkippedAndRaised(t *testing.T) {
 	}
 	now = now.Add(time.Hour)
 	alerts = run(service.MessageBatch{record(envelope.TopicMatches, 10, `{}}`)})
-	if len(alerts) != 1 || alerts[0].AlertContext["skipped"] != 3.0 {
-		t.Errorf("an hour later: %+v, want one SYSTEM_ERROR counting the 3 skipped since the last", alerts)
+	if len(alerts) != 1 || alerts[0].AlertContext["skipped"] != 6.0 {
+		t.Errorf("an hour later: %+v, want one SYSTEM_ERROR counting the 6 skipped since the last", alerts)
 	}
 }
