@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -264,6 +265,26 @@ func checkSearchAndReplay(t *testing.T, lakeDir, eventID string) {
 	out := run("replay", "--lake", lakeDir, "--from", "2026-11-23", "--to", "2026-11-24")
 	if !strings.Contains(out, `"p_rule_id":"AWS.CloudTrail.RootConsoleLogin"`) || !strings.Contains(out, eventID) {
 		t.Errorf("caracal replay did not re-detect event %s:\n%s", eventID, out)
+	}
+	// A file that is not Parquet beside the event's (another tool's, a
+	// copy cut short) is reported and skipped: the event is still found,
+	// and the exit status says the results may be partial.
+	files, _ := filepath.Glob(filepath.Join(lakeDir, "aws_cloudtrail", "*", "*", "*", "*", "*.parquet"))
+	if len(files) == 0 {
+		t.Fatal("no aws_cloudtrail files")
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(files[0]), "0-garbage.parquet"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caracalBinary(t), "search", "--lake", lakeDir, "--ip", "198.51.100.23", "--since", "2026-11-23", "--until", "2026-11-24")
+	cmd.Dir = "../.."
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	got, err := cmd.Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(got), eventID) ||
+		!strings.Contains(stderr.String(), "0-garbage.parquet, which cannot be read") {
+		t.Errorf("search beside an unreadable file: %v, found %v, stderr:\n%s", err, strings.Contains(string(got), eventID), stderr.String())
 	}
 }
 

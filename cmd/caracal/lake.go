@@ -136,16 +136,33 @@ func searchCommand() *cli.Command {
 			}
 			out := newRowPrinter(c.String("format"), c.App.Writer)
 			start := time.Now()
-			st, err := lake.ScanLake(c.Context, r, tables, lake.Scan{Tables: c.StringSlice("tables"), Since: since, Until: until, Column: field, Value: value}, out.row)
+			st, err := lake.ScanLake(c.Context, r, tables, lake.Scan{Tables: c.StringSlice("tables"), Since: since, Until: until, Column: field, Value: value,
+				OnUnreadable: warnUnreadable("search")}, out.row)
 			if err != nil {
 				return err
 			}
 			out.flush()
 			fmt.Fprintf(os.Stderr, "search: %d rows matched in %s (%d files read, %d pruned by time; %d of %d row groups skipped by bloom filter; %d rows scanned, %.1f MB of files)\n",
 				st.Matched, time.Since(start).Round(time.Millisecond), st.Files, st.FilesPruned, st.RowGroupsPruned, st.RowGroups, st.Rows, float64(st.Bytes)/1e6)
-			return nil
+			return unreadableExit("search", st)
 		},
 	}
+}
+
+// warnUnreadable reports a lake file a scan skips, as it goes.
+func warnUnreadable(cmd string) func(key string, err error) {
+	return func(key string, err error) {
+		fmt.Fprintf(os.Stderr, "%s: skipped %s, which cannot be read: %v\n", cmd, key, err)
+	}
+}
+
+// unreadableExit fails a scan that skipped files (exit 1), after its
+// results: they may lack rows those files hold.
+func unreadableExit(cmd string, st lake.ScanStats) error {
+	if st.Unreadable == 0 {
+		return nil
+	}
+	return cli.Exit(fmt.Sprintf("%s: %d file(s) could not be read (see above): the results may lack their rows", cmd, st.Unreadable), 1)
 }
 
 func hashField(h string) string {
@@ -275,7 +292,7 @@ func replayCommand() *cli.Command {
 			}
 			enc := json.NewEncoder(c.App.Writer)
 			start := time.Now()
-			st, err := lake.ScanLake(c.Context, r, tables, lake.Scan{Tables: names, Since: from, Until: to}, func(_ string, ev map[string]any) error {
+			st, err := lake.ScanLake(c.Context, r, tables, lake.Scan{Tables: names, Since: from, Until: to, OnUnreadable: warnUnreadable("replay")}, func(_ string, ev map[string]any) error {
 				for _, m := range engine.Evaluate(ev) {
 					t := perRule[fmt.Sprint(m[envelope.FieldRuleID])]
 					if t != nil {
@@ -308,7 +325,7 @@ func replayCommand() *cli.Command {
 			}
 			tw.Flush()
 			fmt.Fprintf(os.Stderr, "replay: %d events in range from %d files (%d pruned by time) in %s\n", st.Matched, st.Files, st.FilesPruned, time.Since(start).Round(time.Millisecond))
-			return nil
+			return unreadableExit("replay", st)
 		},
 	}
 }

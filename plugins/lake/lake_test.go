@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -522,6 +523,42 @@ func TestScanLakeByIndicator(t *testing.T) {
 	}
 	if _, err := ScanLake(context.Background(), st, tb, Scan{Tables: []string{"../etc"}}, func(string, map[string]any) error { return nil }); err == nil {
 		t.Error("unknown table accepted")
+	}
+}
+
+// A file that cannot be read (not Parquet, cut short) is reported and
+// skipped: a search still finds the rows of the others. A failure of the
+// caller's own callback still ends the scan.
+func TestScanSkipsUnreadableFiles(t *testing.T) {
+	dir, _ := writeSchemaSamples(t)
+	tb := tables(t)
+	st := &LocalStorage{Dir: dir}
+	good, _ := filepath.Glob(filepath.Join(dir, "aws_vpcflow", "*", "*", "*", "*", "*.parquet"))
+	if len(good) == 0 {
+		t.Fatal("no VPC Flow files")
+	}
+	data, err := os.ReadFile(good[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourDir := filepath.Dir(good[0])
+	os.WriteFile(filepath.Join(hourDir, "a-not-parquet.parquet"), []byte("garbage"), 0o644)
+	os.WriteFile(filepath.Join(hourDir, "b-cut-short.parquet"), data[:len(data)/2], 0o644)
+	var skipped []string
+	rows := 0
+	stats, err := ScanLake(context.Background(), st, tb, Scan{Column: "p_any_ip_addresses", Value: "172.31.16.139",
+		OnUnreadable: func(key string, err error) { skipped = append(skipped, filepath.Base(key)) }},
+		func(string, map[string]any) error { rows++; return nil })
+	if err != nil {
+		t.Fatalf("the scan stopped at an unreadable file: %v", err)
+	}
+	if rows != 2 || stats.Unreadable != 2 || len(skipped) != 2 || skipped[0] != "a-not-parquet.parquet" || skipped[1] != "b-cut-short.parquet" {
+		t.Fatalf("%d rows, skipped %v (%d), want the 2 VPC Flow rows and both bad files", rows, skipped, stats.Unreadable)
+	}
+	stop := errors.New("enough")
+	if _, err := ScanLake(context.Background(), st, tb, Scan{OnUnreadable: func(string, error) {}},
+		func(string, map[string]any) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("the callback's error: %v, want it to end the scan", err)
 	}
 }
 

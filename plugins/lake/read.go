@@ -90,6 +90,11 @@ type Scan struct {
 	// (a p_any_* indicator field) holds Value; row groups whose bloom
 	// filter rules the value out are not read.
 	Column, Value string
+	// OnUnreadable, when set, hears of each file that cannot be read (not
+	// Parquet, truncated, or a read that failed), which is then skipped:
+	// one bad object (another tool's, a copy cut short) must not hide the
+	// rest of the lake from a search. Unset, such a file ends the scan.
+	OnUnreadable func(key string, err error)
 }
 
 // ScanStats says how much of the lake a scan touched.
@@ -98,7 +103,15 @@ type ScanStats struct {
 	RowGroups, RowGroupsPruned int
 	Rows, Matched              int
 	Bytes                      int64
+	Unreadable                 int // files skipped (Scan.OnUnreadable)
 }
+
+// unreadable is a failure to read a file, as opposed to one of the
+// caller's (its callback's, or its context ending).
+type unreadable struct{ err error }
+
+func (u unreadable) Error() string { return u.err.Error() }
+func (u unreadable) Unwrap() error { return u.err }
 
 // ScanLake reads matching rows, decoded back into events (timestamps as RFC
 // 3339 strings, json columns as values, nulls dropped), and calls fn with
@@ -135,7 +148,14 @@ func ScanLake(ctx context.Context, r Reader, tables *Tables, sc Scan, fn func(ta
 		for i, key := range keys {
 			st.Files++
 			st.Bytes += sizes[i]
-			if err := scanFile(ctx, r, tab, key, sizes[i], sc, &st, fn); err != nil {
+			err := scanFile(ctx, r, tab, key, sizes[i], sc, &st, fn)
+			var bad unreadable
+			if errors.As(err, &bad) && sc.OnUnreadable != nil {
+				st.Unreadable++
+				sc.OnUnreadable(key, bad.err)
+				continue
+			}
+			if err != nil {
 				return st, fmt.Errorf("%s: %w", key, err)
 			}
 		}
@@ -143,15 +163,17 @@ func ScanLake(ctx context.Context, r Reader, tables *Tables, sc Scan, fn func(ta
 	return st, nil
 }
 
+// scanFile reads one file; a failure of the file itself is unreadable, one
+// of fn or ctx is returned as it is.
 func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64, sc Scan, st *ScanStats, fn func(string, map[string]any) error) error {
 	ra, closer, err := r.Open(ctx, key)
 	if err != nil {
-		return err
+		return unreadable{err}
 	}
 	defer closer.Close()
 	f, err := parquet.OpenFile(ra, size, parquet.SkipPageIndex(true))
 	if err != nil {
-		return err
+		return unreadable{err}
 	}
 	leaf := -1
 	if sc.Column != "" {
@@ -180,13 +202,18 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 			// all of them would cost far more than the column scan.
 			idx, err := rowsWithValue(rg.ColumnChunks()[leaf], sc.Value)
 			if err != nil {
-				return err
+				return unreadable{err}
 			}
+			var callerErr error
 			if err := readRows(ctx, f.Schema(), rg, idx, func(m map[string]any) error {
 				st.Rows++
-				return emit(tab, sc, st, m, fn)
+				callerErr = emit(tab, sc, st, m, fn)
+				return callerErr
 			}); err != nil {
-				return err
+				if callerErr != nil || ctx.Err() != nil {
+					return err
+				}
+				return unreadable{err}
 			}
 			continue
 		}
@@ -200,7 +227,7 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				return err
+				return unreadable{err}
 			}
 			st.Rows++
 			if err := emit(tab, sc, st, m, fn); err != nil {
