@@ -144,3 +144,31 @@ func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
 		}
 	}
 }
+
+// A sender without the secret is answered 401 from its headers, before
+// its body is read: it takes no room and waits for nothing. Before, the
+// server read the declared megabyte first (or waited read_timeout for it).
+func TestWrongSecretIsRefusedBeforeTheBody(t *testing.T) {
+	for _, auth := range []Auth{
+		{Type: AuthBearer, Token: "t0k3n"},
+		{Type: AuthSharedSecret, Header: "X-Secret", Secret: "s3cr3t"},
+		{Type: AuthBasic, Username: "u", Password: "p"},
+		{Type: AuthHMAC, Header: "X-Signature", Secret: "k", Algorithm: "sha256"},
+	} {
+		t.Run(auth.Type, func(t *testing.T) {
+			srv, _ := server(t, nil, &Source{ID: "s", Path: "s", Auth: auth})
+			c, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Wrong credentials (none, for HMAC), and no body at all.
+			fmt.Fprintf(c, "POST /http/s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nX-Secret: nope\r\nContent-Length: 1000000\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			status, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.Contains(status, " 401 ") {
+				t.Fatalf("answer before the body: %q %v, want 401", status, err)
+			}
+		})
+	}
+}

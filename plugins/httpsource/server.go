@@ -351,6 +351,10 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("request larger than %d bytes", src.MaxBodyBytes))
 		return rawBytes, plainBytes, nEvents
 	}
+	if !src.AuthenticateHeaders(r) {
+		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
+		return rawBytes, plainBytes, nEvents
+	}
 	// The body's room is taken before it is read (its declared length, or
 	// the limit when it has none), so senders cannot make the process
 	// buffer more than maxBuffered however many connections they open.

@@ -164,6 +164,17 @@ func (s *Source) Authenticate(r *http.Request, body []byte) bool {
 	return false
 }
 
+// AuthenticateHeaders is the check a request can pass or fail before its
+// body is read: the whole check but for HMAC, whose signature header must
+// be there. A sender without the secret is refused without its body
+// taking room (max_buffered_bytes) or time.
+func (s *Source) AuthenticateHeaders(r *http.Request) bool {
+	if s.Auth.Type == AuthHMAC {
+		return strings.TrimSpace(r.Header.Get(s.Auth.Header)) != ""
+	}
+	return s.Authenticate(r, nil)
+}
+
 // checkHMAC accepts the body's HMAC as lowercase/uppercase hex or base64,
 // with or without a "sha256="/"sha1=" prefix (GitHub, Slack style).
 func checkHMAC(sig, algorithm, secret string, body []byte) bool {
