@@ -197,6 +197,12 @@ func runEndToEnd(t *testing.T, env []string) {
 	// Short lake rolls: the delivery record of the alert, written after
 	// the alert was delivered, is waited for in the lake before stopping.
 	p := start(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL, "CARACAL_LAKE_ROLL_PERIOD=1s"))
+	// The load balancer's readiness probe: the broker answers.
+	if resp, err := http.Get("http://" + p.HTTPAddr + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /readyz: %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	eventID := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	post(t, p, rootLogin(t, eventID))
 	a := waitAlert(t, hook, eventID)

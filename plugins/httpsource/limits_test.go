@@ -2,6 +2,7 @@ package httpsource
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -171,4 +172,28 @@ func TestWrongSecretIsRefusedBeforeTheBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// /readyz tells a load balancer whether to send this listener events: not
+// while the broker is out of reach (nor while the process drains, which
+// the input's check adds).
+func TestReadyz(t *testing.T) {
+	srv, err := NewServer([]*Source{{ID: "s", Path: "s", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}}, time.Second, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var brokerErr error
+	srv.SetReadiness(func(context.Context) error { return brokerErr })
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + srv.Addr() + "/readyz"
+	if code, body, _ := do(t, "GET", url, nil, nil); code != 200 || !strings.Contains(body, `"ready"`) {
+		t.Fatalf("ready: %d %s", code, body)
+	}
+	brokerErr = errors.New("broker [b:9092] unreachable")
+	if code, body, _ := do(t, "GET", url, nil, nil); code != 503 || !strings.Contains(body, "unreachable") {
+		t.Fatalf("broker out of reach: %d %s, want 503 with the reason", code, body)
+	}
+	srv.Close(t.Context())
 }

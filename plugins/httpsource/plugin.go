@@ -3,6 +3,7 @@ package httpsource
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -81,6 +83,7 @@ type input struct {
 	addr        string
 	maxBuffered int
 	readTimeout time.Duration
+	probe       *kafka.Probe
 	server      *Server
 	sources     []*Source
 	timeout     time.Duration
@@ -226,6 +229,15 @@ func (in *input) Connect(ctx context.Context) error {
 	}
 	srv.SetObserver(newMetrics(in.res.Metrics()))
 	srv.SetLimits(int64(in.maxBuffered), in.readTimeout)
+	in.probe = kafka.NewProbe(st.Brokers)
+	srv.SetReadiness(func(ctx context.Context) error {
+		select {
+		case <-st.Draining: // SIGTERM: take no new senders while draining
+			return errors.New("stopping")
+		default:
+		}
+		return in.probe.Check(ctx)
+	})
 	scheme := "http"
 	if in.tlsOn {
 		tc, err := NewTLSConfig(in.tlsCert, in.tlsKey)
@@ -295,6 +307,9 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 }
 
 func (in *input) Close(ctx context.Context) error {
+	if in.probe != nil {
+		in.probe.Close()
+	}
 	if in.server == nil {
 		return nil
 	}

@@ -87,6 +87,7 @@ type Server struct {
 	maxBuffered int64
 	inflating   chan struct{}
 	readTimeout time.Duration
+	ready       func(context.Context) error
 
 	srv      *http.Server
 	ln       net.Listener
@@ -142,6 +143,30 @@ func (s *Server) SetLimits(maxBuffered int64, readTimeout time.Duration) {
 	s.buffered, s.maxBuffered = semaphore.NewWeighted(maxBuffered), maxBuffered
 	s.inflating = make(chan struct{}, runtime.GOMAXPROCS(0))
 	s.readTimeout = readTimeout
+}
+
+// SetReadiness installs what /readyz checks besides the server itself
+// (the broker; before Listen).
+func (s *Server) SetReadiness(check func(context.Context) error) { s.ready = check }
+
+// readyz answers whether this listener should be sent events: 503 once it
+// is stopping (a load balancer then moves senders to other ingest
+// processes before this one closes) or while the broker cannot be reached
+// (events would be answered 503 anyway).
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.closing:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
+		return
+	default:
+	}
+	if s.ready != nil {
+		if err := s.ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // SetTLS serves HTTPS with the given config (before Listen).
@@ -290,6 +315,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == "/healthz":
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	case r.URL.Path == "/readyz":
+		s.readyz(w, r)
 		return
 	}
 	path, ok := strings.CutPrefix(r.URL.Path, "/http/")
