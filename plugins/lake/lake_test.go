@@ -267,6 +267,46 @@ func TestS3StorageMinIO(t *testing.T) {
 	}
 }
 
+// The start-up probe finds a lake that cannot be written at once, saying
+// what to check: wrong credentials, a bucket that does not exist. A lake
+// that can be written gets the probe object, outside every table.
+func TestProbeFindsAnUnwritableLake(t *testing.T) {
+	_, bucket := minIO(t)
+	ctx := context.Background()
+	st, err := NewS3Storage("s3://" + bucket + "/lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Probe(ctx, st); err != nil {
+		t.Fatalf("a writable bucket: %v", err)
+	}
+	if _, err := st.Client().StatObject(ctx, bucket, "lake/"+ProbeKey, minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("probe object: %v", err)
+	}
+	missing, err := NewS3Storage("s3://" + bucket + "-missing/lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Probe(ctx, missing); err == nil || !strings.Contains(err.Error(), "cannot be written (check its credentials, bucket") {
+		t.Errorf("a missing bucket: %v", err)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong-"+os.Getenv("AWS_SECRET_ACCESS_KEY"))
+	wrong, err := NewS3Storage("s3://" + bucket + "/lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Probe(ctx, wrong); err == nil {
+		t.Error("wrong credentials passed the probe")
+	}
+	local := &LocalStorage{Dir: t.TempDir()}
+	if err := Probe(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(local.Dir, "_caracal", "writable")); err != nil {
+		t.Fatalf("probe file: %v", err)
+	}
+}
+
 // Object storage out of reach (nothing listens where the lake's S3
 // endpoint is) holds the lake back rather than failing it: once the
 // endpoint answers (here, a TCP relay to MinIO that starts late), the

@@ -116,7 +116,11 @@ type output struct {
 	r *Roller
 }
 
-func (o *output) Connect(context.Context) error { return nil }
+// Connect writes a small object (ProbeKey) to find out at start, rather
+// than at the first roll minutes later, that the lake cannot be written
+// (wrong credentials, no such bucket, a full disk). Benthos tries again
+// with backoff and /ready says not ready meanwhile.
+func (o *output) Connect(ctx context.Context) error { return Probe(ctx, o.r.w.Storage) }
 
 func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	recs := make([]*Record, 0, len(batch))

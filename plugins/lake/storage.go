@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caracal-sec/caracal/plugins/diskspace"
 )
@@ -20,6 +21,19 @@ type Storage interface {
 	Put(ctx context.Context, key string, data []byte) error
 	// URL names the storage for humans.
 	URL() string
+}
+
+// ProbeKey is where Probe writes: outside every table (query engines and
+// Hive-style readers skip names starting with "_"), the same key each time.
+const ProbeKey = "_caracal/writable"
+
+// Probe checks that the storage takes a write.
+func Probe(ctx context.Context, s Storage) error {
+	body := fmt.Appendf(nil, "{\"writer\":\"caracal\",\"at\":%q}\n", time.Now().UTC().Format(time.RFC3339))
+	if err := s.Put(ctx, ProbeKey, body); err != nil {
+		return fmt.Errorf("the lake at %s cannot be written (check its credentials, bucket, endpoint and free space): %w", s.URL(), err)
+	}
+	return nil
 }
 
 var keyRe = regexp.MustCompile(`^[A-Za-z0-9_=./-]+$`)
