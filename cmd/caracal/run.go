@@ -112,8 +112,15 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topics := kafka.DefaultTopics(s.Partitions, s.Retention)
-	if err := kafka.EnsureTopics(ctx, s.Brokers, s.ReplicationFactor, topics); err != nil {
-		return err
+	var warned time.Time
+	if err := kafka.EnsureTopicsWaiting(ctx, s.Brokers, s.ReplicationFactor, topics, func(err error) {
+		if time.Since(warned) < 10*time.Second {
+			return // a refused connection fails at once: say it every 10 s
+		}
+		warned = time.Now()
+		log.Warnf("Waiting for the broker at %s (caracal.brokers, CARACAL_BROKERS) to create Caracal's topics: %v", strings.Join(s.Brokers, ","), err)
+	}); err != nil {
+		return fmt.Errorf("no broker at %s answered in 2 minutes (is it running and reachable? caracal.brokers or CARACAL_BROKERS names it; empty runs the embedded one): %w", strings.Join(s.Brokers, ","), err)
 	}
 	if small, err := kafka.SmallRecordTopics(ctx, s.Brokers, topics); err != nil {
 		log.Warnf("Could not read the topics' max.message.bytes: %v", err)

@@ -145,23 +145,34 @@ func DefaultTopics(partitions int32, retention time.Duration) []TopicSpec {
 const MaxRecordBytes = 4 << 20
 
 // EnsureTopics creates the topics that do not exist yet. A replication factor
-// of -1 leaves it to the broker's default. It retries for up to a minute so a
-// broker that is still starting is waited for rather than failed on.
+// of -1 leaves it to the broker's default. A broker that is still starting
+// is waited for, until ctx ends: each attempt gets 5 s, and Waiting (when
+// set) hears why each one failed.
 func EnsureTopics(ctx context.Context, brokers []string, replication int16, topics []TopicSpec) error {
+	return EnsureTopicsWaiting(ctx, brokers, replication, topics, nil)
+}
+
+// EnsureTopicsWaiting is EnsureTopics telling waiting of each failed
+// attempt, so that a broker out of reach is reported while it is waited for.
+func EnsureTopicsWaiting(ctx context.Context, brokers []string, replication int16, topics []TopicSpec, waiting func(error)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return fmt.Errorf("kafka client for %v: %w", brokers, err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	deadline := time.Now().Add(time.Minute)
 	for {
-		err = createMissing(ctx, adm, replication, topics)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			if err != nil {
-				return fmt.Errorf("create topics on %v: %w", brokers, err)
-			}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = createMissing(actx, adm, replication, topics)
+		cancel()
+		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("create topics on %v: %w", brokers, err)
+		}
+		if waiting != nil {
+			waiting(err)
 		}
 		select {
 		case <-ctx.Done():
