@@ -391,7 +391,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		hold = r.ContentLength
 	}
 	if !s.buffered.TryAcquire(hold) {
-		overloaded(w, src.ID, "too many requests being received at once: try again later")
+		busy(w, src.ID)
 		return rawBytes, plainBytes, nEvents
 	}
 	// Released when the request is answered without reaching the
@@ -421,7 +421,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	plain, err := s.decompress(r.Context(), body, src)
 	switch {
 	case errors.Is(err, errBusy):
-		overloaded(w, src.ID, "too many requests being received at once: try again later")
+		busy(w, src.ID)
 		return rawBytes, plainBytes, nEvents
 	case errors.Is(err, ErrTooLarge):
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("decompressed body larger than %d bytes", src.MaxInflated))
@@ -437,7 +437,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	if Encoding(body) != "" {
 		// The decompressed events are held until the broker has them.
 		if !s.buffered.TryAcquire(int64(len(plain))) {
-			overloaded(w, src.ID, "too many requests being received at once: try again later")
+			busy(w, src.ID)
 			return rawBytes, plainBytes, nEvents
 		}
 		hold += int64(len(plain))
@@ -454,7 +454,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	if err == nil {
 		more := EventOverhead * int64(len(events))
 		if !s.buffered.TryAcquire(more) {
-			overloaded(w, src.ID, "too many requests being received at once: try again later")
+			busy(w, src.ID)
 			return rawBytes, plainBytes, nEvents
 		}
 		hold += more
@@ -515,6 +515,11 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 func tooMany(w http.ResponseWriter, source string, wait time.Duration, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 	fail(w, http.StatusTooManyRequests, source, msg)
+}
+
+// busy answers a request that max_buffered_bytes has no room for.
+func busy(w http.ResponseWriter, source string) {
+	overloaded(w, source, "too many requests being received at once: try again later")
 }
 
 func overloaded(w http.ResponseWriter, source, msg string) {
