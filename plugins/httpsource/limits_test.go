@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -113,6 +114,8 @@ func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.SetLimits(16<<20, time.Minute)
+	obs := &bufferedObserver{}
+	srv.SetObserver(obs)
 	if err := srv.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +138,9 @@ func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
 	if code, msg, _ = do(t, "POST", url, lines(20_000), nil); code != 503 || !strings.Contains(msg, "too many requests") {
 		t.Fatalf("a request while the pipeline holds the first = %d %q, want 503 (no room)", code, msg)
 	}
+	if now := obs.now.Load(); now < 20_000*EventOverhead {
+		t.Fatalf("caracal_http_buffered_bytes while the pipeline holds the first request: %d", now)
+	}
 	first := <-held
 	if len(first.Events) != 20_000 {
 		t.Fatalf("the first request carried %d events", len(first.Events))
@@ -150,7 +156,16 @@ func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
 			t.Fatalf("request %d once the pipeline is done with each = %d %q, want 200", i+1, code, msg)
 		}
 	}
+	if now := obs.now.Load(); now != 0 {
+		t.Fatalf("caracal_http_buffered_bytes once every request is done: %d, want 0", now)
+	}
 }
+
+// bufferedObserver keeps the last caracal_http_buffered_bytes.
+type bufferedObserver struct{ now atomic.Int64 }
+
+func (*bufferedObserver) Request(string, int, int, int, int, time.Duration) {}
+func (o *bufferedObserver) Buffered(n int64)                                { o.now.Store(n) }
 
 // A sender without the secret is answered 401 from its headers, before
 // its body is read: it takes no room and waits for nothing. Before, the

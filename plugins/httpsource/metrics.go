@@ -13,6 +13,7 @@ type metrics struct {
 	events   *service.MetricCounter
 	bytes    *service.MetricCounter
 	latency  *service.MetricTimer
+	buffered *service.MetricGauge
 }
 
 func newMetrics(m *service.Metrics) *metrics {
@@ -21,6 +22,7 @@ func newMetrics(m *service.Metrics) *metrics {
 		events:   m.NewCounter("http_source_events", "source"),
 		bytes:    m.NewCounter("http_source_bytes", "source", "stage"),
 		latency:  m.NewTimer("http_source_request_latency_ns", "source"),
+		buffered: m.NewGauge("http_buffered_bytes"),
 	}
 }
 
@@ -34,3 +36,6 @@ func (m *metrics) Request(source string, status, rawBytes, plainBytes, events in
 	m.bytes.Incr(int64(plainBytes), source, "decompressed")
 	m.latency.Timing(latency.Nanoseconds(), source)
 }
+
+// Buffered implements Observer.
+func (m *metrics) Buffered(bytes int64) { m.buffered.Set(bytes) }

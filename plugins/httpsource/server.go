@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -40,6 +41,8 @@ type Request struct {
 // Observer receives per-request figures (metrics).
 type Observer interface {
 	Request(source string, status int, rawBytes, plainBytes, events int, latency time.Duration)
+	// Buffered is the bytes requests hold now (of max_buffered_bytes).
+	Buffered(bytes int64)
 }
 
 type sourceState struct {
@@ -85,6 +88,7 @@ type Server struct {
 	// endpoint must not let senders fill the memory.
 	buffered    *semaphore.Weighted
 	maxBuffered int64
+	held        atomic.Int64 // what buffered has given out, for the metric
 	inflating   chan struct{}
 	readTimeout time.Duration
 	ready       func(context.Context) error
@@ -390,7 +394,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	if r.ContentLength >= 0 {
 		hold = r.ContentLength
 	}
-	if !s.buffered.TryAcquire(hold) {
+	if !s.take(hold) {
 		busy(w, src.ID)
 		return rawBytes, plainBytes, nEvents
 	}
@@ -398,7 +402,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	// pipeline, or else once the pipeline is done with its events (the
 	// broker acknowledged them or gave up), which may be after a 503.
 	handedOff := false
-	release := sync.OnceFunc(func() { s.buffered.Release(hold) })
+	release := sync.OnceFunc(func() { s.give(hold) })
 	defer func() {
 		if !handedOff {
 			release()
@@ -436,7 +440,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	plainBytes = len(plain)
 	if Encoding(body) != "" {
 		// The decompressed events are held until the broker has them.
-		if !s.buffered.TryAcquire(int64(len(plain))) {
+		if !s.take(int64(len(plain))) {
 			busy(w, src.ID)
 			return rawBytes, plainBytes, nEvents
 		}
@@ -453,7 +457,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	}
 	if err == nil {
 		more := EventOverhead * int64(len(events))
-		if !s.buffered.TryAcquire(more) {
+		if !s.take(more) {
 			busy(w, src.ID)
 			return rawBytes, plainBytes, nEvents
 		}
@@ -525,6 +529,32 @@ func busy(w http.ResponseWriter, source string) {
 func overloaded(w http.ResponseWriter, source, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(5))
 	fail(w, http.StatusServiceUnavailable, source, msg)
+}
+
+// take reserves n bytes of max_buffered_bytes, or reports that there is
+// no room; give returns them.
+func (s *Server) take(n int64) bool {
+	if !s.buffered.TryAcquire(n) {
+		return false
+	}
+	s.held.Add(n)
+	s.observeBuffered()
+	return true
+}
+
+func (s *Server) give(n int64) {
+	s.buffered.Release(n)
+	s.held.Add(-n)
+	s.observeBuffered()
+}
+
+// observeBuffered reports held as it is after the caller's change (read
+// again, so that the last report is the latest even when takes and gives
+// race).
+func (s *Server) observeBuffered() {
+	if s.observer != nil {
+		s.observer.Buffered(s.held.Load())
+	}
 }
 
 var errBusy = errors.New("busy")
