@@ -373,3 +373,27 @@ func TestFailingDestinationRaisesSystemError(t *testing.T) {
 }
 
 func testLogger() *service.Logger { return service.MockResources().Logger() }
+
+// A webhook URL's path is its secret (Slack, Teams, Discord): a failed
+// request's error, which goes to the logs, the lake and other
+// destinations' alerts, names the host only.
+func TestDeliveryErrorsWithholdTheURLSecret(t *testing.T) {
+	secretURL := "http://127.0.0.1:1/services/T0/B0/s3cr3tT0ken?key=qu3ry"
+	for _, kind := range []string{"slack", "webhook", "msteams", "discord"} {
+		var attempts []Attempt
+		d, err := NewDestination("d-"+kind, kind, Endpoint{URL: secretURL, Token: "t"}, "", "", "", nil, Filter{}, fastRetry(),
+			func(a Attempt) { attempts = append(attempts, a) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = d.Deliver(context.Background(), sampleAlert())
+		if err == nil || len(attempts) == 0 {
+			t.Fatalf("%s: delivery to a closed port: %v after %d attempts", kind, err, len(attempts))
+		}
+		for _, text := range []string{err.Error(), attempts[0].Error} {
+			if strings.Contains(text, "s3cr3t") || strings.Contains(text, "qu3ry") || !strings.Contains(text, "http://127.0.0.1:1/…") {
+				t.Errorf("%s: error %q shows the URL's secret, or not its host", kind, text)
+			}
+		}
+	}
+}
