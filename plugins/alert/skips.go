@@ -8,6 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/lograte"
 )
 
 // Skips counts the records a stage skips because it cannot read them.
@@ -17,12 +18,13 @@ import (
 type Skips struct {
 	Key     string                 // the SYSTEM_ERROR's dedup key
 	Stage   string                 // who skipped, for the title: "Detection"
-	Log     *service.Logger        // each skip is logged, when set
+	Log     *service.Logger        // skips are logged, when set (lograte: 10 a minute)
 	Counter *service.MetricCounter // and counted
 
 	mu         sync.Mutex
 	reportedAt time.Time
 	unreported int
+	logged     lograte.Limiter
 }
 
 // Skip logs and counts the message m skipped at now for err, and returns
@@ -30,7 +32,9 @@ type Skips struct {
 func (s *Skips) Skip(now time.Time, m *service.Message, err error) *envelope.Alert {
 	where := RecordAt(m.MetaGet)
 	if s.Log != nil {
-		s.Log.Errorf("%s skipped the record at %s, which it cannot read: %v", s.Stage, where, err)
+		if ok, note := s.logged.Allow(now); ok {
+			s.Log.Errorf("%s skipped the record at %s, which it cannot read: %v%s", s.Stage, where, err, note)
+		}
 	}
 	if s.Counter != nil {
 		s.Counter.Incr(1)

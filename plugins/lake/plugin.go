@@ -8,6 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/lograte"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
@@ -99,8 +100,11 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 		return nil, pol, 0, err
 	}
 	log := res.Logger()
+	var logged lograte.Limiter
 	w := &Writer{Tables: tables, Storage: store, RowGroupRows: int64(rg), MaxOpenFiles: maxFiles, OnError: func(r *Record, err error) {
-		log.Errorf("Lake: row from %s/%d@%d not written: %v", r.Topic, r.Partition, r.Offset, err)
+		if ok, note := logged.Allow(time.Now()); ok {
+			log.Errorf("Lake: row from %s/%d@%d not written: %v%s", r.Topic, r.Partition, r.Offset, err, note)
+		}
 	}}
 	log.Infof("Lake at %s (files roll at %d bytes, %d open files or %s)", store.URL(), rollBytes, maxFiles, rollPeriod)
 	r := NewRoller(w, rollBytes, rollPeriod, st.Draining)
