@@ -68,6 +68,16 @@ func (l *LocalStorage) Put(ctx context.Context, key string, data []byte) error {
 	}
 	path := filepath.Join(l.Dir, filepath.FromSlash(key))
 	dir := filepath.Dir(path)
+	// The directories about to be created (a new hour): their entries
+	// are synced too, or a power loss could take a whole hour's files
+	// whose offsets were committed.
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		created = append(created, d)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("lake: %w", err)
 	}
@@ -94,11 +104,20 @@ func (l *LocalStorage) Put(ctx context.Context, key string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("lake: %w", err)
 	}
+	syncDir(dir)
+	for _, d := range created {
+		syncDir(filepath.Dir(d))
+	}
+	return nil
+}
+
+// syncDir makes a directory's entries durable (best effort: not every
+// file system syncs directories).
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 func firstErr(errs ...error) error {
