@@ -21,16 +21,11 @@ import (
 // as long as they stayed open.
 func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 	src := &Source{ID: "open", Path: "open", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
-	srv, err := NewServer([]*Source{src}, 2*time.Second, func() Status { return Status{} })
+	const stalled, declared = 3, 1_000_000
+	srv, err := limitedServer(t, src, 2*time.Second, stalled*declared+100_000, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const stalled, declared = 3, 1_000_000
-	srv.SetLimits(stalled*declared+100_000, time.Second)
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(t.Context()) })
 	go func() {
 		for r := range srv.Requests() {
 			r.Ack(nil)
@@ -86,18 +81,31 @@ func isClosed(err error) bool {
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
+// limitedServer is a Server for src with the given limits, set up by
+// configure before it listens; listenErr is Listen's error, the server nil.
+func limitedServer(t *testing.T, src *Source, timeout time.Duration, maxBuffered int64, readTimeout time.Duration, configure func(*Server)) (_ *Server, listenErr error) {
+	t.Helper()
+	srv, err := NewServer([]*Source{src}, timeout, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLimits(maxBuffered, readTimeout)
+	if configure != nil {
+		configure(srv)
+	}
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { srv.Close(t.Context()) })
+	return srv, nil
+}
+
 // A source whose one request may hold more than all requests may at once
 // would be answered 503 for ever: the listener refuses to start, saying
 // what to change.
 func TestSourceLargerThanTheRoomIsRefused(t *testing.T) {
 	src := &Source{ID: "big", Path: "big", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 16 << 20}
-	srv, err := NewServer([]*Source{src}, time.Second, func() Status { return Status{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetLimits(8<<20, time.Second)
-	if err := srv.Listen("127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "raise max_buffered_bytes") {
-		srv.Close(t.Context())
+	if _, err := limitedServer(t, src, time.Second, 8<<20, time.Second, nil); err == nil || !strings.Contains(err.Error(), "raise max_buffered_bytes") {
 		t.Fatalf("Listen = %v, want a refusal naming max_buffered_bytes", err)
 	}
 }
@@ -109,17 +117,11 @@ func TestSourceLargerThanTheRoomIsRefused(t *testing.T) {
 // 503 before, and freed then.
 func TestEventsCountInTheRoomUntilThePipelineIsDone(t *testing.T) {
 	src := &Source{ID: "lines", Path: "lines", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 8 << 20}
-	srv, err := NewServer([]*Source{src}, time.Second, func() Status { return Status{} })
+	obs := &bufferedObserver{}
+	srv, err := limitedServer(t, src, time.Second, 16<<20, time.Minute, func(s *Server) { s.SetObserver(obs) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetLimits(16<<20, time.Minute)
-	obs := &bufferedObserver{}
-	srv.SetObserver(obs)
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(t.Context()) })
 	url := "http://" + srv.Addr() + "/http/lines"
 	lines := func(n int) []byte { return gz([]byte(strings.Repeat("{}\n", n))) }
 
@@ -199,13 +201,11 @@ func TestWrongSecretIsRefusedBeforeTheBody(t *testing.T) {
 // while the broker is out of reach (nor while the process drains, which
 // the input's check adds).
 func TestReadyz(t *testing.T) {
-	srv, err := NewServer([]*Source{{ID: "s", Path: "s", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}}, time.Second, func() Status { return Status{} })
-	if err != nil {
-		t.Fatal(err)
-	}
 	var brokerErr error
-	srv.SetReadiness(func(context.Context) error { return brokerErr })
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
+	src := &Source{ID: "s", Path: "s", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
+	srv, err := limitedServer(t, src, time.Second, DefaultMaxBufferedBytes, time.Minute,
+		func(s *Server) { s.SetReadiness(func(context.Context) error { return brokerErr }) })
+	if err != nil {
 		t.Fatal(err)
 	}
 	url := "http://" + srv.Addr() + "/readyz"
@@ -216,5 +216,4 @@ func TestReadyz(t *testing.T) {
 	if code, body, _ := do(t, "GET", url, nil, nil); code != 503 || !strings.Contains(body, "unreachable") {
 		t.Fatalf("broker out of reach: %d %s, want 503 with the reason", code, body)
 	}
-	srv.Close(t.Context())
 }
