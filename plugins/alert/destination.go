@@ -12,11 +12,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/redact"
 )
 
 // Destination delivers alerts somewhere.
@@ -145,7 +145,9 @@ func doHTTP(c *http.Client, req *http.Request) (int, time.Duration, error) {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, 0, redactURL(err)
+		// A webhook URL's path is its secret; the error goes to the
+		// logs, the lake and other destinations' SYSTEM_ERROR alerts.
+		return 0, 0, redact.Error(err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -161,26 +163,6 @@ func doHTTP(c *http.Client, req *http.Request) (int, time.Duration, error) {
 	default:
 		return resp.StatusCode, 0, permanent{fmt.Errorf("HTTP %d (not retried)", resp.StatusCode)}
 	}
-}
-
-// redactURL takes the path and query out of a request error's URL: a
-// Slack, Teams or Discord webhook's path is its secret, and the error goes
-// to the logs, the lake (alert_deliveries) and other destinations'
-// SYSTEM_ERROR alerts. The host stays, which is what tells the failure.
-func redactURL(err error) error {
-	var ue *url.Error
-	if !errors.As(err, &ue) {
-		return err
-	}
-	u, perr := url.Parse(ue.URL)
-	if perr != nil {
-		return fmt.Errorf("%s (URL withheld): %w", ue.Op, ue.Err)
-	}
-	shown := u.Scheme + "://" + u.Host
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-		shown += "/…"
-	}
-	return fmt.Errorf("%s %s: %w", ue.Op, shown, ue.Err)
 }
 
 func deliverWithRetry(ctx context.Context, dest, alertID string, r Retry, onAttempt func(Attempt),

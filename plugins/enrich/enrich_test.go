@@ -290,6 +290,24 @@ func TestHTTPSourceUsesETag(t *testing.T) {
 	}
 }
 
+// A feed's API key travels in its URL: a failed fetch's error, which
+// goes to the logs and a SYSTEM_ERROR alert, names the host only.
+func TestHTTPSourceErrorsWithholdTheKey(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	for _, data := range []string{srv.URL + "/ips.csv?apikey=s3cr3t", "http://127.0.0.1:1/ips.csv?apikey=s3cr3t"} {
+		_, err := NewTable(context.Background(), &Def{Name: "feed", PrimaryKey: "k", KeyType: "string", Format: "csv", Data: data})
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "/…") {
+			t.Errorf("fetching %s: %v, want an error naming the host only", data, err)
+		}
+	}
+	srv.Close()
+	if shown := shownData("https://feed.example.com/ips.csv?apikey=s3cr3t"); shown != "https://feed.example.com/…" {
+		t.Errorf("the SYSTEM_ERROR's data: %q", shown)
+	}
+}
+
 func TestS3SourceMinIO(t *testing.T) {
 	endpoint := os.Getenv("CARACAL_TEST_S3_ENDPOINT")
 	if endpoint == "" {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/redact"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -84,7 +86,7 @@ func (p *processor) queue(t *Table, err error) {
 		UpdatedAt: envelope.FormatTime(now), Severity: "Medium", Type: envelope.TypeSystemError,
 		Title: fmt.Sprintf("Lookup table %s failed to refresh; the version loaded at %s stays in use", t.Def.Name, envelope.FormatTime(t.Index().Loaded)),
 		Name:  "Lookup table refresh", Description: err.Error(), Tags: []string{"lookup-table"}, Version: "1",
-		AlertContext: map[string]any{"table": t.Def.Name, "data": t.Def.Data, "error": err.Error()},
+		AlertContext: map[string]any{"table": t.Def.Name, "data": shownData(t.Def.Data), "error": err.Error()},
 		DedupString:  key, EventCount: 1, LogTypes: []string{}, Events: []map[string]any{},
 	}
 	p.mu.Lock()
@@ -126,4 +128,13 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 func (p *processor) Close(context.Context) error {
 	p.cancel()
 	return nil
+}
+
+// shownData is a table's data location as alerts may show it: a URL's
+// path and query can hold its API key.
+func shownData(loc string) string {
+	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
+		return redact.URL(loc)
+	}
+	return loc
 }

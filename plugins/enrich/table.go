@@ -30,6 +30,8 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/redact"
 )
 
 // Def is a lookup table definition (lookups/<name>.yml).
@@ -341,14 +343,15 @@ func (h *httpSource) Fetch(ctx context.Context, prev string) ([]byte, string, bo
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return nil, "", false, err
+		// Feeds take their API key in the URL: errors name the host only.
+		return nil, "", false, redact.Error(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
 		return nil, prev, false, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", false, fmt.Errorf("GET %s: HTTP %d", h.url, resp.StatusCode)
+		return nil, "", false, fmt.Errorf("GET %s: HTTP %d", redact.URL(h.url), resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
 	if err != nil {
