@@ -3,22 +3,13 @@ package parse
 import (
 	"strings"
 	"testing"
-
-	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 // BenchmarkClassifyAmongAll is the demo source's case: an event classified
 // among every log type, the pre-checks turning the others away; here a
 // GuardDuty finding, which several JSON types are tried before.
 func BenchmarkClassifyAmongAll(b *testing.B) {
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := NewClassifier(schemas)
-	if err != nil {
-		b.Fatal(err)
-	}
+	schemas, c := shipped(b)
 	var raw []byte
 	for _, s := range schemas {
 		if s.Schema == "AWS.GuardDuty" {

@@ -26,6 +26,21 @@ func classifier(t testing.TB) *Classifier {
 	return c
 }
 
+// shipped is the shipped schemas and a classifier over them, its clock
+// running as in the process stage.
+func shipped(tb testing.TB) ([]*schema.Schema, *Classifier) {
+	tb.Helper()
+	schemas, err := schema.LoadDir("../../schemas")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := NewClassifier(schemas)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return schemas, c
+}
+
 func sample(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
@@ -350,14 +365,7 @@ func TestClassifyByKind(t *testing.T) {
 // BenchmarkLogTypes parses each log type's first schema test line into
 // the JSON caracal_parse hands on.
 func BenchmarkLogTypes(b *testing.B) {
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := NewClassifier(schemas)
-	if err != nil {
-		b.Fatal(err)
-	}
+	schemas, c := shipped(b)
 	for _, s := range schemas {
 		var raw []byte
 		for _, tc := range s.Tests {
@@ -445,21 +453,14 @@ func TestFieldSetFinds(t *testing.T) {
 	}
 }
 
-// A source with no log types (the demo source) classifies among all: every
-// shipped schema's own samples must come out as that log type, not as
-// another schema that also accepts them.
 // escapedKeys finds the first letter of an object key.
 var escapedKeys = regexp.MustCompile(`[{,]\s*"[A-Za-z]`)
 
+// A source with no log types (the demo source) classifies among all: every
+// shipped schema's own samples must come out as that log type, not as
+// another schema that also accepts them.
 func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
-	schemas, err := schema.LoadDir("../../schemas")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewClassifier(schemas)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schemas, c := shipped(t)
 	types := map[string]bool{}
 	// CloudTrail's samples are the repository's, not in its schema file.
 	ct, err := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
