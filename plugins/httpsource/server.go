@@ -422,7 +422,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
 		return rawBytes, plainBytes, nEvents
 	}
-	plain, err := s.decompress(r.Context(), body, src)
+	plain, inflated, err := s.decompress(r.Context(), body, src)
 	switch {
 	case errors.Is(err, errBusy):
 		busy(w, src.ID)
@@ -438,7 +438,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		return rawBytes, plainBytes, nEvents
 	}
 	plainBytes = len(plain)
-	if Encoding(body) != "" {
+	if inflated {
 		// The decompressed events are held until the broker has them.
 		if !s.take(int64(len(plain))) {
 			busy(w, src.ID)
@@ -562,20 +562,21 @@ var errBusy = errors.New("busy")
 // decompress inflates a compressed body once one of the decompression
 // slots is free: each may allocate up to the source's limit (16 MiB by
 // default), so only as many run at once as there are cores to run them.
-func (s *Server) decompress(ctx context.Context, body []byte, src *Source) ([]byte, error) {
+// inflated says that plain is new memory rather than body itself.
+func (s *Server) decompress(ctx context.Context, body []byte, src *Source) (plain []byte, inflated bool, _ error) {
 	if Encoding(body) == "" {
-		return body, nil
+		return body, false, nil
 	}
 	select {
 	case s.inflating <- struct{}{}:
 	case <-ctx.Done():
-		return nil, errBusy
+		return nil, false, errBusy
 	case <-s.closing:
-		return nil, errBusy
+		return nil, false, errBusy
 	}
 	defer func() { <-s.inflating }()
 	plain, _, err := Decompress(body, src.MaxInflated)
-	return plain, err
+	return plain, true, err
 }
 
 // readBody reads up to limit+1 bytes of the request's body. A body of
