@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
 )
 
@@ -214,4 +215,34 @@ func TestRollerBoundsTheOpenFiles(t *testing.T) {
 	if len(rows) != 2*hours || len(seen) != 2*hours {
 		t.Fatalf("%d rows, %d distinct, want %d once each", len(rows), len(seen), 2*hours)
 	}
+}
+
+// BenchmarkRollerAdd is the lake stage's path: batches of 1,000 raw
+// CloudTrail events through the roller, each filling its roll.
+func BenchmarkRollerAdd(b *testing.B) {
+	w := &Writer{Tables: tables(b), Storage: discard{}}
+	raws := make([][]byte, 1000)
+	size := 0
+	for i := range raws {
+		raw, err := envelope.EncodeEvent(event(fmt.Sprint(i), 21))
+		if err != nil {
+			b.Fatal(err)
+		}
+		raws[i], size = raw, size+len(raw)
+	}
+	r := NewRoller(w, size, time.Hour, nil) // a batch fills a roll
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	offset := int64(0)
+	for b.Loop() {
+		batch := make([]*Record, len(raws))
+		for i, raw := range raws {
+			batch[i] = &Record{Topic: envelope.TopicEvents, Offset: offset, Raw: raw}
+			offset++
+		}
+		if err := r.Add(context.Background(), batch, size); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(raws))/b.Elapsed().Seconds(), "rows/s")
 }
