@@ -65,6 +65,11 @@ func appendFields(out []string, s string) ([]string, error) {
 		case '"':
 			j := i + 1
 			escaped := false
+			// Most quoted fields hold no backslash: find their end with
+			// IndexByte, not byte by byte.
+			if q := strings.IndexByte(s[j:], '"'); q >= 0 && strings.IndexByte(s[j:j+q], '\\') < 0 {
+				j += q
+			}
 			for j < n && s[j] != '"' {
 				if s[j] == '\\' && j+1 < n && (s[j+1] == '"' || s[j+1] == '\\') {
 					escaped = true
