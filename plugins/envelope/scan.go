@@ -102,6 +102,9 @@ func (s *Scanner) Str() (raw []byte, escaped bool, err error) {
 		return nil, false, ErrSyntax
 	}
 	start := s.i + 1
+	if !s.strict {
+		return s.laxStr(start)
+	}
 	for j := start + stringRun(s.b[start:]); j < len(s.b); j += stringRun(s.b[j:]) {
 		switch s.b[j] {
 		case '"':
@@ -127,6 +130,29 @@ func (s *Scanner) Str() (raw []byte, escaped bool, err error) {
 	return nil, false, ErrSyntax
 }
 
+// laxStr is Str past the opening quote at start when only a quote or a
+// backslash matter: IndexByte finds them many bytes at a time, where
+// stringRun also looks for control characters eight at a time (a quarter
+// of evaluating rules on an event went to reading its strings).
+func (s *Scanner) laxStr(start int) (raw []byte, escaped bool, err error) {
+	for j := start; ; {
+		q := bytes.IndexByte(s.b[j:], '"')
+		if q < 0 {
+			return nil, false, ErrSyntax
+		}
+		q += j
+		k := bytes.IndexByte(s.b[j:q], '\\')
+		if k < 0 {
+			s.i = q + 1
+			return s.b[start:q], escaped, nil
+		}
+		escaped = true
+		if j += k + 2; j > len(s.b) {
+			return nil, false, ErrSyntax
+		}
+	}
+}
+
 // stringRun is the length of b's leading run without a quote, a
 // backslash or a control character: what a JSON string holds as it is.
 func stringRun(b []byte) int { return plainRun(b, false) }
@@ -140,15 +166,24 @@ func plainRun(b []byte, ascii bool) int {
 	if ascii {
 		high = highs
 	}
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
+	// first is the position of the first byte of b[i:i+8] that stops the run, or 8.
+	first := func(i int) int {
 		w := binary.LittleEndian.Uint64(b[i:])
 		quote, backslash := w^(ones*'"'), w^(ones*'\\')
 		// The lowest flag of each test marks the first byte it finds exactly.
 		found := ((w-ones*0x20)&^w | (quote-ones)&^quote | (backslash-ones)&^backslash) & highs
-		if found |= w & high; found != 0 {
-			return i + bits.TrailingZeros64(found)/8
+		return bits.TrailingZeros64(found|w&high) / 8
+	}
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if k := first(i); k < 8 {
+			return i + k
 		}
+	}
+	if i < len(b) && len(b) >= 8 {
+		// The last eight bytes, overlapping those found plain, rather
+		// than the rest byte by byte.
+		return len(b) - 8 + first(len(b)-8)
 	}
 	for ; i < len(b); i++ {
 		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || ascii && c >= 0x80 {
