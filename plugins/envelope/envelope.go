@@ -168,13 +168,26 @@ func AppendTime(b []byte, t time.Time) []byte {
 	return b
 }
 
-// digits writes n zero-padded into all of b.
+// digits writes n zero-padded into all of b, two digits at a time.
 func digits(b []byte, n int) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = byte('0' + n%10)
-		n /= 10
+	i := len(b)
+	for ; i >= 2; i -= 2 {
+		q := n / 100
+		r := 2 * (n - 100*q)
+		b[i-2], b[i-1] = twoDigits[r], twoDigits[r+1]
+		n = q
+	}
+	if i == 1 {
+		b[0] = byte('0' + n%10)
 	}
 }
+
+// twoDigits holds "00" to "99".
+const twoDigits = "0001020304050607080910111213141516171819" +
+	"2021222324252627282930313233343536373839" +
+	"4041424344454647484950515253545556575859" +
+	"6061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // ParseTime reads a timestamp written by FormatTime (or any RFC 3339 time).
 // time.Parse has its own fast path for RFC 3339: a hand-written reader of
