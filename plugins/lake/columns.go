@@ -240,12 +240,15 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	}
 	// Min and max per page of a log's own text columns (user agents,
 	// request parameters, ids) prune nothing, as their rows come in no
-	// order, and computing them was a tenth of writing. The p_* columns
-	// keep theirs: the log type and sources are constant in a file, and the
-	// indicators have bloom filters besides.
+	// order, and computing them was a tenth of writing. The same holds for
+	// the indicator lists, which bloom filters serve instead (engines do
+	// not prune a list's contains() by its bounds either). The other p_*
+	// columns keep theirs: the log type and sources are constant in a
+	// file, and row ids ordered.
 	for _, path := range t.Schema.Columns() {
 		leaf, _ := t.Schema.Lookup(path...)
-		if !strings.HasPrefix(path[0], "p_") && leaf.Node.Type().Kind() == parquet.ByteArray {
+		ownText := !strings.HasPrefix(path[0], "p_") || strings.HasPrefix(path[0], "p_any_")
+		if ownText && leaf.Node.Type().Kind() == parquet.ByteArray {
 			t.skipBounds = append(t.skipBounds, parquet.SkipPageBounds(path...))
 		}
 	}
