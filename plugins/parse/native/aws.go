@@ -173,15 +173,14 @@ func parseVPCFlow(m *Record, line, header []byte) error {
 		}
 		cols = c
 	}
-	// Tokens are slices of the line's text, put as they are found.
-	s, n := m.Text(line), 0
-	for tok := range strings.FieldsSeq(s) {
+	// Tokens are slices of the line's text.
+	toks := m.spaceFields(line)
+	for n, tok := range toks {
 		if n < len(cols) {
 			set(m, cols[n], tok)
 		}
-		n++
 	}
-	if n != len(cols) {
+	if n := len(toks); n != len(cols) {
 		return fmt.Errorf("VPCFlow: %d fields, the format has %d", n, len(cols))
 	}
 	return nil

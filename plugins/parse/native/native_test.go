@@ -3,6 +3,7 @@ package native
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -166,4 +167,27 @@ func benchNative(b *testing.B, name, line string) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+// spaceFields splits as strings.Fields does, whatever white space or bytes
+// the line holds: tabs, runs of spaces, Unicode spaces, invalid UTF-8.
+func FuzzSpaceFields(f *testing.F) {
+	for _, s := range []string{vpcLine, albLine, "", " ", "a", "  a  b  ", "a\tb", "a\u00a0b c", "a\x85b", "\xff\xfe x",
+		"12345678 12345678", "1234567\x1f", "a\x7fb c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var rec Record
+		got := rec.spaceFields([]byte(s))
+		if want := strings.Fields(s); !slices.Equal(got, want) {
+			t.Fatalf("spaceFields(%q) = %q, want %q", s, got, want)
+		}
+		plain := true
+		for i := 0; i < len(s); i++ {
+			plain = plain && s[i] >= 0x20 && s[i] < 0x80
+		}
+		if printableASCII(s) != plain {
+			t.Fatalf("printableASCII(%q) = %v", s, !plain)
+		}
+	})
 }
