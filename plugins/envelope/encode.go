@@ -32,6 +32,14 @@ func AppendFloat(b []byte, f float64) ([]byte, error) { return appendJSONFloat(b
 // AppendString appends s quoted as EncodeEvent writes strings.
 func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
 
+// AppendPlainString is AppendString for a string known to be plain
+// (Scanner.PlainText): quoted as it is.
+func AppendPlainString(b []byte, s string) []byte {
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 func appendJSON(b []byte, v any) ([]byte, error) {
 	var err error
 	switch x := v.(type) {

@@ -241,6 +241,23 @@ func (s *Scanner) Text() ([]byte, error) {
 	return s.Unescape(raw), nil
 }
 
+// PlainText is Text that also reports whether the string is plain:
+// printable ASCII without escapes, which JSON writes as it is. Finding
+// that while reading spares a writer (AppendPlainString) the second look
+// at every byte that AppendString takes.
+func (s *Scanner) PlainText() (text []byte, plain bool, err error) {
+	if s.Next() != '"' {
+		return nil, false, ErrSyntax
+	}
+	start := s.i + 1
+	if j := start + plainRun(s.b[start:], true); j < len(s.b) && s.b[j] == '"' {
+		s.i = j + 1
+		return s.b[start:j], true, nil
+	}
+	text, err = s.Text()
+	return text, false, err
+}
+
 // Key reads an object's key and the colon after it.
 func (s *Scanner) Key() ([]byte, error) {
 	k, err := s.Text()
@@ -397,9 +414,12 @@ func (s *Scanner) Value(depth int) (any, error) { return s.decodeValue(depth) }
 func (s *Scanner) AppendValue(b []byte, depth int) ([]byte, error) {
 	switch s.Next() {
 	case '"':
-		text, err := s.Text()
+		text, plain, err := s.PlainText()
 		if err != nil {
 			return nil, err
+		}
+		if plain {
+			return AppendPlainString(b, unsafe.String(unsafe.SliceData(text), len(text))), nil
 		}
 		return appendJSONString(b, unsafe.String(unsafe.SliceData(text), len(text))), nil
 	case '{':
@@ -457,9 +477,12 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 	keys := few[:0]
 	var many map[string]bool
 	for more, n := !s.Expect('}'), 0; more; n++ {
-		k, err := s.Key()
+		k, plain, err := s.PlainText()
 		if err != nil {
 			return nil, err
+		}
+		if !s.Expect(':') {
+			return nil, ErrSyntax
 		}
 		repeated := false
 		if many != nil {
@@ -487,7 +510,11 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 		if n > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, unsafe.String(unsafe.SliceData(k), len(k)))
+		if plain {
+			b = AppendPlainString(b, unsafe.String(unsafe.SliceData(k), len(k)))
+		} else {
+			b = appendJSONString(b, unsafe.String(unsafe.SliceData(k), len(k)))
+		}
 		b = append(b, ':')
 		if b, err = s.AppendValue(b, depth+1); err != nil {
 			return nil, err

@@ -115,9 +115,14 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 		}
 		return append(b, ']'), true, nil
 	case f.typ == schema.TypeString && c == '"':
-		text, err := s.Text()
+		text, plain, err := s.PlainText()
 		if err != nil {
 			return nil, false, err
+		}
+		if f.xf == nil && plain {
+			text := unsafe.String(unsafe.SliceData(text), len(text))
+			st.res.Indicators.Add(f.indicators, text)
+			return envelope.AppendPlainString(b, text), true, nil
 		}
 		if nb, ok := st.emitString(b, f, unsafe.String(unsafe.SliceData(text), len(text))); ok {
 			return nb, true, nil
