@@ -183,7 +183,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 		f := p.fields[i]
 		mark := len(b)
 		b = appendKey(b, first, f)
-		nb, wrote, err := st.emitText(b, f, v)
+		nb, wrote, err := st.emitText(b, f, v, rec)
 		if err != nil {
 			// Which error is reported follows the fields' order, as in
 			// the map path: write the values that way to find it.
@@ -203,10 +203,14 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 
 // emitText is value on a line's value, writing JSON: the common types
 // straight from the text, the rest through value.
-func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote bool, _ error) {
+func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record) (_ []byte, wrote bool, _ error) {
 	if !v.IsList {
 		switch f.typ {
 		case schema.TypeString:
+			if f.xf == nil && rec.Plain(v.Text) {
+				st.res.Indicators.Add(f.indicators, v.Text)
+				return envelope.AppendPlainString(b, v.Text), true, nil
+			}
 			if nb, ok := st.emitString(b, f, v.Text); ok {
 				return nb, true, nil
 			}
@@ -244,7 +248,11 @@ func (st *state) emitText(b []byte, f *node, v *native.Value) (_ []byte, wrote b
 				b = append(b, ',')
 			}
 			st.res.Indicators.Add(el.indicators, s)
-			b = envelope.AppendString(b, s)
+			if rec.Plain(s) {
+				b = envelope.AppendPlainString(b, s)
+			} else {
+				b = envelope.AppendString(b, s)
+			}
 		}
 		return append(b, ']'), true, nil
 	}

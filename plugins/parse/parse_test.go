@@ -246,6 +246,18 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"eventName":"x"}`))
 	f.Add([]byte(`{"Records":[{"a":1}]}`))
 	f.Add([]byte("plain"))
+	// Line values are written to JSON as they are only when the whole line
+	// is plain: a quote inside an unquoted field, an escaped quote, a
+	// control character or a non-ASCII byte must still be escaped.
+	alb := `http 2026-11-20T23:39:43.945958Z app/my-lb/50dc6c495c0c9188 192.0.2.10:2817 10.0.0.1:80 0.000 0.001 0.000 200 200 34 366 "GET http://www.example.com:80/ HTTP/1.1" "curl/7.46.0" - - arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "-" "-" 0 2026-11-20T23:39:43.945958Z "forward" "-" "-" "10.0.0.1:80" "200" "-" "-"`
+	for _, odd := range []string{`app/my"lb`, `app/my\lb`, "app/mylb", "app/myélb"} {
+		f.Add([]byte(strings.Replace(alb, "app/my-lb", odd, 1)))
+	}
+	f.Add([]byte(strings.Replace(alb, `"curl/7.46.0"`, `"curl \"7\" \\ x"`, 1)))
+	vpc := `2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK`
+	for _, odd := range []string{`eni-"1`, `eni-\1`, "eni-1", "eni-é1"} {
+		f.Add([]byte(strings.Replace(vpc, "eni-", odd, 1)))
+	}
 	one, _ := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
 	f.Add(one)
 	// Every schema test input, one line at a time: the line formats' and

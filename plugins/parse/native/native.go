@@ -47,11 +47,14 @@ var ErrHeader = errors.New("header line")
 // "double-quoted" (with \" and \\ escapes inside) or [bracketed], and the
 // quotes or brackets are removed. AWS's access logs (ALB, S3, CLB) use
 // this form.
-func Fields(line []byte) ([]string, error) { return appendFields(make([]string, 0, 32), string(line)) }
+func Fields(line []byte) ([]string, error) {
+	f, _, err := appendFields(make([]string, 0, 32), string(line))
+	return f, err
+}
 
 // appendFields is Fields appending to out, so that a record's token list
-// is reused from line to line.
-func appendFields(out []string, s string) ([]string, error) {
+// is reused from line to line; quoted counts the quoted fields.
+func appendFields(out []string, s string) (_ []string, quoted int, _ error) {
 	// The tokens are slices of the line's text (Record.Text), not copies.
 	i, n := 0, len(s)
 	for i < n {
@@ -78,21 +81,22 @@ func appendFields(out []string, s string) ([]string, error) {
 				j++
 			}
 			if j >= n {
-				return nil, fmt.Errorf("unterminated quoted field at byte %d", i)
+				return nil, 0, fmt.Errorf("unterminated quoted field at byte %d", i)
 			}
 			if j+1 < n && s[j+1] != ' ' {
-				return nil, fmt.Errorf("quoted field at byte %d is followed by %q, not a space", i, s[j+1])
+				return nil, 0, fmt.Errorf("quoted field at byte %d is followed by %q, not a space", i, s[j+1])
 			}
 			tok := s[i+1 : j]
 			if escaped {
 				tok = unescape(tok)
 			}
 			out = append(out, tok)
+			quoted++
 			i = j + 1
 		case '[':
 			j := strings.IndexByte(s[i+1:], ']')
 			if j < 0 {
-				return nil, fmt.Errorf("unterminated [bracketed] field at byte %d", i)
+				return nil, 0, fmt.Errorf("unterminated [bracketed] field at byte %d", i)
 			}
 			out = append(out, s[i+1:i+1+j])
 			i += j + 2
@@ -105,7 +109,7 @@ func appendFields(out []string, s string) ([]string, error) {
 			i += j
 		}
 	}
-	return out, nil
+	return out, quoted, nil
 }
 
 // unescape removes the backslash of \" and \\ in a quoted token.

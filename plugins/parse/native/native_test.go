@@ -186,7 +186,7 @@ func FuzzSpaceFields(f *testing.F) {
 		for i := 0; i < len(s); i++ {
 			plain = plain && s[i] >= 0x20 && s[i] < 0x80
 		}
-		if printableASCII(s) != plain {
+		if printableASCII([]byte(s)) != plain {
 			t.Fatalf("printableASCII(%q) = %v", s, !plain)
 		}
 	})

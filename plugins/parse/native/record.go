@@ -1,6 +1,8 @@
 package native
 
 import (
+	"bytes"
+	"encoding/binary"
 	"strings"
 	"unsafe"
 )
@@ -14,6 +16,11 @@ type Record struct {
 	tokens []string // the tokenizer's list, reused
 	items  []string // the lists' items, reused
 	borrow bool     // texts point into the line (Borrow)
+	// plain: the tokenized line is printable ASCII, without a backslash,
+	// and no field holds a quote, so every piece of it is written to JSON
+	// as it is (Plain).
+	plain bool
+	line  string // the text tokenized
 }
 
 // Value is one key's text, or its list when IsList (the other is stale).
@@ -25,7 +32,22 @@ type Value struct {
 }
 
 // Reset empties the record for the next line.
-func (r *Record) Reset() { r.values, r.items, r.borrow = r.values[:0], r.items[:0], false }
+func (r *Record) Reset() {
+	r.values, r.items, r.borrow, r.plain, r.line = r.values[:0], r.items[:0], false, false, ""
+}
+
+// Plain reports whether text is a piece of a line the tokenizer found
+// plain: printable ASCII without a quote or a backslash, which JSON writes
+// as it is (envelope.AppendPlainString). Writing a line's values then
+// skips looking at each byte again to escape it, a seventh of typing an
+// ALB line.
+func (r *Record) Plain(text string) bool {
+	if !r.plain || len(text) == 0 {
+		return r.plain
+	}
+	p, base := uintptr(unsafe.Pointer(unsafe.StringData(text))), uintptr(unsafe.Pointer(unsafe.StringData(r.line)))
+	return p >= base && p+uintptr(len(text)) <= base+uintptr(len(r.line))
+}
 
 // Borrow lets the texts of the next line point into it instead of into a
 // copy, for a caller that is done with the values before the line can
@@ -112,9 +134,13 @@ func (r *Record) Truncate(n int) { r.values = r.values[:n] }
 // fields tokenizes a line as Fields does into the record's reused list;
 // the list is valid until the next line.
 func (r *Record) fields(line []byte) ([]string, error) {
-	f, err := appendFields(r.tokens[:0], r.Text(line))
+	s := r.Text(line)
+	f, quoted, err := appendFields(r.tokens[:0], s)
 	if err == nil {
 		r.tokens = f
+		// Two quotes a quoted field and none elsewhere: no field holds one.
+		r.line = s
+		r.plain = printableASCII(line) && bytes.IndexByte(line, '\\') < 0 && bytes.Count(line, []byte{'"'}) == 2*quoted
 	}
 	return f, err
 }
@@ -126,7 +152,7 @@ func (r *Record) fields(line []byte) ([]string, error) {
 // that was a sixth of typing a VPC Flow line.
 func (r *Record) spaceFields(line []byte) []string {
 	s, out := r.Text(line), r.tokens[:0]
-	if !printableASCII(s) {
+	if !printableASCII(line) {
 		for tok := range strings.FieldsSeq(s) {
 			out = append(out, tok)
 		}
@@ -146,18 +172,18 @@ func (r *Record) spaceFields(line []byte) []string {
 		i += j
 	}
 	r.tokens = out
+	r.line, r.plain = s, bytes.IndexByte(line, '"') < 0 && bytes.IndexByte(line, '\\') < 0
 	return out
 }
 
 // printableASCII reports whether s holds no control character (tabs and
 // line breaks among them) and no byte of 0x80 or more, eight bytes at a
 // time.
-func printableASCII(s string) bool {
+func printableASCII(s []byte) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		w := binary.LittleEndian.Uint64(s[i:])
 		// A byte below 0x20 borrows into its own top bit; none does
 		// without one.
 		if ((w-ones*0x20)&^w|w)&highs != 0 {
