@@ -16,7 +16,7 @@ type Set struct {
 	// byLogType lists (table, path) pairs to look up per log type.
 	byLogType map[string][]assoc // "*": every log type
 	// reads is the top-level keys the associations read (nil: all).
-	reads map[string]bool
+	reads *envelope.Keys
 }
 
 type assoc struct {
@@ -49,12 +49,13 @@ func LoadSet(ctx context.Context, dir string) (*Set, error) {
 			}
 		}
 	}
-	s.reads = map[string]bool{envelope.FieldLogType: true, envelope.FieldEnrichment: true}
+	reads := []string{envelope.FieldLogType, envelope.FieldEnrichment}
 	for _, as := range s.byLogType {
 		for _, a := range as {
-			s.reads[a.keys[0]] = true
+			reads = append(reads, a.keys[0])
 		}
 	}
+	s.reads = envelope.NewKeys(reads...)
 	return s, nil
 }
 
