@@ -249,7 +249,9 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 		leaf, _ := t.Schema.Lookup(path...)
 		ownText := !strings.HasPrefix(path[0], "p_") || strings.HasPrefix(path[0], "p_any_")
 		if ownText && leaf.Node.Type().Kind() == parquet.ByteArray {
-			t.skipBounds = append(t.skipBounds, parquet.SkipPageBounds(path...))
+			// Both places a page's bounds go: the column index and,
+			// computed apart, the page's header.
+			t.skipBounds = append(t.skipBounds, parquet.SkipPageBounds(path...), parquet.SkipPageStatistics(path...))
 		}
 	}
 	return t, nil
