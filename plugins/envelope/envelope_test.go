@@ -300,3 +300,26 @@ func TestRowIDMatchesFormat(t *testing.T) {
 		}
 	}
 }
+
+// ParseTime reads what time.Parse reads, and refuses what it refuses: for
+// FormatTime's own layout (read digit by digit) and for strings one byte
+// away from it.
+func TestParseTimeMatchesTimeParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	texts := []string{"2024-02-29T23:59:59.999999999Z", "2023-02-29T00:00:00.000000000Z", "2026-04-31T00:00:00.000000000Z",
+		"2026-12-31T24:00:00.000000000Z", "2026-12-31T23:60:00.000000000Z", "2026-12-31T23:59:60.000000000Z",
+		"0000-01-01T00:00:00.000000000Z", "9999-12-31T23:59:59.999999999Z", "2026-11-30T01:02:03Z", "2026-11-30T01:02:03.5+01:00"}
+	for range 20000 {
+		s := []byte(FormatTime(time.Unix(rng.Int64N(1<<36)-1<<35, rng.Int64N(1e9))))
+		texts = append(texts, string(s))
+		s[rng.IntN(len(s))] = "0123456789-:.TZ+ x"[rng.IntN(18)]
+		texts = append(texts, string(s))
+	}
+	for _, s := range texts {
+		got, err := ParseTime(s)
+		want, wantErr := time.Parse(time.RFC3339Nano, s)
+		if (err != nil) != (wantErr != nil) || !got.Equal(want) {
+			t.Fatalf("ParseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, err, want, wantErr)
+		}
+	}
+}
