@@ -132,8 +132,8 @@ func (s *Scanner) Str() (raw []byte, escaped bool, err error) {
 
 // laxStr is Str past the opening quote at start when only a quote or a
 // backslash matter: IndexByte finds them many bytes at a time, where
-// stringRun also looks for control characters eight at a time (a quarter
-// of evaluating rules on an event went to reading its strings).
+// stringRun also looks for control characters eight at a time (strings
+// are half of what the detect stage spends reading an event).
 func (s *Scanner) laxStr(start int) (raw []byte, escaped bool, err error) {
 	for j := start; ; {
 		q := bytes.IndexByte(s.b[j:], '"')

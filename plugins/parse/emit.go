@@ -520,8 +520,8 @@ func unsafeString(v *fastjson.Value) string {
 }
 
 // trimSpace is strings.TrimSpace for values, which rarely have space to
-// trim: a look at their two ends settles most (a tenth of the time of
-// typing an ALB line's numbers and times went to trimming them).
+// trim: a look at their two ends settles most (strings.TrimSpace was 3%
+// of typing an ALB line).
 func trimSpace(s string) string {
 	if n := len(s); n > 0 && s[0] > ' ' && s[0] < utf8.RuneSelf && s[n-1] > ' ' && s[n-1] < utf8.RuneSelf {
 		return s
