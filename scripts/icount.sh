@@ -27,10 +27,11 @@ go test -c -o "$work/bench.test" "$pkg"
 dir=$(go list -f '{{.Dir}}' "$pkg")
 
 # count RUNS OUT: callgrind of RUNS iterations into OUT. Go's runtime now
-# and then dies under valgrind; such a run is tried again.
+# and then dies under valgrind (its preemption signals, off here, were the
+# usual cause); such a run is tried again.
 count() {
 	for _ in 1 2 3 4 5 6 7 8; do
-		if (cd "$dir" && GOGC=off valgrind --tool=callgrind --callgrind-out-file="$2" "$work/bench.test" \
+		if (cd "$dir" && GODEBUG=asyncpreemptoff=1 GOGC=off valgrind --tool=callgrind --callgrind-out-file="$2" "$work/bench.test" \
 			-test.run '^$' -test.bench "$bench" -test.cpu 1 -test.benchtime "${1}x") >"$work/log" 2>&1 &&
 			grep -q Collected "$work/log"; then
 			callgrind_annotate --auto=no --threshold=100 "$2" >"$2.txt" 2>/dev/null
