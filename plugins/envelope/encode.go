@@ -32,9 +32,14 @@ func AppendFloat(b []byte, f float64) ([]byte, error) { return appendJSONFloat(b
 // AppendString appends s quoted as EncodeEvent writes strings.
 func AppendString(b []byte, s string) []byte { return appendJSONString(b, s) }
 
-// AppendPlainString is AppendString for a string known to be plain
-// (Scanner.PlainText): quoted as it is.
-func AppendPlainString(b []byte, s string) []byte {
+// AppendStringPlain is AppendString for a string whose plainness is known
+// (Scanner.PlainText, native.Record.Plain): a plain one, printable ASCII
+// without a quote or a backslash, is quoted as it is, without the second
+// look at its bytes that escaping takes.
+func AppendStringPlain(b []byte, s string, plain bool) []byte {
+	if !plain {
+		return appendJSONString(b, s)
+	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')

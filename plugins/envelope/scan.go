@@ -243,7 +243,7 @@ func (s *Scanner) Text() ([]byte, error) {
 
 // PlainText is Text that also reports whether the string is plain:
 // printable ASCII without escapes, which JSON writes as it is. Finding
-// that while reading spares a writer (AppendPlainString) the second look
+// that while reading spares a writer (AppendStringPlain) the second look
 // at every byte that AppendString takes.
 func (s *Scanner) PlainText() (text []byte, plain bool, err error) {
 	if s.Next() != '"' {
@@ -418,10 +418,7 @@ func (s *Scanner) AppendValue(b []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if plain {
-			return AppendPlainString(b, unsafe.String(unsafe.SliceData(text), len(text))), nil
-		}
-		return appendJSONString(b, unsafe.String(unsafe.SliceData(text), len(text))), nil
+		return AppendStringPlain(b, unsafe.String(unsafe.SliceData(text), len(text)), plain), nil
 	case '{':
 		return s.appendObject(b, depth)
 	case '[':
@@ -510,11 +507,7 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 		if n > 0 {
 			b = append(b, ',')
 		}
-		if plain {
-			b = AppendPlainString(b, unsafe.String(unsafe.SliceData(k), len(k)))
-		} else {
-			b = appendJSONString(b, unsafe.String(unsafe.SliceData(k), len(k)))
-		}
+		b = AppendStringPlain(b, unsafe.String(unsafe.SliceData(k), len(k)), plain)
 		b = append(b, ':')
 		if b, err = s.AppendValue(b, depth+1); err != nil {
 			return nil, err

@@ -207,11 +207,7 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 	if !v.IsList {
 		switch f.typ {
 		case schema.TypeString:
-			if f.xf == nil && rec.Plain(v.Text) {
-				st.res.Indicators.Add(f.indicators, v.Text)
-				return envelope.AppendPlainString(b, v.Text), true, nil
-			}
-			if nb, ok := st.emitString(b, f, v.Text); ok {
+			if nb, ok := st.emitString(b, f, v.Text, rec.Plain(v.Text)); ok {
 				return nb, true, nil
 			}
 		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
@@ -248,11 +244,7 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 				b = append(b, ',')
 			}
 			st.res.Indicators.Add(el.indicators, s)
-			if rec.Plain(s) {
-				b = envelope.AppendPlainString(b, s)
-			} else {
-				b = envelope.AppendString(b, s)
-			}
+			b = envelope.AppendStringPlain(b, s, rec.Plain(s))
 		}
 		return append(b, ']'), true, nil
 	}
@@ -450,7 +442,7 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 	case f.typ == schema.TypeString && v.Type() == fastjson.TypeString:
 		// The bytes are fastjson's: written at once, and indicators are
 		// written before emitEvent hands the parser back.
-		if nb, ok := st.emitString(b, f, unsafeString(v)); ok {
+		if nb, ok := st.emitString(b, f, unsafeString(v), false); ok {
 			return nb, true, nil
 		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
@@ -487,18 +479,20 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 }
 
 // emitString writes a string field's text, validated and masked as the
-// schema says, and records its indicators. ok is false when validation
+// schema says, and records its indicators; plain says the text needs no
+// escaping (envelope.AppendStringPlain). ok is false when validation
 // refuses the text: value then reports why (its error copies the text,
 // which may be fastjson's).
-func (st *state) emitString(b []byte, f *node, s string) (_ []byte, ok bool) {
+func (st *state) emitString(b []byte, f *node, s string, plain bool) (_ []byte, ok bool) {
 	if f.xf != nil {
 		var err error
 		if s, err = f.xf.finish(s); err != nil {
 			return b, false
 		}
+		plain = false // masked or changed: no longer the text looked at
 	}
 	st.res.Indicators.Add(f.indicators, s)
-	return envelope.AppendString(b, s), true
+	return envelope.AppendStringPlain(b, s, plain), true
 }
 
 // emitTime writes a timestamp field's text as a time. ok is false when the

@@ -119,12 +119,7 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 		if err != nil {
 			return nil, false, err
 		}
-		if f.xf == nil && plain {
-			text := unsafe.String(unsafe.SliceData(text), len(text))
-			st.res.Indicators.Add(f.indicators, text)
-			return envelope.AppendPlainString(b, text), true, nil
-		}
-		if nb, ok := st.emitString(b, f, unsafe.String(unsafe.SliceData(text), len(text))); ok {
+		if nb, ok := st.emitString(b, f, unsafe.String(unsafe.SliceData(text), len(text)), plain); ok {
 			return nb, true, nil
 		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&

@@ -38,7 +38,7 @@ func (r *Record) Reset() {
 
 // Plain reports whether text is a piece of a line the tokenizer found
 // plain: printable ASCII without a quote or a backslash, which JSON writes
-// as it is (envelope.AppendPlainString). Writing a line's values then
+// as it is (envelope.AppendStringPlain). Writing a line's values then
 // skips a second look at each of their bytes to escape them.
 func (r *Record) Plain(text string) bool {
 	if !r.plain || len(text) == 0 {
