@@ -7,6 +7,7 @@ package lake
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -361,12 +362,32 @@ func (t *Table) node(f schema.Field, s *schema.Schema, depth int) (parquet.Node,
 		}
 		c.kind, c.shape = "list", listShape
 		c.children = []*col{ec}
+		if depth == 0 && slices.Contains(envelope.IndicatorFields, f.Name) {
+			el = indicatorElement(el)
+		}
 		// Elements are optional: a null inside a JSON array stays a null.
 		return parquet.Optional(parquet.List(parquet.Optional(el))), c, nil
 	default:
 		return nil, nil, fmt.Errorf("field %s: type %q has no column mapping", f.Name, f.Type)
 	}
 	return parquet.Optional(n), c, nil
+}
+
+// indicatorElement is an indicator list's element, dictionary encoded.
+// An indicator repeats from row to row (an account id, a role's ARN, a
+// scanner's IP), and its bloom filter is then sized by the distinct values
+// and built from the dictionary once, where a plain column's is sized by
+// every value and built by reading its compressed pages back: the lake of
+// lakebench's 200,000 CloudTrail events went from 13.5 MB to 10.1 MB (a
+// third of each file was bloom filters), for 2% fewer instructions.
+// There is no dictionary size limit (DictionaryMaxBytes): parquet-go
+// v0.32.0 leaves the values written after a fall back to plain pages out
+// of the bloom filter, and `caracal search` would miss their rows. A row
+// group's rows bound the dictionary; indicators are short.
+// Dictionaries for the log's own text columns made the writer a sixth
+// slower for another fifth off the size, so they stay plain.
+func indicatorElement(el parquet.Node) parquet.Node {
+	return parquet.Encoded(el, &parquet.RLEDictionary)
 }
 
 // EncodeColumns appends a row (a JSON-decoded object) to per-column value

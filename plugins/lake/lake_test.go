@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
@@ -919,24 +921,7 @@ func TestPageBoundsOnlyForStandardColumns(t *testing.T) {
 	if err := w.Write(context.Background(), recs(envelope.TopicEvents, 0, 0, event("a", 21), event("b", 21))); err != nil {
 		t.Fatal(err)
 	}
-	var files []string
-	filepath.WalkDir(filepath.Join(dir, "aws_cloudtrail"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, ".parquet") {
-			files = append(files, p)
-		}
-		return err
-	})
-	if len(files) != 1 {
-		t.Fatalf("files %v", files)
-	}
-	data, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openOnly(t, filepath.Join(dir, "aws_cloudtrail"))
 	chunks := f.Metadata().RowGroups[0].Columns
 	for i, path := range f.Schema().Columns() {
 		st := chunks[i].MetaData.Statistics
@@ -952,4 +937,87 @@ func TestPageBoundsOnlyForStandardColumns(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The indicator lists are dictionary encoded, and their bloom filters are
+// sized by the distinct values and hold every one of them: a search for
+// any value written finds its row group, however many values the column
+// chunk holds. (With a dictionary size limit, parquet-go's fall back to
+// plain pages left the values after it out of the filter: 20,000 rows
+// in one row group, two pages of indexes, show it.)
+func TestIndicatorBloomFiltersHoldEveryValue(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
+	const rows = 20000
+	w.RowGroupRows = rows
+	evs := make([]map[string]any, rows)
+	ips := make([]string, rows)
+	for i := range evs {
+		ips[i] = fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)
+		evs[i] = event(fmt.Sprint(i), 21)
+		evs[i]["p_any_ip_addresses"] = []any{ips[i], "198.51.100.23"}
+		evs[i]["p_any_aws_account_ids"] = []any{"111122223333"}
+	}
+	if err := w.Write(context.Background(), recs(envelope.TopicEvents, 0, 0, evs...)); err != nil {
+		t.Fatal(err)
+	}
+	f := openOnly(t, filepath.Join(dir, "aws_cloudtrail"))
+	if n := f.NumRows(); n != rows {
+		t.Fatalf("%d rows, want %d", n, rows)
+	}
+	leaf := func(name string) int {
+		col, ok := f.Schema().Lookup(name, "list", "element")
+		if !ok {
+			t.Fatalf("no column %s", name)
+		}
+		return col.ColumnIndex
+	}
+	chunk := func(name string) parquet.ColumnChunk { return f.RowGroups()[0].ColumnChunks()[leaf(name)] }
+	for _, name := range envelope.IndicatorFields {
+		encodings := f.Metadata().RowGroups[0].Columns[leaf(name)].MetaData.Encoding
+		if !slices.Contains(encodings, format.RLEDictionary) {
+			t.Errorf("%s encodings %v, want RLE_DICTIONARY", name, encodings)
+		}
+	}
+	bf := chunk("p_any_ip_addresses").BloomFilter()
+	if bf == nil {
+		t.Fatal("p_any_ip_addresses has no bloom filter")
+	}
+	for _, ip := range append(ips, "198.51.100.23") {
+		if ok, err := bf.Check(parquet.ValueOf(ip)); err != nil || !ok {
+			t.Fatalf("bloom filter of p_any_ip_addresses: %s not found (%v)", ip, err)
+		}
+	}
+	// 10 bits for each distinct value, in 32-byte blocks.
+	if size := bf.Size(); size < rows*10/8 || size > 4*rows*10/8 {
+		t.Errorf("p_any_ip_addresses bloom filter of %d bytes for %d distinct values", size, rows+1)
+	}
+	// One distinct value in every row: a filter for one value, not 20,000.
+	if size := chunk("p_any_aws_account_ids").BloomFilter().Size(); size > 1024 {
+		t.Errorf("p_any_aws_account_ids bloom filter of %d bytes for one distinct value", size)
+	}
+}
+
+// openOnly opens the one Parquet file under dir.
+func openOnly(t *testing.T, dir string) *parquet.File {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".parquet") {
+			files = append(files, p)
+		}
+		return err
+	})
+	if len(files) != 1 {
+		t.Fatalf("files under %s: %v, want one", dir, files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -163,6 +163,23 @@ func ScanLake(ctx context.Context, r Reader, tables *Tables, sc Scan, fn func(ta
 	return st, nil
 }
 
+// mayHold reports whether an indicator column chunk may hold want: it
+// holds some value (its statistics count fewer nulls than values; a
+// writer that counts none leaves this to the bloom filter), and its bloom
+// filter, when it has one, does not rule want out. A chunk of nulls only
+// has an empty dictionary and so no bloom filter.
+func mayHold(cc parquet.ColumnChunk, want parquet.Value) bool {
+	if fc, ok := cc.(*parquet.FileColumnChunk); ok && fc.NullCount() >= fc.NumValues() {
+		return false
+	}
+	if bf := cc.BloomFilter(); bf != nil {
+		if ok, err := bf.Check(want); err == nil && !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // scanFile reads one file; a failure of the file itself is unreadable, one
 // of fn or ctx is returned as it is.
 func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64, sc Scan, st *ScanStats, fn func(string, map[string]any) error) error {
@@ -188,13 +205,9 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 	want := parquet.ValueOf(sc.Value)
 	for _, rg := range f.RowGroups() {
 		st.RowGroups++
-		if leaf >= 0 {
-			if bf := rg.ColumnChunks()[leaf].BloomFilter(); bf != nil {
-				if ok, err := bf.Check(want); err == nil && !ok {
-					st.RowGroupsPruned++
-					continue
-				}
-			}
+		if leaf >= 0 && !mayHold(rg.ColumnChunks()[leaf], want) {
+			st.RowGroupsPruned++
+			continue
 		}
 		if leaf >= 0 {
 			// Read the indicator column alone, then only the rows holding
