@@ -117,17 +117,19 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 	if !first {
 		b = append(b, ',')
 	}
-	b = appendField(b, envelope.FieldLogType, p.Schema.Schema)
+	// The keys are constants, written as they are.
+	b = append(b, `"`+envelope.FieldLogType+`":`...)
+	b = envelope.AppendString(b, p.Schema.Schema)
 	b = append(b, `,"`+envelope.FieldEventTime+`":`...)
 	b = appendQuotedTime(b, eventTime)
 	b = append(b, `,"`+envelope.FieldParseTime+`":`...)
 	b = appendQuotedTime(b, now)
-	b = append(b, ',')
-	b = appendField(b, envelope.FieldRowID, rowID)
-	b = append(b, ',')
-	b = appendField(b, envelope.FieldSourceID, o.SourceID)
-	b = append(b, ',')
-	b = appendField(b, envelope.FieldSourceLabel, o.SourceLabel)
+	b = append(b, `,"`+envelope.FieldRowID+`":`...)
+	b = envelope.AppendString(b, rowID)
+	b = append(b, `,"`+envelope.FieldSourceID+`":`...)
+	b = envelope.AppendString(b, o.SourceID)
+	b = append(b, `,"`+envelope.FieldSourceLabel+`":`...)
+	b = envelope.AppendString(b, o.SourceLabel)
 	b = append(b, `,"`+envelope.FieldSchemaVersion+`":`...)
 	b = strconv.AppendInt(b, int64(p.Schema.Version), 10)
 	b = res.Indicators.appendFields(b)
@@ -295,12 +297,6 @@ func appendKey(b []byte, first bool, f *node) []byte {
 		b = append(b, ',')
 	}
 	return append(b, f.key...)
-}
-
-func appendField(b []byte, name, value string) []byte {
-	b = envelope.AppendString(b, name)
-	b = append(b, ':')
-	return envelope.AppendString(b, value)
 }
 
 // fieldSet looks an object's fields up by key, so that an input object
