@@ -349,6 +349,52 @@ func FuzzSplit(f *testing.F) {
 	})
 }
 
+// objectEnd skips strings with IndexByte; it ends every object where a
+// byte-by-byte scan (the escape skipping the byte after a backslash) does.
+func FuzzObjectEnd(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":"}"}`, `{"a":"\"}"}`, `{"a":"\\"}x`, `{"a":"\\\"}"}`,
+		`{"a":"x\\\\"}`, `{"a":["{",{"b":"]"}]}`, `{"a":"\`, `{"a":"`, `{}}`, `{"a\"":"b"}`, `{"a":"\n\t\u0022"}`} {
+		f.Add([]byte(s))
+	}
+	bytewise := func(b []byte) int {
+		depth, inString := 0, false
+		for i := 0; i < len(b); i++ {
+			c := b[i]
+			if inString {
+				switch c {
+				case '\\':
+					i++
+				case '"':
+					inString = false
+				}
+				continue
+			}
+			switch c {
+			case '"':
+				inString = true
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+				if depth < 0 {
+					return -1
+				}
+			}
+		}
+		return -1
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '{' {
+			return
+		}
+		if got, want := objectEnd(b, 0), bytewise(b); got != want {
+			t.Fatalf("objectEnd(%q) = %d, byte by byte %d", b, got, want)
+		}
+	})
+}
+
 func FuzzDecompress(f *testing.F) {
 	for _, s := range [][]byte{[]byte("plain"), gz([]byte("hello")), zl([]byte("hello")), zs([]byte("hello")), {0x1f, 0x8b}, {0x28, 0xb5, 0x2f, 0xfd}} {
 		f.Add(s)

@@ -228,24 +228,17 @@ func (sp *splitter) jsonObjects(b []byte) (_ [][]byte, ok bool, _ error) {
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 // objectEnd returns the index just past the JSON object starting at
-// b[start] ('{'), or -1 when it does not close.
+// b[start] ('{'), or -1 when it does not close. Most of an event's bytes
+// are inside strings, which are skipped with IndexByte rather than byte
+// by byte (that was 3% of the pipeline's CPU).
 func objectEnd(b []byte, start int) int {
 	depth := 0
-	inString := false
 	for i := start; i < len(b); i++ {
-		c := b[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++ // skip the escaped byte
-			case '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
+		switch b[i] {
 		case '"':
-			inString = true
+			if i = stringEnd(b, i+1); i < 0 {
+				return -1
+			}
 		case '{', '[':
 			depth++
 		case '}', ']':
@@ -259,6 +252,27 @@ func objectEnd(b []byte, start int) int {
 		}
 	}
 	return -1
+}
+
+// stringEnd returns the index of the quote that closes the string whose
+// text starts at b[j], or -1: the first quote after an even run of
+// backslashes (each pair is one escaped backslash).
+func stringEnd(b []byte, j int) int {
+	for {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return -1
+		}
+		q += j
+		k := q
+		for k > j && b[k-1] == '\\' {
+			k--
+		}
+		if (q-k)%2 == 0 {
+			return q
+		}
+		j = q + 1
+	}
 }
 
 func (sp *splitter) lines(b []byte) ([][]byte, error) {
