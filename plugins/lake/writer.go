@@ -184,7 +184,12 @@ const pendingRows = 64
 // zstdCodec is shared by every file: a codec keeps its own pool of
 // encoders, each with a 16 MB history, and one per open file held more
 // memory than all the rows being written.
-var zstdCodec = &zstd.Codec{Level: zstd.SpeedDefault}
+// Its fastest level: with the indicator lists dictionary encoded, the
+// pages left to compress differ little between levels, and in four
+// alternating lakebench runs it wrote 200,000 CloudTrail events 5–19%
+// faster (53,732–57,125 rows/s against 47,894–53,311) for a lake 1%
+// larger (10.3 MB against 10.2 MB). Before the dictionaries it cost 4%.
+var zstdCodec = &zstd.Codec{Level: zstd.SpeedFastest}
 
 func newOpenFile(tab *Table, key fileKey, maxRows int64) *openFile {
 	f := &openFile{table: tab, key: key, first: -1, maxRows: maxRows,
