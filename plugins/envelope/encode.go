@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -122,6 +123,67 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// AppendDecimal appends the number a plain decimal text holds as
+// AppendFloat would write it, without parsing and formatting a float, and
+// reports false (appending nothing) for any other text. A decimal of at
+// most 15 significant digits is the shortest text of its float (float64
+// keeps 15), so writing it is dropping its leading zeros and its
+// fraction's trailing ones: "0.000" → 0, "1.500" → 1.5, "-007" → -7.
+// Log lines' durations and sizes are such decimals, and parsing and
+// formatting them was 4% of typing an ALB line.
+func AppendDecimal(b []byte, text string) ([]byte, bool) {
+	s := text
+	neg := len(s) > 0 && s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	intPart, frac, dot := strings.Cut(s, ".")
+	if intPart == "" || dot && frac == "" || !isDigits(intPart) || !isDigits(frac) {
+		return b, false
+	}
+	intPart = strings.TrimLeft(intPart, "0")
+	frac = strings.TrimRight(frac, "0")
+	lead := len(frac) - len(strings.TrimLeft(frac, "0")) // zeros after the point
+	switch {
+	case intPart == "" && frac == "":
+		// zero, with its sign as the float keeps it
+	case intPart == "" && lead >= 6:
+		return b, false // below 1e-6: AppendFloat writes an exponent
+	case significant(intPart, frac, lead) > 15:
+		return b, false
+	}
+	if neg {
+		b = append(b, '-')
+	}
+	if intPart == "" {
+		b = append(b, '0')
+	}
+	b = append(b, intPart...)
+	if frac != "" {
+		b = append(b, '.')
+		b = append(b, frac...)
+	}
+	return b, true
+}
+
+// significant counts a decimal's significant digits, its integer part
+// without leading zeros and its fraction without trailing ones.
+func significant(intPart, frac string, lead int) int {
+	if intPart == "" {
+		return len(frac) - lead
+	}
+	return len(intPart) + len(frac)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 const hexDigits = "0123456789abcdef"

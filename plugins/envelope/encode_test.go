@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -148,4 +149,48 @@ func TestJSONSizeAtMost(t *testing.T) {
 	if JSONSizeAtMost(struct{}{}) < 1<<30 {
 		t.Error("a type it does not know must count as unbounded")
 	}
+}
+
+// AppendDecimal writes what parsing the text as a float and AppendFloat
+// write, or declines; it takes the decimals log lines hold.
+func TestAppendDecimal(t *testing.T) {
+	for text, want := range map[string]string{
+		"0.000": "0", "0.001": "0.001", "1.500": "1.5", "-007": "-7", "-0.000": "-0", "1500": "1500",
+		"0.000001": "0.000001", "123456789012345": "123456789012345", "12345.6789": "12345.6789",
+		"0.0000001": "", "1234567890123456": "", "1.": "", ".5": "", "+1": "", "1e5": "", "": "", "-": "", "0x10": "", "1_0": "",
+	} {
+		got, ok := AppendDecimal(nil, text)
+		if want == "" {
+			if ok {
+				t.Errorf("AppendDecimal(%q) = %s, want it declined", text, got)
+			}
+			continue
+		}
+		if !ok || string(got) != want {
+			t.Errorf("AppendDecimal(%q) = %s, %v; want %s", text, got, ok, want)
+		}
+	}
+}
+
+func FuzzAppendDecimal(f *testing.F) {
+	for _, s := range []string{"0.000", "1.500", "-007", "0.000001", "0.0000009", "999999999999999.9", "100000000000000", "-0", "0.1", "9007199254740993"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		got, ok := AppendDecimal([]byte("x"), text)
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("declined %q but appended %q", text, got)
+			}
+			return
+		}
+		x, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			t.Fatalf("AppendDecimal(%q) = %s, but it is no float: %v", text, got, err)
+		}
+		want, err := AppendFloat([]byte("x"), x)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("AppendDecimal(%q) = %s, AppendFloat(ParseFloat) = %s (%v)", text, got, want, err)
+		}
+	})
 }

@@ -233,7 +233,11 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 				return nb, true, nil
 			}
 		case schema.TypeFloat:
-			if x, err := strconv.ParseFloat(trimSpace(v.Text), 64); err == nil {
+			text := trimSpace(v.Text)
+			if nb, ok := envelope.AppendDecimal(b, text); ok {
+				return nb, true, nil
+			}
+			if x, err := strconv.ParseFloat(text, 64); err == nil {
 				if nb, err := envelope.AppendFloat(b, x); err == nil {
 					return nb, true, nil
 				}
