@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
 
 // Indicators collects indicator values by standard field. An event has a
@@ -291,16 +292,27 @@ func simpleURLHost(v string) (host string, ok bool) {
 
 // hostOrIP files a host under IPs or domain names by what it holds.
 func (ix *Indicators) hostOrIP(v string) {
-	v = strings.Trim(v, "[]")
+	v = native.TrimBrackets(v)
 	if maybeIP(v) {
 		if a, err := netip.ParseAddr(v); err == nil {
 			ix.put(anyIPAddresses, ipString(a, v))
 			return
 		}
 	}
-	if strings.Contains(v, ".") && !strings.ContainsAny(v, " /\\@") {
+	if strings.IndexByte(v, '.') >= 0 && !hasNonHostByte(v) {
 		ix.put(anyDomainNames, strings.ToLower(strings.TrimSuffix(v, ".")))
 	}
+}
+
+// hasNonHostByte reports a space, slash, backslash or '@', which no host
+// name holds (strings.ContainsAny builds its set of bytes on every call).
+func hasNonHostByte(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == ' ' || c == '/' || c == '\\' || c == '@' {
+			return true
+		}
+	}
+	return false
 }
 
 // maybeIP: without a colon only IPv4 text (digits and dots) can parse as

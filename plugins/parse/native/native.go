@@ -144,7 +144,17 @@ func splitHostPort(s string) (host, port string) {
 	if i < 0 {
 		return s, ""
 	}
-	return strings.Trim(s[:i], "[]"), s[i+1:]
+	return TrimBrackets(s[:i]), s[i+1:]
+}
+
+// TrimBrackets is strings.Trim(s, "[]") (an IPv6 address in brackets),
+// which builds its set of bytes on every call, for a text that mostly has
+// no bracket at either end.
+func TrimBrackets(s string) string {
+	if n := len(s); n > 0 && (s[0] == '[' || s[0] == ']' || s[n-1] == '[' || s[n-1] == ']') {
+		return strings.Trim(s, "[]")
+	}
+	return s
 }
 
 // setList stores a separated value as a list, dropping placeholders, and

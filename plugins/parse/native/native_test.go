@@ -191,3 +191,11 @@ func FuzzSpaceFields(f *testing.F) {
 		}
 	})
 }
+
+func TestTrimBracketsIsTrim(t *testing.T) {
+	for _, s := range []string{"", "[", "]", "[]", "[::1]", "[[::1]]", "]x[", "x]", "[x", "10.0.0.1", "a[b]c", "[a]b"} {
+		if got, want := TrimBrackets(s), strings.Trim(s, "[]"); got != want {
+			t.Errorf("TrimBrackets(%q) = %q, strings.Trim %q", s, got, want)
+		}
+	}
+}
