@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -518,5 +521,28 @@ func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
 	}
 	if len(types) != len(schemas) {
 		t.Errorf("samples of %d of %d log types checked: %v", len(types), len(schemas), types)
+	}
+}
+
+// Whole unix seconds are read without a float, to the same time as the
+// float path (seconds times 1e9 as a float64, then to an integer).
+func TestUnixSecondsIsTheFloatPath(t *testing.T) {
+	texts := []string{"0", "1", "0000000001", "1418530010", "2147483648", "4294967295", "4294967296", "9999999999", "99999999999", "-1", "1.5", "1e9", ""}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 20000 {
+		texts = append(texts, strconv.FormatInt(rng.Int64N(1<<32), 10))
+	}
+	for _, s := range texts {
+		got, err := parseOne(s, false, "unix")
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || math.Abs(f*1e9) > math.MaxInt64 {
+			if err == nil {
+				t.Errorf("%q: %v, want an error", s, got)
+			}
+			continue
+		}
+		if want := time.Unix(0, int64(f*1e9)); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v (%v), float path %v", s, got, err, want)
+		}
 	}
 }

@@ -60,6 +60,11 @@ func parseOne(s string, isNum bool, format string) (time.Time, error) {
 		}
 		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
 	case "unix", "unix_ms", "unix_us", "unix_ns":
+		if format == "unix" {
+			if sec, ok := unixSeconds(s); ok {
+				return time.Unix(sec, 0), nil
+			}
+		}
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%q is not a %s time", s, format)
@@ -165,4 +170,24 @@ func strftimeLayout(f string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// unixSeconds reads whole seconds below 2^32 (until 2106), as VPC Flow
+// and most unix times are written, without a float: their nanoseconds are
+// exact in a float64 too, so the result is the float path's
+// (TestUnixSecondsIsTheFloatPath). Parsing the float was 4% of typing a
+// VPC Flow line.
+func unixSeconds(s string) (int64, bool) {
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, n < 1<<32
 }
