@@ -142,7 +142,7 @@ func searchCommand() *cli.Command {
 				return err
 			}
 			out.flush()
-			fmt.Fprintf(os.Stderr, "search: %d rows matched in %s (%d files read, %d pruned by time; %d of %d row groups skipped by bloom filter; %d rows scanned, %.1f MB of files)\n",
+			fmt.Fprintf(os.Stderr, "search: %d rows matched in %s (%d files read, %d pruned by time; %d of %d row groups skipped by bloom filter or statistics; %d rows scanned, %.1f MB of files)\n",
 				st.Matched, time.Since(start).Round(time.Millisecond), st.Files, st.FilesPruned, st.RowGroupsPruned, st.RowGroups, st.Rows, float64(st.Bytes)/1e6)
 			return unreadableExit("search", st)
 		},

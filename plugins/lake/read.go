@@ -100,6 +100,9 @@ type Scan struct {
 // ScanStats says how much of the lake a scan touched.
 type ScanStats struct {
 	Files, FilesPruned         int
+	// RowGroupsPruned of RowGroups were skipped unread: their indicator
+	// column has no such value by its bloom filter, holds only nulls, or
+	// is missing from the file.
 	RowGroups, RowGroupsPruned int
 	Rows, Matched              int
 	Bytes                      int64
@@ -197,6 +200,7 @@ func scanFile(ctx context.Context, r Reader, tab *Table, key string, size int64,
 		col, ok := f.Schema().Lookup(sc.Column, "list", "element")
 		if !ok {
 			// An older file without this column holds no such value.
+			st.RowGroups += len(f.RowGroups())
 			st.RowGroupsPruned += len(f.RowGroups())
 			return nil
 		}

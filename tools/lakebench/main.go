@@ -110,7 +110,7 @@ func main() {
 		t0 := time.Now()
 		st, err := lake.ScanLake(ctx, store, tables, lake.Scan{Column: "p_any_ip_addresses", Value: ip, Since: since, Until: until}, func(string, map[string]any) error { return nil })
 		check(err)
-		fmt.Printf("lakebench: search %-28s %4d rows in %8s (files %d read, %d pruned; row groups %d of %d skipped by bloom filter; %d rows decoded)\n",
+		fmt.Printf("lakebench: search %-28s %4d rows in %8s (files %d read, %d pruned; row groups %d of %d skipped by bloom filter or statistics; %d rows decoded)\n",
 			label, st.Matched, time.Since(t0).Round(time.Millisecond), st.Files, st.FilesPruned, st.RowGroupsPruned, st.RowGroups, st.Rows)
 	}
 	search("present IP, all time", needle, time.Time{}, time.Time{})
