@@ -158,12 +158,13 @@ func AppendTime(b []byte, t time.Time) []byte {
 	n := len(b)
 	b = append(b, TimeFormat...)
 	f := b[n:]
+	_ = f[28]
 	digits(f[0:4], y)
-	digits(f[5:7], int(mo))
-	digits(f[8:10], d)
-	digits(f[11:13], h)
-	digits(f[14:16], mi)
-	digits(f[17:19], s)
+	pair(f[5:7], int(mo))
+	pair(f[8:10], d)
+	pair(f[11:13], h)
+	pair(f[14:16], mi)
+	pair(f[17:19], s)
 	digits(f[20:29], t.Nanosecond())
 	return b
 }
@@ -180,6 +181,12 @@ func digits(b []byte, n int) {
 	if i == 1 {
 		b[0] = byte('0' + n%10)
 	}
+}
+
+// pair writes n, below 100, as two digits into b[0:2].
+func pair(b []byte, n int) {
+	_ = b[1]
+	b[0], b[1] = twoDigits[2*n], twoDigits[2*n+1]
 }
 
 // twoDigits holds "00" to "99".
