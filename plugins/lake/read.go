@@ -99,7 +99,7 @@ type Scan struct {
 
 // ScanStats says how much of the lake a scan touched.
 type ScanStats struct {
-	Files, FilesPruned         int
+	Files, FilesPruned int
 	// RowGroupsPruned of RowGroups were skipped unread: their indicator
 	// column has no such value by its bloom filter, holds only nulls, or
 	// is missing from the file.
