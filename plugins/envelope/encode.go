@@ -140,7 +140,7 @@ func AppendDecimal(b []byte, text string) ([]byte, bool) {
 		s = s[1:]
 	}
 	intPart, frac, dot := strings.Cut(s, ".")
-	if intPart == "" || dot && frac == "" || !isDigits(intPart) || !isDigits(frac) {
+	if intPart == "" || dot && frac == "" || !IsDigits(intPart) || !IsDigits(frac) {
 		return b, false
 	}
 	intPart = strings.TrimLeft(intPart, "0")
@@ -177,7 +177,9 @@ func significant(intPart, frac string, lead int) int {
 	return len(intPart) + len(frac)
 }
 
-func isDigits(s string) bool {
+// IsDigits reports whether s holds only the ASCII digits 0 to 9 (as ""
+// does).
+func IsDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return false

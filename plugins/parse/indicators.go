@@ -76,17 +76,8 @@ func (ix *Indicators) put(field anyField, v string) {
 // ones alone were a fifth of parsing an ALB record. indicators_test.go
 // checks each against the expression it stands for.
 
-func isDigits(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+// isDigits: exactly n ASCII digits.
+func isDigits(s string, n int) bool { return len(s) == n && envelope.IsDigits(s) }
 
 func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
@@ -277,10 +268,8 @@ func simpleURLHost(v string) (host string, ok bool) {
 		}
 	}
 	host, port, _ := strings.Cut(rest[:end], ":")
-	for i := 0; i < len(port); i++ {
-		if port[i] < '0' || port[i] > '9' {
-			return "", false
-		}
+	if !envelope.IsDigits(port) {
+		return "", false
 	}
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; !isWordByte(c) && c != '.' && c != '-' && c != '~' {
