@@ -297,15 +297,28 @@ func RootLogin(eventID, sourceIP string) ([]byte, error) {
 // CloudTrailEvent is a realistic ~1.2 KB CloudTrail management event (a
 // routine read by an IAM user) for load tests.
 func CloudTrailEvent(rng *rand.Rand, eventID, sourceIP string, at time.Time) map[string]any {
-	names := []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
-	users := []string{"alice", "bob", "ci-deployer", "terraform", "carol"}
-	u := users[rng.IntN(len(users))]
+	user, name := cloudTrailChoice(rng)
+	return cloudTrailEvent(user, name, eventID, sourceIP, at.Format(time.RFC3339), fmt.Sprintf("req-%016x", rng.Uint64()))
+}
+
+var (
+	cloudTrailNames = []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
+	cloudTrailUsers = []string{"alice", "bob", "ci-deployer", "terraform", "carol"}
+)
+
+// cloudTrailChoice draws an event's user and API call.
+func cloudTrailChoice(rng *rand.Rand) (user, name int) {
+	return rng.IntN(len(cloudTrailUsers)), rng.IntN(len(cloudTrailNames))
+}
+
+func cloudTrailEvent(user, name int, eventID, sourceIP, eventTime, requestID string) map[string]any {
+	u := cloudTrailUsers[user]
 	return map[string]any{
-		"eventVersion": "1.08", "eventTime": at.Format(time.RFC3339),
-		"eventSource": "ec2.amazonaws.com", "eventName": names[rng.IntN(len(names))],
+		"eventVersion": "1.08", "eventTime": eventTime,
+		"eventSource": "ec2.amazonaws.com", "eventName": cloudTrailNames[name],
 		"awsRegion": "eu-west-1", "sourceIPAddress": sourceIP,
 		"userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/ec2.describe-instances",
-		"eventID":   eventID, "requestID": fmt.Sprintf("req-%016x", rng.Uint64()),
+		"eventID":   eventID, "requestID": requestID,
 		"eventType": "AwsApiCall", "readOnly": true, "recipientAccountId": "111122223333", "managementEvent": true,
 		"eventCategory": "Management",
 		"userIdentity": map[string]any{
@@ -318,4 +331,69 @@ func CloudTrailEvent(rng *rand.Rand, eventID, sourceIP string, at time.Time) map
 		"tlsDetails":        map[string]any{"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "ec2.eu-west-1.amazonaws.com"},
 		"resources":         []any{map[string]any{"arn": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
 	}
+}
+
+// CloudTrailJSON appends the JSON of CloudTrailEvent's events, byte for
+// byte as json.Marshal writes them, from templates marshalled once: a
+// load generator that shares the machine with what it measures should
+// take little of its CPU (marshalling a map per event took half a core
+// of make bench's two). The zero value is ready to use; not safe for
+// concurrent use.
+type CloudTrailJSON struct {
+	templates [][][]byte // by user and name: the event split around its variable values
+}
+
+// The placeholders of a template's variable values, in the order
+// json.Marshal's sorted keys put them: eventID, eventTime, requestID,
+// sourceIPAddress.
+var cloudTrailSlots = []string{"@@id@@", "@@time@@", "@@req@@", "@@ip@@"}
+
+// Append appends one event drawn from rng as CloudTrailEvent draws it.
+// eventID and sourceIP must be plain ASCII that JSON keeps as it is.
+func (c *CloudTrailJSON) Append(dst []byte, rng *rand.Rand, eventID, sourceIP string, at time.Time) []byte {
+	if c.templates == nil {
+		c.templates = cloudTrailTemplates()
+	}
+	user, name := cloudTrailChoice(rng)
+	parts := c.templates[user*len(cloudTrailNames)+name]
+	dst = append(dst, parts[0]...)
+	dst = append(dst, eventID...)
+	dst = append(dst, parts[1]...)
+	dst = at.AppendFormat(dst, time.RFC3339)
+	dst = append(dst, parts[2]...)
+	dst = fmt.Appendf(dst, "req-%016x", rng.Uint64())
+	dst = append(dst, parts[3]...)
+	dst = append(dst, sourceIP...)
+	return append(dst, parts[4]...)
+}
+
+// cloudTrailTemplates marshals every user and name with placeholders and
+// splits each at them.
+func cloudTrailTemplates() [][][]byte {
+	var out [][][]byte
+	for user := range cloudTrailUsers {
+		for name := range cloudTrailNames {
+			b, err := json.Marshal(cloudTrailEvent(user, name, cloudTrailSlots[0], cloudTrailSlots[3], cloudTrailSlots[1], cloudTrailSlots[2]))
+			if err != nil {
+				panic(err)
+			}
+			out = append(out, splitAtSlots(b))
+		}
+	}
+	return out
+}
+
+// splitAtSlots splits b at the placeholders, which must occur once each
+// in cloudTrailSlots' order.
+func splitAtSlots(b []byte) [][]byte {
+	parts := make([][]byte, 0, len(cloudTrailSlots)+1)
+	for _, slot := range cloudTrailSlots {
+		i := bytes.Index(b, []byte(slot))
+		if i < 0 {
+			panic("systest: CloudTrail template lacks " + slot)
+		}
+		parts = append(parts, b[:i])
+		b = b[i+len(slot):]
+	}
+	return append(parts, b)
 }
