@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -189,23 +190,7 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		}
 		return nil, nil, err
 	}
-	batch := make(service.MessageBatch, len(b.Records))
-	// Integers stay integers (MetaGet formats them on demand), and the
-	// batch's topic and partition are boxed once: metadata was most of
-	// this input's cost per record.
-	topic, part := any(b.Topic), any(int64(b.Partition))
-	for i, r := range b.Records {
-		m := service.NewMessage(r.Value)
-		for _, h := range r.Headers {
-			m.MetaSetMut(h.Key, string(h.Value))
-		}
-		m.MetaSetMut(envelope.MetaKafkaTopic, topic)
-		m.MetaSetMut(envelope.MetaKafkaPartition, part)
-		m.MetaSetMut(envelope.MetaKafkaOffset, r.Offset)
-		m.MetaSetMut(envelope.MetaKafkaKey, string(r.Key))
-		m.MetaSetMut(envelope.MetaKafkaTimestamp, r.Timestamp.UnixNano())
-		batch[i] = m
-	}
+	batch := messages(b)
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
 	return batch, func(ctx context.Context, err error) error {
@@ -218,6 +203,38 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		return nil
 	}, nil
 }
+
+// messages are a batch's records as messages: the value, the record
+// headers as metadata and the kafka_* metadata.
+func messages(b *Batch) service.MessageBatch {
+	batch := make(service.MessageBatch, len(b.Records))
+	// Integers stay integers (MetaGet formats them on demand), and the
+	// batch's topic and partition are boxed once: metadata was most of
+	// this input's cost per record. Keys and header values are not
+	// copied: like the value, they are slices of the fetched batch, which
+	// franz-go never reuses, and nothing writes to them.
+	topic, part := any(b.Topic), any(int64(b.Partition))
+	for i, r := range b.Records {
+		m := service.NewMessage(r.Value)
+		for _, h := range r.Headers {
+			m.MetaSetMut(h.Key, bytesString(h.Value))
+		}
+		m.MetaSetMut(envelope.MetaKafkaTopic, topic)
+		m.MetaSetMut(envelope.MetaKafkaPartition, part)
+		m.MetaSetMut(envelope.MetaKafkaOffset, r.Offset)
+		m.MetaSetMut(envelope.MetaKafkaKey, bytesString(r.Key))
+		m.MetaSetMut(envelope.MetaKafkaTimestamp, r.Timestamp.UnixNano())
+		batch[i] = m
+	}
+	return batch
+}
+
+// bytesString is b as a string without a copy; b must not change after.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// stringBytes is s as bytes without a copy, for a record's key and header
+// values, which franz-go only reads.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 func (in *input) Close(ctx context.Context) error {
 	if in.tc != nil {
@@ -297,13 +314,16 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if o.p == nil && o.txnGroup == "" {
 		return service.ErrNotConnected
 	}
-	recs := make([]*kgo.Record, 0, len(batch))
+	// One allocation for the batch's records and one for their headers,
+	// rather than one per record and a growing slice per record's headers.
+	store, recs := make([]kgo.Record, len(batch)), make([]*kgo.Record, len(batch))
+	var headers []kgo.RecordHeader
 	for i, m := range batch {
-		r, err := o.record(batch, i, m)
-		if err != nil {
+		var err error
+		if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
 			return err
 		}
-		recs = append(recs, r)
+		recs[i] = &store[i]
 	}
 	if o.txnGroup != "" {
 		tc, err := o.sessions.Get(ctx, o.txnGroup)
@@ -315,37 +335,40 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return o.p.Produce(ctx, recs)
 }
 
-func (o *output) record(batch service.MessageBatch, i int, m *service.Message) (*kgo.Record, error) {
+// record fills r from message i; its headers are appended to headers,
+// which it returns, and r's point into them.
+func (o *output) record(r *kgo.Record, headers []kgo.RecordHeader, batch service.MessageBatch, i int, m *service.Message) ([]kgo.RecordHeader, error) {
 	value, err := m.AsBytes()
 	if err != nil {
-		return nil, err
+		return headers, err
 	}
 	if len(value) == 0 {
 		value = nil // a tombstone on a compacted topic (caracal.alert_state)
 	}
-	r := &kgo.Record{Value: value}
+	r.Value = value
 	if o.topic != nil {
 		if r.Topic, err = batch.TryInterpolatedString(i, o.topic); err != nil {
-			return nil, err
+			return headers, err
 		}
 	} else {
 		r.Topic, _ = m.MetaGet(envelope.MetaTopic)
 	}
 	if r.Topic == "" {
-		return nil, errors.New("message has no topic: set `topic` or the caracal_topic metadata")
+		return headers, errors.New("message has no topic: set `topic` or the caracal_topic metadata")
 	}
 	var key string
 	if o.key != nil {
 		if key, err = batch.TryInterpolatedString(i, o.key); err != nil {
-			return nil, err
+			return headers, err
 		}
 	} else {
 		key, _ = m.MetaGet(envelope.MetaKey)
 	}
 	if key != "" {
-		r.Key = []byte(key)
+		r.Key = stringBytes(key)
 	}
 	if o.prefix != "" {
+		start := len(headers)
 		_ = m.MetaWalkMut(func(k string, v any) error {
 			if !strings.HasPrefix(k, o.prefix) || k == envelope.MetaTopic || k == envelope.MetaKey {
 				return nil
@@ -354,11 +377,13 @@ func (o *output) record(batch service.MessageBatch, i int, m *service.Message) (
 			if !ok {
 				s = metaString(v)
 			}
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(s)})
+			headers = append(headers, kgo.RecordHeader{Key: k, Value: stringBytes(s)})
 			return nil
 		})
+		// Capped: a later record's append must not write into these.
+		r.Headers = headers[start:len(headers):len(headers)]
 	}
-	return r, nil
+	return headers, nil
 }
 
 func metaString(v any) string {

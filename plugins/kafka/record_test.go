@@ -1,9 +1,13 @@
 package kafka
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
@@ -19,12 +23,126 @@ func TestEmptyMessageIsATombstone(t *testing.T) {
 	}{{nil, true}, {[]byte{}, true}, {[]byte(`{}`), false}} {
 		m := service.NewMessage(tc.body)
 		m.MetaSetMut(envelope.MetaTopic, envelope.TopicAlertState)
-		r, err := o.record(service.MessageBatch{m}, 0, m)
-		if err != nil {
+		var r kgo.Record
+		if _, err := o.record(&r, nil, service.MessageBatch{m}, 0, m); err != nil {
 			t.Fatal(err)
 		}
 		if (r.Value == nil) != tc.null {
 			t.Errorf("body %q → value %q, want null %v", tc.body, r.Value, tc.null)
 		}
 	}
+}
+
+// Each record of a batch carries exactly its own message's prefixed
+// metadata as headers (the batch's headers share one slice), and a
+// consumer gives them back as metadata with the kafka_* fields.
+func TestHeadersRoundTripPerRecord(t *testing.T) {
+	o := &output{prefix: "caracal_"}
+	var batch service.MessageBatch
+	for i := range 40 {
+		m := service.NewMessage([]byte(fmt.Sprintf(`{"n":%d}`, i)))
+		m.MetaSetMut(envelope.MetaTopic, envelope.TopicRaw)
+		m.MetaSetMut(envelope.MetaKey, fmt.Sprintf("req-%d", i))
+		m.MetaSetMut(envelope.MetaSourceID, fmt.Sprintf("source-%d", i))
+		m.MetaSetMut(envelope.MetaRequestID, fmt.Sprintf("req-%d", i))
+		for j := range i % 4 { // records with 2 to 5 headers
+			m.MetaSetMut(fmt.Sprintf("caracal_extra_%d", j), strings.Repeat("x", i))
+		}
+		m.MetaSetMut("other", "not a header")
+		batch = append(batch, m)
+	}
+	store := make([]kgo.Record, len(batch))
+	var headers []kgo.RecordHeader
+	for i, m := range batch {
+		var err error
+		if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := make([]*kgo.Record, len(store))
+	for i := range store {
+		r := &store[i]
+		r.Offset = int64(100 + i)
+		recs[i] = r
+		var got []string
+		for _, h := range r.Headers {
+			got = append(got, h.Key+"="+string(h.Value))
+		}
+		slices.Sort(got)
+		want := []string{fmt.Sprintf("caracal_request_id=req-%d", i), fmt.Sprintf("caracal_source_id=source-%d", i)}
+		for j := range i % 4 {
+			want = append(want, fmt.Sprintf("caracal_extra_%d=%s", j, strings.Repeat("x", i)))
+		}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("record %d headers %q, want %q", i, got, want)
+		}
+		if r.Topic != envelope.TopicRaw || string(r.Key) != fmt.Sprintf("req-%d", i) {
+			t.Fatalf("record %d: topic %q key %q", i, r.Topic, r.Key)
+		}
+	}
+	for i, m := range messages(&Batch{Topic: envelope.TopicRaw, Partition: 3, Records: recs}) {
+		for k, want := range map[string]string{
+			envelope.MetaSourceID: fmt.Sprintf("source-%d", i), envelope.MetaKafkaKey: fmt.Sprintf("req-%d", i),
+			envelope.MetaKafkaTopic: envelope.TopicRaw, envelope.MetaKafkaPartition: "3",
+			envelope.MetaKafkaOffset: fmt.Sprint(100 + i),
+		} {
+			if got, _ := m.MetaGet(k); got != want {
+				t.Errorf("message %d: %s = %q, want %q", i, k, got, want)
+			}
+		}
+		if _, ok := m.MetaGet("other"); ok {
+			t.Errorf("message %d: unprefixed metadata became a header", i)
+		}
+	}
+}
+
+// The consumer's cost per record beside the pipeline: a record of
+// caracal.raw (five headers) as a message with its metadata.
+func BenchmarkMessages(b *testing.B) {
+	recs := make([]*kgo.Record, 500)
+	for i := range recs {
+		recs[i] = &kgo.Record{Key: []byte("0f8fad5b-d9cb-469f-a165-70867728950e"), Value: []byte(`{"eventName":"GetObject"}`), Offset: int64(i),
+			Headers: []kgo.RecordHeader{
+				{Key: envelope.MetaSourceID, Value: []byte("demo")}, {Key: envelope.MetaSourceLabel, Value: []byte("Demo webhook")},
+				{Key: envelope.MetaLogTypes, Value: []byte("AWS.CloudTrail")}, {Key: envelope.MetaReceivedAt, Value: []byte("2026-11-30T21:00:00.123456789Z")},
+				{Key: envelope.MetaRequestID, Value: []byte("0f8fad5b-d9cb-469f-a165-70867728950e")},
+			}}
+	}
+	batch := &Batch{Topic: envelope.TopicRaw, Records: recs}
+	b.ReportAllocs()
+	for b.Loop() {
+		messages(batch)
+	}
+	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// The producer's cost per record beside the broker: an ingest message
+// (five caracal_* metadata) as a record with its headers.
+func BenchmarkRecords(b *testing.B) {
+	o := &output{prefix: "caracal_"}
+	batch := make(service.MessageBatch, 500)
+	for i := range batch {
+		m := service.NewMessage([]byte(`{"eventName":"GetObject"}`))
+		for k, v := range map[string]string{
+			envelope.MetaTopic: envelope.TopicRaw, envelope.MetaKey: "0f8fad5b-d9cb-469f-a165-70867728950e",
+			envelope.MetaSourceID: "demo", envelope.MetaSourceLabel: "Demo webhook", envelope.MetaLogTypes: "AWS.CloudTrail",
+			envelope.MetaReceivedAt: "2026-11-30T21:00:00.123456789Z", envelope.MetaRequestID: "0f8fad5b-d9cb-469f-a165-70867728950e",
+		} {
+			m.MetaSetMut(k, v)
+		}
+		batch[i] = m
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		store := make([]kgo.Record, len(batch))
+		var headers []kgo.RecordHeader
+		for i, m := range batch {
+			var err error
+			if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
 }
