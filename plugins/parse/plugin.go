@@ -3,6 +3,7 @@ package parse
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -95,7 +96,10 @@ func (p *processor) keep(source string, n *Normalized) (bool, error) {
 			}
 		}
 		if !f.Keep(source, n.LogType, ev) {
-			p.filtered.Incr(1, source)
+			// A copy: source may point into a fetched batch (kafka's
+			// metadata), which a metrics exporter keeping label values
+			// would hold on to.
+			p.filtered.Incr(1, strings.Clone(source))
 			return false, nil
 		}
 	}
