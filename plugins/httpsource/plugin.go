@@ -283,27 +283,36 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		m.MetaSetMut(envelope.MetaKey, req.Source.ID)
 		return service.MessageBatch{m}, func(context.Context, error) error { return nil }, nil
 	}
-	received := envelope.FormatTime(req.ReceivedAt)
-	logTypes := strings.Join(req.Source.LogTypes, ",")
-	batch := make(service.MessageBatch, len(req.Events))
-	for i, ev := range req.Events {
-		m := service.NewMessage(ev)
-		m.MetaSetMut(envelope.MetaSourceID, req.Source.ID)
-		m.MetaSetMut(envelope.MetaSourceLabel, req.Source.Label)
-		m.MetaSetMut(envelope.MetaLogTypes, logTypes)
-		m.MetaSetMut(envelope.MetaReceivedAt, received)
-		m.MetaSetMut(envelope.MetaRequestID, req.ID)
-		m.MetaSetMut(envelope.MetaTopic, envelope.TopicRaw)
-		m.MetaSetMut(envelope.MetaKey, req.ID)
-		if len(req.Header) > 0 {
-			m.MetaSetMut(envelope.MetaHeader, string(req.Header))
-		}
-		batch[i] = m
-	}
+	batch := eventMessages(req)
 	return batch, func(ctx context.Context, err error) error {
 		req.Ack(err)
 		return nil
 	}, nil
+}
+
+// eventMessages are a request's events as messages for caracal.raw. Their
+// metadata is the request's, so they share it: each is a copy of one
+// message that holds it (Benthos copies metadata only when a copy's is
+// changed), not a new message given the same eight values.
+func eventMessages(req *Request) service.MessageBatch {
+	meta := service.NewMessage(nil)
+	meta.MetaSetMut(envelope.MetaSourceID, req.Source.ID)
+	meta.MetaSetMut(envelope.MetaSourceLabel, req.Source.Label)
+	meta.MetaSetMut(envelope.MetaLogTypes, strings.Join(req.Source.LogTypes, ","))
+	meta.MetaSetMut(envelope.MetaReceivedAt, envelope.FormatTime(req.ReceivedAt))
+	meta.MetaSetMut(envelope.MetaRequestID, req.ID)
+	meta.MetaSetMut(envelope.MetaTopic, envelope.TopicRaw)
+	meta.MetaSetMut(envelope.MetaKey, req.ID)
+	if len(req.Header) > 0 {
+		meta.MetaSetMut(envelope.MetaHeader, string(req.Header))
+	}
+	batch := make(service.MessageBatch, len(req.Events))
+	for i, ev := range req.Events {
+		m := meta.Copy()
+		m.SetBytes(ev)
+		batch[i] = m
+	}
+	return batch
 }
 
 func (in *input) Close(ctx context.Context) error {
