@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -145,4 +146,41 @@ func BenchmarkRecords(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
+}
+
+// The records of one request share their metadata but for the offset; as
+// messages each still has its own value and offset, and a change to one's
+// metadata is its own. (Sharing one metadata map among them was tried:
+// the parse stage then copied it for every event it routes, which cost
+// more than it saved.)
+func TestRecordsOfOneRequestKeepTheirOwnOffsets(t *testing.T) {
+	at := time.Date(2026, 11, 30, 22, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for i := range 6 {
+		req := "req-a"
+		if i >= 3 {
+			req = "req-b" // a second request: new key and headers
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(req), Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), Offset: int64(40 + i), Timestamp: at,
+			Headers: []kgo.RecordHeader{{Key: envelope.MetaRequestID, Value: []byte(req)}, {Key: envelope.MetaSourceID, Value: []byte("demo")}}})
+	}
+	batch := messages(&Batch{Topic: envelope.TopicRaw, Partition: 1, Records: recs})
+	batch[1].MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
+	for i, m := range batch {
+		body, _ := m.AsBytes()
+		if string(body) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Errorf("message %d: body %s", i, body)
+		}
+		req := map[bool]string{true: "req-a", false: "req-b"}[i < 3]
+		topic := map[bool]string{true: envelope.TopicEvents, false: ""}[i == 1]
+		for k, want := range map[string]string{
+			envelope.MetaKafkaOffset: fmt.Sprint(40 + i), envelope.MetaKafkaKey: req, envelope.MetaRequestID: req,
+			envelope.MetaSourceID: "demo", envelope.MetaKafkaPartition: "1", envelope.MetaTopic: topic,
+			envelope.MetaKafkaTimestamp: fmt.Sprint(at.UnixNano()),
+		} {
+			if got, _ := m.MetaGet(k); got != want {
+				t.Errorf("message %d: %s = %q, want %q", i, k, got, want)
+			}
+		}
+	}
 }
