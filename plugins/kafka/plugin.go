@@ -314,16 +314,9 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	if o.p == nil && o.txnGroup == "" {
 		return service.ErrNotConnected
 	}
-	// One allocation for the batch's records and one for their headers,
-	// rather than one per record and a growing slice per record's headers.
-	store, recs := make([]kgo.Record, len(batch)), make([]*kgo.Record, len(batch))
-	var headers []kgo.RecordHeader
-	for i, m := range batch {
-		var err error
-		if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
-			return err
-		}
-		recs[i] = &store[i]
+	recs, err := o.records(batch)
+	if err != nil {
+		return err
 	}
 	if o.txnGroup != "" {
 		tc, err := o.sessions.Get(ctx, o.txnGroup)
@@ -333,6 +326,22 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 		return tc.Produce(ctx, recs)
 	}
 	return o.p.Produce(ctx, recs)
+}
+
+// records are the batch's messages as records: one allocation for the
+// records and one for their headers, rather than one per record and a
+// growing slice per record's headers.
+func (o *output) records(batch service.MessageBatch) ([]*kgo.Record, error) {
+	store, recs := make([]kgo.Record, len(batch)), make([]*kgo.Record, len(batch))
+	var headers []kgo.RecordHeader
+	for i, m := range batch {
+		var err error
+		if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
+			return nil, err
+		}
+		recs[i] = &store[i]
+	}
+	return recs, nil
 }
 
 // record fills r from message i; its headers are appended to headers,

@@ -24,12 +24,12 @@ func TestEmptyMessageIsATombstone(t *testing.T) {
 	}{{nil, true}, {[]byte{}, true}, {[]byte(`{}`), false}} {
 		m := service.NewMessage(tc.body)
 		m.MetaSetMut(envelope.MetaTopic, envelope.TopicAlertState)
-		var r kgo.Record
-		if _, err := o.record(&r, nil, service.MessageBatch{m}, 0, m); err != nil {
+		recs, err := o.records(service.MessageBatch{m})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if (r.Value == nil) != tc.null {
-			t.Errorf("body %q → value %q, want null %v", tc.body, r.Value, tc.null)
+		if (recs[0].Value == nil) != tc.null {
+			t.Errorf("body %q → value %q, want null %v", tc.body, recs[0].Value, tc.null)
 		}
 	}
 }
@@ -52,19 +52,12 @@ func TestHeadersRoundTripPerRecord(t *testing.T) {
 		m.MetaSetMut("other", "not a header")
 		batch = append(batch, m)
 	}
-	store := make([]kgo.Record, len(batch))
-	var headers []kgo.RecordHeader
-	for i, m := range batch {
-		var err error
-		if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
-			t.Fatal(err)
-		}
+	recs, err := o.records(batch)
+	if err != nil {
+		t.Fatal(err)
 	}
-	recs := make([]*kgo.Record, len(store))
-	for i := range store {
-		r := &store[i]
+	for i, r := range recs {
 		r.Offset = int64(100 + i)
-		recs[i] = r
 		var got []string
 		for _, h := range r.Headers {
 			got = append(got, h.Key+"="+string(h.Value))
@@ -136,13 +129,8 @@ func BenchmarkRecords(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		store := make([]kgo.Record, len(batch))
-		var headers []kgo.RecordHeader
-		for i, m := range batch {
-			var err error
-			if headers, err = o.record(&store[i], headers, batch, i, m); err != nil {
-				b.Fatal(err)
-			}
+		if _, err := o.records(batch); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
