@@ -298,8 +298,11 @@ func RootLogin(eventID, sourceIP string) ([]byte, error) {
 // routine read by an IAM user) for load tests.
 func CloudTrailEvent(rng *rand.Rand, eventID, sourceIP string, at time.Time) map[string]any {
 	user, name := cloudTrailChoice(rng)
-	return cloudTrailEvent(user, name, eventID, sourceIP, at.Format(time.RFC3339), fmt.Sprintf("req-%016x", rng.Uint64()))
+	return cloudTrailEvent(user, name, eventID, sourceIP, at.Format(time.RFC3339), fmt.Sprintf(requestIDFormat, rng.Uint64()))
 }
+
+// requestIDFormat writes a CloudTrail event's requestID from a random number.
+const requestIDFormat = "req-%016x"
 
 var (
 	cloudTrailNames = []string{"DescribeInstances", "GetObject", "AssumeRole", "ListBuckets", "DescribeSecurityGroups", "GetCallerIdentity", "PutObject", "CreateTags"}
@@ -343,10 +346,11 @@ type CloudTrailJSON struct {
 	templates [][][]byte // by user and name: the event split around its variable values
 }
 
-// The placeholders of a template's variable values, in the order
-// json.Marshal's sorted keys put them: eventID, eventTime, requestID,
-// sourceIPAddress.
-var cloudTrailSlots = []string{"@@id@@", "@@time@@", "@@req@@", "@@ip@@"}
+// The placeholders of a template's variable values, listed in
+// cloudTrailSlots in the order json.Marshal's sorted keys put them.
+const slotID, slotTime, slotRequest, slotIP = "@@id@@", "@@time@@", "@@req@@", "@@ip@@"
+
+var cloudTrailSlots = []string{slotID, slotTime, slotRequest, slotIP}
 
 // Append appends one event drawn from rng as CloudTrailEvent draws it.
 // eventID and sourceIP must be plain ASCII that JSON keeps as it is.
@@ -361,7 +365,7 @@ func (c *CloudTrailJSON) Append(dst []byte, rng *rand.Rand, eventID, sourceIP st
 	dst = append(dst, parts[1]...)
 	dst = at.AppendFormat(dst, time.RFC3339)
 	dst = append(dst, parts[2]...)
-	dst = fmt.Appendf(dst, "req-%016x", rng.Uint64())
+	dst = fmt.Appendf(dst, requestIDFormat, rng.Uint64())
 	dst = append(dst, parts[3]...)
 	dst = append(dst, sourceIP...)
 	return append(dst, parts[4]...)
@@ -373,7 +377,7 @@ func cloudTrailTemplates() [][][]byte {
 	var out [][][]byte
 	for user := range cloudTrailUsers {
 		for name := range cloudTrailNames {
-			b, err := json.Marshal(cloudTrailEvent(user, name, cloudTrailSlots[0], cloudTrailSlots[3], cloudTrailSlots[1], cloudTrailSlots[2]))
+			b, err := json.Marshal(cloudTrailEvent(user, name, slotID, slotIP, slotTime, slotRequest))
 			if err != nil {
 				panic(err)
 			}
