@@ -53,13 +53,14 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 	var small [128]bool
 	seen := g.seen(&small)
 	s.Expect('{')
+	slot := 0 // g.order's slot for the next key; -1 after an unknown key
 	for more := !s.Expect('}'); more; {
-		key, err := s.Key()
+		i, ok, err := s.key(g, slot)
 		if err != nil {
 			return err
 		}
-		if i, ok := g.child(key); ok && !seen[i] {
-			seen[i] = true
+		if slot = -1; ok && !seen[i] {
+			seen[i], slot = true, i+1
 			err = s.value(g.children[i], r, d, rep, depth+1)
 		} else {
 			_, err = s.Skip(depth + 1)
@@ -77,6 +78,35 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 		}
 	}
 	return nil
+}
+
+// key reads an object key and its colon and returns the index of group
+// g's child of that name. It first tries the child g.order predicts in
+// slot (see col.order), and it records what it finds where the
+// prediction failed. A key written with escapes is neither predicted nor
+// recorded: KeyIs compares names as written.
+func (s *jsonRow) key(g *col, slot int) (int, bool, error) {
+	if slot >= 0 {
+		if p := g.order[slot].Load(); p > 0 && s.KeyIs(g.children[p-1].name) {
+			return int(p - 1), true, nil
+		}
+	}
+	raw, escaped, err := s.Str()
+	if err != nil {
+		return 0, false, err
+	}
+	if !s.Expect(':') {
+		return 0, false, envelope.ErrSyntax
+	}
+	if escaped {
+		i, ok := g.child(s.Unescape(raw))
+		return i, ok, nil
+	}
+	i, ok := g.child(raw)
+	if ok && slot >= 0 {
+		g.order[slot].Store(int32(i + 1))
+	}
+	return i, ok, nil
 }
 
 // value encodes the next value into optional node c; d is the parent's

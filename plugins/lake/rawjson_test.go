@@ -283,6 +283,48 @@ func TestEncodeJSONMatchesReference(t *testing.T) {
 	}
 }
 
+// TestEncodeJSONKeyPrediction: keys are matched first against the order
+// the previous objects had (col.order); whatever the next object holds,
+// a wrong or misleading prediction must give what the reference gives.
+func TestEncodeJSONKeyPrediction(t *testing.T) {
+	tab := kindsTable(t)
+	same := `{"s":"a","small":1,"i":2,"obj":{"x":"y","list":[{"n":1},{"n":2}]},"tags":["t"]}`
+	for _, raw := range []string{
+		same, same, // learnt, then predicted
+		`{"small":1,"s":"a","tags":["t"],"i":2,"obj":{"list":[{"n":1}],"x":"y"}}`, // another order
+		`{"s" :"spaced","small" : 1 , "i":2}`,
+		`{"sm":"prefix of small","small":3}`,
+		`{"s":"a","smallish":4,"small":5}`,
+		`{"\u0073":"escaped s","small":6}`,
+		`{"s":"a","s":"again","small":7}`,
+		`{"s":"a","unknown":1,"small":8}`,
+		same,
+		`{"sa:b":"a colon where the predicted key ends","small":9}`,
+		`{"s":"a","small"`,
+		`{"s":"a","small":`,
+		`{"s"`,
+	} {
+		got, want, gotErr, wantErr := encodeBoth(tab, []byte(raw))
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%s: error %v, reference %v", raw, gotErr, wantErr)
+			continue
+		}
+		if gotErr == nil {
+			if err := sameColumns(got, want); err != nil {
+				t.Errorf("%s: %v", raw, err)
+			}
+		}
+	}
+	// The last complete object read left its order behind: "s" first,
+	// then "small".
+	root := tab.root
+	s, _ := root.child([]byte("s"))
+	small, _ := root.child([]byte("small"))
+	if first, next := root.order[0].Load(), root.order[s+1].Load(); first != int32(s+1) || next != int32(small+1) {
+		t.Errorf("order: first %d, after s %d; want %d and %d", first, next, s+1, small+1)
+	}
+}
+
 // FuzzEncodeJSON: on any input the reference parses, EncodeJSON fails when
 // it fails and writes the same values when it succeeds; on any other input
 // it fails without panicking.
