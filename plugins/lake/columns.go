@@ -59,8 +59,8 @@ type col struct {
 	// so the JSON encoder mostly matches a key by comparing it with the
 	// one predicted rather than reading and looking it up. Atomic because
 	// tables are shared; a stale prediction only costs the lookup.
-	order []atomic.Int32
-	leaves   []*col         // group and list: every leaf below, for nulls
+	order  []atomic.Int32
+	leaves []*col // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls. Group and
 	// list: the leaves' columns and their nulls at each level (nulls).
