@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -53,14 +52,7 @@ type col struct {
 	index    int            // leaf column index
 	children []*col         // group fields in Parquet order; list: the element
 	names    envelope.Names // group: child index by field name
-	// group: the child whose key came first in the last object read
-	// (slot 0) and the one that came after child i (slot i+1), plus one
-	// (0: none yet). Events of a log type list their keys in one order,
-	// so the JSON encoder mostly matches a key by comparing it with the
-	// one predicted rather than reading and looking it up. Atomic because
-	// tables are shared; a stale prediction only costs the lookup.
-	order  []atomic.Int32
-	leaves []*col // group and list: every leaf below, for nulls
+	leaves   []*col         // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls. Group and
 	// list: the leaves' columns and their nulls at each level (nulls).
@@ -111,7 +103,6 @@ func (c *col) indexChildren() {
 		names[i] = k.name
 	}
 	c.names = envelope.NewNames(names)
-	c.order = make([]atomic.Int32, len(c.children)+1)
 }
 
 // seen returns a group's flags of children already read, in small when

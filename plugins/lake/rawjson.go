@@ -53,14 +53,14 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 	var small [128]bool
 	seen := g.seen(&small)
 	s.Expect('{')
-	slot := 0 // g.order's slot for the next key; -1 after an unknown key
+	prev := -1 // the previous key's child (see KeyIn)
 	for more := !s.Expect('}'); more; {
-		i, ok, err := s.key(g, slot)
+		i, ok, err := s.KeyIn(&g.names, prev)
 		if err != nil {
 			return err
 		}
-		if slot = -1; ok && !seen[i] {
-			seen[i], slot = true, i+1
+		if prev = envelope.NoKey; ok && !seen[i] {
+			seen[i], prev = true, i
 			err = s.value(g.children[i], r, d, rep, depth+1)
 		} else {
 			_, err = s.Skip(depth + 1)
@@ -78,35 +78,6 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 		}
 	}
 	return nil
-}
-
-// key reads an object key and its colon and returns the index of group
-// g's child of that name. It first tries the child g.order predicts in
-// slot (see col.order), and it records what it finds where the
-// prediction failed. A key written with escapes is neither predicted nor
-// recorded: KeyIs compares names as written.
-func (s *jsonRow) key(g *col, slot int) (int, bool, error) {
-	if slot >= 0 {
-		if p := g.order[slot].Load(); p > 0 && s.KeyIs(g.children[p-1].name) {
-			return int(p - 1), true, nil
-		}
-	}
-	raw, escaped, err := s.Str()
-	if err != nil {
-		return 0, false, err
-	}
-	if !s.Expect(':') {
-		return 0, false, envelope.ErrSyntax
-	}
-	if escaped {
-		i, ok := g.child(s.Unescape(raw))
-		return i, ok, nil
-	}
-	i, ok := g.child(raw)
-	if ok && slot >= 0 {
-		g.order[slot].Store(int32(i + 1))
-	}
-	return i, ok, nil
 }
 
 // value encodes the next value into optional node c; d is the parent's

@@ -41,12 +41,15 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 	var seen, present uint64
 	first = true
 	s.Expect('{')
+	prev := -1 // the previous key's field (see KeyIn)
 	for more := !s.Expect('}'); more; {
-		key, err := s.Key()
+		i, ok, err := s.KeyIn(&set.names, prev)
 		if err != nil {
 			return nil, false, err
 		}
-		i, ok := set.find(unsafe.String(unsafe.SliceData(key), len(key)))
+		if prev = envelope.NoKey; ok {
+			prev = i
+		}
 		switch {
 		case !ok || seen&(1<<i) != 0: // a key given twice counts once: the first
 			_, err = s.Skip(depth + 1 + scanMargin)
