@@ -13,6 +13,9 @@ import (
 type Names struct {
 	slots []nameSlot
 	byPos []string
+	// keyed holds each name as an object key is mostly written, quoted
+	// and with its colon, for KeyIn to compare at once.
+	keyed []string
 	// next predicts keys for KeyIn: the position (plus one; 0 for none)
 	// of the name that came first in the last object read (next[0]) and
 	// of the one that came after position i (next[i+1]). Atomic because
@@ -40,7 +43,11 @@ func NewNames(names []string) Names {
 	for size < 2*len(names) {
 		size *= 2
 	}
-	n := Names{slots: make([]nameSlot, size), byPos: names, next: make([]atomic.Int32, len(names)+1)}
+	n := Names{slots: make([]nameSlot, size), byPos: names, next: make([]atomic.Int32, len(names)+1),
+		keyed: make([]string, len(names))}
+	for i, name := range names {
+		n.keyed[i] = `"` + name + `":`
+	}
 	for i := range n.slots {
 		n.slots[i].pos = -1
 	}
@@ -87,8 +94,14 @@ const NoKey = -2
 // instead. A key written with escapes is looked up, never predicted.
 func (s *Scanner) KeyIn(names *Names, prev int) (pos int, found bool, err error) {
 	if prev >= -1 && prev+1 < len(names.next) {
-		if p := names.next[prev+1].Load(); p > 0 && s.KeyIs(names.byPos[p-1]) {
-			return int(p - 1), true, nil
+		if p := names.next[prev+1].Load(); p > 0 {
+			if k := names.keyed[p-1]; len(s.b)-s.i >= len(k) && string(s.b[s.i:s.i+len(k)]) == k {
+				s.i += len(k)
+				return int(p - 1), true, nil
+			}
+			if s.KeyIs(names.byPos[p-1]) { // with white space
+				return int(p - 1), true, nil
+			}
 		}
 	}
 	raw, escaped, err := s.Str()
