@@ -486,6 +486,12 @@ func appendLeaf(cols [][]parquet.Value, c *col, val parquet.Value, err error, r,
 	if err != nil {
 		return fmt.Errorf("column %s: %w", c.name, err)
 	}
+	putLeaf(cols, c, val, r, d)
+	return nil
+}
+
+// putLeaf appends a leaf's value at its levels.
+func putLeaf(cols [][]parquet.Value, c *col, val parquet.Value, r, d int) {
 	// Levels set in place: Value.Level is not inlined, and copies the
 	// value in and out.
 	col := append(cols[c.index], val)
@@ -494,7 +500,6 @@ func appendLeaf(cols [][]parquet.Value, c *col, val parquet.Value, err error, r,
 	v.SetDefinitionLevel(d + 1)
 	v.SetColumnIndex(c.index)
 	cols[c.index] = col
-	return nil
 }
 
 // asList is a list column's value as items: a lone value is a list of one.

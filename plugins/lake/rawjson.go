@@ -128,6 +128,17 @@ func (s *jsonRow) value(c *col, r, d, rep, depth int) error {
 		}
 		return nil
 	}
+	if c.leaf == stringLeaf && first == '"' { // most leaves: spared leaf's calls
+		raw, escaped, err := s.Str()
+		if err != nil {
+			return err
+		}
+		if escaped {
+			raw = s.Unescape(raw)
+		}
+		putLeaf(s.cols, c, parquet.ByteArrayValue(raw), r, d)
+		return nil
+	}
 	val, err := s.leaf(c.leaf, first, depth)
 	if err == envelope.ErrSyntax || err == envelope.ErrTooDeep {
 		return err
