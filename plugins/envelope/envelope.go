@@ -229,7 +229,24 @@ func parseFormatted(s string) (_ time.Time, ok bool) {
 	if !ok || mo < 1 || mo > 12 || d < 1 || d > daysIn(time.Month(mo), y) || h > 23 || mi > 59 || sec > 59 {
 		return time.Time{}, false
 	}
-	return time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC), true
+	// time.Date, general, was a fifth of this.
+	return time.Unix(daysSinceEpoch(y, mo, d)*86400+int64(h*3600+mi*60+sec), int64(ns)).UTC(), true
+}
+
+// daysSinceEpoch is the number of days from 1970-01-01 to a valid date
+// of the proleptic Gregorian calendar, year 0 to 9999, counted in 400-year
+// eras of 146,097 days from a year starting in March (so that a leap day
+// is its year's last).
+func daysSinceEpoch(y, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := (y + 400) / 400 // y ≥ -1: shifted so the division floors
+	era--
+	yoe := y - era*400 // year of era, 0 to 399
+	doy := (153*((m+9)%12)+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era*146097+doe) - 719468
 }
 
 // daysIn is the number of days in month m of year y.

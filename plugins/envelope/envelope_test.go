@@ -318,7 +318,7 @@ func TestParseTimeMatchesTimeParse(t *testing.T) {
 	for _, s := range texts {
 		got, err := ParseTime(s)
 		want, wantErr := time.Parse(time.RFC3339Nano, s)
-		if (err != nil) != (wantErr != nil) || !got.Equal(want) {
+		if (err != nil) != (wantErr != nil) || got != want {
 			t.Fatalf("ParseTime(%q) = %v, %v; time.Parse: %v, %v", s, got, err, want, wantErr)
 		}
 	}
