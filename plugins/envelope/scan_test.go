@@ -171,3 +171,27 @@ func TestKeyIs(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipStrEndsWhereStrEnds: skipping a string (the closing quote is
+// the first after an even run of backslashes) ends where reading it
+// (escape by escape) ends, and fails where it fails.
+func TestSkipStrEndsWhereStrEnds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	docs := []string{`""`, `"\\"`, `"\""`, `"\\\""`, `"a\\\\"`, `"\`, `"\"`, `"abc`, `"x\\" "y"`}
+	for range 20000 {
+		b := []byte{'"'}
+		for range rng.IntN(12) {
+			b = append(b, `ab\\\"`[rng.IntN(6)])
+		}
+		docs = append(docs, string(b))
+	}
+	for _, doc := range docs {
+		read := NewScanner([]byte(doc))
+		_, _, readErr := read.Str()
+		skip := NewScanner([]byte(doc))
+		skipped, skipErr := skip.Skip(0)
+		if (readErr == nil) != (skipErr == nil) || readErr == nil && (skip.i != read.i || string(skipped) != doc[:read.i]) {
+			t.Fatalf("%s: Skip ended at %d (%v), Str at %d (%v)", doc, skip.i, skipErr, read.i, readErr)
+		}
+	}
+}
