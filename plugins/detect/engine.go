@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -164,7 +163,9 @@ type Engine struct {
 	// those a candidate rule reads.
 	reads    *envelope.Names
 	readKeys []string
-	plans    map[*Rule]*plan
+	// readOrder learns the events' key order, to find reads' keys fast.
+	readOrder *envelope.KeyOrder
+	plans     map[*Rule]*plan
 }
 
 // NewEngine indexes the enabled rules by log type, and within a log type by
@@ -231,6 +232,7 @@ func (e *Engine) planReads() {
 	e.readKeys = slices.Sorted(maps.Keys(reads))
 	names := envelope.NewNames(e.readKeys)
 	e.reads = &names
+	e.readOrder = envelope.NewKeyOrder(e.reads)
 	e.plans = map[*Rule]*plan{}
 	for r, keys := range conds {
 		p := &plan{}
@@ -378,11 +380,7 @@ func objectOrNothing(raw []byte) bool {
 // locate sets vals[i] to the JSON of the value of top-level key
 // readKeys[i] in raw (the last, if given twice; nil if absent).
 func (e *Engine) locate(raw []byte, vals [][]byte) error {
-	return envelope.EachField(raw, func(key, value []byte) {
-		if i, ok := e.reads.Find(unsafe.String(unsafe.SliceData(key), len(key))); ok {
-			vals[i] = value
-		}
-	})
+	return envelope.EachKeptField(raw, e.readOrder, func(i int, value []byte) { vals[i] = value })
 }
 
 // value is the JSON of key's value among the located values (nil when

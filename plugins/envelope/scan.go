@@ -555,7 +555,7 @@ func (s *Scanner) appendObject(b []byte, depth int) ([]byte, error) {
 		}
 		if repeated {
 			s.i = start
-			m, err := s.decodeObject(nil, depth)
+			m, err := s.decodeObject(depth)
 			if err != nil {
 				return nil, err
 			}
@@ -590,6 +590,39 @@ func ObjectField(obj []byte, key string) []byte {
 		return nil
 	}
 	return found
+}
+
+// EachKeptField calls fn with the position among o's names of each key of
+// the JSON object obj that is one of them, and the JSON of its value, in
+// order. The other values are skipped, and the keys recognised by o's
+// order where it can.
+func EachKeptField(obj []byte, o *KeyOrder, fn func(pos int, value []byte)) error {
+	s := NewScanner(obj)
+	defer s.Release()
+	if !s.Expect('{') {
+		return errors.New("not a JSON object")
+	}
+	prev := -1
+	for more := !s.Expect('}'); more; {
+		place, pos, found, err := s.OrderedKey(o, prev)
+		if err != nil {
+			return err
+		}
+		v, err := s.Skip(1)
+		if err != nil {
+			return err
+		}
+		if prev = place; found {
+			fn(pos, v)
+		}
+		if more, err = s.More('}'); err != nil {
+			return err
+		}
+	}
+	if !s.AtEnd() {
+		return ErrSyntax
+	}
+	return nil
 }
 
 // EachField calls fn with each key of the JSON object obj and the JSON of

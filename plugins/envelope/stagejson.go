@@ -21,15 +21,15 @@ func DecodeEvent(b []byte) (map[string]any, error) { return DecodeEventKeys(b, n
 // kept, and a map lookup for each was a seventh of enriching an event.
 type Keys struct {
 	names Names
+	order *KeyOrder // the events' key order, to find these keys fast
 	n     int
 }
 
 // NewKeys makes the set of keys.
-func NewKeys(keys ...string) *Keys { return &Keys{NewNames(keys), len(keys)} }
-
-func (k *Keys) has(key []byte) bool {
-	_, ok := k.names.Find(unsafe.String(unsafe.SliceData(key), len(key)))
-	return ok
+func NewKeys(keys ...string) *Keys {
+	k := &Keys{names: NewNames(keys), n: len(keys)}
+	k.order = NewKeyOrder(&k.names)
+	return k
 }
 
 // DecodeEventKeys is DecodeEvent keeping only the top-level keys in keep
@@ -82,7 +82,13 @@ func decodeEvent(s Scanner, keep *Keys) (map[string]any, error) {
 	if s.Next() != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	m, err := s.decodeObject(keep, 0)
+	var m map[string]any
+	var err error
+	if keep != nil {
+		m, err = s.decodeKept(keep)
+	} else {
+		m, err = s.decodeObject(0)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -93,29 +99,49 @@ func decodeEvent(s Scanner, keep *Keys) (map[string]any, error) {
 }
 
 // decodeObject reads the object at the read position into a map (the last
-// of a repeated key wins), keeping only the keys in keep when it is set.
-func (s *Scanner) decodeObject(keep *Keys, depth int) (map[string]any, error) {
+// of a repeated key wins).
+func (s *Scanner) decodeObject(depth int) (map[string]any, error) {
 	if depth > MaxDepth {
 		return nil, ErrTooDeep
 	}
 	s.Expect('{')
-	size := 0
-	if keep != nil {
-		size = min(keep.n, 16)
-	}
-	m := make(map[string]any, size)
+	m := make(map[string]any)
 	for more := !s.Expect('}'); more; {
 		key, err := s.Key()
 		if err != nil {
 			return nil, err
 		}
-		if keep == nil || keep.has(key) {
-			v, err := s.decodeValue(depth + 1)
+		v, err := s.decodeValue(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		m[string(key)] = v
+		if more, err = s.More('}'); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// decodeKept is decodeObject for an event, keeping only the keys in keep,
+// which it finds by their order (KeyOrder) and names with keep's own
+// strings.
+func (s *Scanner) decodeKept(keep *Keys) (map[string]any, error) {
+	s.Expect('{')
+	m := make(map[string]any, min(keep.n, 16))
+	prev := -1
+	for more := !s.Expect('}'); more; {
+		place, pos, found, err := s.OrderedKey(keep.order, prev)
+		if err != nil {
+			return nil, err
+		}
+		if prev = place; found {
+			v, err := s.decodeValue(1)
 			if err != nil {
 				return nil, err
 			}
-			m[string(key)] = v
-		} else if _, err := s.Skip(depth + 1); err != nil {
+			m[keep.names.byPos[pos]] = v
+		} else if _, err := s.Skip(1); err != nil {
 			return nil, err
 		}
 		if more, err = s.More('}'); err != nil {
@@ -140,7 +166,7 @@ func (s *Scanner) decodeValue(depth int) (any, error) {
 		}
 		return unsafe.String(unsafe.SliceData(raw), len(raw)), nil
 	case '{':
-		return s.decodeObject(nil, depth)
+		return s.decodeObject(depth)
 	case '[':
 		if depth > MaxDepth {
 			return nil, ErrTooDeep
