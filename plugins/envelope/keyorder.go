@@ -71,7 +71,11 @@ func (s *Scanner) OrderedKey(o *KeyOrder, prev int) (place, pos int, found bool,
 	}
 	key := unsafe.String(unsafe.SliceData(raw), len(raw))
 	place, ok := v.index[key]
-	if !ok && !escaped {
+	switch {
+	case ok:
+	case escaped: // learnt keys are matched raw, so escaped ones are not learnt
+		place = -1
+	default:
 		v, place = o.learn(key)
 	}
 	if place < 0 {

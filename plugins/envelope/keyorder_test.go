@@ -60,7 +60,7 @@ func TestOrderedKeyFindsWhatFindFinds(t *testing.T) {
 	names := NewNames([]string{"eventName", "eventTime", "p_log_type", "sourceIPAddress"})
 	o := NewKeyOrder(&names)
 	pool := []string{`"eventName"`, `"eventTime"`, `"p_log_type"`, `"sourceIPAddress"`, `"eventNames"`, `"event"`,
-		`"userAgent"`, `"e\u0076entName"`, `"eventTime" `, `"a\"b"`, `""`}
+		`"userAgent"`, `"e\u0076entName"`, `"\u0078y"`, `"eventTime" `, `"a\"b"`, `""`}
 	rng := rand.New(rand.NewPCG(1, 2))
 	shapes := make([]string, 8)
 	for i := range shapes {
