@@ -8,13 +8,15 @@ import (
 	"unsafe"
 )
 
-// KeyOrder is Names' key prediction (KeyIn) for readers that keep a few
-// keys of objects with many, as the detect and enrich stages read events:
+// KeyOrder recognises the keys of objects of one kind (a log type's
+// events, a schema's nested object), which list their keys in one order:
 // it learns every key, kept or not, so that the next key is mostly
 // recognised by one comparison with the key that followed the previous
-// one last time, instead of being read and looked up.
+// one last time, instead of being read and looked up. The lake and parse
+// stages read every key with it, the detect and enrich stages the few
+// they keep of many.
 type KeyOrder struct {
-	names *Names
+	names Names      // a copy: the same slices, so the caller's may move
 	mu    sync.Mutex // serialises learning new keys
 	vocab atomic.Pointer[vocabulary]
 }
@@ -22,13 +24,23 @@ type KeyOrder struct {
 // vocabulary is the keys a KeyOrder has seen. It only grows, by copy, so
 // a key's place in it never changes and readers need no lock.
 type vocabulary struct {
-	keyed []string       // each key as written without white space: `"key":`
-	pos   []int          // its position among the names, or -1
+	keys  []learntKey    // by place
 	index map[string]int // place by key
 	// next[0] is the place (plus one; 0 for none) of the key that came
 	// first in the last object read, next[i+1] of the one after place i.
 	next []atomic.Int32
 }
+
+// learntKey is a key as written without white space, `"key":`, and its
+// position among the names (-1 for none): one read for a predicted key.
+type learntKey struct {
+	keyed string
+	pos   int
+}
+
+// NoKey is OrderedKey's place for a key that has none: no prediction is
+// made or learnt after it.
+const NoKey = -2
 
 // Hostile input could bring endless new keys: past these bounds keys are
 // looked up, not learnt.
@@ -40,7 +52,7 @@ const (
 // NewKeyOrder learns the key order of objects whose keys of interest are
 // names.
 func NewKeyOrder(names *Names) *KeyOrder {
-	o := &KeyOrder{names: names}
+	o := &KeyOrder{names: *names}
 	o.vocab.Store(&vocabulary{index: map[string]int{}, next: make([]atomic.Int32, 1)})
 	return o
 }
@@ -53,9 +65,9 @@ func (s *Scanner) OrderedKey(o *KeyOrder, prev int) (place, pos int, found bool,
 	v := o.vocab.Load()
 	if prev >= -1 && prev+1 < len(v.next) {
 		if p := int(v.next[prev+1].Load()) - 1; p >= 0 {
-			if k := v.keyed[p]; len(s.b)-s.i >= len(k) && string(s.b[s.i:s.i+len(k)]) == k {
-				s.i += len(k)
-				return p, v.pos[p], v.pos[p] >= 0, nil
+			if k := &v.keys[p]; len(s.b)-s.i >= len(k.keyed) && string(s.b[s.i:s.i+len(k.keyed)]) == k.keyed {
+				s.i += len(k.keyed)
+				return p, k.pos, k.pos >= 0, nil
 			}
 		}
 	}
@@ -85,7 +97,8 @@ func (s *Scanner) OrderedKey(o *KeyOrder, prev int) (place, pos int, found bool,
 	if prev >= -1 && prev+1 < len(v.next) {
 		v.next[prev+1].Store(int32(place + 1))
 	}
-	return place, v.pos[place], v.pos[place] >= 0, nil
+	pos = v.keys[place].pos
+	return place, pos, pos >= 0, nil
 }
 
 // learn gives key a place (-1 past the bounds) in a new vocabulary.
@@ -96,7 +109,7 @@ func (o *KeyOrder) learn(key string) (*vocabulary, int) {
 	if place, ok := v.index[key]; ok {
 		return v, place
 	}
-	if len(v.keyed) >= maxVocabulary || len(key) > maxLearntKey {
+	if len(v.keys) >= maxVocabulary || len(key) > maxLearntKey {
 		return v, -1
 	}
 	key = strings.Clone(key) // it points into the object being read
@@ -105,15 +118,14 @@ func (o *KeyOrder) learn(key string) (*vocabulary, int) {
 		pos = -1
 	}
 	n := &vocabulary{
-		keyed: append(v.keyed[:len(v.keyed):len(v.keyed)], `"`+key+`":`),
-		pos:   append(v.pos[:len(v.pos):len(v.pos)], pos),
+		keys:  append(v.keys[:len(v.keys):len(v.keys)], learntKey{`"` + key + `":`, pos}),
 		index: maps.Clone(v.index),
 		next:  make([]atomic.Int32, len(v.next)+1),
 	}
-	n.index[key] = len(v.keyed)
+	n.index[key] = len(v.keys)
 	for i := range v.next {
 		n.next[i].Store(v.next[i].Load())
 	}
 	o.vocab.Store(n)
-	return n, len(v.keyed)
+	return n, len(v.keys)
 }

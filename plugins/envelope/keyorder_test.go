@@ -110,8 +110,8 @@ func TestKeyOrderBounds(t *testing.T) {
 		}
 	}
 	v := o.vocab.Load()
-	if len(v.keyed) != maxVocabulary || len(v.next) != maxVocabulary+1 {
-		t.Errorf("vocabulary of %d keys, %d predictions; want %d", len(v.keyed), len(v.next), maxVocabulary)
+	if len(v.keys) != maxVocabulary || len(v.next) != maxVocabulary+1 {
+		t.Errorf("vocabulary of %d keys, %d predictions; want %d", len(v.keys), len(v.next), maxVocabulary)
 	}
 	if _, ok := v.index[long]; ok {
 		t.Error("a key longer than maxLearntKey was learnt")

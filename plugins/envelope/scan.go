@@ -303,30 +303,6 @@ func (s *Scanner) Key() ([]byte, error) {
 	return k, nil
 }
 
-// KeyIs reads an object key and the colon after it if the key is name,
-// which must hold no quote nor backslash (it is compared as written);
-// otherwise it reads nothing. One comparison where a reader expects a
-// key costs less than reading the key and looking it up.
-func (s *Scanner) KeyIs(name string) bool {
-	if s.i < len(s.b) && s.b[s.i] != '"' {
-		s.ws()
-	}
-	start, end := s.i, s.i+1+len(name)
-	if end+1 >= len(s.b) || s.b[start] != '"' || s.b[end] != '"' ||
-		string(s.b[start+1:end]) != name {
-		return false
-	}
-	if s.i = end + 1; s.b[s.i] == ':' {
-		s.i++
-		return true
-	}
-	if s.Expect(':') {
-		return true
-	}
-	s.i = start
-	return false
-}
-
 // More reads the separator after an object's or array's member: true if
 // another member follows, false at the closing byte end.
 func (s *Scanner) More(end byte) (bool, error) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -134,40 +133,6 @@ func TestObjectField(t *testing.T) {
 	for _, notObject := range []string{`"type"`, `[{"type":"Root"}]`, `null`, ``, `{"type":`} {
 		if got := ObjectField([]byte(notObject), "type"); got != nil {
 			t.Errorf("ObjectField(%s) = %s, want nil", notObject, got)
-		}
-	}
-}
-
-// TestKeyIs: KeyIs reads a key and its colon only when the key is exactly
-// the name, and otherwise leaves the read position where it was.
-func TestKeyIs(t *testing.T) {
-	for _, c := range []struct {
-		doc  string
-		want bool
-		rest string // what is left to read after a match
-	}{
-		{`"name":1`, true, "1"},
-		{` "name" : 1`, true, " 1"},
-		{`"name"`, false, ""},
-		{`"name":`, true, ""},
-		{`"names":1`, false, ""},
-		{`"nam":1`, false, ""},
-		{`"nameX:1`, false, ""},
-		{`"na\u006de":1`, false, ""},
-		{`"name"1`, false, ""},
-		{`name:1`, false, ""},
-	} {
-		s := NewScanner([]byte(c.doc))
-		got := s.KeyIs("name")
-		if got != c.want {
-			t.Errorf("KeyIs(%s) = %v, want %v", c.doc, got, c.want)
-			continue
-		}
-		if got && string(s.b[s.i:]) != c.rest {
-			t.Errorf("KeyIs(%s) left %q, want %q", c.doc, s.b[s.i:], c.rest)
-		}
-		if !got && strings.TrimLeft(string(s.b[s.i:]), " ") != strings.TrimLeft(c.doc, " ") {
-			t.Errorf("KeyIs(%s) moved to %q without a match", c.doc, s.b[s.i:])
 		}
 	}
 }

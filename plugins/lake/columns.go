@@ -46,13 +46,14 @@ type Table struct {
 // encoder needs (column index of leaves, value kind).
 type col struct {
 	name     string
-	kind     string         // a schema type, or "list" / "group"
-	shape    shape          // kind, for the encoders' hot paths
-	leaf     leafKind       // a leaf's kind, for the JSON encoder's
-	index    int            // leaf column index
-	children []*col         // group fields in Parquet order; list: the element
-	names    envelope.Names // group: child index by field name
-	leaves   []*col         // group and list: every leaf below, for nulls
+	kind     string             // a schema type, or "list" / "group"
+	shape    shape              // kind, for the encoders' hot paths
+	leaf     leafKind           // a leaf's kind, for the JSON encoder's
+	index    int                // leaf column index
+	children []*col             // group fields in Parquet order; list: the element
+	names    envelope.Names     // group: child index by field name
+	order    *envelope.KeyOrder // group: the order its objects' keys come in
+	leaves   []*col             // group and list: every leaf below, for nulls
 	// leaf: its null value at each repetition and definition level it can
 	// take, made once: rows of wide schemas are mostly nulls. Group and
 	// list: the leaves' columns and their nulls at each level (nulls).
@@ -103,6 +104,7 @@ func (c *col) indexChildren() {
 		names[i] = k.name
 	}
 	c.names = envelope.NewNames(names)
+	c.order = envelope.NewKeyOrder(&c.names)
 }
 
 // seen returns a group's flags of children already read, in small when

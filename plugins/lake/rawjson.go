@@ -53,14 +53,14 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 	var small [128]bool
 	seen := g.seen(&small)
 	s.Expect('{')
-	prev := -1 // the previous key's child (see KeyIn)
+	prev := -1 // the previous key's place in g's order
 	for more := !s.Expect('}'); more; {
-		i, ok, err := s.KeyIn(&g.names, prev)
+		place, i, ok, err := s.OrderedKey(g.order, prev)
 		if err != nil {
 			return err
 		}
-		if prev = envelope.NoKey; ok && !seen[i] {
-			seen[i], prev = true, i
+		if prev = place; ok && !seen[i] {
+			seen[i] = true
 			err = s.value(g.children[i], r, d, rep, depth+1)
 		} else {
 			_, err = s.Skip(depth + 1)

@@ -291,7 +291,7 @@ func encodesAsReference(t *testing.T, tab *Table, raw string) {
 }
 
 // TestEncodeJSONKeyPrediction: keys are matched first against the order
-// the previous objects had (Scanner.KeyIn); whatever the next object holds,
+// the previous objects had (Scanner.OrderedKey); whatever the next object holds,
 // a wrong or misleading prediction must give what the reference gives.
 func TestEncodeJSONKeyPrediction(t *testing.T) {
 	tab := kindsTable(t)

@@ -308,8 +308,9 @@ func appendKey(b []byte, first bool, f *node) []byte {
 // every field, a tenth of typing a CloudTrail event).
 type fieldSet struct {
 	names    envelope.Names
-	required uint64 // bit i: fields[i] is required
-	ordered  bool   // no lookup (over 64 fields, or a name twice): go by the fields' order
+	order    *envelope.KeyOrder // the order input objects give the fields in
+	required uint64             // bit i: fields[i] is required
+	ordered  bool               // no lookup (over 64 fields, or a name twice): go by the fields' order
 }
 
 func newFieldSet(fields []*node) fieldSet {
@@ -318,6 +319,7 @@ func newFieldSet(fields []*node) fieldSet {
 		names[i] = f.name
 	}
 	s := fieldSet{names: envelope.NewNames(names), ordered: len(fields) > 64}
+	s.order = envelope.NewKeyOrder(&s.names)
 	for i, f := range fields {
 		if at, _ := s.names.Find(f.name); at != i {
 			s.ordered = true // a name given twice is found at its first place only

@@ -41,15 +41,13 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 	var seen, present uint64
 	first = true
 	s.Expect('{')
-	prev := -1 // the previous key's field (see KeyIn)
+	prev := -1 // the previous key's place in set's order
 	for more := !s.Expect('}'); more; {
-		i, ok, err := s.KeyIn(&set.names, prev)
+		place, i, ok, err := s.OrderedKey(set.order, prev)
 		if err != nil {
 			return nil, false, err
 		}
-		if prev = envelope.NoKey; ok {
-			prev = i
-		}
+		prev = place
 		switch {
 		case !ok || seen&(1<<i) != 0: // a key given twice counts once: the first
 			_, err = s.Skip(depth + 1 + scanMargin)
