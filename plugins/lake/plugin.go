@@ -34,7 +34,7 @@ func outputSpec() *service.ConfigSpec {
 				Description("Roll the pending files at the latest this long after their first row. Pending rows are also written when the process stops.").
 				Default("5m").Example("1m"),
 			service.NewIntField("max_open_files").
-				Description("Files a roll holds open at most; a roll that would open more is written and the rest of its rows go to the next. Each open file takes about 6 KiB per column before its first row (450 KiB for CloudTrail), and a backfill of old events spans a file per table, hour and partition: the bound keeps its memory in check, at the cost of smaller files.").
+				Description("Files a roll holds open at most; a roll that would open more is written and the rest of its rows go to the next. Each open file takes about 5 KiB per column before its first row (370 KiB for CloudTrail's 75 columns), and a backfill of old events spans a file per table, hour and partition: the bound keeps its memory in check, at the cost of smaller files.").
 				Default(DefaultMaxOpenFiles).Advanced().
 				LintRule(`root = if this < 1 { ["max_open_files must be at least 1 (default 128)"] }`),
 			service.NewOutputMaxInFlightField().

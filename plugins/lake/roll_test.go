@@ -169,7 +169,7 @@ func TestRollerHoldsAtMostTwoRollsWhileTheStorageIsSlow(t *testing.T) {
 // A batch spanning more hours than a roll may hold files for (a backfill)
 // is spread over several rolls, none holding more than MaxOpenFiles open
 // files, and every row is stored once. Before the bound, one roll held a
-// file per hour: 450 KiB each for CloudTrail before any row.
+// file per hour: 370 KiB each for CloudTrail before any row.
 func TestRollerBoundsTheOpenFiles(t *testing.T) {
 	st := &blockingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}, release: make(chan struct{})}
 	const maxFiles, hours = 4, 10
