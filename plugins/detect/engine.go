@@ -232,7 +232,7 @@ func (e *Engine) planReads() {
 	e.readKeys = slices.Sorted(maps.Keys(reads))
 	names := envelope.NewNames(e.readKeys)
 	e.reads = &names
-	e.readOrder = envelope.NewKeyOrder(e.reads)
+	e.readOrder = envelope.NewKeyOrder(names)
 	e.plans = map[*Rule]*plan{}
 	for r, keys := range conds {
 		p := &plan{}

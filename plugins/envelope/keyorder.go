@@ -16,7 +16,7 @@ import (
 // stages read every key with it, the detect and enrich stages the few
 // they keep of many.
 type KeyOrder struct {
-	names Names      // a copy: the same slices, so the caller's may move
+	names Names
 	mu    sync.Mutex // serialises learning new keys
 	vocab atomic.Pointer[vocabulary]
 }
@@ -51,8 +51,8 @@ const (
 
 // NewKeyOrder learns the key order of objects whose keys of interest are
 // names.
-func NewKeyOrder(names *Names) *KeyOrder {
-	o := &KeyOrder{names: *names}
+func NewKeyOrder(names Names) *KeyOrder {
+	o := &KeyOrder{names: names}
 	o.vocab.Store(&vocabulary{index: map[string]int{}, next: make([]atomic.Int32, 1)})
 	return o
 }

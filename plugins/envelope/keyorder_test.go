@@ -58,7 +58,7 @@ func wantPositions(t *testing.T, names *Names, doc string) []int {
 // lookup finds it; and objects that repeat an order are read by it.
 func TestOrderedKeyFindsWhatFindFinds(t *testing.T) {
 	names := NewNames([]string{"eventName", "eventTime", "p_log_type", "sourceIPAddress"})
-	o := NewKeyOrder(&names)
+	o := NewKeyOrder(names)
 	pool := []string{`"eventName"`, `"eventTime"`, `"p_log_type"`, `"sourceIPAddress"`, `"eventNames"`, `"event"`,
 		`"userAgent"`, `"e\u0076entName"`, `"\u0078y"`, `"eventTime" `, `"a\"b"`, `""`}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -101,7 +101,7 @@ func TestOrderedKeyFindsWhatFindFinds(t *testing.T) {
 // but not learnt.
 func TestKeyOrderBounds(t *testing.T) {
 	names := NewNames([]string{"kept"})
-	o := NewKeyOrder(&names)
+	o := NewKeyOrder(names)
 	long := strings.Repeat("k", maxLearntKey+1)
 	for i := range maxVocabulary + 10 {
 		doc := fmt.Sprintf(`{"key%d":1,"kept":2,%q:3}`, i, long)
@@ -122,7 +122,7 @@ func TestKeyOrderBounds(t *testing.T) {
 // with -race) each find what a lookup finds.
 func TestKeyOrderConcurrent(t *testing.T) {
 	names := NewNames([]string{"a", "c", "e"})
-	o := NewKeyOrder(&names)
+	o := NewKeyOrder(names)
 	docs := []string{`{"a":1,"b":2,"c":3}`, `{"c":1,"d":2,"e":3,"a":4}`, `{"f":1,"a":2}`}
 	var wg sync.WaitGroup
 	for g := range 4 {

@@ -22,13 +22,12 @@ func DecodeEvent(b []byte) (map[string]any, error) { return DecodeEventKeys(b, n
 type Keys struct {
 	names Names
 	order *KeyOrder // the events' key order, to find these keys fast
-	n     int
 }
 
 // NewKeys makes the set of keys.
 func NewKeys(keys ...string) *Keys {
-	k := &Keys{names: NewNames(keys), n: len(keys)}
-	k.order = NewKeyOrder(&k.names)
+	k := &Keys{names: NewNames(keys)}
+	k.order = NewKeyOrder(k.names)
 	return k
 }
 
@@ -128,7 +127,7 @@ func (s *Scanner) decodeObject(depth int) (map[string]any, error) {
 // strings.
 func (s *Scanner) decodeKept(keep *Keys) (map[string]any, error) {
 	s.Expect('{')
-	m := make(map[string]any, min(keep.n, 16))
+	m := make(map[string]any, min(len(keep.names.byPos), 16))
 	prev := -1
 	for more := !s.Expect('}'); more; {
 		place, pos, found, err := s.OrderedKey(keep.order, prev)

@@ -104,7 +104,7 @@ func (c *col) indexChildren() {
 		names[i] = k.name
 	}
 	c.names = envelope.NewNames(names)
-	c.order = envelope.NewKeyOrder(&c.names)
+	c.order = envelope.NewKeyOrder(c.names)
 }
 
 // seen returns a group's flags of children already read, in small when
@@ -114,11 +114,6 @@ func (c *col) seen(small *[128]bool) []bool {
 		return small[:len(c.children)]
 	}
 	return make([]bool, len(c.children))
-}
-
-// child returns the index of the child named key.
-func (c *col) child(key []byte) (int, bool) {
-	return c.names.Find(unsafe.String(unsafe.SliceData(key), len(key)))
 }
 
 // standardFields are the p_* columns of every log table.

@@ -319,7 +319,7 @@ func newFieldSet(fields []*node) fieldSet {
 		names[i] = f.name
 	}
 	s := fieldSet{names: envelope.NewNames(names), ordered: len(fields) > 64}
-	s.order = envelope.NewKeyOrder(&s.names)
+	s.order = envelope.NewKeyOrder(s.names)
 	for i, f := range fields {
 		if at, _ := s.names.Find(f.name); at != i {
 			s.ordered = true // a name given twice is found at its first place only
