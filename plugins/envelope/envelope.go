@@ -204,13 +204,17 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
 }
 
-// parseFormatted reads FormatTime's own layout, every digit at its place:
-// the lake reads three such times a row, and time.Parse, general, ran
-// three times the instructions. ok is false for anything else, and for
-// a date or time out of range, left to time.Parse to report.
+// parseFormatted reads a UTC time in the layout FormatTime writes, with a
+// fraction of any length from none to nine digits (AWS writes six, or
+// none), every digit at its place: the lake reads three such times a row,
+// the parse stage one or two an event, and time.Parse, general, ran three
+// times the instructions. ok is false for anything else, and for a date or
+// time out of range, left to time.Parse to report.
 func parseFormatted(s string) (_ time.Time, ok bool) {
-	if len(s) != len(TimeFormat) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-		s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+	n := len(s)
+	if n < len("2006-01-02T15:04:05Z") || n > len(TimeFormat) || n == len("2006-01-02T15:04:05.Z") ||
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[n-1] != 'Z' ||
+		n > len("2006-01-02T15:04:05Z") && s[19] != '.' {
 		return time.Time{}, false
 	}
 	num := func(from, to int) int {
@@ -225,13 +229,20 @@ func parseFormatted(s string) (_ time.Time, ok bool) {
 	}
 	ok = true
 	y, mo, d := num(0, 4), num(5, 7), num(8, 10)
-	h, mi, sec, ns := num(11, 13), num(14, 16), num(17, 19), num(20, 29)
+	h, mi, sec := num(11, 13), num(14, 16), num(17, 19)
+	ns := 0
+	if n > len("2006-01-02T15:04:05Z") {
+		ns = num(20, n-1) * pow10[len(TimeFormat)-n]
+	}
 	if !ok || mo < 1 || mo > 12 || d < 1 || d > daysIn(time.Month(mo), y) || h > 23 || mi > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	// time.Date, general, was a fifth of this.
 	return time.Unix(daysSinceEpoch(y, mo, d)*86400+int64(h*3600+mi*60+sec), int64(ns)).UTC(), true
 }
+
+// pow10 scales a fraction of 9-k digits to nanoseconds.
+var pow10 = [...]int{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
 
 // daysSinceEpoch is the number of days from 1970-01-01 to a valid date
 // of the proleptic Gregorian calendar, year 0 to 9999, counted in 400-year

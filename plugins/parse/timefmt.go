@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // ParseTime reads a timestamp by the schema's formats (tried in order):
@@ -49,7 +51,7 @@ func parseTimeText(s string, isNum bool, formats []string) (time.Time, error) {
 func parseOne(s string, isNum bool, format string) (time.Time, error) {
 	switch format {
 	case "rfc3339":
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t, err := envelope.ParseTime(s); err == nil { // time.Parse(time.RFC3339Nano), faster for UTC
 			return t, nil
 		}
 		// Common near-RFC 3339 forms: space instead of T, no zone.
