@@ -77,7 +77,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 			return nil, err
 		}
 		var err error
-		if b, first, err = st.emitRecord(b, p, rec); err != nil {
+		if b, first, err = st.emitRecord(b, p, rec, &sc.keys); err != nil {
 			return nil, err
 		}
 	} else {
@@ -139,10 +139,11 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 // emitScratch is what writing one event needs besides its output, reused
 // from event to event: nothing an event keeps points into it.
 type emitScratch struct {
-	res Result
-	ix  Indicators
-	st  state
-	out []byte
+	res  Result
+	ix   Indicators
+	st   state
+	out  []byte
+	keys recordKeys
 }
 
 var emitScratches = sync.Pool{New: func() any {
@@ -166,7 +167,7 @@ func (sc *emitScratch) reset() {
 
 // emitRecord writes a line reader's values in one pass, the last value
 // of a key winning as in a map; first reports that none was written.
-func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, first bool, _ error) {
+func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recordKeys) (_ []byte, first bool, _ error) {
 	set := &p.set
 	if set.ordered {
 		return st.emitMapFields(b, p.fields, rec.Map())
@@ -177,7 +178,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 	vals := rec.Values()
 	for j := len(vals) - 1; j >= 0; j-- {
 		v := &vals[j]
-		i, ok := set.find(v.Key)
+		i, ok := keys.find(p, j, v.Key)
 		if !ok || seen&(1<<i) != 0 {
 			continue
 		}
@@ -202,6 +203,52 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record) (_ []byte, 
 	}
 	return b, first, nil
 }
+
+// recordKeys remembers, for each place in a line's record, the key the
+// last line of the parser had there and that key's field. A reader puts
+// its keys in the same order line after line, and each key is the same
+// string (a constant of the native parser, a column name of the schema),
+// so one comparison of its address and length stands for a lookup by
+// name (fieldSet.find, a twentieth of typing an ALB line). It lives in
+// the emit scratch, which one goroutine holds at a time.
+type recordKeys struct {
+	parser *Parser
+	places []keyPlace
+}
+
+type keyPlace struct {
+	key   unsafe.Pointer // the key string's bytes; kept alive, so never another's
+	n     int
+	field int // -1: not a field
+}
+
+// find is fieldSet.find for the key at place j of p's record.
+func (k *recordKeys) find(p *Parser, j int, key string) (int, bool) {
+	if k.parser != p {
+		k.parser, k.places = p, k.places[:0]
+	}
+	ptr := unsafe.Pointer(unsafe.StringData(key))
+	if j < len(k.places) {
+		if kp := &k.places[j]; kp.key == ptr && kp.n == len(key) {
+			return kp.field, kp.field >= 0
+		}
+	}
+	i, ok := p.set.find(key)
+	if j < maxKeyPlaces {
+		for len(k.places) <= j {
+			k.places = append(k.places, keyPlace{})
+		}
+		field := i
+		if !ok {
+			field = -1
+		}
+		k.places[j] = keyPlace{ptr, len(key), field}
+	}
+	return i, ok
+}
+
+// maxKeyPlaces bounds the places remembered: a line has some dozens.
+const maxKeyPlaces = 256
 
 // emitText is value on a line's value, writing JSON: the common types
 // straight from the text, the rest through value.

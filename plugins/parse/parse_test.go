@@ -434,6 +434,44 @@ func TestLineValuesOutliveTheLine(t *testing.T) {
 	}
 }
 
+// recordKeys finds what fieldSet.find finds, whatever keys come at a
+// place from line to line and parser to parser: the same key, another,
+// one with the same text at another address, or none of the fields.
+func TestRecordKeysFindsWhatFindFinds(t *testing.T) {
+	c := classifier(t)
+	parsers := []*Parser{c.parsers["AWS.ALB"], c.parsers["AWS.VPCFlow"], c.parsers["AWS.S3ServerAccess"]}
+	var pool []string
+	for _, p := range parsers {
+		for _, f := range p.fields {
+			pool = append(pool, f.name, strings.Clone(f.name), f.name+"x")
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var keys recordKeys
+	checked := 0
+	for range 2000 {
+		p := parsers[rng.IntN(len(parsers))]
+		if rng.IntN(4) > 0 {
+			p = parsers[0] // mostly one parser, as a stage sees
+		}
+		for j := range rng.IntN(40) {
+			key := pool[rng.IntN(len(pool))]
+			if rng.IntN(3) > 0 && j < len(p.fields) {
+				key = p.fields[j].name // mostly the place's usual key
+			}
+			i, ok := keys.find(p, j, key)
+			wantI, wantOK := p.set.find(key)
+			if ok != wantOK || ok && i != wantI {
+				t.Fatalf("%s: key %q at place %d: found %d, %v; fieldSet.find: %d, %v", p.Schema.Schema, key, j, i, ok, wantI, wantOK)
+			}
+			checked++
+		}
+	}
+	if checked < 20000 {
+		t.Fatalf("only %d lookups checked", checked)
+	}
+}
+
 // Every field of every shipped schema is found at its place, at any
 // depth, and a name that is not a field is not found.
 func TestFieldSetFinds(t *testing.T) {
