@@ -271,7 +271,7 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 					if string(b[mark:]) != text {
 						text = string(b[mark:])
 					}
-					st.res.Indicators.Add(f.indicators, text)
+					st.res.Indicators.AddPlain(f.indicators, text, true) // digits
 				}
 				return b, true, nil
 			}
@@ -296,8 +296,9 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 			if i > 0 {
 				b = append(b, ',')
 			}
-			st.res.Indicators.Add(el.indicators, s)
-			b = envelope.AppendStringPlain(b, s, rec.Plain(s))
+			plain := rec.Plain(s)
+			st.res.Indicators.AddPlain(el.indicators, s, plain)
+			b = envelope.AppendStringPlain(b, s, plain)
 		}
 		return append(b, ']'), true, nil
 	}
@@ -540,7 +541,7 @@ func (st *state) emitString(b []byte, f *node, s string, plain bool) (_ []byte, 
 		}
 		plain = false // masked or changed: no longer the text looked at
 	}
-	st.res.Indicators.Add(f.indicators, s)
+	st.res.Indicators.AddPlain(f.indicators, s, plain)
 	return envelope.AppendStringPlain(b, s, plain), true
 }
 

@@ -1,9 +1,12 @@
 package parse
 
 import (
+	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -216,4 +219,51 @@ func TestStoredForm(t *testing.T) {
 			t.Errorf("%s %q: stored as %q, want not at all", tc.column, tc.in, got)
 		}
 	}
+}
+
+// A value added as plain writes its indicators exactly as one added
+// without that knowledge, which looks at every byte to escape: whatever
+// Add derives from a plain value (pieces, lower case, an address's text,
+// a URL's host, unescaped by url.Parse) needs no escaping either.
+func TestPlainIndicatorsWriteAsEscaped(t *testing.T) {
+	kinds := []string{"ip", "domain", "url", "net_addr", "md5", "aws_arn", "aws_account_id", "aws_instance_id",
+		"aws_tag", "trace_id", "actor_id", "username", "email", "mac"}
+	values := []string{"192.0.2.10", "2001:DB8::1", "[2001:db8::2]:443", "10.0.0.1:80", "WWW.Example.COM.",
+		"https://www.example.com:443/p?q=1", "http://a%22b.example.com/", "http://%5C.example.com/", "http://ex%41mple.com/", "http://ex%FFample.com/", "http://caf%C3%A9.example.com/",
+		"https://user@host.example.com/", "http://[::ffff:192.0.2.1]/", "arn:aws:iam::123456789012:user/Bob@Example.com",
+		"arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0", "D41D8CD98F00B204E9800998ECF8427E",
+		"AA:BB:CC:DD:EE:FF", "Bob@Example.COM", "Root=1-58337281-1d84f3d73c47ec4e58577259", "a\"b", `c\d`, "é.example.com"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 2000 {
+		var plain, escaped Indicators
+		for range 1 + rng.IntN(6) {
+			v := values[rng.IntN(len(values))]
+			i := rng.IntN(len(kinds))
+			k := kinds[i : i+1+rng.IntN(min(3, len(kinds)-i))]
+			isPlain := isASCII(v) && string(envelope.AppendString(nil, v)) == `"`+v+`"`
+			plain.AddPlain(k, v, isPlain)
+			escaped.Add(k, v)
+		}
+		got := plain.appendFields(nil)
+		if want := escaped.appendFields(nil); string(got) != string(want) {
+			t.Fatalf("added as plain:\n%s\nadded as not:\n%s", got, want)
+		}
+		// And it is the JSON of the values themselves.
+		var decoded map[string][]string
+		if err := json.Unmarshal(append(append([]byte("{"), bytes.TrimPrefix(got, []byte(","))...), '}'), &decoded); err != nil {
+			t.Fatalf("%s: %v", got, err)
+		}
+		if want := plain.Fields(); len(want) > 0 && !reflect.DeepEqual(decoded, want) {
+			t.Fatalf("written %v, found %v", decoded, want)
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
