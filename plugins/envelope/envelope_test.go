@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -282,6 +283,20 @@ func BenchmarkFormatTime(b *testing.B) {
 	tm := time.Date(2026, 11, 30, 1, 2, 3, 456789, time.UTC)
 	for b.Loop() {
 		FormatTime(tm)
+	}
+}
+
+// BenchmarkParseTime reads the lake's and the process stage's times: our
+// own layout, and AWS's with six digits of fraction and with none.
+func BenchmarkParseTime(b *testing.B) {
+	for _, s := range []string{"2026-11-30T01:02:03.456789000Z", "2026-11-20T23:39:43.945958Z", "2026-11-23T21:04:05Z"} {
+		b.Run(strconv.Itoa(len(s)), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := ParseTime(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
