@@ -121,7 +121,11 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 	b = append(b, `"`+envelope.FieldLogType+`":`...)
 	b = envelope.AppendString(b, p.Schema.Schema)
 	b = append(b, `,"`+envelope.FieldEventTime+`":`...)
-	b = appendQuotedTime(b, eventTime)
+	if len(st.eventText) > 0 {
+		b = append(b, st.eventText...) // as the event's own time field was written
+	} else {
+		b = appendQuotedTime(b, eventTime)
+	}
 	b = append(b, `,"`+envelope.FieldParseTime+`":`...)
 	b = appendQuotedTime(b, now)
 	b = append(b, `,"`+envelope.FieldRowID+`":`...)
@@ -163,6 +167,7 @@ func (sc *emitScratch) reset() {
 	clear(sc.ix.found) // drop the strings, which may be the input's
 	sc.ix.found = sc.ix.found[:0]
 	sc.res.EventTime = time.Time{}
+	sc.st.eventText = sc.st.eventText[:0]
 }
 
 // emitRecord writes a line reader's values in one pass, the last value
@@ -552,8 +557,14 @@ func (st *state) emitTime(b []byte, f *node, text string) (_ []byte, ok bool) {
 	if err != nil {
 		return b, false
 	}
+	had := !st.res.EventTime.IsZero()
 	st.eventTime(f, t)
-	return appendQuotedTime(b, t), true
+	mark := len(b)
+	b = appendQuotedTime(b, t)
+	if !had && !st.res.EventTime.IsZero() {
+		st.eventText = append(st.eventText[:0], b[mark:]...) // p_event_time's text
+	}
+	return b, true
 }
 
 // unsafeString is a string value's bytes in fastjson's buffer, valid until

@@ -323,6 +323,9 @@ func (p *Parser) typed(obj map[string]any) (*Result, error) {
 type state struct {
 	res  *Result
 	root map[string]any // the input event, for transformations' paths
+	// eventText is res.EventTime as the emit path wrote it in the event's
+	// own field, quoted, for p_event_time to copy; empty when not written.
+	eventText []byte
 }
 
 func (st *state) object(fields []*node, in map[string]any, out map[string]any, prefix string) error {
