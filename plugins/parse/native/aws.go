@@ -14,9 +14,6 @@ func init() {
 	register("AWS.AuroraMySQLAudit", parseAuroraMySQLAudit)
 }
 
-// ALB access log entry types.
-var albTypes = map[string]bool{"http": true, "https": true, "h2": true, "grpcs": true, "ws": true, "wss": true}
-
 // parseALB reads an Application Load Balancer access log line:
 // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-access-logs.html
 func parseALB(m *Record, line, _ []byte) error {
@@ -27,7 +24,9 @@ func parseALB(m *Record, line, _ []byte) error {
 	if len(f) < 12 {
 		return fmt.Errorf("ALB: %d fields, want at least 12", len(f))
 	}
-	if !albTypes[f[0]] {
+	switch f[0] {
+	case "http", "https", "h2", "grpcs", "ws", "wss": // a switch, not a map: no hashing
+	default:
 		return fmt.Errorf("ALB: unknown entry type %q (http, https, h2, grpcs, ws, wss)", f[0])
 	}
 	set(m, "type", f[0])
@@ -53,14 +52,7 @@ func parseALB(m *Record, line, _ []byte) error {
 		return ""
 	}
 	// "GET https://host:443/path?q HTTP/1.1"; "- - -" when unparsable.
-	var req [3]string
-	n := 0
-	for part := range strings.FieldsSeq(at(12)) {
-		if n < len(req) {
-			req[n] = part
-		}
-		n++
-	}
+	req, n := firstFields(at(12), m.plain)
 	if n == 3 {
 		set(m, "requestHttpMethod", req[0])
 		set(m, "requestUrl", req[1])
@@ -83,6 +75,38 @@ func parseALB(m *Record, line, _ []byte) error {
 	set(m, "classification", at(27))
 	set(m, "classificationReason", at(28))
 	return nil
+}
+
+// firstFields is the first three of s's fields as strings.Fields splits
+// them, and how many there are. In a line the tokenizer found plain
+// (printable ASCII) the only white space is the space, found with
+// IndexByte rather than by decoding every byte as a possible Unicode space.
+func firstFields(s string, plain bool) (first [3]string, n int) {
+	if !plain {
+		for part := range strings.FieldsSeq(s) {
+			if n < len(first) {
+				first[n] = part
+			}
+			n++
+		}
+		return first, n
+	}
+	for i := 0; i < len(s); {
+		if s[i] == ' ' {
+			i++
+			continue
+		}
+		j := strings.IndexByte(s[i:], ' ')
+		if j < 0 {
+			j = len(s) - i
+		}
+		if n < len(first) {
+			first[n] = s[i : i+j]
+		}
+		n++
+		i += j
+	}
+	return first, n
 }
 
 // VPC Flow Logs field names (as in a custom format's header line) and the

@@ -2,6 +2,7 @@ package native
 
 import (
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -196,6 +197,35 @@ func TestTrimBracketsIsTrim(t *testing.T) {
 	for _, s := range []string{"", "[", "]", "[]", "[::1]", "[[::1]]", "]x[", "x]", "[x", "10.0.0.1", "a[b]c", "[a]b"} {
 		if got, want := TrimBrackets(s), strings.Trim(s, "[]"); got != want {
 			t.Errorf("TrimBrackets(%q) = %q, strings.Trim %q", s, got, want)
+		}
+	}
+}
+
+// firstFields splits as strings.Fields does: by spaces alone in a plain
+// (printable ASCII) text, by any Unicode white space otherwise.
+func TestFirstFieldsSplitsAsFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	printable, anyText := []string{" ", "  ", "a", "GET", "/x?y=1", "-"}, []string{" ", "\t", "\n", "\u0085", "\u00a0", "é", "a", "-"}
+	for range 20000 {
+		plain := rng.IntN(2) == 0
+		pool := anyText
+		if plain {
+			pool = printable
+		}
+		var sb strings.Builder
+		for range rng.IntN(9) {
+			sb.WriteString(pool[rng.IntN(len(pool))])
+		}
+		s := sb.String()
+		got, n := firstFields(s, plain)
+		want := strings.Fields(s)
+		if n != len(want) {
+			t.Fatalf("firstFields(%q, %v): %d fields, want %d", s, plain, n, len(want))
+		}
+		for i := 0; i < min(n, 3); i++ {
+			if got[i] != want[i] {
+				t.Fatalf("firstFields(%q, %v) = %q, want %q", s, plain, got, want)
+			}
 		}
 	}
 }
