@@ -266,6 +266,10 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 			}
 		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
 			text := trimSpace(v.Text)
+			if canonicalInt(text) { // written as it reads
+				st.res.Indicators.AddPlain(f.indicators, text, true)
+				return append(b, text...), true, nil
+			}
 			if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 				mark := len(b)
 				b = strconv.AppendInt(b, n, 10)
@@ -316,6 +320,16 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 		return nil, false, fmt.Errorf("field %s: %w", path, err)
 	}
 	return b, true, nil
+}
+
+// canonicalInt reports whether s is an integer as strconv.AppendInt writes
+// it and ParseInt reads it: an optional minus, then digits without a
+// leading zero, few enough for an int64. Such a text is written as it is,
+// without reading and writing the number (most of typing a line's ports,
+// status codes and byte counts).
+func canonicalInt(s string) bool {
+	d := strings.TrimPrefix(s, "-")
+	return len(d) > 0 && len(d) <= 18 && (d[0] != '0' || d == s && len(d) == 1) && envelope.IsDigits(d)
 }
 
 // emitMapFields writes a line reader's map field by field, as object

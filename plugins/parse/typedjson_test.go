@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -300,4 +301,29 @@ func topKeys(t *testing.T, b []byte) int {
 		t.Fatal(err)
 	}
 	return v.GetObject().Len()
+}
+
+// A text canonicalInt passes is exactly what reading and writing it as
+// an int64 gives, and a text it refuses that reads as one is written
+// differently or is too long to be sure of.
+func TestCanonicalIntIsWhatAppendIntWrites(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	texts := []string{"0", "-0", "00", "7", "-7", "+7", "007", "9223372036854775807", "-9223372036854775808", "999999999999999999", "1000000000000000000", "", "-", "1e3", " 1"}
+	for range 50000 {
+		b := make([]byte, rng.IntN(21))
+		for i := range b {
+			b[i] = "0123456789-+ x"[min(rng.IntN(16), 13)%14]
+		}
+		texts = append(texts, string(b))
+	}
+	for _, s := range texts {
+		n, err := strconv.ParseInt(s, 10, 64)
+		same := err == nil && strconv.FormatInt(n, 10) == s
+		if canonicalInt(s) && !same {
+			t.Fatalf("canonicalInt(%q) but it is written %d (%v)", s, n, err)
+		}
+		if !canonicalInt(s) && same && len(strings.TrimPrefix(s, "-")) <= 18 {
+			t.Fatalf("canonicalInt(%q) refuses what is written as it reads", s)
+		}
+	}
 }
