@@ -174,7 +174,7 @@ func benchNative(b *testing.B, name, line string) {
 // the line holds: tabs, runs of spaces, Unicode spaces, invalid UTF-8.
 func FuzzSpaceFields(f *testing.F) {
 	for _, s := range []string{vpcLine, albLine, "", " ", "a", "  a  b  ", "a\tb", "a\u00a0b c", "a\x85b", "\xff\xfe x",
-		"12345678 12345678", "1234567\x1f", "a\x7fb c"} {
+		"12345678 12345678", "1234567\x1f", "a\x7fb c", "123456789abcdef\x1f", "12345678\x80bcdefgh x", "0123456789abcdef0123456789abcde\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
