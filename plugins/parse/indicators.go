@@ -424,23 +424,39 @@ func (ix *Indicators) Each(fn func(field string, values []string)) {
 func (ix *Indicators) appendFields(b []byte) []byte {
 	found := ix.found
 	var few [64]uint32
-	order := few[:0]
+	order := few[:]
 	if len(found) > len(few) {
-		order = make([]uint32, 0, len(found))
+		order = make([]uint32, len(found))
 	}
+	order = order[:len(found)]
+	// By field first, counting them (fields are a few small integers),
+	// then each field's values, mostly one or two: a sort of them all
+	// compared fields and values for every pair it looked at.
+	var start [len(anyFieldNames) + 1]int
 	for i := range found {
-		order = append(order, uint32(i))
+		start[found[i].field+1]++
 	}
-	if len(order) <= 32 {
-		// An event has a dozen or so: insertion sort, without the
-		// generic sort's calls per comparison (a third of writing them).
-		for i := 1; i < len(order); i++ {
-			for j := i; j > 0 && compareIndicators(found[order[j]], found[order[j-1]]) < 0; j-- {
-				order[j], order[j-1] = order[j-1], order[j]
+	for f := 1; f < len(start); f++ {
+		start[f] += start[f-1]
+	}
+	next := start
+	for i := range found {
+		f := found[i].field
+		order[next[f]] = uint32(i)
+		next[f]++
+	}
+	for f := range len(anyFieldNames) {
+		group := order[start[f]:start[f+1]]
+		if len(group) > 32 {
+			slices.SortFunc(group, func(i, j uint32) int { return strings.Compare(found[i].value, found[j].value) })
+			continue
+		}
+		// Insertion sort, without the generic sort's calls per comparison.
+		for i := 1; i < len(group); i++ {
+			for j := i; j > 0 && found[group[j]].value < found[group[j-1]].value; j-- {
+				group[j], group[j-1] = group[j-1], group[j]
 			}
 		}
-	} else {
-		slices.SortFunc(order, func(i, j uint32) int { return compareIndicators(found[i], found[j]) })
 	}
 	var prev *indicator
 	for _, i := range order {

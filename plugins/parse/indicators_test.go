@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"net/url"
@@ -266,4 +267,50 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// appendFields writes the fields in name order, each field's values sorted
+// and once, as Fields gives them: for a few indicators and for many.
+func TestIndicatorsWrittenAsFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	kinds := []string{"ip", "domain", "aws_account_id", "trace_id", "username", "md5"}
+	for range 500 {
+		var ix Indicators
+		for range rng.IntN(400) {
+			k := kinds[rng.IntN(len(kinds))]
+			var v string
+			switch k {
+			case "ip":
+				v = netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(3)), byte(rng.IntN(50))}).String()
+			case "domain":
+				v = string(rune('a'+rng.IntN(26))) + ".example.com"
+			case "aws_account_id":
+				v = strings.Repeat(string(rune('0'+rng.IntN(10))), 12)
+			case "md5":
+				v = strings.Repeat(string(rune('a'+rng.IntN(6))), 32)
+			default:
+				v = string(rune('A' + rng.IntN(26)))
+			}
+			ix.AddPlain([]string{k}, v, true)
+		}
+		got := ix.appendFields(nil)
+		var decoded map[string][]string
+		if err := json.Unmarshal(append(append([]byte("{"), bytes.TrimPrefix(got, []byte(","))...), '}'), &decoded); err != nil {
+			t.Fatalf("%s: %v", got, err)
+		}
+		want := ix.Fields()
+		if len(want) > 0 && !reflect.DeepEqual(decoded, want) {
+			t.Fatalf("written %v, want %v", decoded, want)
+		}
+		names := slices.Collect(maps.Keys(want))
+		slices.Sort(names)
+		last := -1
+		for _, name := range names {
+			at := bytes.Index(got, []byte(`"`+name+`"`))
+			if at < last {
+				t.Fatalf("%s written before the field ahead of it: %s", name, got)
+			}
+			last = at
+		}
+	}
 }
