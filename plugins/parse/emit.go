@@ -181,10 +181,14 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 	var seen uint64
 	first = true
 	vals := rec.Values()
+	places := keys.of(p)
 	for j := len(vals) - 1; j >= 0; j-- {
 		v := &vals[j]
-		i, ok := keys.find(p, j, v.Key)
-		if !ok || seen&(1<<i) != 0 {
+		i, known := places.field(j, v.Key)
+		if !known {
+			i, places = keys.learn(p, j, v.Key), keys.places
+		}
+		if i < 0 || seen&(1<<i) != 0 {
 			continue
 		}
 		seen |= 1 << i
@@ -218,8 +222,10 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 // the emit scratch, which one goroutine holds at a time.
 type recordKeys struct {
 	parser *Parser
-	places []keyPlace
+	places keyPlaces
 }
+
+type keyPlaces []keyPlace
 
 type keyPlace struct {
 	key   unsafe.Pointer // the key string's bytes; kept alive, so never another's
@@ -227,29 +233,39 @@ type keyPlace struct {
 	field int // -1: not a field
 }
 
-// find is fieldSet.find for the key at place j of p's record.
-func (k *recordKeys) find(p *Parser, j int, key string) (int, bool) {
+// of is what is remembered of p's records; it is forgotten when another
+// parser's record came in between.
+func (k *recordKeys) of(p *Parser) keyPlaces {
 	if k.parser != p {
 		k.parser, k.places = p, k.places[:0]
 	}
-	ptr := unsafe.Pointer(unsafe.StringData(key))
-	if j < len(k.places) {
-		if kp := &k.places[j]; kp.key == ptr && kp.n == len(key) {
-			return kp.field, kp.field >= 0
-		}
+	return k.places
+}
+
+// field is the field of the key at place j (-1: none) when it is the key
+// remembered there; known is false otherwise, and learn finds it. (Small,
+// so that it is inlined: a call per value cost a fortieth of an ALB line.)
+func (ps keyPlaces) field(j int, key string) (field int, known bool) {
+	if j < len(ps) && ps[j].key == unsafe.Pointer(unsafe.StringData(key)) && ps[j].n == len(key) {
+		return ps[j].field, true
 	}
-	i, ok := p.set.find(key)
+	return 0, false
+}
+
+// learn finds the field of the key at place j of p's record (-1: none)
+// and remembers it there; of(p) must have been called for p.
+func (k *recordKeys) learn(p *Parser, j int, key string) int {
+	field, ok := p.set.find(key)
+	if !ok {
+		field = -1
+	}
 	if j < maxKeyPlaces {
 		for len(k.places) <= j {
 			k.places = append(k.places, keyPlace{})
 		}
-		field := i
-		if !ok {
-			field = -1
-		}
-		k.places[j] = keyPlace{ptr, len(key), field}
+		k.places[j] = keyPlace{unsafe.Pointer(unsafe.StringData(key)), len(key), field}
 	}
-	return i, ok
+	return field
 }
 
 // maxKeyPlaces bounds the places remembered: a line has some dozens.

@@ -182,6 +182,9 @@ func (ix *Indicators) Add(kinds []string, value string) { ix.AddPlain(kinds, val
 // without a second look at every byte (that look was a twentieth of
 // typing an ALB line).
 func (ix *Indicators) AddPlain(kinds []string, value string, plain bool) {
+	if len(kinds) == 0 {
+		return // most fields: nothing to trim the value for
+	}
 	ix.plain = plain
 	value = trimSpace(value)
 	if value == "" || value == "-" {
