@@ -193,7 +193,9 @@ func (ix *Indicators) AddPlain(kinds []string, value string, plain bool) {
 	for _, k := range kinds {
 		switch k {
 		case "ip":
-			if a, err := netip.ParseAddr(value); err == nil {
+			if isIPv4(value) {
+				ix.put(anyIPAddresses, value)
+			} else if a, err := netip.ParseAddr(value); err == nil {
 				ix.put(anyIPAddresses, ipString(a, value))
 			}
 		case "domain", "hostname":
@@ -296,6 +298,10 @@ func simpleURLHost(v string) (host string, ok bool) {
 // hostOrIP files a host under IPs or domain names by what it holds.
 func (ix *Indicators) hostOrIP(v string) {
 	v = native.TrimBrackets(v)
+	if isIPv4(v) {
+		ix.put(anyIPAddresses, v)
+		return
+	}
 	if maybeIP(v) {
 		if a, err := netip.ParseAddr(v); err == nil {
 			ix.put(anyIPAddresses, ipString(a, v))
@@ -331,6 +337,35 @@ func maybeIP(v string) bool {
 		}
 	}
 	return true
+}
+
+// isIPv4 reports whether netip.ParseAddr reads s as an IPv4 address:
+// four decimal parts of 0 to 255 without leading zeros, joined by dots.
+// Such text is its own canonical form, and reading it by hand costs a
+// fifth of what ParseAddr does.
+func isIPv4(s string) bool {
+	parts, val, digits := 0, 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if digits == 0 || parts == 3 {
+				return false
+			}
+			parts, val, digits = parts+1, 0, 0
+		case c >= '0' && c <= '9':
+			if digits > 0 && val == 0 { // a leading zero
+				return false
+			}
+			val, digits = val*10+int(c-'0'), digits+1
+			if val > 255 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return parts == 3 && digits > 0
 }
 
 // ipString is a parsed address's canonical text: IPv4 text that parses

@@ -314,3 +314,26 @@ func TestIndicatorsWrittenAsFields(t *testing.T) {
 		}
 	}
 }
+
+// isIPv4 is netip.ParseAddr reading an IPv4 address, for text near one.
+func TestIsIPv4IsParseAddr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	texts := []string{"", ".", "0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.04",
+		"1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", "::ffff:1.2.3.4", "1.2.3.4%eth0", "999.1.1.1", "1.2.3.4:80"}
+	for range 200000 {
+		b := make([]byte, rng.IntN(17))
+		for i := range b {
+			b[i] = "0123456789.....:"[rng.IntN(16)]
+			if rng.IntN(3) == 0 {
+				b[i] = "0125."[rng.IntN(5)]
+			}
+		}
+		texts = append(texts, string(b))
+	}
+	for _, s := range texts {
+		a, err := netip.ParseAddr(s)
+		if want := err == nil && a.Is4(); isIPv4(s) != want {
+			t.Fatalf("isIPv4(%q) = %v, netip: %v %v", s, !want, a, err)
+		}
+	}
+}
