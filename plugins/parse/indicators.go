@@ -208,13 +208,7 @@ func (ix *Indicators) AddPlain(kinds []string, value string, plain bool) {
 				ix.hostOrIP(u.Hostname())
 			}
 		case "net_addr":
-			host := value
-			if ap, err := netip.ParseAddrPort(value); err == nil {
-				host = ap.Addr().String()
-			} else if i := strings.LastIndexByte(value, ':'); i > 0 && !strings.Contains(value[:i], ":") {
-				host = value[:i]
-			}
-			ix.hostOrIP(host)
+			ix.hostOrIP(netAddrHost(value))
 		case "md5":
 			if isHex(value, 32) {
 				ix.put(anyMD5Hashes, strings.ToLower(value))
@@ -257,6 +251,21 @@ func (ix *Indicators) AddPlain(kinds []string, value string, plain bool) {
 			}
 		}
 	}
+}
+
+// netAddrHost is the host of host:port, [v6]:port, or a lone host. With
+// one colon the host is the text before it: netip.ParseAddrPort would
+// read the same IPv4 text back or refuse it, so only an address with
+// colons of its own is left to netip.
+func netAddrHost(v string) string {
+	i := strings.LastIndexByte(v, ':')
+	if i > 0 && strings.IndexByte(v[:i], ':') < 0 {
+		return v[:i]
+	}
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr().String()
+	}
+	return v
 }
 
 // simpleURLHost is the host of an http(s) URL that url.Parse takes as it

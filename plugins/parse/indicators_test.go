@@ -337,3 +337,28 @@ func TestIsIPv4IsParseAddr(t *testing.T) {
 		}
 	}
 }
+
+// netAddrHost is the host that netip.ParseAddrPort reads, or else the text
+// before a sole colon, or else the text.
+func TestNetAddrHost(t *testing.T) {
+	reference := func(v string) string {
+		if ap, err := netip.ParseAddrPort(v); err == nil {
+			return ap.Addr().String()
+		} else if i := strings.LastIndexByte(v, ':'); i > 0 && !strings.Contains(v[:i], ":") {
+			return v[:i]
+		}
+		return v
+	}
+	rng := rand.New(rand.NewPCG(17, 18))
+	seeds := []string{"10.0.0.1:80", "[2001:db8::1]:443", "[1.2.3.4]:80", "1.2.3.4%eth0:80", "[fe80::1%eth0]:8080", "host.example.com:22",
+		":80", "1.2.3.4:", "1.2.3.4:99999", "01.2.3.4:80", "::1", "10.0.0.1"}
+	for range 100000 {
+		s := []byte(seeds[rng.IntN(len(seeds))])
+		for range rng.IntN(3) {
+			s[rng.IntN(len(s))] = "0:.[]a%"[rng.IntN(7)]
+		}
+		if got, want := netAddrHost(string(s)), reference(string(s)); got != want {
+			t.Fatalf("netAddrHost(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
