@@ -393,19 +393,18 @@ func (ix *Indicators) arn(v string, inner bool) {
 	if !strings.HasPrefix(v, "arn:") {
 		return
 	}
-	// The account is the fifth part, the resource all after the fifth colon.
-	var account, resource string
-	rest := v
-	for i := 0; i < 5; i++ {
-		part, after, ok := strings.Cut(rest, ":")
-		if !ok {
+	// The account is the fifth part, the resource all after the fifth
+	// colon ("arn:" is the first part).
+	rest := v[len("arn:"):]
+	var account string
+	for i := 1; i < 5; i++ {
+		c := strings.IndexByte(rest, ':')
+		if c < 0 {
 			return
 		}
-		if i == 4 {
-			account, resource = part, after
-		}
-		rest = after
+		account, rest = rest[:c], rest[c+1:]
 	}
+	resource := rest
 	ix.put(anyAWSARNs, v)
 	if !inner {
 		return
