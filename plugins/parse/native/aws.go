@@ -77,38 +77,6 @@ func parseALB(m *Record, line, _ []byte) error {
 	return nil
 }
 
-// firstFields is the first three of s's fields as strings.Fields splits
-// them, and how many there are. In a line the tokenizer found plain
-// (printable ASCII) the only white space is the space, found with
-// IndexByte rather than by decoding every byte as a possible Unicode space.
-func firstFields(s string, plain bool) (first [3]string, n int) {
-	if !plain {
-		for part := range strings.FieldsSeq(s) {
-			if n < len(first) {
-				first[n] = part
-			}
-			n++
-		}
-		return first, n
-	}
-	for i := 0; i < len(s); {
-		if s[i] == ' ' {
-			i++
-			continue
-		}
-		j := strings.IndexByte(s[i:], ' ')
-		if j < 0 {
-			j = len(s) - i
-		}
-		if n < len(first) {
-			first[n] = s[i : i+j]
-		}
-		n++
-		i += j
-	}
-	return first, n
-}
-
 // VPC Flow Logs field names (as in a custom format's header line) and the
 // schema's column for each.
 var vpcFlowColumns = map[string]string{

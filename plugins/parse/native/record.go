@@ -158,21 +158,48 @@ func (r *Record) spaceFields(line []byte) []string {
 		r.tokens = out
 		return out
 	}
-	for i := 0; i < len(s); {
-		if s[i] == ' ' {
-			i++
-			continue
-		}
-		j := strings.IndexByte(s[i:], ' ')
-		if j < 0 {
-			j = len(s) - i
-		}
-		out = append(out, s[i:i+j])
-		i += j
+	for tok, i := nextSpaceField(s, 0); tok != ""; tok, i = nextSpaceField(s, i) {
+		out = append(out, tok)
 	}
 	r.tokens = out
 	r.line, r.plain = s, bytes.IndexByte(line, '"') < 0 && bytes.IndexByte(line, '\\') < 0
 	return out
+}
+
+// firstFields is the first three of s's fields as strings.Fields splits
+// them, and how many there are. In a line the tokenizer found plain
+// (printable ASCII) the only white space is the space.
+func firstFields(s string, plain bool) (first [3]string, n int) {
+	if !plain {
+		for part := range strings.FieldsSeq(s) {
+			if n < len(first) {
+				first[n] = part
+			}
+			n++
+		}
+		return first, n
+	}
+	for tok, i := nextSpaceField(s, 0); tok != ""; tok, i = nextSpaceField(s, i) {
+		if n < len(first) {
+			first[n] = tok
+		}
+		n++
+	}
+	return first, n
+}
+
+// nextSpaceField is the field of printable ASCII text s at or after i,
+// split at spaces with IndexByte (strings.Fields looks at every byte as a
+// possible Unicode space), and where it ends; "" when none is left.
+func nextSpaceField(s string, i int) (field string, end int) {
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	j := strings.IndexByte(s[i:], ' ')
+	if j < 0 {
+		j = len(s) - i
+	}
+	return s[i : i+j], i + j
 }
 
 // printableASCII reports whether s holds no control character (tabs and
