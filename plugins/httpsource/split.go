@@ -186,6 +186,10 @@ func (sp *splitter) objectArray(b []byte) (_ [][]byte, ok bool, _ error) {
 // (a malformed one becomes a classification failure with its raw bytes).
 func (sp *splitter) jsonObjects(b []byte) (_ [][]byte, ok bool, _ error) {
 	i := 0
+	// Past max the objects are no longer kept, but the rest of the body is
+	// still read: it is too many events only if it is objects to its end,
+	// and is text lines otherwise, as Split reads it.
+	over := false
 	for {
 		for i < len(b) && isSpace(b[i]) {
 			i++
@@ -200,10 +204,13 @@ func (sp *splitter) jsonObjects(b []byte) (_ [][]byte, ok bool, _ error) {
 		if end < 0 {
 			return nil, false, nil
 		}
-		if !sp.add(b[i:end]) {
-			return nil, false, ErrTooManyEvents
+		if !over && !sp.add(b[i:end]) {
+			over = true
 		}
 		i = end
+	}
+	if over {
+		return nil, false, ErrTooManyEvents
 	}
 	out := sp.out
 	if len(out) == 1 && bytes.Contains(out[0], []byte(`"Records"`)) {
