@@ -7,6 +7,7 @@
 package native
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -48,13 +49,14 @@ var ErrHeader = errors.New("header line")
 // quotes or brackets are removed. AWS's access logs (ALB, S3, CLB) use
 // this form.
 func Fields(line []byte) ([]string, error) {
-	f, _, err := appendFields(make([]string, 0, 32), string(line))
+	f, _, err := appendFields(make([]string, 0, 32), string(line), bytes.IndexByte(line, '\\') >= 0)
 	return f, err
 }
 
 // appendFields is Fields appending to out, so that a record's token list
-// is reused from line to line; quoted counts the quoted fields.
-func appendFields(out []string, s string) (_ []string, quoted int, _ error) {
+// is reused from line to line; quoted counts the quoted fields. backslash
+// says whether s holds one: without, no quoted field has an escape.
+func appendFields(out []string, s string, backslash bool) (_ []string, quoted int, _ error) {
 	// The tokens are slices of the line's text (Record.Text), not copies.
 	i, n := 0, len(s)
 	for i < n {
@@ -70,7 +72,7 @@ func appendFields(out []string, s string) (_ []string, quoted int, _ error) {
 			escaped := false
 			// Most quoted fields hold no backslash: find their end with
 			// IndexByte, not byte by byte.
-			if q := strings.IndexByte(s[j:], '"'); q >= 0 && strings.IndexByte(s[j:j+q], '\\') < 0 {
+			if q := strings.IndexByte(s[j:], '"'); q >= 0 && (!backslash || strings.IndexByte(s[j:j+q], '\\') < 0) {
 				j += q
 			}
 			for j < n && s[j] != '"' {

@@ -134,12 +134,13 @@ func (r *Record) Truncate(n int) { r.values = r.values[:n] }
 // the list is valid until the next line.
 func (r *Record) fields(line []byte) ([]string, error) {
 	s := r.Text(line)
-	f, quoted, err := appendFields(r.tokens[:0], s)
+	backslash := bytes.IndexByte(line, '\\') >= 0
+	f, quoted, err := appendFields(r.tokens[:0], s, backslash)
 	if err == nil {
 		r.tokens = f
 		// Two quotes a quoted field and none elsewhere: no field holds one.
 		r.line = s
-		r.plain = printableASCII(line) && bytes.IndexByte(line, '\\') < 0 && bytes.Count(line, []byte{'"'}) == 2*quoted
+		r.plain = !backslash && printableASCII(line) && bytes.Count(line, []byte{'"'}) == 2*quoted
 	}
 	return f, err
 }
