@@ -21,8 +21,9 @@ type Warning struct {
 // unauthenticated requests (auth type none: allowed, but worth a warning)
 // and, when logTypes (those with a schema) is given, sources naming a log
 // type without a schema: every event of theirs would fail classification;
-// a max_event_bytes over MaxEventBytes; and a source whose one request may
-// hold more than max_buffered_bytes.
+// a max_event_bytes over MaxEventBytes; a source whose one request may
+// hold more than max_buffered_bytes; and what Source.Validate rejects at
+// start (no id or path, an auth type without its secret).
 func LintConfig(data []byte, logTypes map[string]bool) []Warning {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
@@ -73,6 +74,11 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		if typ != nil && typ.Value == AuthNone {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
 		}
+		if typ != nil {
+			if err := lintAuth(s, auth).Validate(); err != nil {
+				out = append(out, Warning{Line: typ.Line, Error: true, Message: err.Error()})
+			}
+		}
 		if n := child(s, "max_event_bytes"); n != nil {
 			if v, err := strconv.Atoi(n.Value); err == nil {
 				if err := checkMaxEventBytes(id, v); err != nil {
@@ -91,6 +97,25 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		}
 	}
 	return out
+}
+
+// lintAuth is the source as the YAML gives it, for Source.Validate's
+// checks of its id, path and auth. A secret_file counts as the secret,
+// token or password it holds (it may exist only where Caracal runs), and
+// max_event_bytes is left to its own check.
+func lintAuth(s, auth *yaml.Node) *Source {
+	value := func(n *yaml.Node, key string) string {
+		if c := child(n, key); c != nil {
+			return c.Value
+		}
+		return ""
+	}
+	a := Auth{Type: value(auth, "type"), Header: value(auth, "header"), Secret: value(auth, "secret"),
+		Algorithm: value(auth, "algorithm"), Token: value(auth, "token"), Username: value(auth, "username"), Password: value(auth, "password")}
+	if value(auth, "secret_file") != "" {
+		a.Secret, a.Token, a.Password = "(secret_file)", "(secret_file)", "(secret_file)"
+	}
+	return &Source{ID: value(s, "id"), Path: value(s, "path"), Auth: a}
 }
 
 // intValue is n's integer, or def when n is absent; ok is false when it is

@@ -98,13 +98,13 @@ func (b *bucket) take(n float64) (bool, time.Duration) {
 	return false, time.Duration((n - b.tokens) / b.rate * float64(time.Second))
 }
 
-// Validate checks a source's configuration.
 // MaxEventBytes is the largest event a source may accept: each event is
 // one broker record on caracal.raw, then a normalized event or a
 // classification failure (its raw bytes base64-encoded when not UTF-8),
 // and those must stay within the topics' 4 MiB records.
 const MaxEventBytes = 1 << 20
 
+// Validate checks a source's configuration.
 func (s *Source) Validate() error {
 	if s.ID == "" || s.Path == "" {
 		return errors.New("a source needs an id and a path")

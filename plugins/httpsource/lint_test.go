@@ -1,0 +1,47 @@
+package httpsource
+
+import (
+	"strings"
+	"testing"
+)
+
+// Lint reports what Validate would refuse at start, at the auth type's
+// line, and takes a secret_file for the secret it holds.
+func TestLintChecksAuth(t *testing.T) {
+	for auth, want := range map[string]string{
+		"{type: bearer}":                                         "source s: bearer auth needs a token",
+		`{type: bearer, token: "${TOKEN}"}`:                      "",
+		"{type: bearer, secret_file: /run/secrets/t}":            "",
+		"{type: basic, username: u}":                             "source s: basic auth needs username and password",
+		"{type: hmac, secret: k}":                                "source s: hmac auth needs header and secret",
+		"{type: hmac, header: X-Sig, secret: k, algorithm: md5}": `source s: hmac algorithm "md5": use sha256 or sha1`,
+		"{type: shared_secret, header: X-Key, secret: k}":        "",
+		"{type: sharedsecret, header: X-Key, secret: k}":         `source s: auth type "sharedsecret": use shared_secret, hmac, bearer, basic or none`,
+	} {
+		config := "input:\n  caracal_http:\n    sources:\n      - id: s\n        path: s\n        auth: " + auth + "\n"
+		var errs []string
+		for _, w := range LintConfig([]byte(config), nil) {
+			if w.Error {
+				if w.Line != 6 {
+					t.Errorf("%s: line %d, want 6", auth, w.Line)
+				}
+				errs = append(errs, w.Message)
+			}
+		}
+		if got := strings.Join(errs, "; "); got != want {
+			t.Errorf("%s: errors %q, want %q", auth, got, want)
+		}
+	}
+	noPath := "input:\n  caracal_http:\n    sources:\n      - id: s\n        auth: {type: none}\n"
+	if ws := LintConfig([]byte(noPath), nil); !strings.Contains(messages(ws), "a source needs an id and a path") {
+		t.Errorf("a source without a path: %v", ws)
+	}
+}
+
+func messages(ws []Warning) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.Message)
+	}
+	return strings.Join(out, "; ")
+}
