@@ -21,6 +21,7 @@ import (
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
@@ -165,14 +166,11 @@ func ruleFieldFindings(file string, data []byte, r *detect.Rule, known map[strin
 		if found {
 			continue
 		}
-		msg := fmt.Sprintf("field %q is not in the schema of %s", name, strings.Join(r.LogTypes, " or "))
+		var names []string
 		for _, fs := range have {
-			for f := range fs {
-				if strings.EqualFold(f, name) {
-					msg += fmt.Sprintf(" (did you mean %q?)", f)
-				}
-			}
+			names = append(names, sortedKeys(fs)...)
 		}
+		msg := fmt.Sprintf("field %q is not in the schema of %s%s", name, strings.Join(r.LogTypes, " or "), suggest.DidYouMean(name, names))
 		out = append(out, Finding{File: file, Line: lineOf(data, name), Message: msg})
 	}
 	return out

@@ -153,7 +153,7 @@ AlertContext: {a: blob, b: blob, c: user}
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, err string }{
 		{base + "Condition: 'eventName =='", "Condition"},
-		{base + "Condition: x\nSeverety: High", `test.yml:7: unknown key "Severety"`},
+		{base + "Condition: x\nSeverety: High", `test.yml:7: unknown key "Severety" (did you mean Severity?)`},
 		{strings.Replace(base, "Medium", "Urgent", 1) + "Condition: x", "Severity"},
 		{strings.Replace(base, "LogTypes: [AWS.CloudTrail]\n", "", 1) + "Condition: x", "LogTypes"},
 		{base, "missing Condition"},

@@ -16,6 +16,8 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Severities, lowest first.
@@ -93,15 +95,20 @@ func ParseRule(file string, data []byte) (*Rule, error) {
 	return r, nil
 }
 
-var knownKeys = func() map[string]bool {
-	m := map[string]bool{}
-	for _, k := range []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
-		"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
-		"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "Filename"} {
+// knownKeyList are a rule file's keys, in the order errors list them.
+var knownKeyList = []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
+	"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
+	"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "Filename"}
+
+var knownKeys = setOf(knownKeyList)
+
+func setOf(keys []string) map[string]bool {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
 		m[k] = true
 	}
 	return m
-}()
+}
 
 func checkKeys(file string, n *yaml.Node) error {
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
@@ -113,7 +120,7 @@ func checkKeys(file string, n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if !knownKeys[k.Value] {
-			return fmt.Errorf("%s:%d: unknown key %q", file, k.Line, k.Value)
+			return fmt.Errorf("%s:%d: unknown key %q%s", file, k.Line, k.Value, suggest.Hint(k.Value, knownKeyList))
 		}
 	}
 	return nil

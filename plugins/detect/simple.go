@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Panther's simple detections: a `Detection:` list of match expressions,
@@ -17,9 +19,17 @@ import (
 // predicate tests an event (or, inside list conditions, one element).
 type predicate func(v any) bool
 
-// matchKeys are the keys a match expression may have.
-var matchKeys = map[string]bool{"Key": true, "DeepKey": true, "KeyPath": true, "Condition": true,
-	"Value": true, "Values": true, "Expressions": true, "All": true, "Any": true, "OnlyOne": true, "None": true}
+// matchKeyList are the keys a match expression may have, in the order
+// errors list them.
+var matchKeyList = []string{"Key", "DeepKey", "KeyPath", "Condition", "Value", "Values", "Expressions", "All", "Any", "OnlyOne", "None"}
+
+var matchKeys = setOf(matchKeyList)
+
+// conditions are the Condition names, for suggesting one.
+var conditions = []string{"Equals", "DoesNotEqual", "IsIn", "IsNotIn", "Contains", "DoesNotContain", "StartsWith", "DoesNotStartWith",
+	"EndsWith", "DoesNotEndWith", "IsGreaterThan", "IsGreaterThanOrEqual", "IsLessThan", "IsLessThanOrEqual", "Exists", "DoesNotExist",
+	"IsNull", "IsNotNull", "IsNullOrEmpty", "IsNotNullOrEmpty", "IsIPAddressInCIDR", "IsIPAddressNotInCIDR", "AlwaysTrue", "AlwaysFalse",
+	"AnyElement", "AllElements", "NoElement", "OnlyOneElement"}
 
 // compileDetection compiles the Detection list of a rule file.
 func compileDetection(file string, n *yaml.Node) (predicate, error) {
@@ -65,7 +75,7 @@ func fields(file string, n *yaml.Node) (map[string]*yaml.Node, error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if !matchKeys[k.Value] {
-			return nil, fmt.Errorf("line %[2]d: unknown key %q in a match expression (Key, DeepKey, KeyPath, Condition, Value, Values, Expressions, All, Any, OnlyOne, None)", file, k.Line, k.Value)
+			return nil, fmt.Errorf("line %[2]d: unknown key %q in a match expression%[4]s", file, k.Line, k.Value, suggest.Hint(k.Value, matchKeyList))
 		}
 		out[k.Value] = n.Content[i+1]
 	}
@@ -446,6 +456,9 @@ func compileCondition(file string, cn *yaml.Node, f map[string]*yaml.Node) (test
 		return func(any, bool) bool { return true }, nil
 	case "AlwaysFalse":
 		return func(any, bool) bool { return false }, nil
+	}
+	if hint := suggest.DidYouMean(cond, conditions); hint != "" {
+		return nil, fmt.Errorf("line %[2]d: unknown Condition %q%s", file, cn.Line, cond, hint)
 	}
 	return nil, fmt.Errorf("line %[2]d: unknown Condition %q (Equals, DoesNotEqual, IsIn, IsNotIn, Contains, StartsWith, EndsWith and their DoesNot forms, "+
 		"IsGreaterThan(OrEqual), IsLessThan(OrEqual), Exists, DoesNotExist, IsNull, IsNotNull, IsNullOrEmpty, IsNotNullOrEmpty, "+

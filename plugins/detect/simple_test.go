@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -102,11 +103,13 @@ func TestDetectionConditions(t *testing.T) {
 
 func TestDetectionCompileErrors(t *testing.T) {
 	for det, want := range map[string]string{
-		"  - {Key: a, Condition: IsEqualTo, Value: 1}":         "line 6: unknown Condition \"IsEqualTo\"",
+		"  - {Key: a, Condition: IsEqualTo, Value: 1}":         "line 6: unknown Condition \"IsEqualTo\" (Equals, DoesNotEqual,",
+		"  - {Key: a, Condition: Equal, Value: 1}":             "line 6: unknown Condition \"Equal\" (did you mean Equals?)",
+		"  - {Key: a, Condition: IsGreaterThen, Value: 1}":     "line 6: unknown Condition \"IsGreaterThen\" (did you mean IsGreaterThan?)",
 		"  - {Key: a, Condition: IsIn, Value: 1}":              "line 6: IsIn needs Values",
 		"  - {Condition: Equals, Value: 1}":                    "line 6: a match expression needs Key",
 		"  - {Key: a, Value: 1}":                               "line 6: missing Condition",
-		"  - {Key: a, Condition: Equals, Valeu: 1}":            "unknown key \"Valeu\"",
+		"  - {Key: a, Condition: Equals, Valeu: 1}":            "unknown key \"Valeu\" in a match expression (did you mean Value?)",
 		"  - {Key: a, Condition: IsGreaterThan, Value: x}":     "Value must be a number",
 		"  - {Key: a, Condition: IsIPAddressInCIDR, Value: x}": "is not a CIDR",
 		"  - {Key: a, Condition: AnyElement}":                  "needs Expressions",
@@ -125,6 +128,17 @@ func TestDetectionCompileErrors(t *testing.T) {
 	both := "AnalysisType: rule\nRuleID: T.Both\nLogTypes: [X]\nSeverity: Low\nCondition: 'true'\nDetection:\n  - {Key: a, Condition: Exists}\n"
 	if _, err := ParseRule("t.yml", []byte(both)); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("Condition and Detection together: %v", err)
+	}
+}
+
+// Every condition suggested for a misspelt one is one compileMatch knows.
+func TestSuggestedConditionsExist(t *testing.T) {
+	for _, c := range conditions {
+		det := fmt.Sprintf("  - {Key: a, Condition: %s, Value: 1, Values: [1], Expressions: [{Key: b, Condition: Exists}]}", c)
+		y := "AnalysisType: rule\nRuleID: T.C\nLogTypes: [AWS.CloudTrail]\nSeverity: Low\nDetection:\n" + det + "\n"
+		if _, err := ParseRule("t.yml", []byte(y)); err != nil && strings.Contains(err.Error(), "unknown Condition") {
+			t.Errorf("%s: %v", c, err)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Load reads one schema file.
@@ -72,6 +74,13 @@ func LoadDir(dir string) ([]*Schema, error) {
 	return out, nil
 }
 
+// The keys of a schema and of a field, in the order errors list them.
+var (
+	schemaKeys = []string{"schema", "description", "referenceURL", "version", "parser", "fields", "definitions", "tests"}
+	fieldKeys  = []string{"name", "type", "required", "description", "element", "fields", "target", "timeFormat", "timeFormats",
+		"isEventTime", "isEmbeddedJSON", "indicators", "validate", "rename", "copy", "concat", "split", "mask"}
+)
+
 // Validate checks the schema's structure: names, types and their required
 // companions (element, fields, target).
 func (s *Schema) Validate() error {
@@ -82,7 +91,7 @@ func (s *Schema) Validate() error {
 		return errors.New("missing `fields`")
 	}
 	for k := range s.Extra {
-		return fmt.Errorf("unknown key %q", k)
+		return fmt.Errorf("unknown key %q%s", k, suggest.Hint(k, schemaKeys))
 	}
 	return validateFields(s, s.Fields, "")
 }
@@ -124,7 +133,7 @@ func validateField(s *Schema, f *Field, path string) error {
 // checkField checks f itself, not the fields inside it.
 func checkField(s *Schema, f *Field, path string) error {
 	for k := range f.Extra {
-		return fmt.Errorf("field %s: unknown key %q (name, type, required, description, element, fields, target, timeFormat, timeFormats, isEventTime, isEmbeddedJSON, indicators, validate, rename, copy, concat, split, mask)", path, k)
+		return fmt.Errorf("field %s: unknown key %q%s", path, k, suggest.Hint(k, fieldKeys))
 	}
 	switch f.Type {
 	case TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, TypeBoolean, TypeJSON:
