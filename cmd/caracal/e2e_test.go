@@ -513,6 +513,22 @@ pipeline:
 output:
   caracal_kafka: {}
 `,
+		"pipeline2.yaml": `input:
+  caracal_http:
+    sources:
+      - id: okta
+        path: okta
+        auth:
+          type: basic
+          username: u
+pipeline:
+  processors:
+    - caracal_detec: {}
+output:
+  caracal_kafka: {}
+htp:
+  address: 0.0.0.0:4195
+`,
 		"rule.yml": `AnalysisType: rule
 RuleID: T.Typo
 Enabled: true
@@ -556,10 +572,13 @@ fields:
 		filepath.Join(dir, "pipeline.yaml") + ":5: source alb may hold 17825792 bytes in one request (max_body_bytes + max_decompressed_bytes), more than max_buffered_bytes (10000000)",
 		filepath.Join(dir, "pipeline.yaml") + ":7: source alb: log type AWS.Alb has no schema",
 		filepath.Join(dir, "pipeline.yaml") + ":11: source alb: max_event_bytes 5000000: use at most 1048576",
-		filepath.Join(dir, "pipeline.yaml") + "(15,1) field rules_dirr not recognised",
+		filepath.Join(dir, "pipeline.yaml") + ":15: field rules_dirr not recognised (did you mean rules_dir?)",
+		filepath.Join(dir, "pipeline2.yaml") + ":7: source okta: basic auth needs username and password",
+		filepath.Join(dir, "pipeline2.yaml") + ":11: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
+		filepath.Join(dir, "pipeline2.yaml") + ":14: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng"`, // the field's line
-		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried"`,
+		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("lint output lacks %q:\n%s", want, out)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -72,10 +71,11 @@ type linters struct {
 }
 
 // lintMain implements `caracal lint [flags] [paths...]`: Benthos's lint for
-// configs and pipelines, plus Caracal's checks for rules, schemas and lookup
-// tables; directories are walked for *.yml / *.yaml. Exit code 1 on any
-// error (warnings alone pass).
-func lintMain(args []string, l linters, opts []service.CLIOptFunc, stdout io.Writer) int {
+// configs and pipelines, plus Caracal's checks for them and for rules,
+// schemas and lookup tables; directories are walked for *.yml / *.yaml.
+// Findings print as file:line: message. Exit code 1 on any error (warnings
+// alone pass), 2 on an unknown flag.
+func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.Writer) int {
 	var flags, paths []string
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") {
@@ -83,6 +83,11 @@ func lintMain(args []string, l linters, opts []service.CLIOptFunc, stdout io.Wri
 		} else {
 			paths = append(paths, a)
 		}
+	}
+	benthos, err := newBenthosLinter(schema, flags)
+	if err != nil {
+		fmt.Fprintln(stdout, err)
+		return 2
 	}
 	if len(paths) == 0 {
 		paths = []string{"config.yaml", "pipelines", "rules", "schemas", "lookups"}
@@ -103,8 +108,13 @@ func lintMain(args []string, l linters, opts []service.CLIOptFunc, stdout io.Wri
 		}
 		k := classify(data)
 		byKind[k] = append(byKind[k], f)
-		if k == kindBenthos && l.pipelines != nil {
-			findings = append(findings, l.pipelines(f, data)...)
+		if k == kindBenthos {
+			found := benthos.lint(f, data)
+			if l.pipelines != nil {
+				found = append(found, l.pipelines(f, data)...)
+			}
+			sort.SliceStable(found, func(i, j int) bool { return found[i].Line < found[j].Line })
+			findings = append(findings, found...)
 		}
 	}
 	if fn := l.rules; fn != nil && len(byKind[kindRule]) > 0 {
@@ -120,17 +130,6 @@ func lintMain(args []string, l linters, opts []service.CLIOptFunc, stdout io.Wri
 	for _, f := range findings {
 		fmt.Fprintln(stdout, f)
 		if !f.Warning {
-			failed = true
-		}
-	}
-	if configs := byKind[kindBenthos]; len(configs) > 0 {
-		benthosArgs := append([]string{"caracal", "lint"}, flags...)
-		benthosArgs = append(benthosArgs, configs...)
-		code, err := service.RunCLIToCode(context.Background(), append(opts, service.CLIOptSetArgs(benthosArgs...))...)
-		if err != nil {
-			fmt.Fprintln(stdout, err)
-		}
-		if code != 0 {
 			failed = true
 		}
 	}

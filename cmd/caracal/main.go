@@ -72,9 +72,9 @@ func main() {
 		opts = append(opts, service.CLIOptAddCommand(c))
 	}
 	if len(args) > 1 && args[1] == "lint" {
-		// Caracal's lint covers rules, schemas and lookups too, and hands
-		// Benthos configs to Benthos's own lint.
-		os.Exit(lintMain(args[2:], caracalLinters(), opts, os.Stdout))
+		// Caracal's lint covers rules, schemas and lookups too, and runs
+		// Benthos's checks on configs itself (benthoslint.go).
+		os.Exit(lintMain(args[2:], caracalLinters(), mainSchema(), os.Stdout))
 	}
 	code, err := service.RunCLIToCode(context.Background(), opts...)
 	if err != nil {
