@@ -115,7 +115,7 @@ func TestConditionKeys(t *testing.T) {
 		`Condition: '$env["detail-type"] == "X" && $env.type == "Y"'`:             {"detail-type", "type"},
 		`Condition: 'deep_get(requestParameters, "a.b") != nil'`:                  {"deep_get", "requestParameters"},
 		// The Title is evaluated for a match only, from the whole event.
-		`Condition: 'errorCode == nil'` + "\nTitle: 'sprintf(\"%v\", sourceIPAddress)'": {"errorCode"},
+		`Condition: 'errorCode == nil'` + "\nTitle: 'upper(sourceIPAddress)'": {"errorCode"},
 	} {
 		keys, all := rule(t, base+src+"\n").conditionKeys()
 		if all || !reflect.DeepEqual(sortedKeys(keys), want) {

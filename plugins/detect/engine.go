@@ -18,6 +18,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/exprs"
 )
 
 // maxNodes bounds a rule expression's size, so a rule pack written elsewhere
@@ -50,68 +51,81 @@ var (
 
 const maxCachedRegexps = 4096
 
+// functions are what rule expressions may call besides expr's built-ins.
+var functions = map[string]func(params ...any) (any, error){
+	"cidr_match": func(params ...any) (any, error) {
+		if len(params) != 2 {
+			return false, errors.New("cidr_match(ip, cidr)")
+		}
+		ip, _ := params[0].(string)
+		cidr, _ := params[1].(string)
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return false, nil
+		}
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return false, fmt.Errorf("cidr_match: %w", err)
+		}
+		return p.Contains(a.Unmap()), nil
+	},
+	"deep_get": func(params ...any) (any, error) {
+		if len(params) < 2 {
+			return nil, errors.New("deep_get(object, \"a.b.c\"[, default])")
+		}
+		path, _ := params[1].(string)
+		v := DeepGet(params[0], path)
+		if v == nil && len(params) > 2 {
+			return params[2], nil
+		}
+		return v, nil
+	},
+	"re_match": func(params ...any) (any, error) {
+		if len(params) != 2 {
+			return false, errors.New("re_match(value, pattern)")
+		}
+		s, ok := params[0].(string)
+		pat, _ := params[1].(string)
+		if !ok {
+			return false, nil
+		}
+		re, err := cachedRegexp(pat)
+		if err != nil {
+			return false, err
+		}
+		return re.MatchString(s), nil
+	},
+	"lookup": func(params ...any) (any, error) {
+		if len(params) != 2 {
+			return nil, errors.New("lookup(table, key)")
+		}
+		table, _ := params[0].(string)
+		lookupHook.RLock()
+		fn := lookupHook.fn
+		lookupHook.RUnlock()
+		if fn == nil {
+			return nil, nil
+		}
+		return fn(table, params[1]), nil
+	},
+}
+
+var functionNames = slices.Sorted(maps.Keys(functions))
+
 func compileExpr(src string, opts ...expr.Option) (*vm.Program, error) {
 	base := []expr.Option{
 		expr.Env(map[string]any{}),
 		expr.AllowUndefinedVariables(),
 		expr.MaxNodes(maxNodes),
-		expr.Function("cidr_match", func(params ...any) (any, error) {
-			if len(params) != 2 {
-				return false, errors.New("cidr_match(ip, cidr)")
-			}
-			ip, _ := params[0].(string)
-			cidr, _ := params[1].(string)
-			a, err := netip.ParseAddr(ip)
-			if err != nil {
-				return false, nil
-			}
-			p, err := netip.ParsePrefix(cidr)
-			if err != nil {
-				return false, fmt.Errorf("cidr_match: %w", err)
-			}
-			return p.Contains(a.Unmap()), nil
-		}),
-		expr.Function("deep_get", func(params ...any) (any, error) {
-			if len(params) < 2 {
-				return nil, errors.New("deep_get(object, \"a.b.c\"[, default])")
-			}
-			path, _ := params[1].(string)
-			v := DeepGet(params[0], path)
-			if v == nil && len(params) > 2 {
-				return params[2], nil
-			}
-			return v, nil
-		}),
-		expr.Function("re_match", func(params ...any) (any, error) {
-			if len(params) != 2 {
-				return false, errors.New("re_match(value, pattern)")
-			}
-			s, ok := params[0].(string)
-			pat, _ := params[1].(string)
-			if !ok {
-				return false, nil
-			}
-			re, err := cachedRegexp(pat)
-			if err != nil {
-				return false, err
-			}
-			return re.MatchString(s), nil
-		}),
-		expr.Function("lookup", func(params ...any) (any, error) {
-			if len(params) != 2 {
-				return nil, errors.New("lookup(table, key)")
-			}
-			table, _ := params[0].(string)
-			lookupHook.RLock()
-			fn := lookupHook.fn
-			lookupHook.RUnlock()
-			if fn == nil {
-				return nil, nil
-			}
-			return fn(table, params[1]), nil
-		}),
 	}
-	return expr.Compile(src, append(base, opts...)...)
+	for _, name := range functionNames {
+		base = append(base, expr.Function(name, functions[name]))
+	}
+	prog, err := expr.Compile(src, append(base, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	return prog, exprs.CheckCalls(prog, functionNames)
 }
 
 func cachedRegexp(p string) (*regexp.Regexp, error) {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/caracal-sec/caracal/plugins/exprs"
 )
 
 // Filter is an ingestion filter: for the events of a source (and log
@@ -25,12 +27,12 @@ type Filter struct {
 func (f *Filter) Compile() error {
 	var err error
 	if f.Include != "" {
-		if f.include, err = expr.Compile(f.Include, expr.AsBool(), expr.AllowUndefinedVariables()); err != nil {
+		if f.include, err = compileFilter(f.Include); err != nil {
 			return fmt.Errorf("filter for source %q: include: %w", f.Source, err)
 		}
 	}
 	if f.Exclude != "" {
-		if f.exclude, err = expr.Compile(f.Exclude, expr.AsBool(), expr.AllowUndefinedVariables()); err != nil {
+		if f.exclude, err = compileFilter(f.Exclude); err != nil {
 			return fmt.Errorf("filter for source %q: exclude: %w", f.Source, err)
 		}
 	}
@@ -38,6 +40,14 @@ func (f *Filter) Compile() error {
 		return fmt.Errorf("filter for source %q: give include or exclude (an expr boolean over the event)", f.Source)
 	}
 	return nil
+}
+
+func compileFilter(src string) (*vm.Program, error) {
+	prog, err := expr.Compile(src, expr.AsBool(), expr.AllowUndefinedVariables())
+	if err != nil {
+		return nil, err
+	}
+	return prog, exprs.CheckCalls(prog, nil)
 }
 
 func (f *Filter) applies(source, logType string) bool {
