@@ -152,9 +152,11 @@ AlertContext: {a: blob, b: blob, c: user}
 
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, err string }{
-		{base + "Condition: 'eventName =='", "Condition"},
+		{base + "Condition: 'eventName =='", "test.yml:6: rule Test.Rule: Condition: unexpected token EOF"},
+		{base + "Condition: 'contans(userAgent, \"curl\")'", "test.yml:6: rule Test.Rule: Condition: unknown function contans (did you mean the contains operator: a contains b?)"},
+		{base + "Condition: 'true'\nAlertContext:\n  ip: ip_of(sourceIPAddress)", "test.yml:8: rule Test.Rule: AlertContext.ip: unknown function ip_of"},
 		{base + "Condition: x\nSeverety: High", `test.yml:7: unknown key "Severety" (did you mean Severity?)`},
-		{strings.Replace(base, "Medium", "Urgent", 1) + "Condition: x", "Severity"},
+		{strings.Replace(base, "Medium", "Urgent", 1) + "Condition: x", `test.yml:5: rule Test.Rule: Severity "Urgent": use one of`},
 		{strings.Replace(base, "LogTypes: [AWS.CloudTrail]\n", "", 1) + "Condition: x", "LogTypes"},
 		{base, "missing Condition"},
 		{base + "Condition: '" + strings.Repeat("a + ", 6000) + "a'", "Condition"},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -90,9 +91,46 @@ func ParseRule(file string, data []byte) (*Rule, error) {
 	}
 	r := &Rule{Spec: s, File: file, DedupPeriod: 60, ThresholdN: 1}
 	if err := r.compile(); err != nil {
+		if line := keyLine(&node, err.Error()); line > 0 {
+			return nil, fmt.Errorf("%s:%d: rule %s: %w", file, line, s.RuleID, err)
+		}
 		return nil, fmt.Errorf("%s: rule %s: %w", file, s.RuleID, err)
 	}
 	return r, nil
+}
+
+// keyLine is the line of the rule key a compile error begins with
+// ("Severity ...", "Condition: ...", "AlertContext.ip: ..."), or 0.
+// Detection's errors give the line of the match expression themselves.
+func keyLine(doc *yaml.Node, msg string) int {
+	key := msg[:len(msg)-len(strings.TrimLeftFunc(msg, unicode.IsLetter))]
+	if key == "Detection" || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return 0
+	}
+	k, v := mappingKey(doc.Content[0], key)
+	if k == nil {
+		return 0
+	}
+	if sub, ok := strings.CutPrefix(msg[len(key):], "."); ok {
+		sub, _, _ = strings.Cut(sub, ":")
+		if sk, _ := mappingKey(v, sub); sk != nil {
+			return sk.Line
+		}
+	}
+	return k.Line
+}
+
+// mappingKey is the key node and value node of key in mapping n.
+func mappingKey(n *yaml.Node, key string) (k, v *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
 }
 
 // knownKeyList are a rule file's keys, in the order errors list them.
