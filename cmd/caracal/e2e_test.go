@@ -577,7 +577,7 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":11: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":14: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
-		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng"`, // the field's line
+		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
 	} {
 		if !strings.Contains(string(out), want) {

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -81,6 +83,9 @@ var (
 		"isEventTime", "isEmbeddedJSON", "indicators", "validate", "rename", "copy", "concat", "split", "mask"}
 )
 
+// types are the field types, in the order errors list them.
+var types = []string{TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, TypeBoolean, TypeTimestamp, TypeArray, TypeObject, TypeJSON, TypeRef}
+
 // Validate checks the schema's structure: names, types and their required
 // companions (element, fields, target).
 func (s *Schema) Validate() error {
@@ -151,10 +156,10 @@ func checkField(s *Schema, f *Field, path string) error {
 		}
 	case TypeRef:
 		if _, ok := s.Definitions[f.Target]; !ok {
-			return fmt.Errorf("field %s: ref target %q is not in definitions", path, f.Target)
+			return fmt.Errorf("field %s: ref target %q is not in definitions%s", path, f.Target, suggest.DidYouMean(f.Target, slices.Sorted(maps.Keys(s.Definitions))))
 		}
 	default:
-		return fmt.Errorf("field %s: unknown type %q (string, int, smallint, bigint, float, boolean, timestamp, array, object, json, ref)", path, f.Type)
+		return fmt.Errorf("field %s: unknown type %q%s", path, f.Type, suggest.Hint(f.Type, types))
 	}
 	return nil
 }
