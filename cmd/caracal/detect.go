@@ -55,6 +55,9 @@ func detectCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := cl.CheckLogTypes(logTypes); err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
 			if set != nil {
 				cl.Enrich = set.Enrich
 			}

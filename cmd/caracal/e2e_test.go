@@ -490,6 +490,37 @@ func TestShippedConfigLints(t *testing.T) {
 	}
 }
 
+// A misspelt log type, table or stage on the command line fails the
+// command before it reads anything, naming the one meant.
+func TestCommandsNameWhatWasMeant(t *testing.T) {
+	event := filepath.Join(t.TempDir(), "e.json")
+	if err := os.WriteFile(event, []byte(`{"eventName":"X"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lakeDir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"parse", "--log-type", "AWS.Cloudtrail", event}, "unknown log type AWS.Cloudtrail (did you mean AWS.CloudTrail?)"},
+		{[]string{"detect", "--rules", "rules", "--log-type", "AWS.VPCflow", event}, "unknown log type AWS.VPCflow (did you mean AWS.VPCFlow?)"},
+		{[]string{"replay", "--rules", "rules", "--lake", lakeDir, "--from", "1h", "--log-types", "AWS.Cloudtrial"}, "unknown log type AWS.Cloudtrial (did you mean AWS.CloudTrail?)"},
+		{[]string{"search", "--lake", lakeDir, "--ip", "192.0.2.1", "--tables", "aws_cloudtrial"}, `unknown table "aws_cloudtrial" (did you mean aws_cloudtrail?)`},
+		{[]string{"run", "--stages", "ingest,proces"}, `stage "proces"`},
+	} {
+		cmd := exec.Command(caracalBinary(t), c.args...)
+		cmd.Dir = "../.."
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 || !strings.Contains(string(out), c.want) {
+			t.Errorf("caracal %s: %v\n%s\nwant it to say %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+		if c.args[0] == "run" && !strings.Contains(string(out), "(did you mean process?)") {
+			t.Errorf("caracal run --stages ingest,proces: %s", out)
+		}
+	}
+}
+
 // caracal lint finds the usual mistakes in each kind of file, each at its
 // line, and fails.
 func TestLintFindsMistakesAtTheirLines(t *testing.T) {

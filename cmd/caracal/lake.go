@@ -17,6 +17,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/lake"
 	"github.com/caracal-sec/caracal/plugins/parse"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // lakeFlags locate the lake and the schemas its log tables follow.
@@ -264,6 +265,11 @@ func replayCommand() *cli.Command {
 				return err
 			}
 			logTypes := c.StringSlice("log-types")
+			for _, lt := range logTypes {
+				if tables.Table(envelope.TableName(lt)) == nil {
+					return cli.Exit(fmt.Sprintf("replay: unknown log type %s%s", lt, suggest.Hint(lt, tables.LogTypes())), 2)
+				}
+			}
 			if len(logTypes) == 0 {
 				seen := map[string]bool{}
 				for _, rule := range engine.Rules() {
@@ -279,7 +285,7 @@ func replayCommand() *cli.Command {
 			for _, lt := range logTypes {
 				name := envelope.TableName(lt)
 				if tables.Table(name) == nil {
-					fmt.Fprintf(os.Stderr, "replay: no schema for log type %s; skipped\n", lt)
+					fmt.Fprintf(os.Stderr, "replay: a rule reads log type %s, which has no schema%s; skipped\n", lt, suggest.DidYouMean(lt, tables.LogTypes()))
 					continue
 				}
 				names = append(names, name)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/settings"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Stages in pipeline order; each is pipelines/<stage>.yaml.
@@ -53,7 +54,7 @@ func rewriteArgs(args []string) ([]string, error) {
 	for _, s := range settings.SplitList(*stages) {
 		p := filepath.Join(*dir, s+".yaml")
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("stage %q: %w (stages are %s)", s, err, strings.Join(allStages, ", "))
+			return nil, fmt.Errorf("stage %q: %w%s", s, err, suggest.Hint(s, allStages))
 		}
 		out = append(out, p)
 	}

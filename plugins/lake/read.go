@@ -17,6 +17,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Reader is the read side of a Storage: listing objects and opening one for
@@ -129,7 +130,7 @@ func ScanLake(ctx context.Context, r Reader, tables *Tables, sc Scan, fn func(ta
 	for _, name := range names {
 		tab := tables.Table(name)
 		if tab == nil {
-			return st, fmt.Errorf("unknown table %q (known: %s)", name, strings.Join(tables.Names(), ", "))
+			return st, fmt.Errorf("unknown table %q%s", name, suggest.Hint(name, tables.Names()))
 		}
 		var keys []string
 		var sizes []int64

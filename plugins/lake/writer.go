@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -70,6 +72,11 @@ func (t *Tables) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// LogTypes lists the log types that have a table, sorted.
+func (t *Tables) LogTypes() []string {
+	return slices.Sorted(maps.Keys(t.logs))
 }
 
 // Table returns the table of that name, or nil.

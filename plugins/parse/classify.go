@@ -10,6 +10,7 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Classifier tries an event against candidate log types and normalizes it
@@ -59,6 +60,17 @@ func LoadClassifier(dir string) (*Classifier, error) {
 
 // LogTypes lists the known log types, sorted.
 func (c *Classifier) LogTypes() []string { return append([]string(nil), c.order...) }
+
+// CheckLogTypes returns an error for the first name that is not a known
+// log type, with the one meant when it is near.
+func (c *Classifier) CheckLogTypes(names []string) error {
+	for _, n := range names {
+		if _, ok := c.parsers[n]; !ok {
+			return fmt.Errorf("unknown log type %s%s", n, suggest.Hint(n, c.LogTypes()))
+		}
+	}
+	return nil
+}
 
 // Origin is where a raw event came from.
 type Origin struct {

@@ -110,6 +110,9 @@ func Command() *cli.Command {
 			if cl.Enrich, err = LoadEnricher(c.String("lookups")); err != nil {
 				return err
 			}
+			if err := cl.CheckLogTypes(c.StringSlice("log-type")); err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
 			failed := 0
 			err = Each(cl, c.Args().Slice(), c.StringSlice("log-type"), c.String("source-id"), func(ev map[string]any, f *envelope.ClassificationFailure, name string) error {
 				if f != nil {
