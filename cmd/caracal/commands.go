@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/detect"
@@ -57,6 +59,7 @@ func caracalLinters() linters {
 		rules: func(files []string) []Finding {
 			var out []Finding
 			known := fields()
+			dests := destinationIDs("config.yaml")
 			for _, f := range files {
 				data, err := os.ReadFile(f)
 				var r *detect.Rule
@@ -69,6 +72,14 @@ func caracalLinters() linters {
 				}
 				if known != nil {
 					out = append(out, ruleFieldFindings(f, data, r, known)...)
+				}
+				if dests != nil {
+					for _, id := range r.OutputIds {
+						if !slices.Contains(dests, id) {
+							out = append(out, Finding{File: f, Line: lineOf(data, id), Warning: true,
+								Message: fmt.Sprintf("OutputIds: no destination %q in config.yaml%s: the rule's alerts would reach no destination", id, suggest.DidYouMean(id, dests))})
+						}
+					}
 				}
 			}
 			return out
@@ -83,6 +94,31 @@ func caracalLinters() linters {
 			return out
 		},
 	}
+}
+
+// destinationIDs lists the alert destinations a config file names (and
+// the one CARACAL_ALERT_WEBHOOK_URL adds); nil when it cannot be read, as
+// rules may be linted where the config is not.
+func destinationIDs(file string) []string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	var conf struct {
+		Caracal struct {
+			Destinations []struct {
+				ID string `yaml:"id"`
+			} `yaml:"destinations"`
+		} `yaml:"caracal"`
+	}
+	if yaml.Unmarshal(data, &conf) != nil {
+		return nil
+	}
+	ids := []string{alert.EnvWebhookID}
+	for _, d := range conf.Caracal.Destinations {
+		ids = append(ids, d.ID)
+	}
+	return ids
 }
 
 var lineRe = regexp.MustCompile(`:(\d+):`)
@@ -147,7 +183,7 @@ func ruleFieldFindings(file string, data []byte, r *detect.Rule, known map[strin
 	for _, lt := range r.LogTypes {
 		fs, ok := known[lt]
 		if !ok {
-			out = append(out, Finding{File: file, Line: lineOf(data, lt), Message: fmt.Sprintf("LogTypes: %s has no schema in schemas/ (known: %s)", lt, strings.Join(sortedKeys(known), ", "))})
+			out = append(out, Finding{File: file, Line: lineOf(data, lt), Message: fmt.Sprintf("LogTypes: %s has no schema in schemas/%s", lt, suggest.Hint(lt, sortedKeys(known)))})
 			continue
 		}
 		have = append(have, fs)

@@ -566,6 +566,7 @@ Enabled: true
 LogTypes: [AWS.Cloudtrail]
 Severity: High
 Condition: 'eventName == "X"'
+OutputIds: [env-webhok]
 `,
 		"schema.yml": `schema: Custom.Thing
 parser:
@@ -607,7 +608,8 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":7: source okta: basic auth needs username and password",
 		filepath.Join(dir, "pipeline2.yaml") + ":11: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":14: field htp not recognised (did you mean http?)",
-		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema",
+		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in config.yaml (did you mean env-webhook?)`,
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
 	} {

@@ -372,6 +372,35 @@ func TestFailingDestinationRaisesSystemError(t *testing.T) {
 	}
 }
 
+// A rule whose OutputIds name no destination (a typo) would alert nobody:
+// that is raised as a SYSTEM_ERROR on every destination, once an hour per
+// rule, and the alert itself still goes only where OutputIds say.
+func TestUnroutedAlertRaisesSystemError(t *testing.T) {
+	good := newHTTPReceiver(t, 200)
+	n := &notifier{log: testLogger(), dests: []Destination{&Webhook{Name: "soc-slack", URL: good.URL, Retry: fastRetry()}}}
+	for i, ids := range [][]string{{"soc-slak"}, {"soc-slak"}, {"soc-slack"}, nil} {
+		a := sampleAlert()
+		a.AlertID = fmt.Sprintf("a%d", i)
+		a.OutputIDs = ids
+		if err := n.deliver(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, b := range good.bodies {
+		got = append(got, fmt.Sprintf("%v %v", b["type"], b["alertId"]))
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{"SYSTEM_ERROR " + fmt.Sprint(good.bodies[0]["alertId"]), "RULE a2", "RULE a3"}) {
+		t.Fatalf("destination got %v, want one SYSTEM_ERROR, then the alerts routed to it", got)
+	}
+	title := fmt.Sprint(good.bodies[0]["title"])
+	for _, want := range []string{"OutputIds soc-slak", "destinations: soc-slack", "alert a0 was delivered nowhere"} {
+		if !strings.Contains(title, want) {
+			t.Errorf("system error title %q lacks %q", title, want)
+		}
+	}
+}
+
 func testLogger() *service.Logger { return service.MockResources().Logger() }
 
 // A webhook URL's path is its secret (Slack, Teams, Discord): a failed

@@ -194,7 +194,7 @@ func init() {
 				n.dests = append(n.dests, d)
 			}
 			if st.AlertWebhookURL != "" {
-				n.dests = append(n.dests, &Webhook{Name: "env-webhook", URL: st.AlertWebhookURL,
+				n.dests = append(n.dests, &Webhook{Name: EnvWebhookID, URL: st.AlertWebhookURL,
 					Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: onAttempt})
 			}
 			return n, pol, mif, nil
@@ -364,9 +364,30 @@ type notifier struct {
 }
 
 // destinationFailed raises a SYSTEM_ERROR about a destination that gave up
-// on an alert, at most once an hour per destination, on the other
-// destinations (best effort: their errors are only logged).
+// on an alert, on the other destinations.
 func (n *notifier) destinationFailed(ctx context.Context, failed Destination, a *envelope.Alert, cause error) {
+	title := fmt.Sprintf("Alert destination %s is failing: alert %s (%s) was not delivered: %v", failed.ID(), a.AlertID, a.ID, cause)
+	n.raise(ctx, "destination:"+failed.ID(), title, failed.ID())
+}
+
+// unrouted raises a SYSTEM_ERROR about a rule whose OutputIds name no
+// destination there is (a typo, or one removed from the config): its
+// alerts reach the log and the lake, and nobody's tools.
+func (n *notifier) unrouted(ctx context.Context, a *envelope.Alert) {
+	ids := make([]string, 0, len(n.dests))
+	for _, d := range n.dests {
+		ids = append(ids, d.ID())
+	}
+	title := fmt.Sprintf("Rule %s sends its alerts to OutputIds %s, and no destination has those ids (destinations: %s): alert %s was delivered nowhere",
+		a.ID, strings.Join(a.OutputIDs, ", "), strings.Join(ids, ", "), a.AlertID)
+	n.log.Errorf("%s", title)
+	n.raise(ctx, "unrouted:"+a.ID, title, "")
+}
+
+// raise sends a SYSTEM_ERROR to every destination that accepts it but
+// skip, at most once an hour per key (best effort: their errors are only
+// logged).
+func (n *notifier) raise(ctx context.Context, key, title, skip string) {
 	now := time.Now()
 	if n.now != nil {
 		now = n.now()
@@ -375,21 +396,20 @@ func (n *notifier) destinationFailed(ctx context.Context, failed Destination, a 
 	if n.raised == nil {
 		n.raised = map[string]time.Time{}
 	}
-	last, seen := n.raised[failed.ID()]
+	last, seen := n.raised[key]
 	if seen && now.Sub(last) < time.Hour {
 		n.mu.Unlock()
 		return
 	}
-	n.raised[failed.ID()] = now
+	n.raised[key] = now
 	n.mu.Unlock()
-	title := fmt.Sprintf("Alert destination %s is failing: alert %s (%s) was not delivered: %v", failed.ID(), a.AlertID, a.ID, cause)
-	se := SystemError("destination:"+failed.ID()+":"+envelope.FormatTime(now.Truncate(time.Hour)), title, "High", now)
+	se := SystemError(key+":"+envelope.FormatTime(now.Truncate(time.Hour)), title, "High", now)
 	for _, d := range n.dests {
-		if d.ID() == failed.ID() || !d.Accepts(se) {
+		if d.ID() == skip || !d.Accepts(se) {
 			continue
 		}
 		if err := d.Deliver(ctx, se); err != nil {
-			n.log.Errorf("System error about %s not delivered to %s: %v", failed.ID(), d.ID(), err)
+			n.log.Errorf("System error %s not delivered to %s: %v", key, d.ID(), err)
 		}
 	}
 }
@@ -450,6 +470,9 @@ func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 // deliver logs the alert and hands it to every destination that accepts it.
 func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 	n.log.Infof("ALERT %s [%s] %s: %s (alert %s, %d event(s))", a.Type, a.Severity, a.ID, a.Title, a.AlertID, a.EventCount)
+	if !n.routable(a) {
+		n.unrouted(ctx, a)
+	}
 	for _, d := range n.dests {
 		if !d.Accepts(a) || !outputAllowed(a, d.ID()) {
 			continue
@@ -466,6 +489,21 @@ func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 		}
 	}
 	return nil
+}
+
+// EnvWebhookID is the id of the webhook destination that
+// CARACAL_ALERT_WEBHOOK_URL adds.
+const EnvWebhookID = "env-webhook"
+
+// routable reports whether some destination may take the alert by its
+// rule's OutputIds (its own filters aside).
+func (n *notifier) routable(a *envelope.Alert) bool {
+	for _, d := range n.dests {
+		if outputAllowed(a, d.ID()) {
+			return true
+		}
+	}
+	return len(n.dests) == 0 // no destinations at all: the log is the output
 }
 
 // outputAllowed applies a rule's OutputIds: when set, only those
