@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -16,7 +18,7 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/detect"
-	_ "github.com/caracal-sec/caracal/plugins/enrich"
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
 	_ "github.com/caracal-sec/caracal/plugins/lake"
@@ -84,6 +86,30 @@ func caracalLinters() linters {
 			}
 			return out
 		},
+		lookups: func(files []string) []Finding {
+			var out []Finding
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				var d *enrich.Def
+				if err == nil {
+					d, err = enrich.ParseDef(f, data)
+				}
+				if err != nil {
+					msg := stripFile(f, err.Error())
+					if m := unknownYAMLField.FindStringSubmatch(msg); m != nil {
+						msg = fmt.Sprintf("unknown key %q%s", m[1], suggest.Hint(m[1], yamlKeys(enrich.Def{})))
+					}
+					line := errLine(err)
+					if key, _, _ := strings.Cut(msg, " "); line == 0 {
+						line = lineOf(data, strings.TrimSuffix(key, ":")+":") // "key_type ...", "refresh: ..."
+					}
+					out = append(out, Finding{File: f, Line: line, Message: msg})
+					continue
+				}
+				out = append(out, lookupFindings(f, data, d, fields())...)
+			}
+			return out
+		},
 		schemas: func(files []string) []Finding {
 			var out []Finding
 			for _, f := range files {
@@ -119,6 +145,55 @@ func destinationIDs(file string) []string {
 		ids = append(ids, d.ID)
 	}
 	return ids
+}
+
+// unknownYAMLField is a strict YAML decoder's error for an unknown key.
+var unknownYAMLField = regexp.MustCompile(`field (\S+) not found in type`)
+
+// yamlKeys lists the YAML keys of a struct's fields.
+func yamlKeys(v any) []string {
+	var out []string
+	t := reflect.TypeOf(v)
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// lookupFindings checks a lookup table against what it will meet: a local
+// data file that is missing (the process stage would not start), and
+// associations naming a log type without a schema or a field its schema
+// lacks (the table would never be consulted for it).
+func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]map[string]bool) []Finding {
+	var out []Finding
+	if !strings.Contains(d.Data, "://") {
+		if _, err := os.Stat(d.Data); err != nil {
+			out = append(out, Finding{File: file, Line: lineOf(data, "data:"), Message: fmt.Sprintf("data: %v", err)})
+		}
+	}
+	if known == nil {
+		return out
+	}
+	for _, lt := range slices.Sorted(maps.Keys(d.Associations)) {
+		fs, ok := known[lt]
+		if lt == "*" {
+			continue
+		}
+		if !ok {
+			out = append(out, Finding{File: file, Line: lineOf(data, lt+":"), Message: fmt.Sprintf("associations: log type %s has no schema in schemas/%s", lt, suggest.Hint(lt, sortedKeys(known)))})
+			continue
+		}
+		for _, path := range d.Associations[lt] {
+			top, _, _ := strings.Cut(path, ".")
+			if !fs[top] && !strings.HasPrefix(top, "p_") {
+				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
+					Message: fmt.Sprintf("associations: %s has no field %q%s: the table is never consulted for it", lt, top, suggest.DidYouMean(top, sortedKeys(fs)))})
+			}
+		}
+	}
+	return out
 }
 
 var lineRe = regexp.MustCompile(`:(\d+):`)

@@ -560,6 +560,20 @@ output:
 htp:
   address: 0.0.0.0:4195
 `,
+		"lookup.yml": `name: bad_ips
+primary_key: cidr
+key_type: cidr
+data: bad_ips.csv
+refreh: 5m
+`,
+		"lookup2.yml": `name: bad_ips
+primary_key: cidr
+key_type: cidr
+data: missing.csv
+associations:
+  AWS.Cloudtrail: [sourceIPAddress]
+  AWS.VPCFlow: [srcAdr]
+`,
 		"rule.yml": `AnalysisType: rule
 RuleID: T.Typo
 Enabled: true
@@ -609,6 +623,10 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":11: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":14: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "lookup.yml") + `:5: unknown key "refreh" (did you mean refresh?)`,
+		filepath.Join(dir, "lookup2.yml") + ":4: data: stat " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
+		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in config.yaml (did you mean env-webhook?)`,
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,

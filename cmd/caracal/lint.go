@@ -40,7 +40,7 @@ const (
 	kindBenthos yamlKind = iota // root config or stream: Benthos lints it
 	kindRule                    // Panther-style rule (AnalysisType)
 	kindSchema                  // Panther log schema (schema + fields)
-	kindLookup                  // lookup table definition (primary_key + data)
+	kindLookup                  // lookup table definition (data + primary_key, associations or format)
 )
 
 func classify(data []byte) yamlKind {
@@ -53,8 +53,8 @@ func classify(data []byte) yamlKind {
 		return kindRule
 	case top["schema"] != nil && top["fields"] != nil:
 		return kindSchema
-	case top["primary_key"] != nil && top["data"] != nil:
-		return kindLookup
+	case top["data"] != nil && (top["primary_key"] != nil || top["associations"] != nil || top["format"] != nil):
+		return kindLookup // (a MaxMind table has no primary_key)
 	}
 	return kindBenthos
 }
