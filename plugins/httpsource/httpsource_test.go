@@ -643,3 +643,20 @@ func BenchmarkSplitJSONLines(b *testing.B) {
 		}
 	}
 }
+
+// A taken address says what to do about it.
+func TestListenOnATakenAddress(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	srv, err := NewServer([]*Source{{ID: "s", Path: "s", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 16 << 20}}, time.Second, func() Status { return Status{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Listen(taken.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "another process listens there") || !strings.Contains(err.Error(), "CARACAL_HTTP_ADDRESS") {
+		t.Fatalf("listen on a taken address: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -184,6 +185,9 @@ func (s *Server) Listen(addr string) error {
 		}
 	}
 	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen %s: %w: another process listens there; stop it, or give caracal_http another address (the shipped pipelines/ingest.yaml reads CARACAL_HTTP_ADDRESS)", addr, err)
+	}
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
