@@ -33,6 +33,7 @@ type Embedded struct {
 	cluster *kfake.Cluster
 	Addrs   []string
 	guard   diskGuard
+	unlock  func() // releases the data dir (lockDir)
 }
 
 // OnDiskFull hears when the broker starts refusing events for lack of disk
@@ -83,6 +84,10 @@ func StartEmbedded(dir string, partitions int32, port ...int) (*Embedded, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DataDir(dir),
@@ -94,9 +99,10 @@ func StartEmbedded(dir string, partitions int32, port ...int) (*Embedded, error)
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("start embedded broker in %s: %w", dir, err)
 	}
-	e := &Embedded{cluster: c, Addrs: c.ListenAddrs(), guard: diskGuard{dir: dir}}
+	e := &Embedded{cluster: c, Addrs: c.ListenAddrs(), guard: diskGuard{dir: dir}, unlock: unlock}
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		return e.guard.control(req)
@@ -105,7 +111,10 @@ func StartEmbedded(dir string, partitions int32, port ...int) (*Embedded, error)
 }
 
 // Close flushes the broker's state to disk and stops it.
-func (e *Embedded) Close() { e.cluster.Close() }
+func (e *Embedded) Close() {
+	e.cluster.Close()
+	e.unlock()
+}
 
 // TopicSpec describes a topic Caracal creates when missing.
 type TopicSpec struct {
