@@ -46,7 +46,7 @@ var (
 func (b *benthosLinter) lint(file string, data []byte) []Finding {
 	lints, err := b.linter.LintYAML(data)
 	if err != nil {
-		return []Finding{{File: file, Message: err.Error()}}
+		return []Finding{{File: file, Line: errLine(err), Message: err.Error()}}
 	}
 	out := make([]Finding, 0, len(lints))
 	for _, l := range lints {
