@@ -46,23 +46,27 @@ func (c *calls) Visit(node *ast.Node) {
 		if slices.Contains(c.known, callee.Value) || slices.Contains(builtin.Names, callee.Value) {
 			return
 		}
-		names := append(append(slices.Clone(builtin.Names), c.known...), operators...)
-		near := suggest.Nearest(callee.Value, names)
-		switch {
-		case slices.Contains(operators, near):
-			c.err = fmt.Errorf("unknown function %s (did you mean the %s operator: a %s b?)", callee.Value, near, near)
-		case near != "":
-			c.err = fmt.Errorf("unknown function %s (did you mean %s?)", callee.Value, near)
-		default:
-			c.err = fmt.Errorf("unknown function %s", callee.Value)
-		}
+		c.err = fmt.Errorf("unknown function %s%s", callee.Value, c.meant(callee.Value, "a", "b"))
 	case *ast.MemberNode:
 		name := "a method"
 		if p, ok := callee.Property.(*ast.StringNode); ok {
 			name = p.Value
 		}
-		c.err = fmt.Errorf("%s(...) is called on a value, and event values have no methods: call a function, e.g. %s(value, ...)", name, name)
+		c.err = fmt.Errorf("%s(...) is called on a value, and event values have no methods%s", name, c.meant(name, "value", "..."))
 	default:
 		c.err = fmt.Errorf("%s is called, and only functions can be", callee)
 	}
+}
+
+// meant names the function or operator a misspelt or misused name is
+// near, written with the given operands.
+func (c *calls) meant(name, x, y string) string {
+	near := suggest.Nearest(name, append(append(slices.Clone(builtin.Names), c.known...), operators...))
+	switch {
+	case near == "":
+		return ""
+	case slices.Contains(operators, near):
+		return fmt.Sprintf(" (did you mean the %s operator: %s %s %s?)", near, x, near, y)
+	}
+	return fmt.Sprintf(" (did you mean %s(%s, %s)?)", near, x, y)
 }

@@ -33,7 +33,7 @@ func TestCheckCalls(t *testing.T) {
 	for src, want := range map[string]string{
 		`contans(userAgent, "aws")`:             "unknown function contans (did you mean the contains operator: a contains b?)",
 		`startswith(eventName, "Get")`:          "unknown function startswith (did you mean the startsWith operator: a startsWith b?)",
-		`cidrmatch(ip, "10.0.0.0/8")`:           "unknown function cidrmatch (did you mean cidr_match?)",
+		`cidrmatch(ip, "10.0.0.0/8")`:           "unknown function cidrmatch (did you mean cidr_match(a, b)?)",
 		`eventName == "X" || frobnicate(1)`:     "unknown function frobnicate",
 		`userAgent.contains("aws")`:             "contains(...) is called on a value, and event values have no methods",
 		`a == 1 && [lower(b)][0] == "x" && x()`: "unknown function x",
