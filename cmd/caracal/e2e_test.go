@@ -490,6 +490,33 @@ func TestShippedConfigLints(t *testing.T) {
 	}
 }
 
+// caracal --help is Caracal's, not Benthos's generic stream processor
+// help, and lists every command; each command's help exits 0.
+func TestHelp(t *testing.T) {
+	out, err := exec.Command(caracalBinary(t), "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "security data pipeline") || strings.Contains(string(out), "mundane") {
+		t.Fatalf("caracal --help: %v\n%s", err, out)
+	}
+	for _, c := range append([]string{"run", "lint"}, commandNames()...) {
+		if !strings.Contains(string(out), "\n  "+c+" ") {
+			t.Errorf("caracal --help does not list %s:\n%s", c, out)
+		}
+	}
+	for _, args := range [][]string{{"run", "--help"}, {"lint", "--help"}, {"parse", "--help"}} {
+		if out, err := exec.Command(caracalBinary(t), args...).CombinedOutput(); err != nil || !strings.Contains(string(out), "stages") && args[0] == "run" {
+			t.Errorf("caracal %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func commandNames() []string {
+	var out []string
+	for _, c := range commands() {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
 // A misspelt log type, table or stage on the command line fails the
 // command before it reads anything, naming the one meant.
 func TestCommandsNameWhatWasMeant(t *testing.T) {

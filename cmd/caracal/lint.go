@@ -78,6 +78,10 @@ type linters struct {
 func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.Writer) int {
 	var flags, paths []string
 	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "help" {
+			fmt.Fprint(stdout, lintUsage)
+			return 0
+		}
 		if strings.HasPrefix(a, "-") {
 			flags = append(flags, a)
 		} else {
@@ -138,6 +142,18 @@ func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.
 	}
 	return 0
 }
+
+const lintUsage = `Usage: caracal lint [--deprecated] [--labels] [--skip-env-var-check] [path...]
+
+Checks Benthos configs and pipelines (Benthos's own checks and Caracal's: source auth, limits,
+log types), rules, log schemas and lookup tables; directories are walked for *.yml and *.yaml.
+With no path: config.yaml pipelines rules schemas lookups. Each finding is file:line: message,
+with the name meant when a key or name is misspelt. Exit 1 on an error (warnings pass).
+
+  --deprecated          deprecated Benthos fields are errors
+  --labels              Benthos components must have labels
+  --skip-env-var-check  ${VAR} references need not be set
+`
 
 // expand walks directories for YAML files; it returns the files (sorted) and
 // the paths that do not exist.

@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	_ "net/http/pprof" // served only when CARACAL_PPROF is set
@@ -52,8 +54,15 @@ func main() {
 		// Profiling on demand: go tool pprof http://<addr>/debug/pprof/profile
 		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
+	if isHelp(os.Args) {
+		printHelp(os.Stdout)
+		return
+	}
 	rt := &runtime{}
 	args, err := rewriteArgs(os.Args)
+	if errors.Is(err, flag.ErrHelp) {
+		return // caracal run --help: the flags were printed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -29,7 +29,7 @@ func rewriteArgs(args []string) ([]string, error) {
 		return args, nil
 	}
 	fs := flag.NewFlagSet("caracal run", flag.ContinueOnError)
-	config := fs.String("config", "config.yaml", "root config: http, logger, metrics and the `caracal:` section")
+	config := fs.String("config", "config.yaml", "root config: http, logger, metrics and the caracal section")
 	fs.StringVar(config, "c", "config.yaml", "shorthand for --config")
 	dir := fs.String("pipelines", "pipelines", "directory of the stage pipelines (<stage>.yaml)")
 	stages := fs.String("stages", strings.Join(allStages, ","), "comma-separated stages to run in this process: "+strings.Join(allStages, ","))
