@@ -30,7 +30,9 @@ func lockDir(dir string) (release func(), err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("embedded broker data dir %s is in use by another Caracal process%s: stop it, or give this one its own data_dir (CARACAL_DATA_DIR)", dir, holder)
 		}
-		return nil, fmt.Errorf("lock embedded broker data dir %s: %w", dir, err)
+		// A file system without locks (some network mounts): run as
+		// before, one broker per data dir being the operator's to keep.
+		return func() {}, nil
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
