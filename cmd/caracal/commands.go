@@ -177,10 +177,10 @@ func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]ma
 		return out
 	}
 	for _, lt := range slices.Sorted(maps.Keys(d.Associations)) {
-		fs, ok := known[lt]
-		if lt == "*" {
+		if lt == "*" { // every log type
 			continue
 		}
+		fs, ok := known[lt]
 		if !ok {
 			out = append(out, Finding{File: file, Line: lineOf(data, lt+":"), Message: fmt.Sprintf("associations: log type %s has no schema in schemas/%s", lt, suggest.Hint(lt, sortedKeys(known)))})
 			continue
