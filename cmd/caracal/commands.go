@@ -63,11 +63,7 @@ func caracalLinters() linters {
 			known := fields()
 			dests := destinationIDs("config.yaml")
 			for _, f := range files {
-				data, err := os.ReadFile(f)
-				var r *detect.Rule
-				if err == nil {
-					r, err = detect.ParseRule(f, data)
-				}
+				data, r, err := readParsed(f, detect.ParseRule)
 				if err != nil {
 					out = append(out, Finding{File: f, Line: errLine(err), Message: stripFile(f, err.Error())})
 					continue
@@ -89,11 +85,7 @@ func caracalLinters() linters {
 		lookups: func(files []string) []Finding {
 			var out []Finding
 			for _, f := range files {
-				data, err := os.ReadFile(f)
-				var d *enrich.Def
-				if err == nil {
-					d, err = enrich.ParseDef(f, data)
-				}
+				data, d, err := readParsed(f, enrich.ParseDef)
 				if err != nil {
 					msg := stripFile(f, err.Error())
 					if m := unknownYAMLField.FindStringSubmatch(msg); m != nil {
@@ -120,6 +112,14 @@ func caracalLinters() linters {
 			return out
 		},
 	}
+}
+
+// readParsed reads a file and parses it.
+func readParsed[T any](file string, parse func(file string, data []byte) (T, error)) (data []byte, v T, err error) {
+	if data, err = os.ReadFile(file); err == nil {
+		v, err = parse(file, data)
+	}
+	return data, v, err
 }
 
 // destinationIDs lists the alert destinations a config file names (and
