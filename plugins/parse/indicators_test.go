@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 // Each hand-written indicator matcher agrees with the regular expression
@@ -359,6 +360,30 @@ func TestNetAddrHost(t *testing.T) {
 		}
 		if got, want := netAddrHost(string(s)), reference(string(s)); got != want {
 			t.Fatalf("netAddrHost(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// Every indicator kind a schema may list (schema.IndicatorKinds, which lint
+// checks schemas against) fills some p_any_* field from a value of its kind.
+func TestEveryIndicatorKindIsHandled(t *testing.T) {
+	sample := map[string]string{
+		"ip": "192.0.2.1", "domain": "example.com", "hostname": "host.example.com", "url": "https://example.com/x",
+		"net_addr": "192.0.2.1:443", "md5": strings.Repeat("a", 32), "sha1": strings.Repeat("a", 40), "sha256": strings.Repeat("a", 64),
+		"aws_arn": "arn:aws:iam::123456789012:user/bob", "aws_arn_only": "arn:aws:iam::123456789012:user/bob",
+		"aws_account_id": "123456789012", "aws_instance_id": "i-0abc1234def567890", "aws_tag": "env:prod",
+		"trace_id": "1-5f84c7a5-9b6c2e1d", "actor_id": "u-1", "username": "bob", "email": "bob@example.com", "mac": "00:1a:2b:3c:4d:5e",
+	}
+	for _, kind := range schema.IndicatorKinds {
+		v, ok := sample[kind]
+		if !ok {
+			t.Errorf("no sample for indicator kind %q", kind)
+			continue
+		}
+		ix := NewIndicators()
+		ix.Add([]string{kind}, v)
+		if len(ix.Fields()) == 0 {
+			t.Errorf("indicator kind %q filled nothing from %q", kind, v)
 		}
 	}
 }

@@ -140,6 +140,14 @@ func checkField(s *Schema, f *Field, path string) error {
 	for k := range f.Extra {
 		return fmt.Errorf("field %s: unknown key %q%s", path, k, suggest.Hint(k, fieldKeys))
 	}
+	for _, k := range f.Indicators {
+		if !slices.Contains(IndicatorKinds, k) {
+			return fmt.Errorf("field %s: unknown indicator %q%s", path, k, suggest.Hint(k, IndicatorKinds))
+		}
+	}
+	if f.IsEventTime && f.Type != TypeTimestamp {
+		return fmt.Errorf("field %s: isEventTime needs type timestamp (with its timeFormat), not %s", path, f.Type)
+	}
 	switch f.Type {
 	case TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, TypeBoolean, TypeJSON:
 	case TypeTimestamp:

@@ -37,6 +37,8 @@ func TestUnknownKeysSuggestTheNearest(t *testing.T) {
 		"schema: X\nfields: [{name: a, type: string, requried: true}]":                                           `field a: unknown key "requried" (did you mean required?)`,
 		"schema: X\nfields: [{name: a, type: string, isEventtime: true}]":                                        `field a: unknown key "isEventtime" (did you mean isEventTime?)`,
 		"schema: X\nfields: [{name: a, type: string, frobnicate: 1}]":                                            `field a: unknown key "frobnicate" (one of: name, type, required,`,
+		"schema: X\nfields: [{name: a, type: string, indicators: [ipp]}]":                                        `field a: unknown indicator "ipp" (did you mean ip?)`,
+		"schema: X\nfields: [{name: a, type: string, isEventTime: true}]":                                        `field a: isEventTime needs type timestamp`,
 		"schema: X\nfields: [{name: a, type: strng}]":                                                            `field a: unknown type "strng" (did you mean string?)`,
 		"schema: X\nfields: [{name: a, type: text}]":                                                             `field a: unknown type "text" (one of: string, int, smallint, bigint, float, boolean, timestamp, array, object, json, ref)`,
 		"schema: X\nfields: [{name: a, type: ref, target: usr}]\ndefinitions: {user: [{name: n, type: string}]}": `field a: ref target "usr" is not in definitions (did you mean user?)`,

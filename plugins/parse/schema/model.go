@@ -62,6 +62,11 @@ type RegexParser struct {
 	ExpandFields       map[string]string `yaml:"expandFields,omitempty" json:"expandFields,omitempty"`
 }
 
+// IndicatorKinds are the values a field's `indicators` may list: each
+// fills one or more p_any_* fields (the parse package's Indicators).
+var IndicatorKinds = []string{"ip", "domain", "hostname", "url", "net_addr", "md5", "sha1", "sha256", "aws_arn", "aws_arn_only",
+	"aws_account_id", "aws_instance_id", "aws_tag", "trace_id", "actor_id", "username", "email", "mac"}
+
 // Field types.
 const (
 	TypeString    = "string"
