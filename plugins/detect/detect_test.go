@@ -159,6 +159,9 @@ func TestLoadErrors(t *testing.T) {
 		{strings.Replace(base, "Medium", "Urgent", 1) + "Condition: x", `test.yml:5: rule Test.Rule: Severity "Urgent": use one of`},
 		{strings.Replace(base, "LogTypes: [AWS.CloudTrail]\n", "", 1) + "Condition: x", "LogTypes"},
 		{base, "missing Condition"},
+		{base + "Condition: 'true'\nThreshold: 0", "test.yml:7: rule Test.Rule: Threshold 0: use 1"},
+		{base + "Condition: 'true'\nDedupPeriodMinutes: -5", "test.yml:7: rule Test.Rule: DedupPeriodMinutes -5: use 0"},
+		{base + "Condition: 'true'\nAlertStormLimit: -1", "test.yml:7: rule Test.Rule: AlertStormLimit -1: use 0"},
 		{base + "Condition: '" + strings.Repeat("a + ", 6000) + "a'", "Condition"},
 	} {
 		if _, err := ParseRule("test.yml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.err) {

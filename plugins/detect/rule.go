@@ -178,10 +178,17 @@ func (r *Rule) compile() error {
 		return fmt.Errorf("Severity %q: use one of %s", r.Severity, strings.Join(Severities, ", "))
 	}
 	if r.DedupPeriodMinutes != nil {
-		r.DedupPeriod = *r.DedupPeriodMinutes
+		if r.DedupPeriod = *r.DedupPeriodMinutes; r.DedupPeriod < 0 {
+			return fmt.Errorf("DedupPeriodMinutes %d: use 0 (every match alerts) or more minutes", r.DedupPeriod)
+		}
 	}
 	if r.Threshold != nil {
-		r.ThresholdN = *r.Threshold
+		if r.ThresholdN = *r.Threshold; r.ThresholdN < 1 {
+			return fmt.Errorf("Threshold %d: use 1 (alert on the first match) or more", r.ThresholdN)
+		}
+	}
+	if r.AlertStormLimit < 0 {
+		return fmt.Errorf("AlertStormLimit %d: use 0 (the configured storm limit) or more alerts an hour", r.AlertStormLimit)
 	}
 	var err error
 	hasDetection := r.Detection.Kind != 0
