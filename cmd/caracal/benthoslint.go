@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/suggest"
 )
@@ -41,6 +43,7 @@ func newBenthosLinter(schema *service.ConfigSchema, flags []string) (*benthosLin
 var (
 	unknownField     = regexp.MustCompile(`^field (\S+) not recognised$`)
 	unknownComponent = regexp.MustCompile(`^unable to infer component type: (\S+)$`)
+	unknownOption    = regexp.MustCompile(`^value (\S+) is not a valid option for this field$`)
 )
 
 func (b *benthosLinter) lint(file string, data []byte) []Finding {
@@ -52,18 +55,22 @@ func (b *benthosLinter) lint(file string, data []byte) []Finding {
 	for _, l := range lints {
 		msg := l.What
 		if m := unknownField.FindStringSubmatch(msg); m != nil {
-			msg += suggest.DidYouMean(m[1], b.fieldsAt(data, l.Line))
+			msg += suggest.DidYouMean(m[1], fieldNames(b.fieldsAt(data, l.Line)))
 		} else if m := unknownComponent.FindStringSubmatch(msg); m != nil {
 			msg += suggest.DidYouMean(m[1], b.components())
+		} else if m := unknownOption.FindStringSubmatch(msg); m != nil {
+			if opts := b.optionsAt(data, l.Line); len(opts) > 0 {
+				msg += suggest.Hint(m[1], opts)
+			}
 		}
 		out = append(out, Finding{File: file, Line: l.Line, Message: msg})
 	}
 	return out
 }
 
-// fieldsAt lists the field names of the innermost component whose lines
-// hold line, or of the config's own sections outside any component.
-func (b *benthosLinter) fieldsAt(data []byte, line int) []string {
+// fieldsAt lists the fields of the innermost component whose lines hold
+// line, or of the config's own sections outside any component.
+func (b *benthosLinter) fieldsAt(data []byte, line int) []service.TemplateDataPluginField {
 	var typ, name string
 	start := 0
 	_ = b.schema.NewStreamConfigWalker().WalkComponentsYAML(data, func(c *service.WalkedComponent) error {
@@ -72,25 +79,75 @@ func (b *benthosLinter) fieldsAt(data []byte, line int) []string {
 		}
 		return nil
 	})
-	var fields []service.TemplateDataPluginField
 	if typ == "" {
-		data, err := b.schema.TemplateData()
+		doc, err := b.schema.TemplateData()
 		if err != nil {
 			return nil
 		}
-		fields = data.Fields
-	} else if view := b.component(typ, name); view != nil {
-		data, err := view.TemplateData()
-		if err != nil {
-			return nil
-		}
-		fields = data.Fields
+		return doc.Fields
 	}
+	if view := b.component(typ, name); view != nil {
+		doc, err := view.TemplateData()
+		if err != nil {
+			return nil
+		}
+		return doc.Fields
+	}
+	return nil
+}
+
+// fieldNames are the fields' own names (the last part of their paths).
+func fieldNames(fields []service.TemplateDataPluginField) []string {
 	names := make([]string, 0, len(fields))
 	for _, f := range fields {
-		names = append(names, f.FullName[strings.LastIndexByte(f.FullName, '.')+1:])
+		names = append(names, lastPart(f.FullName))
 	}
 	return names
+}
+
+func lastPart(path string) string { return path[strings.LastIndexByte(path, '.')+1:] }
+
+// optionsAt lists the options of the enum fields named as the key on
+// line is, among the fields there.
+func (b *benthosLinter) optionsAt(data []byte, line int) []string {
+	key := keyAt(data, line)
+	var opts []string
+	for _, f := range b.fieldsAt(data, line) {
+		if lastPart(f.FullName) != key {
+			continue
+		}
+		opts = append(opts, f.Options...)
+		for _, o := range f.AnnotatedOptions {
+			opts = append(opts, o[0])
+		}
+	}
+	slices.Sort(opts)
+	return slices.Compact(opts)
+}
+
+// keyAt is the mapping key on a line of a YAML document ("" if none).
+func keyAt(data []byte, line int) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return ""
+	}
+	var find func(n *yaml.Node) string
+	find = func(n *yaml.Node) string {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Line == line {
+					return n.Content[i].Value
+				}
+			}
+		}
+		for _, c := range n.Content {
+			if k := find(c); k != "" {
+				return k
+			}
+		}
+		return ""
+	}
+	return find(&root)
 }
 
 // walk calls fn for each registered component of a type (as Benthos

@@ -579,6 +579,11 @@ output:
         auth:
           type: basic
           username: u
+      - id: gh
+        path: gh
+        auth:
+          type: hmca
+          secret: x
 pipeline:
   processors:
     - caracal_detec: {}
@@ -647,8 +652,9 @@ fields:
 		filepath.Join(dir, "pipeline.yaml") + ":11: source alb: max_event_bytes 5000000: use at most 1048576",
 		filepath.Join(dir, "pipeline.yaml") + ":15: field rules_dirr not recognised (did you mean rules_dir?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":7: source okta: basic auth needs username and password",
-		filepath.Join(dir, "pipeline2.yaml") + ":11: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
-		filepath.Join(dir, "pipeline2.yaml") + ":14: field htp not recognised (did you mean http?)",
+		filepath.Join(dir, "pipeline2.yaml") + ":12: value hmca is not a valid option for this field (did you mean hmac?)",
+		filepath.Join(dir, "pipeline2.yaml") + ":16: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
+		filepath.Join(dir, "pipeline2.yaml") + ":19: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup.yml") + `:5: unknown key "refreh" (did you mean refresh?)`,
 		filepath.Join(dir, "lookup2.yml") + ":4: data: stat " + filepath.Join(dir, "missing.csv") + ": no such file or directory",

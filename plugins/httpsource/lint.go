@@ -74,7 +74,9 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		if typ != nil && typ.Value == AuthNone {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
 		}
-		if typ != nil {
+		// An auth type that is none of them is Benthos's to report: the
+		// field is an enum.
+		if typ != nil && slices.Contains([]string{AuthNone, AuthSharedSecret, AuthHMAC, AuthBearer, AuthBasic}, typ.Value) {
 			if err := lintAuth(s, auth).Validate(); err != nil {
 				out = append(out, Warning{Line: typ.Line, Error: true, Message: err.Error()})
 			}

@@ -16,7 +16,7 @@ func TestLintChecksAuth(t *testing.T) {
 		"{type: hmac, secret: k}":                                "source s: hmac auth needs header and secret",
 		"{type: hmac, header: X-Sig, secret: k, algorithm: md5}": `source s: hmac algorithm "md5": use sha256 or sha1`,
 		"{type: shared_secret, header: X-Key, secret: k}":        "",
-		"{type: sharedsecret, header: X-Key, secret: k}":         `source s: auth type "sharedsecret": use shared_secret, hmac, bearer, basic or none`,
+		"{type: sharedsecret, header: X-Key, secret: k}":         "", // an enum: Benthos's lint reports it
 	} {
 		config := "input:\n  caracal_http:\n    sources:\n      - id: s\n        path: s\n        auth: " + auth + "\n"
 		var errs []string
