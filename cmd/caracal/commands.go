@@ -105,13 +105,42 @@ func caracalLinters() linters {
 		schemas: func(files []string) []Finding {
 			var out []Finding
 			for _, f := range files {
-				if _, err := schema.Load(f); err != nil {
+				s, err := schema.Load(f)
+				if err != nil {
 					out = append(out, Finding{File: f, Line: errLine(err), Message: stripFile(f, err.Error())})
+					continue
+				}
+				// What the parse stage compiles at start: regular
+				// expressions, the native parser, time formats.
+				if _, err := parse.Compile(s); err != nil {
+					data, _ := os.ReadFile(f)
+					out = append(out, Finding{File: f, Line: compileErrLine(data, err.Error()), Message: err.Error()})
 				}
 			}
 			return out
 		},
 	}
+}
+
+var fieldErr = regexp.MustCompile(`field (\S+?):`)
+
+// compileErrLine places a schema's compile error: at its field, else at
+// its parser.
+func compileErrLine(data []byte, msg string) int {
+	if m := fieldErr.FindStringSubmatch(msg); m != nil {
+		name := m[1][strings.LastIndexByte(m[1], '.')+1:]
+		if line := lineOf(data, "name: "+name); line > 0 {
+			return line
+		}
+	}
+	for _, key := range []string{"regex:", "fastmatch:", "csv:", "native:", "parser:"} {
+		if strings.Contains(msg, strings.TrimSuffix(key, ":")) || key == "parser:" {
+			if line := lineOf(data, key); line > 0 {
+				return line
+			}
+		}
+	}
+	return 0
 }
 
 // readParsed reads a file and parses it.

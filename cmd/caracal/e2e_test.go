@@ -622,6 +622,22 @@ fields:
   - name: a
     type: strng
 `,
+		"schema3.yml": `schema: Custom.Third
+parser:
+  native:
+    name: AWS.ALBB
+fields:
+  - name: a
+    type: string
+`,
+		"schema4.yml": `schema: Custom.Fourth
+fields:
+  - name: a
+    type: string
+  - name: at
+    type: timestamp
+    timeFormat: rfc3399
+`,
 		"schema2.yml": `schema: Custom.Other
 fields:
   - name: b
@@ -663,6 +679,8 @@ fields:
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in config.yaml (did you mean env-webhook?)`,
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
+		filepath.Join(dir, "schema3.yml") + `:3: schema Custom.Third: unknown native parser "AWS.ALBB" (did you mean AWS.ALB?)`,
+		filepath.Join(dir, "schema4.yml") + `:5: schema Custom.Fourth: field at: unknown timeFormat "rfc3399" (did you mean rfc3339?)`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("lint output lacks %q:\n%s", want, out)

@@ -101,6 +101,11 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 		n.timeFmts = append(n.timeFmts, f.TimeFormat)
 	}
 	n.timeFmts = append(n.timeFmts, f.TimeFormats...)
+	for _, tf := range n.timeFmts {
+		if err := checkTimeFormat(tf); err != nil {
+			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+	}
 	if f.Element != nil {
 		el, err := compileField(s, *f.Element, depth+1)
 		if err != nil {

@@ -162,6 +162,21 @@ func TestTimeFormats(t *testing.T) {
 		if err != nil || !got.Equal(ref) {
 			t.Errorf("ParseTime(%v, %s) = %v, %v", tc.v, tc.fmt, got, err)
 		}
+		if err := checkTimeFormat(tc.fmt); err != nil { // every format that parses is accepted when compiled
+			t.Errorf("checkTimeFormat(%s): %v", tc.fmt, err)
+		}
+	}
+	for format, want := range map[string]string{
+		"rfc3399": `unknown timeFormat "rfc3399" (did you mean rfc3339?)`,
+		"unixms":  `unknown timeFormat "unixms" (did you mean unix_ms?)`,
+		"epoch":   `unknown timeFormat "epoch": use rfc3339, unix, unix_ms, unix_us, unix_ns, a strftime pattern`,
+	} {
+		if err := checkTimeFormat(format); err == nil || err.Error() != want && !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("checkTimeFormat(%s) = %v, want %q", format, err, want)
+		}
+		if _, err := ParseTime("2026-11-23T21:04:05Z", []string{format}); err == nil {
+			t.Errorf("%s: a format checkTimeFormat refuses parsed a time", format)
+		}
 	}
 	if _, err := ParseTime("nope", []string{"unix", "rfc3339"}); err == nil {
 		t.Error("garbage parsed")

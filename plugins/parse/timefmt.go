@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // ParseTime reads a timestamp by the schema's formats (tried in order):
@@ -111,6 +113,26 @@ func parseOne(s string, isNum bool, format string) (time.Time, error) {
 	}
 	_ = isNum
 	return time.Time{}, fmt.Errorf("unknown time format %q", format)
+}
+
+// timeKeywords are the time formats named by a word.
+var timeKeywords = []string{"rfc3339", "unix", "unix_ms", "unix_us", "unix_ns"}
+
+// checkTimeFormat refuses a format parseOne would refuse for every value
+// (a typo such as rfc3399 would send every event to classification
+// failures).
+func checkTimeFormat(format string) error {
+	switch {
+	case slices.Contains(timeKeywords, format), strings.HasPrefix(format, "layout="):
+		return nil
+	case strings.Contains(format, "%"):
+		_, err := strftimeLayout(format)
+		return err
+	}
+	if hint := suggest.DidYouMean(format, timeKeywords); hint != "" {
+		return fmt.Errorf("unknown timeFormat %q%s", format, hint)
+	}
+	return fmt.Errorf("unknown timeFormat %q: use %s, a strftime pattern (%%Y-%%m-%%d %%H:%%M:%%S) or layout=<Go layout>", format, strings.Join(timeKeywords, ", "))
 }
 
 // strftimeLayout converts a strftime pattern to a Go layout.

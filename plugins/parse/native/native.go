@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // Func parses one line into rec (which it finds empty). header is the
@@ -28,7 +30,7 @@ func Lookup(name string) (Func, error) {
 	if fn, ok := registry[name]; ok {
 		return fn, nil
 	}
-	return nil, fmt.Errorf("unknown native parser %q (known: %s)", name, strings.Join(Names(), ", "))
+	return nil, fmt.Errorf("unknown native parser %q%s", name, suggest.Hint(name, Names()))
 }
 
 // Names lists the native parsers, sorted.
