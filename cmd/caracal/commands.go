@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -191,15 +192,17 @@ func yamlKeys(v any) []string {
 	return out
 }
 
-// lookupFindings checks a lookup table against what it will meet: a local
-// data file that is missing (the process stage would not start), and
+// lookupFindings checks a lookup table against what it will meet: local
+// data that does not load (the process stage would not start), and
 // associations naming a log type without a schema or a field its schema
 // lacks (the table would never be consulted for it).
 func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]map[string]bool) []Finding {
 	var out []Finding
-	if !strings.Contains(d.Data, "://") {
-		if _, err := os.Stat(d.Data); err != nil {
+	if !strings.Contains(d.Data, "://") { // a local file is loaded as the process stage loads it
+		if t, err := enrich.NewTable(context.Background(), d); err != nil {
 			out = append(out, Finding{File: file, Line: lineOf(data, "data:"), Message: fmt.Sprintf("data: %v", err)})
+		} else if t.Index().Rows() == 0 {
+			out = append(out, Finding{File: file, Line: lineOf(data, "data:"), Warning: true, Message: "data: the table has no rows"})
 		}
 	}
 	if known == nil {

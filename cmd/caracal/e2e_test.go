@@ -673,7 +673,7 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":19: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup.yml") + `:5: unknown key "refreh" (did you mean refresh?)`,
-		filepath.Join(dir, "lookup2.yml") + ":4: data: stat " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
+		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in config.yaml (did you mean env-webhook?)`,
