@@ -51,13 +51,25 @@ func caracalLinters() linters {
 		}
 		return names
 	})
+	// The rule ids, for destinations that filter on them.
+	ruleIDs := sync.OnceValue(func() []string {
+		rules, err := detect.LoadDir("./rules")
+		if err != nil {
+			return nil
+		}
+		ids := make([]string, 0, len(rules))
+		for _, r := range rules {
+			ids = append(ids, r.RuleID)
+		}
+		return ids
+	})
 	return linters{
 		pipelines: func(file string, data []byte) []Finding {
 			var out []Finding
 			for _, w := range httpsource.LintConfig(data, logTypes()) {
 				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: !w.Error})
 			}
-			return out
+			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
 		rules: func(files []string) []Finding {
 			var out []Finding
@@ -152,6 +164,30 @@ func readParsed[T any](file string, parse func(file string, data []byte) (T, err
 	return data, v, err
 }
 
+// destinationFindings reports destination filters no alert can pass: a
+// log type without a schema (an error: no event has it) or a rule id no
+// rule in rules/ has (a warning: the rules may live elsewhere). Either
+// leaves the destination silent for what it was meant to get.
+func destinationFindings(file string, data []byte, logTypes map[string]bool, ruleIDs []string) []Finding {
+	dests, _ := configDestinations(data)
+	var out []Finding
+	for _, d := range dests {
+		for _, lt := range d.LogTypes {
+			if logTypes != nil && !logTypes[lt] {
+				out = append(out, Finding{File: file, Line: lineOf(data, lt),
+					Message: fmt.Sprintf("destination %s: log_types: %s has no schema%s", d.ID, lt, suggest.Hint(lt, slices.Sorted(maps.Keys(logTypes))))})
+			}
+		}
+		for _, id := range d.RuleIDs {
+			if ruleIDs != nil && !slices.Contains(ruleIDs, id) {
+				out = append(out, Finding{File: file, Line: lineOf(data, id), Warning: true,
+					Message: fmt.Sprintf("destination %s: rule_ids: no rule %s in rules/%s", d.ID, id, suggest.DidYouMean(id, ruleIDs))})
+			}
+		}
+	}
+	return out
+}
+
 // destinationIDs lists the alert destinations a config file names (and
 // the one CARACAL_ALERT_WEBHOOK_URL adds); nil when it cannot be read, as
 // rules may be linted where the config is not.
@@ -160,21 +196,36 @@ func destinationIDs(file string) []string {
 	if err != nil {
 		return nil
 	}
-	var conf struct {
-		Caracal struct {
-			Destinations []struct {
-				ID string `yaml:"id"`
-			} `yaml:"destinations"`
-		} `yaml:"caracal"`
-	}
-	if yaml.Unmarshal(data, &conf) != nil {
+	dests, ok := configDestinations(data)
+	if !ok {
 		return nil
 	}
 	ids := []string{alert.EnvWebhookID}
-	for _, d := range conf.Caracal.Destinations {
+	for _, d := range dests {
 		ids = append(ids, d.ID)
 	}
 	return ids
+}
+
+// destinationConf is what lint reads of a configured alert destination.
+type destinationConf struct {
+	ID       string   `yaml:"id"`
+	LogTypes []string `yaml:"log_types"`
+	RuleIDs  []string `yaml:"rule_ids"`
+}
+
+// configDestinations are the destinations a root config's caracal
+// section lists; ok is false when it is not YAML.
+func configDestinations(data []byte) (_ []destinationConf, ok bool) {
+	var conf struct {
+		Caracal struct {
+			Destinations []destinationConf `yaml:"destinations"`
+		} `yaml:"caracal"`
+	}
+	if yaml.Unmarshal(data, &conf) != nil {
+		return nil, false
+	}
+	return conf.Caracal.Destinations, true
 }
 
 // unknownYAMLField is a strict YAML decoder's error for an unknown key.

@@ -606,6 +606,15 @@ associations:
   AWS.Cloudtrail: [sourceIPAddress]
   AWS.VPCFlow: [srcAdr]
 `,
+		"destinations.yaml": `caracal:
+  destinations:
+    - id: soc
+      type: slack
+      url: https://hooks.slack.com/services/x
+      min_severity: Hihg
+      log_types: [AWS.Cloudtrail]
+      rule_ids: [AWS.CloudTrail.RootConsoleLgin]
+`,
 		"rule.yml": `AnalysisType: rule
 RuleID: T.Typo
 Enabled: true
@@ -672,6 +681,9 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":16: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":19: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "destinations.yaml") + ":6: value Hihg is not a valid option for this field (did you mean High?)",
+		filepath.Join(dir, "destinations.yaml") + ":7: destination soc: log_types: AWS.Cloudtrail has no schema (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "destinations.yaml") + ":8: warning: destination soc: rule_ids: no rule AWS.CloudTrail.RootConsoleLgin in rules/ (did you mean AWS.CloudTrail.RootConsoleLogin?)",
 		filepath.Join(dir, "lookup.yml") + `:5: unknown key "refreh" (did you mean refresh?)`,
 		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
