@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -63,12 +64,31 @@ func caracalLinters() linters {
 		}
 		return ids
 	})
+	// The HTTP sources of the shipped pipelines, for filters that name one.
+	sourceIDs := sync.OnceValue(func() []string {
+		files, _ := filepath.Glob("pipelines/*.yaml")
+		var ids []string
+		for _, f := range files {
+			if data, err := os.ReadFile(f); err == nil {
+				ids = append(ids, componentSourceIDs(data)...)
+			}
+		}
+		return ids
+	})
 	return linters{
 		pipelines: func(file string, data []byte) []Finding {
 			var out []Finding
-			for _, w := range httpsource.LintConfig(data, logTypes()) {
-				out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: !w.Error})
-			}
+			eachComponent(data, "caracal_http", func(conf *yaml.Node) {
+				for _, w := range httpsource.LintSources(conf, logTypes()) {
+					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: !w.Error})
+				}
+			})
+			sources := append(sourceIDs(), componentSourceIDs(data)...)
+			eachComponent(data, "caracal_parse", func(conf *yaml.Node) {
+				for _, w := range parse.LintFilters(conf, logTypes(), sources) {
+					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: w.Warning})
+				}
+			})
 			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
 		rules: func(files []string) []Finding {
@@ -162,6 +182,13 @@ func readParsed[T any](file string, parse func(file string, data []byte) (T, err
 		v, err = parse(file, data)
 	}
 	return data, v, err
+}
+
+// componentSourceIDs lists the caracal_http source ids of a config.
+func componentSourceIDs(data []byte) []string {
+	var ids []string
+	eachComponent(data, "caracal_http", func(conf *yaml.Node) { ids = append(ids, httpsource.SourceIDs(conf)...) })
+	return ids
 }
 
 // destinationFindings reports destination filters no alert can pass: a

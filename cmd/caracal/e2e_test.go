@@ -606,6 +606,13 @@ associations:
   AWS.Cloudtrail: [sourceIPAddress]
   AWS.VPCFlow: [srcAdr]
 `,
+		"process.yaml": `pipeline:
+  processors:
+    - caracal_parse:
+        filters:
+          - source: dmeo
+            exclude: 'contans(requestUrl, "/healthz")'
+`,
 		"destinations.yaml": `caracal:
   destinations:
     - id: soc
@@ -681,6 +688,8 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":16: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":19: field htp not recognised (did you mean http?)",
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
+		filepath.Join(dir, "process.yaml") + `:5: warning: filter for source "dmeo": no caracal_http source has that id (did you mean demo?), so the filter never applies`,
+		filepath.Join(dir, "process.yaml") + `:6: filter for source "dmeo": exclude: unknown function contans (did you mean the contains operator: a contains b?)`,
 		filepath.Join(dir, "destinations.yaml") + ":6: value Hihg is not a valid option for this field (did you mean High?)",
 		filepath.Join(dir, "destinations.yaml") + ":7: destination soc: log_types: AWS.Cloudtrail has no schema (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "destinations.yaml") + ":8: warning: destination soc: rule_ids: no rule AWS.CloudTrail.RootConsoleLgin in rules/ (did you mean AWS.CloudTrail.RootConsoleLogin?)",

@@ -155,6 +155,29 @@ with the name meant when a key or name is misspelt. Exit 1 on an error (warnings
   --skip-env-var-check  ${VAR} references need not be set
 `
 
+// eachComponent calls fn with the config of every component of that name
+// in a YAML document (e.g. each caracal_http input's), wherever it sits.
+func eachComponent(data []byte, name string, fn func(conf *yaml.Node)) {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return
+	}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					fn(n.Content[i+1])
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+}
+
 // expand walks directories for YAML files; it returns the files (sorted) and
 // the paths that do not exist.
 func expand(paths []string) (files, missing []string) {

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/suggest"
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Severities, lowest first.
@@ -107,30 +108,17 @@ func keyLine(doc *yaml.Node, msg string) int {
 	if key == "Detection" || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return 0
 	}
-	k, v := mappingKey(doc.Content[0], key)
+	k, v := yamlnode.Entry(doc.Content[0], key)
 	if k == nil {
 		return 0
 	}
 	if sub, ok := strings.CutPrefix(msg[len(key):], "."); ok {
 		sub, _, _ = strings.Cut(sub, ":")
-		if sk, _ := mappingKey(v, sub); sk != nil {
+		if sk, _ := yamlnode.Entry(v, sub); sk != nil {
 			return sk.Line
 		}
 	}
 	return k.Line
-}
-
-// mappingKey is the key node and value node of key in mapping n.
-func mappingKey(n *yaml.Node, key string) (k, v *yaml.Node) {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil, nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i], n.Content[i+1]
-		}
-	}
-	return nil, nil
 }
 
 // knownKeyList are a rule file's keys, in the order errors list them.

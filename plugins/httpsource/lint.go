@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Warning is a lint finding in a config file; Error marks a mistake rather
@@ -17,50 +19,41 @@ type Warning struct {
 	Error   bool
 }
 
-// LintConfig finds caracal_http sources in a Benthos config that accept
-// unauthenticated requests (auth type none: allowed, but worth a warning)
-// and, when logTypes (those with a schema) is given, sources naming a log
-// type without a schema: every event of theirs would fail classification;
-// a max_event_bytes over MaxEventBytes; a source whose one request may
-// hold more than max_buffered_bytes; and what Source.Validate rejects at
-// start (no id or path, an auth type without its secret).
-func LintConfig(data []byte, logTypes map[string]bool) []Warning {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil {
-		return nil
-	}
-	var out []Warning
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == "caracal_http" {
-					out = append(out, lintSources(n.Content[i+1], logTypes)...)
-				}
+// SourceIDs lists the source ids of a caracal_http config.
+func SourceIDs(http *yaml.Node) []string {
+	var ids []string
+	if sources := yamlnode.Value(http, "sources"); sources != nil {
+		for _, s := range sources.Content {
+			if id := yamlnode.Value(s, "id"); id != nil {
+				ids = append(ids, id.Value)
 			}
 		}
-		for _, c := range n.Content {
-			walk(c)
-		}
 	}
-	walk(&root)
-	return out
+	return ids
 }
 
-func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
+// LintSources checks a caracal_http config (the component's YAML): it
+// finds sources that accept unauthenticated requests (auth type none:
+// allowed, but worth a warning) and, when logTypes (those with a schema) is
+// given, sources naming a log type without a schema: every event of theirs
+// would fail classification; a max_event_bytes over MaxEventBytes; a
+// source whose one request may hold more than max_buffered_bytes; and what
+// Source.Validate rejects at start (no id or path, an auth type without
+// its secret).
+func LintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 	var out []Warning
-	sources := child(http, "sources")
+	sources := yamlnode.Value(http, "sources")
 	if sources == nil || sources.Kind != yaml.SequenceNode {
 		return nil
 	}
-	buffered, ok0 := intValue(child(http, "max_buffered_bytes"), DefaultMaxBufferedBytes)
+	buffered, ok0 := intValue(yamlnode.Value(http, "max_buffered_bytes"), DefaultMaxBufferedBytes)
 	for _, s := range sources.Content {
 		id := "?"
-		if n := child(s, "id"); n != nil {
+		if n := yamlnode.Value(s, "id"); n != nil {
 			id = n.Value
 		}
-		body, ok1 := intValue(child(s, "max_body_bytes"), defaultMaxBody)
-		inflated, ok2 := intValue(child(s, "max_decompressed_bytes"), 0)
+		body, ok1 := intValue(yamlnode.Value(s, "max_body_bytes"), defaultMaxBody)
+		inflated, ok2 := intValue(yamlnode.Value(s, "max_decompressed_bytes"), 0)
 		if inflated == 0 {
 			inflated = 16 * body
 		}
@@ -69,8 +62,8 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 				out = append(out, Warning{Line: s.Line, Error: true, Message: err.Error()})
 			}
 		}
-		auth := child(s, "auth")
-		typ := child(auth, "type")
+		auth := yamlnode.Value(s, "auth")
+		typ := yamlnode.Value(auth, "type")
 		if typ != nil && typ.Value == AuthNone {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})
 		}
@@ -81,14 +74,14 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 				out = append(out, Warning{Line: typ.Line, Error: true, Message: err.Error()})
 			}
 		}
-		if n := child(s, "max_event_bytes"); n != nil {
+		if n := yamlnode.Value(s, "max_event_bytes"); n != nil {
 			if v, err := strconv.Atoi(n.Value); err == nil {
 				if err := checkMaxEventBytes(id, v); err != nil {
 					out = append(out, Warning{Line: n.Line, Error: true, Message: err.Error()})
 				}
 			}
 		}
-		if lts := child(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {
+		if lts := yamlnode.Value(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {
 			for _, lt := range lts.Content {
 				if !logTypes[lt.Value] {
 					known := slices.Sorted(maps.Keys(logTypes))
@@ -107,7 +100,7 @@ func lintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 // max_event_bytes is left to its own check.
 func lintAuth(s, auth *yaml.Node) *Source {
 	value := func(n *yaml.Node, key string) string {
-		if c := child(n, key); c != nil {
+		if c := yamlnode.Value(n, key); c != nil {
 			return c.Value
 		}
 		return ""
@@ -128,16 +121,4 @@ func intValue(n *yaml.Node, def int64) (_ int64, ok bool) {
 	}
 	v, err := strconv.ParseInt(n.Value, 10, 64)
 	return v, err == nil
-}
-
-func child(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }

@@ -1,8 +1,11 @@
 package httpsource
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Lint reports what Validate would refuse at start, at the auth type's
@@ -18,12 +21,12 @@ func TestLintChecksAuth(t *testing.T) {
 		"{type: shared_secret, header: X-Key, secret: k}":        "",
 		"{type: sharedsecret, header: X-Key, secret: k}":         "", // an enum: Benthos's lint reports it
 	} {
-		config := "input:\n  caracal_http:\n    sources:\n      - id: s\n        path: s\n        auth: " + auth + "\n"
+		config := "sources:\n  - id: s\n    path: s\n    auth: " + auth + "\n"
 		var errs []string
-		for _, w := range LintConfig([]byte(config), nil) {
+		for _, w := range LintSources(yamlNode(t, config), nil) {
 			if w.Error {
-				if w.Line != 6 {
-					t.Errorf("%s: line %d, want 6", auth, w.Line)
+				if w.Line != 4 {
+					t.Errorf("%s: line %d, want 4", auth, w.Line)
 				}
 				errs = append(errs, w.Message)
 			}
@@ -32,9 +35,25 @@ func TestLintChecksAuth(t *testing.T) {
 			t.Errorf("%s: errors %q, want %q", auth, got, want)
 		}
 	}
-	noPath := "input:\n  caracal_http:\n    sources:\n      - id: s\n        auth: {type: none}\n"
-	if ws := LintConfig([]byte(noPath), nil); !strings.Contains(messages(ws), "a source needs an id and a path") {
+	noPath := "sources:\n  - id: s\n    auth: {type: none}\n"
+	if ws := LintSources(yamlNode(t, noPath), nil); !strings.Contains(messages(ws), "a source needs an id and a path") {
 		t.Errorf("a source without a path: %v", ws)
+	}
+}
+
+// yamlNode is a YAML document's top node.
+func yamlNode(t *testing.T, doc string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	return n.Content[0]
+}
+
+func TestSourceIDs(t *testing.T) {
+	if got := SourceIDs(yamlNode(t, "sources: [{id: a, path: a}, {path: b}, {id: c}]")); fmt.Sprint(got) != "[a c]" {
+		t.Errorf("SourceIDs = %v", got)
 	}
 }
 

@@ -1,0 +1,25 @@
+// Package yamlnode reads YAML node trees, where lint keeps the line of
+// every key and value it reports on.
+package yamlnode
+
+import "gopkg.in/yaml.v3"
+
+// Entry returns the key and value nodes of key in mapping n (nil, nil
+// when n is not a mapping or lacks key).
+func Entry(n *yaml.Node, key string) (k, v *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+// Value returns the value node of key in mapping n, or nil.
+func Value(n *yaml.Node, key string) *yaml.Node {
+	_, v := Entry(n, key)
+	return v
+}
