@@ -680,7 +680,7 @@ fields:
 	}
 	for _, want := range []string{
 		filepath.Join(dir, "pipeline.yaml") + ":5: source alb may hold 17825792 bytes in one request (max_body_bytes + max_decompressed_bytes), more than max_buffered_bytes (10000000)",
-		filepath.Join(dir, "pipeline.yaml") + ":7: source alb: log type AWS.Alb has no schema",
+		filepath.Join(dir, "pipeline.yaml") + ":7: source alb: log type AWS.Alb has no schema, so every event would fail classification (did you mean AWS.ALB?)",
 		filepath.Join(dir, "pipeline.yaml") + ":11: source alb: max_event_bytes 5000000: use at most 1048576",
 		filepath.Join(dir, "pipeline.yaml") + ":15: field rules_dirr not recognised (did you mean rules_dir?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":7: source okta: basic auth needs username and password",

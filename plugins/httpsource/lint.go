@@ -4,10 +4,10 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/suggest"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
@@ -84,9 +84,8 @@ func LintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		if lts := yamlnode.Value(s, "log_types"); lts != nil && lts.Kind == yaml.SequenceNode && logTypes != nil {
 			for _, lt := range lts.Content {
 				if !logTypes[lt.Value] {
-					known := slices.Sorted(maps.Keys(logTypes))
 					out = append(out, Warning{Line: lt.Line, Error: true, Message: "source " + id + ": log type " + lt.Value +
-						" has no schema, so every event would fail classification (known: " + strings.Join(known, ", ") + ")"})
+						" has no schema, so every event would fail classification" + suggest.Hint(lt.Value, slices.Sorted(maps.Keys(logTypes)))})
 				}
 			}
 		}
