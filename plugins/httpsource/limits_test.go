@@ -22,7 +22,10 @@ import (
 func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 	src := &Source{ID: "open", Path: "open", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
 	const stalled, declared = 3, 1_000_000
-	srv, err := limitedServer(t, src, 2*time.Second, stalled*declared+100_000, time.Second, nil)
+	// The stalled senders hold their room until the read timeout cuts them
+	// off: 4 s leaves a loaded machine (CI runs packages side by side) time
+	// to see the room taken; with 1 s, one slow probe could miss it.
+	srv, err := limitedServer(t, src, 2*time.Second, stalled*declared+100_000, 4*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
