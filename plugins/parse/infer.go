@@ -21,6 +21,21 @@ import (
 func Infer(name string, samples []map[string]any) *schema.Schema {
 	s := &schema.Schema{Schema: name, Description: fmt.Sprintf("Inferred from %d sample events.", len(samples))}
 	s.Fields = inferFields(samples)
+	// Without an event time an event is filed under the hour it was
+	// parsed (the lake's partitions, rules' windows); a lone timestamp
+	// field whose name did not say so is the event time all the same.
+	var times []int
+	for i, f := range s.Fields {
+		if f.IsEventTime {
+			return s
+		}
+		if f.Type == schema.TypeTimestamp {
+			times = append(times, i)
+		}
+	}
+	if len(times) == 1 {
+		s.Fields[times[0]].IsEventTime = true
+	}
 	return s
 }
 

@@ -260,6 +260,32 @@ func TestInferredSchemaParsesItsSamples(t *testing.T) {
 	}
 }
 
+// A lone timestamp field is the event time even when its name does not
+// say so; with two, neither named as one, none is guessed.
+func TestInferredEventTime(t *testing.T) {
+	eventTime := func(s *schema.Schema) []string {
+		var out []string
+		for _, f := range s.Fields {
+			if f.IsEventTime {
+				out = append(out, f.Name)
+			}
+		}
+		return out
+	}
+	one := []map[string]any{{"ts": "2026-11-23T21:04:05Z", "user": "bob"}}
+	if got := eventTime(Infer("Custom.One", one)); fmt.Sprint(got) != "[ts]" {
+		t.Errorf("one timestamp: event time %v", got)
+	}
+	two := []map[string]any{{"created": "2026-11-23T21:04:05Z", "seen": "2026-11-23T21:05:05Z"}}
+	if got := eventTime(Infer("Custom.Two", two)); len(got) != 0 {
+		t.Errorf("two timestamps: event time %v, want none guessed", got)
+	}
+	named := []map[string]any{{"created": "2026-11-23T21:04:05Z", "eventTime": "2026-11-23T21:05:05Z"}}
+	if got := eventTime(Infer("Custom.Named", named)); fmt.Sprint(got) != "[eventTime]" {
+		t.Errorf("a field named as the event time: %v", got)
+	}
+}
+
 func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"eventName":"x"}`))
 	f.Add([]byte(`{"Records":[{"a":1}]}`))
