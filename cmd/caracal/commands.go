@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -28,6 +27,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/parse"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/suggest"
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // commands are Caracal's own subcommands beside Benthos's.
@@ -122,7 +122,7 @@ func caracalLinters() linters {
 				if err != nil {
 					msg := stripFile(f, err.Error())
 					if m := unknownYAMLField.FindStringSubmatch(msg); m != nil {
-						msg = fmt.Sprintf("unknown key %q%s", m[1], suggest.Hint(m[1], yamlKeys(enrich.Def{})))
+						msg = fmt.Sprintf("unknown key %q%s", m[1], suggest.Hint(m[1], yamlnode.Keys(enrich.Def{})))
 					}
 					line := errLine(err)
 					if key, _, _ := strings.Cut(msg, " "); line == 0 {
@@ -257,18 +257,6 @@ func configDestinations(data []byte) (_ []destinationConf, ok bool) {
 
 // unknownYAMLField is a strict YAML decoder's error for an unknown key.
 var unknownYAMLField = regexp.MustCompile(`field (\S+) not found in type`)
-
-// yamlKeys lists the YAML keys of a struct's fields.
-func yamlKeys(v any) []string {
-	var out []string
-	t := reflect.TypeOf(v)
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
-			out = append(out, name)
-		}
-	}
-	return out
-}
 
 // lookupFindings checks a lookup table against what it will meet: local
 // data that does not load (the process stage would not start), and

@@ -2,7 +2,12 @@
 // every key and value it reports on.
 package yamlnode
 
-import "gopkg.in/yaml.v3"
+import (
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Entry returns the key and value nodes of key in mapping n (nil, nil
 // when n is not a mapping or lacks key).
@@ -22,4 +27,17 @@ func Entry(n *yaml.Node, key string) (k, v *yaml.Node) {
 func Value(n *yaml.Node, key string) *yaml.Node {
 	_, v := Entry(n, key)
 	return v
+}
+
+// Keys lists the YAML keys a struct's fields are read from, in field
+// order: inline and skipped ("-") fields have none.
+func Keys(v any) []string {
+	var out []string
+	t := reflect.TypeOf(v)
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package yamlnode
 
 import (
+	"fmt"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -20,5 +21,21 @@ func TestEntry(t *testing.T) {
 	}
 	if Value(Value(root, "list"), "x") != nil || Value(nil, "a") != nil {
 		t.Error("a value was found in what is not a mapping")
+	}
+}
+
+// Keys are the keys a struct is read from: a tag's options are not part
+// of its key, and inline and skipped fields have none.
+func TestKeys(t *testing.T) {
+	type model struct {
+		Name     string         `yaml:"name"`
+		Type     string         `yaml:"type,omitempty" json:"kind"`
+		File     string         `yaml:"-"`
+		Extra    map[string]any `yaml:",inline"`
+		Untagged string
+		Last     []string `yaml:"last"`
+	}
+	if got := Keys(model{}); fmt.Sprint(got) != "[name type last]" {
+		t.Errorf("Keys = %v", got)
 	}
 }

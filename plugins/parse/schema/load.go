@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/suggest"
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Load reads one schema file.
@@ -76,11 +77,11 @@ func LoadDir(dir string) ([]*Schema, error) {
 	return out, nil
 }
 
-// The keys of a schema and of a field, in the order errors list them.
+// The keys of a schema and of a field, as the model reads them, for
+// errors to list.
 var (
-	schemaKeys = []string{"schema", "description", "referenceURL", "version", "parser", "fields", "definitions", "tests"}
-	fieldKeys  = []string{"name", "type", "required", "description", "element", "fields", "target", "timeFormat", "timeFormats",
-		"isEventTime", "isEmbeddedJSON", "indicators", "validate", "rename", "copy", "concat", "split", "mask"}
+	schemaKeys = yamlnode.Keys(Schema{})
+	fieldKeys  = yamlnode.Keys(Field{})
 )
 
 // types are the field types, in the order errors list them.

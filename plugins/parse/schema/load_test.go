@@ -1,35 +1,9 @@
 package schema
 
 import (
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 )
-
-// The keys that errors suggest and list are the ones the model reads.
-func TestKeyListsMatchTheModel(t *testing.T) {
-	tags := func(v any) []string {
-		var out []string
-		typ := reflect.TypeOf(v)
-		for i := range typ.NumField() {
-			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-			if name != "" && name != "-" {
-				out = append(out, name)
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
-	for _, c := range []struct {
-		model any
-		keys  []string
-	}{{Schema{}, schemaKeys}, {Field{}, fieldKeys}} {
-		if got := slices.Sorted(slices.Values(c.keys)); !slices.Equal(got, tags(c.model)) {
-			t.Errorf("%T keys %v, model has %v", c.model, got, tags(c.model))
-		}
-	}
-}
 
 func TestUnknownKeysSuggestTheNearest(t *testing.T) {
 	for yaml, want := range map[string]string{
