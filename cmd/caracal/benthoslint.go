@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/suggest"
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // benthosLinter lints Benthos configs and streams in process, with the
@@ -131,23 +132,13 @@ func keyAt(data []byte, line int) string {
 	if yaml.Unmarshal(data, &root) != nil {
 		return ""
 	}
-	var find func(n *yaml.Node) string
-	find = func(n *yaml.Node) string {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Line == line {
-					return n.Content[i].Value
-				}
-			}
+	key := ""
+	yamlnode.Walk(&root, func(k, _ *yaml.Node) {
+		if key == "" && k.Line == line {
+			key = k.Value
 		}
-		for _, c := range n.Content {
-			if k := find(c); k != "" {
-				return k
-			}
-		}
-		return ""
-	}
-	return find(&root)
+	})
+	return key
 }
 
 // walk calls fn for each registered component of a type (as Benthos

@@ -161,8 +161,7 @@ var fieldErr = regexp.MustCompile(`field (\S+?):`)
 // its parser.
 func compileErrLine(data []byte, msg string) int {
 	if m := fieldErr.FindStringSubmatch(msg); m != nil {
-		name := m[1][strings.LastIndexByte(m[1], '.')+1:]
-		if line := lineOf(data, "name: "+name); line > 0 {
+		if line := lineOf(data, "name: "+lastPart(m[1])); line > 0 {
 			return line
 		}
 	}

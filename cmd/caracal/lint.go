@@ -12,6 +12,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Finding is one lint result, printed as file:line: message.
@@ -162,20 +164,11 @@ func eachComponent(data []byte, name string, fn func(conf *yaml.Node)) {
 	if yaml.Unmarshal(data, &root) != nil {
 		return
 	}
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == name {
-					fn(n.Content[i+1])
-				}
-			}
+	yamlnode.Walk(&root, func(k, v *yaml.Node) {
+		if k.Value == name {
+			fn(v)
 		}
-		for _, c := range n.Content {
-			walk(c)
-		}
-	}
-	walk(&root)
+	})
 }
 
 // expand walks directories for YAML files; it returns the files (sorted) and

@@ -41,3 +41,16 @@ func Keys(v any) []string {
 	}
 	return out
 }
+
+// Walk calls fn with the key and value of every mapping entry below n,
+// in document order.
+func Walk(n *yaml.Node, fn func(k, v *yaml.Node)) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			fn(n.Content[i], n.Content[i+1])
+		}
+	}
+	for _, c := range n.Content {
+		Walk(c, fn)
+	}
+}

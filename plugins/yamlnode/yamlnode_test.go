@@ -39,3 +39,17 @@ func TestKeys(t *testing.T) {
 		t.Errorf("Keys = %v", got)
 	}
 }
+
+// Walk reaches every mapping entry, inside sequences too, in document
+// order.
+func TestWalk(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("a: 1\nb:\n  - c: 2\n    d: {e: 3}\nf: x\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	Walk(&doc, func(k, _ *yaml.Node) { keys = append(keys, fmt.Sprintf("%s@%d", k.Value, k.Line)) })
+	if fmt.Sprint(keys) != "[a@1 b@2 f@5 c@3 d@4 e@4]" {
+		t.Errorf("Walk visited %v", keys)
+	}
+}
