@@ -25,7 +25,7 @@ var matchKeyList = []string{"Key", "DeepKey", "KeyPath", "Condition", "Value", "
 
 var matchKeys = setOf(matchKeyList)
 
-// conditions are the Condition names, for suggesting one.
+// conditions are the Condition names, for errors to suggest or list.
 var conditions = []string{"Equals", "DoesNotEqual", "IsIn", "IsNotIn", "Contains", "DoesNotContain", "StartsWith", "DoesNotStartWith",
 	"EndsWith", "DoesNotEndWith", "IsGreaterThan", "IsGreaterThanOrEqual", "IsLessThan", "IsLessThanOrEqual", "Exists", "DoesNotExist",
 	"IsNull", "IsNotNull", "IsNullOrEmpty", "IsNotNullOrEmpty", "IsIPAddressInCIDR", "IsIPAddressNotInCIDR", "AlwaysTrue", "AlwaysFalse",
@@ -457,12 +457,7 @@ func compileCondition(file string, cn *yaml.Node, f map[string]*yaml.Node) (test
 	case "AlwaysFalse":
 		return func(any, bool) bool { return false }, nil
 	}
-	if hint := suggest.DidYouMean(cond, conditions); hint != "" {
-		return nil, fmt.Errorf("line %[2]d: unknown Condition %q%s", file, cn.Line, cond, hint)
-	}
-	return nil, fmt.Errorf("line %[2]d: unknown Condition %q (Equals, DoesNotEqual, IsIn, IsNotIn, Contains, StartsWith, EndsWith and their DoesNot forms, "+
-		"IsGreaterThan(OrEqual), IsLessThan(OrEqual), Exists, DoesNotExist, IsNull, IsNotNull, IsNullOrEmpty, IsNotNullOrEmpty, "+
-		"IsIPAddressInCIDR, IsIPAddressNotInCIDR, AlwaysTrue, AlwaysFalse, AnyElement, AllElements, NoElement, OnlyOneElement)", file, cn.Line, cond)
+	return nil, fmt.Errorf("line %[2]d: unknown Condition %q%s", file, cn.Line, cond, suggest.Hint(cond, conditions))
 }
 
 // equal compares an event value with a YAML value: numbers numerically

@@ -103,7 +103,7 @@ func TestDetectionConditions(t *testing.T) {
 
 func TestDetectionCompileErrors(t *testing.T) {
 	for det, want := range map[string]string{
-		"  - {Key: a, Condition: IsEqualTo, Value: 1}":         "line 6: unknown Condition \"IsEqualTo\" (Equals, DoesNotEqual,",
+		"  - {Key: a, Condition: IsEqualTo, Value: 1}":         "line 6: unknown Condition \"IsEqualTo\" (one of: Equals, DoesNotEqual,",
 		"  - {Key: a, Condition: Equal, Value: 1}":             "line 6: unknown Condition \"Equal\" (did you mean Equals?)",
 		"  - {Key: a, Condition: IsGreaterThen, Value: 1}":     "line 6: unknown Condition \"IsGreaterThen\" (did you mean IsGreaterThan?)",
 		"  - {Key: a, Condition: IsIn, Value: 1}":              "line 6: IsIn needs Values",
