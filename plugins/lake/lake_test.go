@@ -1053,3 +1053,58 @@ func TestSearchSkipsFilesWithoutTheColumn(t *testing.T) {
 		t.Errorf("stats %+v, want 2 files and 2 row groups, 1 of them skipped", stats)
 	}
 }
+
+// Every column chunk of every file names its column (path_in_schema),
+// however many files and row groups one writer has written before it:
+// Athena and Spark find a chunk's column by that path. (parquet-go
+// v0.32.0's writer Reset empties it in the files after the first; see
+// newOpenFile.)
+func TestEveryColumnChunkNamesItsColumn(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}, RowGroupRows: 2}
+	for batch := range 3 {
+		var evs []map[string]any
+		for i := range 5 {
+			evs = append(evs, event(fmt.Sprint(batch, "-", i), 20+i%2))
+		}
+		if err := w.Write(context.Background(), recs(envelope.TopicEvents, 0, int64(batch*5), evs...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, rowGroups := 0, 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return err
+		}
+		files++
+		paths := f.Schema().Columns()
+		for _, rg := range f.Metadata().RowGroups {
+			rowGroups++
+			if len(rg.Columns) != len(paths) {
+				t.Fatalf("%s: %d column chunks, %d columns", p, len(rg.Columns), len(paths))
+			}
+			for i, c := range rg.Columns {
+				if !slices.Equal(c.MetaData.PathInSchema, paths[i]) {
+					t.Errorf("%s: column chunk %d has path_in_schema %q, want %q", p, i, c.MetaData.PathInSchema, paths[i])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 batches × 2 hours; each batch's 3 rows of hour 20 in two row
+	// groups, its 2 of hour 21 in one.
+	if files != 6 || rowGroups != 9 {
+		t.Fatalf("%d files, %d row groups; want 6 and 9", files, rowGroups)
+	}
+}
