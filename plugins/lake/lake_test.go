@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -1001,25 +1002,39 @@ func TestIndicatorBloomFiltersHoldEveryValue(t *testing.T) {
 // openOnly opens the one Parquet file under dir.
 func openOnly(t *testing.T, dir string) *parquet.File {
 	t.Helper()
-	var files []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, ".parquet") {
-			files = append(files, p)
-		}
-		return err
-	})
+	files := openAll(t, dir)
 	if len(files) != 1 {
-		t.Fatalf("files under %s: %v, want one", dir, files)
+		t.Fatalf("files under %s: %v, want one", dir, slices.Collect(maps.Keys(files)))
 	}
-	data, err := os.ReadFile(files[0])
+	for _, f := range files {
+		return f
+	}
+	return nil
+}
+
+// openAll opens every Parquet file under dir, by path.
+func openAll(t *testing.T, dir string) map[string]*parquet.File {
+	t.Helper()
+	files := map[string]*parquet.File{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		files[p] = f
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return files
 }
 
 // A file written before its table had the indicator column (here, by
@@ -1071,20 +1086,9 @@ func TestEveryColumnChunkNamesItsColumn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	files, rowGroups := 0, 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !strings.HasSuffix(p, ".parquet") {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
-		if err != nil {
-			return err
-		}
-		files++
+	files := openAll(t, dir)
+	rowGroups := 0
+	for p, f := range files {
 		paths := f.Schema().Columns()
 		for _, rg := range f.Metadata().RowGroups {
 			rowGroups++
@@ -1097,14 +1101,10 @@ func TestEveryColumnChunkNamesItsColumn(t *testing.T) {
 				}
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	// 3 batches × 2 hours; each batch's 3 rows of hour 20 in two row
 	// groups, its 2 of hour 21 in one.
-	if files != 6 || rowGroups != 9 {
-		t.Fatalf("%d files, %d row groups; want 6 and 9", files, rowGroups)
+	if len(files) != 6 || rowGroups != 9 {
+		t.Fatalf("%d files, %d row groups; want 6 and 9", len(files), rowGroups)
 	}
 }
