@@ -353,7 +353,7 @@ func canonicalInt(s string) bool {
 func (st *state) emitMapFields(b []byte, fields []*node, in map[string]any) (_ []byte, first bool, _ error) {
 	first = true
 	for _, f := range fields {
-		v, ok := in[f.name]
+		v, ok := in[f.in]
 		if !ok || v == nil {
 			if f.required {
 				return nil, false, fmt.Errorf("missing required field %s", f.name)
@@ -399,13 +399,13 @@ type fieldSet struct {
 func newFieldSet(fields []*node) fieldSet {
 	names := make([]string, len(fields))
 	for i, f := range fields {
-		names[i] = f.name
+		names[i] = f.in
 	}
 	s := fieldSet{names: envelope.NewNames(names), ordered: len(fields) > 64}
 	s.order = envelope.NewKeyOrder(s.names)
 	for i, f := range fields {
-		if at, _ := s.names.Find(f.name); at != i {
-			s.ordered = true // a name given twice is found at its first place only
+		if at, _ := s.names.Find(f.in); at != i {
+			s.ordered = true // a key read twice is found at its first place only
 		}
 		if f.required && i < 64 {
 			s.required |= 1 << i
@@ -414,7 +414,7 @@ func newFieldSet(fields []*node) fieldSet {
 	return s
 }
 
-// find returns the position of the field named key.
+// find returns the position of the field read from key.
 func (s *fieldSet) find(key string) (int, bool) { return s.names.Find(key) }
 
 // emitFields writes the object's fields without braces, in the input's
@@ -464,7 +464,7 @@ func (st *state) emitFields(b []byte, fields []*node, set *fieldSet, in *fastjso
 func (st *state) emitFieldsInOrder(b []byte, fields []*node, in *fastjson.Object, prefix string) (_ []byte, first bool, _ error) {
 	first = true
 	for _, f := range fields {
-		v := in.Get(f.name)
+		v := in.Get(f.in)
 		if v == nil || v.Type() == fastjson.TypeNull {
 			if f.required {
 				return nil, false, fmt.Errorf("missing required field %s%s", prefix, f.name)

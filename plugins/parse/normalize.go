@@ -28,8 +28,9 @@ type Parser struct {
 	quoted   [][]byte // the required keys in quotes, as the pre-check looks for them
 	read     reader   // nil for JSON
 	// derives is set when a field's value comes from elsewhere in the
-	// event (rename, copy, concat, split): those read the decoded map, so
-	// such schemas decode the whole event first.
+	// event (copy, concat, split): those read the decoded map, so such
+	// schemas decode the whole event first. A rename only changes the key
+	// a field is read from (node.in).
 	derives bool
 	emits   bool     // events are written as JSON as they are typed (emit.go)
 	set     fieldSet // lookup over fields
@@ -38,6 +39,7 @@ type Parser struct {
 // node is a compiled schema field.
 type node struct {
 	name       string
+	in         string // the input's key: name, or a rename's from
 	key        []byte // `"name":`, as emitted
 	typ        string
 	required   bool
@@ -69,10 +71,8 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		switch {
 		case !f.Required || f.Copy != nil || f.Concat != nil || f.Split != nil:
 			// derived from other keys: no cheap pre-check
-		case f.Rename != nil:
-			p.required = append(p.required, f.Rename.From)
 		default:
-			p.required = append(p.required, f.Name)
+			p.required = append(p.required, n.in)
 		}
 	}
 	for _, k := range p.required {
@@ -89,8 +89,11 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 	}
 	f = s.Resolve(f)
 	n := &node{
-		name: f.Name, key: append(envelope.AppendString(nil, f.Name), ':'), typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
+		name: f.Name, in: f.Name, key: append(envelope.AppendString(nil, f.Name), ':'), typ: f.Type, required: f.Required, eventTime: f.IsEventTime,
 		embedded: f.IsEmbeddedJSON, indicators: f.Indicators,
+	}
+	if f.Rename != nil {
+		n.in = f.Rename.From
 	}
 	xf, err := compileTransform(f)
 	if err != nil {
@@ -259,7 +262,7 @@ func parseTree(raw []byte) (*fastjson.Parser, *fastjson.Object, error) {
 // derived fields. Of a key given twice, the first is read.
 func (st *state) objectJSON(fields []*node, in *fastjson.Object, out map[string]any, prefix string) error {
 	for _, f := range fields {
-		v := in.Get(f.name)
+		v := in.Get(f.in)
 		if v == nil || v.Type() == fastjson.TypeNull {
 			if f.required {
 				return fmt.Errorf("missing required field %s%s", prefix, f.name)
@@ -335,9 +338,9 @@ type state struct {
 
 func (st *state) object(fields []*node, in map[string]any, out map[string]any, prefix string) error {
 	for _, f := range fields {
-		v, ok := in[f.name]
+		v, ok := in[f.in]
 		if f.xf != nil && f.xf.derive != nil {
-			v, ok = f.xf.derive(in, st.root)
+			v, ok = f.xf.derive(st.root)
 		}
 		if !ok || v == nil {
 			if f.required {

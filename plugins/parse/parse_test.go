@@ -484,7 +484,7 @@ func TestRecordKeysFindsWhatFindFinds(t *testing.T) {
 	var pool []string
 	for _, p := range parsers {
 		for _, f := range p.fields {
-			pool = append(pool, f.name, strings.Clone(f.name), f.name+"x")
+			pool = append(pool, f.in, strings.Clone(f.in), f.in+"x")
 		}
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -498,7 +498,7 @@ func TestRecordKeysFindsWhatFindFinds(t *testing.T) {
 		for j := range rng.IntN(40) {
 			key := pool[rng.IntN(len(pool))]
 			if rng.IntN(3) > 0 && j < len(p.fields) {
-				key = p.fields[j].name // mostly the place's usual key
+				key = p.fields[j].in // mostly the place's usual key
 			}
 			// As emitRecord asks.
 			i, known := keys.of(p).field(j, key)
@@ -517,8 +517,9 @@ func TestRecordKeysFindsWhatFindFinds(t *testing.T) {
 	}
 }
 
-// Every field of every shipped schema is found at its place, at any
-// depth, and a name that is not a field is not found.
+// Every field of every shipped schema is found at its place by the key it
+// is read from (a rename's from), at any depth, and a key that is not a
+// field's is not found.
 func TestFieldSetFinds(t *testing.T) {
 	c := classifier(t)
 	var check func(fields []*node, set *fieldSet)
@@ -528,11 +529,11 @@ func TestFieldSetFinds(t *testing.T) {
 			return
 		}
 		for i, f := range fields {
-			if pos, ok := set.find(f.name); !ok || pos != i {
-				t.Fatalf("field %s at %d: found %d, %v", f.name, i, pos, ok)
+			if pos, ok := set.find(f.in); !ok || pos != i {
+				t.Fatalf("field %s (key %s) at %d: found %d, %v", f.name, f.in, i, pos, ok)
 			}
-			for _, other := range []string{f.name + "x", "x" + f.name, strings.ToUpper(f.name), f.name[:len(f.name)-1], ""} {
-				if pos, ok := set.find(other); ok && fields[pos].name != other {
+			for _, other := range []string{f.in + "x", "x" + f.in, strings.ToUpper(f.in), f.in[:len(f.in)-1], ""} {
+				if pos, ok := set.find(other); ok && fields[pos].in != other {
 					t.Fatalf("%q found as field %s", other, fields[pos].name)
 				}
 			}

@@ -1,9 +1,12 @@
 package parse
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
@@ -207,6 +210,86 @@ fields:
 	} {
 		if _, err := p.Parse([]byte(body)); err == nil || !strings.Contains(err.Error(), reason) {
 			t.Errorf("%s: error %v, want %q", body, err, reason)
+		}
+	}
+}
+
+// A rename only changes the key a field is read from, so a schema whose
+// one transformation is a rename is written by the emit path, and it
+// writes what the map path does: the from key's value under the field's
+// name, the name's own key in the input left out, a key two fields read
+// given to both, at any depth, and a missing required one named as the
+// schema names it.
+func TestRenameIsReadFromItsKey(t *testing.T) {
+	s, err := schema.Parse("test.yml", []byte(`
+schema: Custom.Rename
+fields:
+  - {name: eventId, type: string, required: true, rename: {from: eventID}}
+  - {name: eventID, type: string}
+  - {name: copyOfId, type: string, rename: {from: eventID}}
+  - {name: src, type: object, fields: [{name: resolver-endpoint, type: string, required: true, rename: {from: resolver_endpoint}, indicators: [username]}]}
+  - {name: addr, type: string, rename: {from: ip}, validate: {ip: any}, indicators: [ip]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time { return time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC) }
+	if p := c.parsers["Custom.Rename"]; !p.emits || p.derives {
+		t.Fatalf("a rename-only schema: emits %v, derives %v", p.emits, p.derives)
+	}
+	o := Origin{SourceID: "src"}
+	for in, want := range map[string]string{
+		`{"eventID":"a","eventId":"ignored","src":{"resolver_endpoint":"r-1","resolver-endpoint":"ignored"},"ip":"192.0.2.1"}`: `{"eventId":"a","eventID":"a","copyOfId":"a","src":{"resolver-endpoint":"r-1"},"addr":"192.0.2.1","p_any_usernames":["r-1"],"p_any_ip_addresses":["192.0.2.1"]}`,
+		`{"src":{"resolver_endpoint":"r-2"},"eventID":"b"}`:                                                                    `{"eventId":"b","eventID":"b","copyOfId":"b","src":{"resolver-endpoint":"r-2"},"p_any_usernames":["r-2"]}`,
+	} {
+		got, fail := c.ClassifyJSON([]byte(in), []string{"Custom.Rename"}, o)
+		if fail != nil {
+			t.Fatalf("%s: %s", in, Describe(fail))
+		}
+		ev, fail := c.Classify([]byte(in), []string{"Custom.Rename"}, o)
+		if fail != nil {
+			t.Fatalf("%s: map path: %s", in, Describe(fail))
+		}
+		a, err := envelope.DecodeObject(got.JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapped, _ := envelope.EncodeEvent(ev)
+		b, _ := envelope.DecodeObject(mapped)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s: paths differ:\nJSON: %s\nmap:  %s", in, got.JSON, mapped)
+		}
+		w, _ := envelope.DecodeObject([]byte(want))
+		for k, v := range w {
+			if !reflect.DeepEqual(a[k], v) {
+				t.Errorf("%s: %s = %v, want %v", in, k, a[k], v)
+			}
+		}
+		for k := range a {
+			if _, ok := w[k]; !ok && !strings.HasPrefix(k, "p_") {
+				t.Errorf("%s: unexpected field %s in %s", in, k, got.JSON)
+			}
+		}
+	}
+	for in, reason := range map[string]string{
+		`{"eventId":"a","src":{"resolver_endpoint":"r"}}`:          "missing required field eventId",
+		`{"eventID":"a","src":{"resolver-endpoint":"r"}}`:          "missing required field src.resolver-endpoint",
+		`{"eventID":"a","src":{"resolver_endpoint":"r"},"ip":"x"}`: "not an any address",
+	} {
+		for _, path := range []string{"JSON", "map"} {
+			var fail *envelope.ClassificationFailure
+			if path == "JSON" {
+				_, fail = c.ClassifyJSON([]byte(in), []string{"Custom.Rename"}, o)
+			} else {
+				_, fail = c.Classify([]byte(in), []string{"Custom.Rename"}, o)
+			}
+			if fail == nil || !strings.Contains(Describe(fail), reason) {
+				t.Errorf("%s (%s path): %v, want %q", in, path, fail, reason)
+			}
 		}
 	}
 }

@@ -16,9 +16,9 @@ import (
 // transform is a field's transformations (where its value comes from) and
 // checks (validate, then mask), compiled from the schema.
 type transform struct {
-	// derive, when set, computes the field's input value instead of
-	// reading the key of the field's own name.
-	derive func(in, root map[string]any) (any, bool)
+	// derive, when set, computes the field's input value from the whole
+	// event instead of reading the field's key (node.in).
+	derive func(root map[string]any) (any, bool)
 	allow  map[string]bool
 	deny   map[string]bool
 	ip     string // ipv4, ipv6, any
@@ -30,12 +30,11 @@ func compileTransform(f schema.Field) (*transform, error) {
 	xf := &transform{}
 	used := 0
 	if f.Rename != nil {
+		// Read from the key From by the field's node (node.in).
 		used++
-		from := f.Rename.From
-		if from == "" {
+		if f.Rename.From == "" {
 			return nil, errors.New("rename needs from")
 		}
-		xf.derive = func(in, _ map[string]any) (any, bool) { v, ok := in[from]; return v, ok }
 	}
 	if f.Copy != nil {
 		used++
@@ -43,7 +42,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 		if len(path) == 0 {
 			return nil, errors.New("copy needs from (a dotted path from the event's root)")
 		}
-		xf.derive = func(_, root map[string]any) (any, bool) { return getPath(root, path) }
+		xf.derive = func(root map[string]any) (any, bool) { return getPath(root, path) }
 	}
 	if f.Concat != nil {
 		used++
@@ -55,7 +54,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 			paths = append(paths, splitPath(p))
 		}
 		sep := f.Concat.Separator
-		xf.derive = func(_, root map[string]any) (any, bool) {
+		xf.derive = func(root map[string]any) (any, bool) {
 			var parts []string
 			for _, p := range paths {
 				if v, ok := getPath(root, p); ok && v != nil {
@@ -76,7 +75,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 		if len(path) == 0 || sep == "" {
 			return nil, errors.New("split needs from and separator")
 		}
-		xf.derive = func(_, root map[string]any) (any, bool) {
+		xf.derive = func(root map[string]any) (any, bool) {
 			v, ok := getPath(root, path)
 			if !ok || v == nil {
 				return nil, false

@@ -268,7 +268,10 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d, failed %d, %d log types emit", checked, failed, emitted)
-	if emitted < 8 || checked < 1000 || failed == 0 || failed == checked {
+	// Every shipped log type is written by the emit path: one that fell
+	// back to maps would be several times slower (VPCDns and
+	// CloudTrailInsight did, for a rename, at 18 and 23 µs an event).
+	if emitted < len(c.order) || checked < 1000 || failed == 0 || failed == checked {
 		t.Fatalf("checked %d inputs, %d failed, %d log types emit: too weak", checked, failed, emitted)
 	}
 }
