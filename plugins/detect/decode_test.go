@@ -4,6 +4,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -19,10 +20,12 @@ func TestDecodeAndEvaluateMatchesFullDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(rules)
-	if e.reads == nil {
-		t.Fatal("the rule pack reads the whole event: nothing to check")
+	for _, e := range []*Engine{NewEngine(rules), NewEngine(withWholeRules(t, rules))} {
+		decodeAndEvaluateMatchesFullDecode(t, e, rules)
 	}
+}
+
+func decodeAndEvaluateMatchesFullDecode(t *testing.T, e *Engine, rules []*Rule) {
 	matched := 0
 	for _, r := range rules {
 		for _, tc := range r.Tests {
@@ -68,7 +71,7 @@ func FuzzDecodeAndEvaluate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	e := NewEngine(rules)
+	engines := []*Engine{NewEngine(rules), NewEngine(withWholeRules(f, rules))}
 	for _, r := range rules {
 		for _, tc := range r.Tests {
 			ev := map[string]any{"p_log_type": r.LogTypes[0], "p_row_id": "abc"}
@@ -84,27 +87,29 @@ func FuzzDecodeAndEvaluate(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		full, ferr := envelope.DecodeEvent(raw)
-		got, err := e.DecodeAndEvaluate(raw)
-		if ferr != nil {
-			// Values no rule reads are skipped, not decoded: a number
-			// malformed there may pass unnoticed.
-			return
-		}
-		if err != nil {
-			t.Fatalf("%q: DecodeAndEvaluate error %v, the whole event decodes", raw, err)
-		}
-		lt, _ := full[envelope.FieldLogType].(string)
-		var want []map[string]any
-		for _, r := range e.byType[lt] { // in RuleID order, as matches come
-			if m := r.Match(full); m != nil {
-				want = append(want, m)
+		for _, e := range engines {
+			got, err := e.DecodeAndEvaluate(raw)
+			if ferr != nil {
+				// Values no rule reads are skipped, not decoded: a number
+				// malformed there may pass unnoticed.
+				continue
 			}
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q:\n got %v\nwant %v", raw, got, want)
-		}
-		if indexed := e.Evaluate(full); !reflect.DeepEqual(indexed, want) {
-			t.Fatalf("%q: Evaluate\n got %v\nwant %v", raw, indexed, want)
+			if err != nil {
+				t.Fatalf("%q: DecodeAndEvaluate error %v, the whole event decodes", raw, err)
+			}
+			lt, _ := full[envelope.FieldLogType].(string)
+			var want []map[string]any
+			for _, r := range e.byType[lt] { // in RuleID order, as matches come
+				if m := r.Match(full); m != nil {
+					want = append(want, m)
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q:\n got %v\nwant %v", raw, got, want)
+			}
+			if indexed := e.Evaluate(full); !reflect.DeepEqual(indexed, want) {
+				t.Fatalf("%q: Evaluate\n got %v\nwant %v", raw, indexed, want)
+			}
 		}
 	})
 }
@@ -128,11 +133,26 @@ func TestConditionKeys(t *testing.T) {
 			t.Errorf("%s: want the whole event", src)
 		}
 	}
-	// One such rule makes the engine decode everything.
-	e := NewEngine([]*Rule{rule(t, base+`Condition: 'len($env) > 3'`+"\n")})
-	if e.reads != nil {
-		t.Errorf("reads %v, want the whole event", e.reads)
+	// Such a rule has events it is a candidate for decoded whole; the
+	// other rules still read their keys only.
+	whole := rule(t, base+`Condition: 'eventName == "X" && len($env) > 3'`+"\n")
+	keyed := rule(t, strings.Replace(base, "AWS.CloudTrail", "AWS.VPCFlow", 1)+`Condition: 'action == "REJECT"'`+"\n")
+	e := NewEngine([]*Rule{whole, keyed})
+	if p := e.plans[whole]; !p.whole || len(p.guards) != 1 {
+		t.Errorf("the $env rule's plan: whole %v, %d guards; want whole, guarded by eventName", p.whole, len(p.guards))
 	}
+	if p := e.plans[keyed]; p.whole || len(p.reads) != 1 {
+		t.Errorf("the keyed rule's plan: whole %v, reads %v; want its one key", p.whole, p.reads)
+	}
+}
+
+// withWholeRules is rules and two that read the event as a whole, one
+// guarded (a CloudTrail eventSource) and one not (every GuardDuty event):
+// DecodeAndEvaluate decodes their candidates whole and the rest as before.
+func withWholeRules(t testing.TB, rules []*Rule) []*Rule {
+	return append(slices.Clip(rules),
+		rule(t, strings.Replace(base, "Test.Rule", "Test.Whole.Guarded", 1)+`Condition: 'eventSource == "s3.amazonaws.com" && len($env) > 3'`+"\n"),
+		rule(t, strings.NewReplacer("Test.Rule", "Test.Whole.Any", "AWS.CloudTrail", "AWS.GuardDuty").Replace(base)+`Condition: '$env[type] != nil'`+"\n"))
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -179,6 +199,18 @@ func BenchmarkDecodeAndEvaluate(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := e.DecodeAndEvaluate(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// A rule reading the event as a whole, for S3 calls only: this EC2
+	// call is still decoded by the keys rules read.
+	mixed := NewEngine(withWholeRules(b, rules))
+	b.Run("keys rules read beside a whole-event rule", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := mixed.DecodeAndEvaluate(raw); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -172,9 +172,9 @@ type Engine struct {
 	rules  []*Rule
 	byType map[string][]*Rule
 	index  map[string]*index
-	// reads finds the top-level keys the rules' conditions read (nil: any
-	// key may be read), readKeys, so that DecodeAndEvaluate decodes only
-	// those a candidate rule reads.
+	// reads finds the top-level keys the rules' conditions read,
+	// readKeys, so that DecodeAndEvaluate decodes only those a candidate
+	// rule reads.
 	reads    *envelope.Names
 	readKeys []string
 	// readOrder learns the events' key order, to find reads' keys fast.
@@ -207,6 +207,9 @@ func NewEngine(rules []*Rule) *Engine {
 type plan struct {
 	reads  []int
 	guards []guardAt
+	// whole: the condition may read any key ($env as a whole, a KeyPath
+	// with wildcards), so an event it is a candidate for is decoded whole.
+	whole bool
 }
 
 type guardAt struct {
@@ -216,8 +219,10 @@ type guardAt struct {
 }
 
 // planReads lists the keys the rules' conditions read (with the log type
-// and the indexed fields) and makes each rule's plan; with a rule that
-// may read any key there is none.
+// and the indexed fields) and makes each rule's plan. A rule that may read
+// any key sends only the events it is a candidate for to a whole decode:
+// one such rule once made the detect stage decode every event of every
+// log type whole, several times slower.
 func (e *Engine) planReads() {
 	conds := map[*Rule]map[string]bool{}
 	reads := map[string]bool{envelope.FieldLogType: true}
@@ -228,7 +233,7 @@ func (e *Engine) planReads() {
 			}
 			keys, all := r.conditionKeys()
 			if all {
-				return
+				keys = nil // plan.whole
 			}
 			conds[r] = keys
 			for k := range keys {
@@ -249,7 +254,7 @@ func (e *Engine) planReads() {
 	e.readOrder = envelope.NewKeyOrder(names)
 	e.plans = map[*Rule]*plan{}
 	for r, keys := range conds {
-		p := &plan{}
+		p := &plan{whole: keys == nil}
 		for k := range keys {
 			i, _ := names.Find(k)
 			p.reads = append(p.reads, i)
@@ -303,13 +308,6 @@ func (e *Engine) Evaluate(event map[string]any) []map[string]any {
 // the same values either way: a key a condition does not name cannot
 // change its result.
 func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
-	if e.reads == nil {
-		ev, err := envelope.DecodeEvent(raw)
-		if err != nil {
-			return nil, err
-		}
-		return e.Evaluate(ev), nil
-	}
 	var fewVals [128][]byte // the shipped rules' conditions read 40-odd keys
 	var fewNeed [128]bool
 	var fewRun [16]*Rule
@@ -329,6 +327,9 @@ func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 		p := e.plans[r]
 		if !p.admits(vals) {
 			continue
+		}
+		if p.whole {
+			return e.evaluateWhole(raw)
 		}
 		run = append(run, r)
 		for _, i := range p.reads {
@@ -358,6 +359,11 @@ func (e *Engine) DecodeAndEvaluate(raw []byte) ([]map[string]any, error) {
 	if !matched {
 		return nil, nil
 	}
+	return e.evaluateWhole(raw)
+}
+
+// evaluateWhole is Evaluate for the event raw decoded whole.
+func (e *Engine) evaluateWhole(raw []byte) ([]map[string]any, error) {
 	full, err := envelope.DecodeEvent(raw)
 	if err != nil {
 		return nil, err
