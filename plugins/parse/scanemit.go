@@ -38,7 +38,7 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 	if depth+scanMargin > envelope.MaxDepth {
 		return nil, false, envelope.ErrTooDeep
 	}
-	var seen, present uint64
+	var seen, present fieldBits
 	first = true
 	s.Expect('{')
 	prev := -1 // the previous key's place in set's order
@@ -49,14 +49,14 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 		}
 		prev = place
 		switch {
-		case !ok || seen&(1<<i) != 0: // a key given twice counts once: the first
+		case !ok || seen.has(i): // a key given twice counts once: the first
 			_, err = s.Skip(depth + 1 + scanMargin)
 		case s.Next() == 'n':
-			seen |= 1 << i
+			seen.add(i)
 			err = s.Literal("null")
 		default:
-			seen |= 1 << i
-			present |= 1 << i
+			seen.add(i)
+			present.add(i)
 			f := fields[i]
 			mark := len(b)
 			b = appendKey(b, first, f)
@@ -77,7 +77,7 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 			return nil, false, err
 		}
 	}
-	if set.required&^present != 0 {
+	if !present.covers(&set.required) {
 		return nil, false, errUseTree
 	}
 	return b, first, nil
