@@ -335,6 +335,39 @@ func TestStatusAndUnknownSource(t *testing.T) {
 	}
 }
 
+// The HTTP input's per-source counters reach /metrics (they are tallied
+// per request and handed to the exporter every second), with the answer
+// of an accepted POST.
+func TestHTTPSourceMetrics(t *testing.T) {
+	p := start(t, t.TempDir(), nil, "--stages", "ingest")
+	two := append(append(rootLogin(t, "metrics-1"), '\n'), rootLogin(t, "metrics-2")...)
+	code, resp, err := p.Post("demo", two)
+	if err != nil || code != 200 {
+		t.Fatalf("POST = %d %s %v", code, resp, err)
+	}
+	var accepted struct {
+		RequestID string `json:"request_id"`
+		Events    int    `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(resp), &accepted); err != nil || len(accepted.RequestID) != 32 || accepted.Events != 2 {
+		t.Fatalf("accepted POST answered %s (%v)", resp, err)
+	}
+	post(t, p, rootLogin(t, "metrics-3"))
+	want := map[string]float64{"caracal_http_source_requests": 2, "caracal_http_source_events": 3}
+	deadline := time.Now().Add(15 * time.Second)
+	for name, n := range want {
+		for metric(t, p, name) != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s = %v, want %v", name, metric(t, p, name), n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The alert stage's dedup state lives in caracal.alert_state: after a
 // restart, a match in the open alert's window attaches to it rather than
 // sending the alert again.

@@ -84,6 +84,7 @@ type input struct {
 	maxBuffered int
 	readTimeout time.Duration
 	probe       *kafka.Probe
+	metrics     *metrics // flushed on Close
 	server      *Server
 	sources     []*Source
 	timeout     time.Duration
@@ -227,7 +228,8 @@ func (in *input) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv.SetObserver(newMetrics(in.res.Metrics()))
+	in.metrics = newMetrics(in.res.Metrics())
+	srv.SetObserver(in.metrics)
 	srv.SetLimits(int64(in.maxBuffered), in.readTimeout)
 	in.probe = kafka.NewProbe(st.Brokers)
 	srv.SetReadiness(func(ctx context.Context) error {
@@ -322,5 +324,7 @@ func (in *input) Close(ctx context.Context) error {
 	if in.server == nil {
 		return nil
 	}
-	return in.server.Close(ctx)
+	err := in.server.Close(ctx)
+	in.metrics.close()
+	return err
 }

@@ -306,6 +306,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// acceptedBody answers an accepted POST (a struct: encoding a map sorts
+// its keys, a twentieth of a single-event request's CPU).
+type acceptedBody struct {
+	RequestID string `json:"request_id"`
+	Events    int    `json:"events"`
+}
+
 func fail(w http.ResponseWriter, code int, source, msg string) {
 	writeJSON(w, code, errorBody{Error: msg, Source: source})
 }
@@ -513,7 +520,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 			return rawBytes, plainBytes, nEvents
 		}
 		s.seen(src)
-		writeJSON(w, http.StatusOK, map[string]any{"request_id": reqID, "events": len(events)})
+		writeJSON(w, http.StatusOK, acceptedBody{RequestID: reqID, Events: len(events)})
 	case <-timer.C:
 		overloaded(w, src.ID, "the broker did not acknowledge the events in time: try again later")
 	}
