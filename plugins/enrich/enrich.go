@@ -100,6 +100,12 @@ func (s *Set) EnrichJSON(raw []byte) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
+// Associates reports whether an event of log type lt has anything to
+// look up.
+func (s *Set) Associates(lt string) bool {
+	return s != nil && (len(s.byLogType[lt]) > 0 || len(s.byLogType["*"]) > 0)
+}
+
 // Tables lists the tables, by name.
 func (s *Set) Tables() []*Table { return s.order }
 

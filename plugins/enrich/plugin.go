@@ -19,7 +19,7 @@ func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Enriches normalized events from lookup tables into p_enrichment.").
-		Description("Tables are defined in `lookups_dir` (`*.yml`: name, primary_key, key_type string|cidr, data (a path, s3:// or https:// URL), format csv|jsonl|json, refresh, associations of log type → event field paths). For each association of the event's log type, the field's values are looked up (CIDR tables by longest prefix) and a hit adds `p_enrichment.<table>.<field path>` = the row. Tables refresh in the background and swap atomically; a failed refresh keeps the last good table and raises one SYSTEM_ERROR alert. Messages not routed to caracal.events (classification failures) pass through.").
+		Description("Tables are defined in `lookups_dir` (`*.yml`: name, primary_key, key_type string|cidr, data (a path, s3:// or https:// URL), format csv|jsonl|json, refresh, associations of log type → event field paths). For each association of the event's log type, the field's values are looked up (CIDR tables by longest prefix) and a hit adds `p_enrichment.<table>.<field path>` = the row. Tables refresh in the background and swap atomically; a failed refresh keeps the last good table and raises one SYSTEM_ERROR alert. Messages not routed to caracal.events (classification failures) pass through, and so do events of log types no association names, unread (their `caracal_log_type` metadata, which caracal_parse sets, says which they are).").
 		Fields(service.NewStringField("lookups_dir").
 			Description("Directory of lookup table definitions. Empty: the root config's caracal.lookups_dir.").
 			Default(""))
@@ -98,6 +98,9 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 	for _, m := range batch {
 		if topic, _ := m.MetaGet(envelope.MetaTopic); topic != envelope.TopicEvents {
 			continue
+		}
+		if lt, ok := m.MetaGet(envelope.MetaLogType); ok && !p.set.Associates(lt) {
+			continue // nothing to look up: the event is not read
 		}
 		raw, err := m.AsBytes()
 		if err != nil {

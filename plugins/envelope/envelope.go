@@ -55,6 +55,10 @@ const (
 const (
 	MetaTopic = "caracal_topic"
 	MetaKey   = "caracal_key"
+	// MetaLogType is a normalized event's log type, set by the parse
+	// stage beside them, so that the stage's later processors need not
+	// read the event for it.
+	MetaLogType = "caracal_log_type"
 )
 
 // Metadata the caracal_kafka input sets on every consumed message.

@@ -167,7 +167,7 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 				msg.SetBytes(ev.JSON)
 				msg.MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
 				msg.MetaSetMut(envelope.MetaKey, ev.RowID)
-				msg.MetaSetMut("caracal_log_type", ev.LogType)
+				msg.MetaSetMut(envelope.MetaLogType, ev.LogType)
 			}
 			out = append(out, msg)
 		}
