@@ -23,6 +23,22 @@ func mustSchema(t testing.TB, y string) *Parser {
 	return p
 }
 
+// classifierOf is a classifier over the one schema the YAML y defines,
+// its clock fixed (p_parse_time must match between its two paths).
+func classifierOf(t testing.TB, y string) *Classifier {
+	t.Helper()
+	s, err := schema.Parse("test.yml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time { return time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC) }
+	return c
+}
+
 func parseOK(t *testing.T, p *Parser, line, header string) map[string]any {
 	t.Helper()
 	var h []byte
@@ -221,7 +237,7 @@ fields:
 // given to both, at any depth, and a missing required one named as the
 // schema names it.
 func TestRenameIsReadFromItsKey(t *testing.T) {
-	s, err := schema.Parse("test.yml", []byte(`
+	c := classifierOf(t, `
 schema: Custom.Rename
 fields:
   - {name: eventId, type: string, required: true, rename: {from: eventID}}
@@ -229,15 +245,7 @@ fields:
   - {name: copyOfId, type: string, rename: {from: eventID}}
   - {name: src, type: object, fields: [{name: resolver-endpoint, type: string, required: true, rename: {from: resolver_endpoint}, indicators: [username]}]}
   - {name: addr, type: string, rename: {from: ip}, validate: {ip: any}, indicators: [ip]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewClassifier([]*schema.Schema{s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.now = func() time.Time { return time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC) }
+`)
 	if p := c.parsers["Custom.Rename"]; !p.emits || p.derives {
 		t.Fatalf("a rename-only schema: emits %v, derives %v", p.emits, p.derives)
 	}

@@ -5,10 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
-	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 // wideClassifier is a classifier for Custom.Wide, a flat schema of n
@@ -27,16 +25,7 @@ func wideClassifier(t testing.TB, n int) (*Classifier, []byte) {
 		fmt.Fprintf(&ev, `"field_%d":"value number %d"`, i, i)
 	}
 	ev.WriteString("}")
-	s, err := schema.Parse("wide.yml", []byte(y.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewClassifier([]*schema.Schema{s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.now = func() time.Time { return time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC) }
-	return c, []byte(ev.String())
+	return classifierOf(t, y.String()), []byte(ev.String())
 }
 
 // Objects of more than 64 fields are looked up by key too, and written
