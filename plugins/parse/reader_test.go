@@ -249,28 +249,11 @@ fields:
 	if p := c.parsers["Custom.Rename"]; !p.emits || p.derives {
 		t.Fatalf("a rename-only schema: emits %v, derives %v", p.emits, p.derives)
 	}
-	o := Origin{SourceID: "src"}
 	for in, want := range map[string]string{
 		`{"eventID":"a","eventId":"ignored","src":{"resolver_endpoint":"r-1","resolver-endpoint":"ignored"},"ip":"192.0.2.1"}`: `{"eventId":"a","eventID":"a","copyOfId":"a","src":{"resolver-endpoint":"r-1"},"addr":"192.0.2.1","p_any_usernames":["r-1"],"p_any_ip_addresses":["192.0.2.1"]}`,
 		`{"src":{"resolver_endpoint":"r-2"},"eventID":"b"}`:                                                                    `{"eventId":"b","eventID":"b","copyOfId":"b","src":{"resolver-endpoint":"r-2"},"p_any_usernames":["r-2"]}`,
 	} {
-		got, fail := c.ClassifyJSON([]byte(in), []string{"Custom.Rename"}, o)
-		if fail != nil {
-			t.Fatalf("%s: %s", in, Describe(fail))
-		}
-		ev, fail := c.Classify([]byte(in), []string{"Custom.Rename"}, o)
-		if fail != nil {
-			t.Fatalf("%s: map path: %s", in, Describe(fail))
-		}
-		a, err := envelope.DecodeObject(got.JSON)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mapped, _ := envelope.EncodeEvent(ev)
-		b, _ := envelope.DecodeObject(mapped)
-		if !reflect.DeepEqual(a, b) {
-			t.Fatalf("%s: paths differ:\nJSON: %s\nmap:  %s", in, got.JSON, mapped)
-		}
+		a := classifiedAlike(t, c, "Custom.Rename", []byte(in))
 		w, _ := envelope.DecodeObject([]byte(want))
 		for k, v := range w {
 			if !reflect.DeepEqual(a[k], v) {
@@ -279,7 +262,7 @@ fields:
 		}
 		for k := range a {
 			if _, ok := w[k]; !ok && !strings.HasPrefix(k, "p_") {
-				t.Errorf("%s: unexpected field %s in %s", in, k, got.JSON)
+				t.Errorf("%s: unexpected field %s in %v", in, k, a)
 			}
 		}
 	}
@@ -288,16 +271,46 @@ fields:
 		`{"eventID":"a","src":{"resolver-endpoint":"r"}}`:          "missing required field src.resolver-endpoint",
 		`{"eventID":"a","src":{"resolver_endpoint":"r"},"ip":"x"}`: "not an any address",
 	} {
-		for _, path := range []string{"JSON", "map"} {
-			var fail *envelope.ClassificationFailure
-			if path == "JSON" {
-				_, fail = c.ClassifyJSON([]byte(in), []string{"Custom.Rename"}, o)
-			} else {
-				_, fail = c.Classify([]byte(in), []string{"Custom.Rename"}, o)
-			}
-			if fail == nil || !strings.Contains(Describe(fail), reason) {
-				t.Errorf("%s (%s path): %v, want %q", in, path, fail, reason)
-			}
+		failsAlike(t, c, "Custom.Rename", []byte(in), reason)
+	}
+}
+
+// classifiedAlike classifies in as log type lt both ways, written as JSON
+// while typed and built as a map, fails the test unless both accept it
+// and give the same event, and returns that event.
+func classifiedAlike(t *testing.T, c *Classifier, lt string, in []byte) map[string]any {
+	t.Helper()
+	o := Origin{SourceID: "src"}
+	got, fail := c.ClassifyJSON(in, []string{lt}, o)
+	if fail != nil {
+		t.Fatalf("%s: %s", in, Describe(fail))
+	}
+	ev, fail := c.Classify(in, []string{lt}, o)
+	if fail != nil {
+		t.Fatalf("%s: map path: %s", in, Describe(fail))
+	}
+	a, err := envelope.DecodeObject(got.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, _ := envelope.EncodeEvent(ev)
+	b, _ := envelope.DecodeObject(mapped)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("%s: paths differ:\nJSON: %s\nmap:  %s", in, got.JSON, mapped)
+	}
+	return a
+}
+
+// failsAlike checks that both ways refuse in as log type lt, for a reason
+// holding reason.
+func failsAlike(t *testing.T, c *Classifier, lt string, in []byte, reason string) {
+	t.Helper()
+	o := Origin{SourceID: "src"}
+	_, viaJSON := c.ClassifyJSON(in, []string{lt}, o)
+	_, viaMap := c.Classify(in, []string{lt}, o)
+	for path, fail := range map[string]*envelope.ClassificationFailure{"JSON": viaJSON, "map": viaMap} {
+		if fail == nil || !strings.Contains(Describe(fail), reason) {
+			t.Errorf("%s (%s path): %v, want %q", in, path, fail, reason)
 		}
 	}
 }

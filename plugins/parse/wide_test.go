@@ -2,11 +2,8 @@ package parse
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // wideClassifier is a classifier for Custom.Wide, a flat schema of n
@@ -38,20 +35,7 @@ func TestWideObjectsAreLookedUp(t *testing.T) {
 	}
 	twice := strings.Replace(string(raw), `"field_150":"value number 150"`, `"field_150":"first","field_150":"second"`, 1)
 	for _, in := range []string{string(raw), twice} {
-		got, fail := c.ClassifyJSON([]byte(in), []string{"Custom.Wide"}, Origin{})
-		if fail != nil {
-			t.Fatal(Describe(fail))
-		}
-		ev, fail := c.Classify([]byte(in), []string{"Custom.Wide"}, Origin{})
-		if fail != nil {
-			t.Fatal(Describe(fail))
-		}
-		a, _ := envelope.DecodeObject(got.JSON)
-		mapped, _ := envelope.EncodeEvent(ev)
-		b, _ := envelope.DecodeObject(mapped)
-		if !reflect.DeepEqual(a, b) {
-			t.Fatalf("paths differ:\nJSON: %s\nmap:  %s", got.JSON, mapped)
-		}
+		a := classifiedAlike(t, c, "Custom.Wide", []byte(in))
 		if len(a) < 200 || a["field_199"] != "value number 199" {
 			t.Fatalf("%d keys, field_199 %v", len(a), a["field_199"])
 		}
@@ -60,17 +44,7 @@ func TestWideObjectsAreLookedUp(t *testing.T) {
 		}
 	}
 	missing := strings.Replace(string(raw), `"field_139":"value number 139",`, "", 1)
-	for _, path := range []string{"JSON", "map"} {
-		var fail *envelope.ClassificationFailure
-		if path == "JSON" {
-			_, fail = c.ClassifyJSON([]byte(missing), []string{"Custom.Wide"}, Origin{})
-		} else {
-			_, fail = c.Classify([]byte(missing), []string{"Custom.Wide"}, Origin{})
-		}
-		if fail == nil || !strings.Contains(Describe(fail), "missing required field field_139") {
-			t.Errorf("%s path without field_139: %v", path, fail)
-		}
-	}
+	failsAlike(t, c, "Custom.Wide", []byte(missing), "missing required field field_139")
 }
 
 // BenchmarkWideObjects types flat events of 40 to 200 fields: the time
