@@ -92,8 +92,8 @@ type Origin struct {
 // then neither is.
 func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[string]any, *envelope.ClassificationFailure) {
 	var ev map[string]any
-	fail := c.first(raw, candidates, o, func(p *Parser, precheck bool) error {
-		res, err := p.parse(raw, o.Header, precheck)
+	fail := c.first(raw, candidates, o, func(p *Parser, keys *keySearch) error {
+		res, err := p.parse(raw, o.Header, keys)
 		if err == nil {
 			ev = c.standardize(p, res, o)
 		}
@@ -114,14 +114,14 @@ type Normalized struct {
 func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*Normalized, *envelope.ClassificationFailure) {
 	var out *Normalized
 	rowID := envelope.RowID(o.Partition, o.Offset, o.Index)
-	fail := c.first(raw, candidates, o, func(p *Parser, precheck bool) error {
+	fail := c.first(raw, candidates, o, func(p *Parser, keys *keySearch) error {
 		var b []byte
 		var err error
 		if p.emits {
-			b, err = c.emitEvent(p, raw, precheck, o, rowID)
+			b, err = c.emitEvent(p, raw, keys, o, rowID)
 		} else {
 			var res *Result
-			if res, err = p.parse(raw, o.Header, precheck); err == nil {
+			if res, err = p.parse(raw, o.Header, keys); err == nil {
 				b, err = envelope.EncodeEvent(c.standardize(p, res, o))
 			}
 		}
@@ -133,29 +133,49 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 	return out, fail
 }
 
+// tryOrder is the log types an event is tried as when its source names
+// none: the JSON types for a JSON object, else the line formats.
+func (c *Classifier) tryOrder(raw []byte) []string {
+	candidates := c.textOrder
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
+		candidates = c.jsonOrder
+	}
+	if len(candidates) == 0 {
+		candidates = c.order
+	}
+	return candidates
+}
+
 // first calls parse with each candidate parser until one returns no error
 // (or errSkip: not an event), and returns the failure when none accepted
-// raw. precheck is set when there are several candidates.
-func (c *Classifier) first(raw []byte, candidates []string, o Origin, parse func(p *Parser, precheck bool) error) *envelope.ClassificationFailure {
+// raw. keys is set for the required-key pre-check when there are several
+// candidates.
+func (c *Classifier) first(raw []byte, candidates []string, o Origin, parse func(p *Parser, keys *keySearch) error) *envelope.ClassificationFailure {
 	if len(candidates) == 0 {
-		candidates = c.textOrder
-		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
-			candidates = c.jsonOrder
-		}
-		if len(candidates) == 0 {
-			candidates = c.order
-		}
+		candidates = c.tryOrder(raw)
 	}
-	var reasons []envelope.FailureReason
+	// The reasons are only kept when no type accepts raw (failure copies
+	// them): until then they are on the stack.
+	var kept [8]envelope.FailureReason
+	reasons := kept[:0]
+	keys := searchBytes
+	if len(candidates) == 1 {
+		keys = nil
+	}
 	for _, lt := range candidates {
 		p := c.parsers[lt]
 		if p == nil {
 			reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: "unknown log type (no schema)"})
 			continue
 		}
-		err := parse(p, len(candidates) > 1)
+		err := parse(p, keys)
 		if err == nil || errors.Is(err, errSkip) {
 			return nil
+		}
+		if keys == searchBytes {
+			keys = getKeySearch()
+			keys.later = true
+			defer keys.put()
 		}
 		reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
 	}
@@ -185,16 +205,13 @@ func (c *Classifier) failure(raw []byte, tried []string, reasons []envelope.Fail
 	f := &envelope.ClassificationFailure{
 		SourceID: o.SourceID, SourceLabel: o.SourceLabel, RequestID: o.RequestID,
 		RowID: envelope.RowID(o.Partition, o.Offset, o.Index),
-		Tried: append([]string{}, tried...), Reasons: reasons,
+		Tried: append([]string{}, tried...), Reasons: append([]envelope.FailureReason{}, reasons...),
 		ReceivedAt: envelope.FormatTime(o.ReceivedAt), FailedAt: envelope.FormatTime(c.now()),
 	}
 	if o.ReceivedAt.IsZero() {
 		f.ReceivedAt = f.FailedAt
 	}
 	f.SetRaw(raw)
-	if len(reasons) == 0 {
-		f.Reasons = []envelope.FailureReason{}
-	}
 	return f
 }
 

@@ -47,10 +47,10 @@ func (p *Parser) canEmit() bool {
 // written into a reused buffer and then copied out at its size: a buffer
 // sized for the event beforehand must guess, and its slack was as many
 // bytes again for the garbage collector.
-func (c *Classifier) emitEvent(p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
+func (c *Classifier) emitEvent(p *Parser, raw []byte, keys *keySearch, o Origin, rowID string) ([]byte, error) {
 	sc := emitScratches.Get().(*emitScratch)
 	defer sc.put()
-	b, err := c.emitInto(sc, sc.out[:0], p, raw, precheck, o, rowID)
+	b, err := c.emitInto(sc, sc.out[:0], p, raw, keys, o, rowID)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (c *Classifier) emitEvent(p *Parser, raw []byte, precheck bool, o Origin, r
 // left to the collector rather than held.
 const maxKeptOut = 64 << 10
 
-func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, precheck bool, o Origin, rowID string) ([]byte, error) {
+func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, keys *keySearch, o Origin, rowID string) ([]byte, error) {
 	res := &sc.res
 	st := &sc.st
 	b = append(b, '{')
@@ -81,7 +81,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 			return nil, err
 		}
 	} else {
-		raw, err := p.precheck(raw, precheck)
+		raw, err := p.precheck(raw, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +96,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 		} else {
 			// fastjson decides (scanemit.go), from the start.
 			sc.reset()
-			if raw, err = p.validJSON(raw, false); err != nil {
+			if raw, err = p.validJSON(raw, nil); err != nil {
 				return nil, err
 			}
 			jp, obj, err := parseTree(raw)

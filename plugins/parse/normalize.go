@@ -4,7 +4,6 @@
 package parse
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,9 +23,11 @@ type Parser struct {
 	Schema *schema.Schema
 	fields []*node
 	// required top-level keys, checked first as a cheap pre-check
-	required []string
-	quoted   [][]byte // the required keys in quotes, as the pre-check looks for them
-	read     reader   // nil for JSON
+	required  []string
+	quoted    [][]byte // the required keys in quotes, as the pre-check looks for them
+	keyHashes []uint64 // keyHash of each required key
+	missing   []error  // the pre-check's answer for each required key
+	read      reader   // nil for JSON
 	// derives is set when a field's value comes from elsewhere in the
 	// event (copy, concat, split): those read the decoded map, so such
 	// schemas decode the whole event first. A rename only changes the key
@@ -77,6 +78,8 @@ func Compile(s *schema.Schema) (*Parser, error) {
 	}
 	for _, k := range p.required {
 		p.quoted = append(p.quoted, []byte(`"`+k+`"`))
+		p.keyHashes = append(p.keyHashes, keyHash([]byte(k)))
+		p.missing = append(p.missing, fmt.Errorf("missing required field %s", k))
 	}
 	p.emits = p.canEmit()
 	p.set = newFieldSet(p.fields)
@@ -155,12 +158,13 @@ func (p *Parser) Parse(raw []byte) (*Result, error) { return p.ParseLine(raw, ni
 
 // ParseLine is Parse for a line of a stream whose header line (CSV, VPC
 // Flow custom formats) the sender sent first; header may be nil.
-func (p *Parser) ParseLine(raw, header []byte) (*Result, error) { return p.parse(raw, header, true) }
+func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
+	return p.parse(raw, header, &keySearch{})
+}
 
-// parse is ParseLine; precheck looks for the required keys in the raw bytes
-// before decoding, which pays when the event is tried against several log
-// types and most reject it.
-func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
+// parse is ParseLine; keys, when set, pre-checks the required keys before
+// decoding (see precheck).
+func (p *Parser) parse(raw, header []byte, keys *keySearch) (*Result, error) {
 	if p.read != nil {
 		rec := getRecord()
 		defer putRecord(rec)
@@ -170,7 +174,7 @@ func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 		return p.typed(rec.Map())
 	}
 	if !p.derives {
-		jp, o, err := p.parseJSON(raw, precheck)
+		jp, o, err := p.parseJSON(raw, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +186,7 @@ func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 		}
 		return res, nil
 	}
-	raw, err := p.precheck(raw, precheck)
+	raw, err := p.precheck(raw, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -193,34 +197,14 @@ func (p *Parser) parse(raw, header []byte, precheck bool) (*Result, error) {
 	return p.typed(obj)
 }
 
-// precheck trims a JSON event and, when asked, looks for the required keys
-// in its bytes before anything decodes it: that pays when the event is
-// tried against several log types and most reject it.
-func (p *Parser) precheck(raw []byte, requiredKeys bool) ([]byte, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	for i := 0; requiredKeys && i < len(p.required); i++ {
-		// A key may be written with \u escapes, which the bytes do not
-		// show: then only the full parse can tell.
-		if !bytes.Contains(raw, p.quoted[i]) && !bytes.Contains(raw, unicodeEscape) {
-			return nil, fmt.Errorf("missing required field %s", p.required[i])
-		}
-	}
-	return raw, nil
-}
-
-var unicodeEscape = []byte(`\u`)
-
 var jsonParsers fastjson.ParserPool
 
 // parseJSON parses a JSON event for typing straight from its values: only
 // what the schema keeps is then copied out, where decoding into a map
 // would build every value first and drop most of them. The caller puts
 // the parser back into jsonParsers once done with the values.
-func (p *Parser) parseJSON(raw []byte, precheck bool) (*fastjson.Parser, *fastjson.Object, error) {
-	raw, err := p.validJSON(raw, precheck)
+func (p *Parser) parseJSON(raw []byte, keys *keySearch) (*fastjson.Parser, *fastjson.Object, error) {
+	raw, err := p.validJSON(raw, keys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,8 +212,8 @@ func (p *Parser) parseJSON(raw []byte, precheck bool) (*fastjson.Parser, *fastjs
 }
 
 // validJSON is raw when it passes the precheck and is valid JSON.
-func (p *Parser) validJSON(raw []byte, precheck bool) ([]byte, error) {
-	raw, err := p.precheck(raw, precheck)
+func (p *Parser) validJSON(raw []byte, keys *keySearch) ([]byte, error) {
+	raw, err := p.precheck(raw, keys)
 	if err != nil {
 		return nil, err
 	}

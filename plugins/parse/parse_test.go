@@ -315,6 +315,15 @@ func FuzzClassify(f *testing.F) {
 			for _, line := range strings.Split(tc.Input, "\n") {
 				f.Add([]byte(line))
 			}
+			// Keys the pre-check's index of a JSON event must still see
+			// (it serves the types tried after the first, so GuardDuty's
+			// sample): after an escaped quote, before a space and a
+			// colon, and written with escapes.
+			if in := strings.TrimSpace(tc.Input); s.Schema == "AWS.GuardDuty" && !tc.Fails {
+				f.Add([]byte(strings.Replace(in, `"schemaVersion":"2.0",`, `"v":"a\" b","schemaVersion":"2.0","w":"c\" d",`, 1)))
+				f.Add([]byte(strings.Replace(in, `"accountId":`, `"accountId" :`, 1)))
+				f.Add([]byte(strings.Replace(in, `"accountId"`, `"account\u0049d"`, 1)))
+			}
 		}
 	}
 	c, err := NewClassifier(schemas)
@@ -338,6 +347,24 @@ func FuzzClassify(f *testing.F) {
 			n, nfail := c.ClassifyJSON(r, nil, Origin{})
 			if (n == nil) != (ev == nil) || (nfail == nil) != (fail == nil) {
 				t.Fatalf("ClassifyJSON and Classify disagree on %q: %v %v / %v %v", r, n, nfail, ev, fail)
+			}
+			// The pre-check only turns away what the full parse would: the
+			// first type to accept the event alone is the one found among all.
+			alone, accepted := "", false
+			for _, lt := range c.tryOrder(r) {
+				if n1, f1 := c.ClassifyJSON(r, []string{lt}, Origin{}); f1 == nil {
+					alone, accepted = lt, true
+					if n1 == nil {
+						alone = "" // not an event (a header line)
+					}
+					break
+				}
+			}
+			if got := ""; accepted != (nfail == nil) || (n != nil && n.LogType != alone) || (n == nil && alone != "") {
+				if n != nil {
+					got = n.LogType
+				}
+				t.Fatalf("among all types %q is %q (failure %v), but alone the first to accept it is %q", r, got, nfail != nil, alone)
 			}
 			if ev != nil {
 				want, err := envelope.EncodeEvent(ev)
