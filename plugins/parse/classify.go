@@ -119,7 +119,10 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 		var err error
 		if p.emits {
 			b, err = c.emitEvent(p, raw, keys, o, rowID)
-		} else {
+		}
+		// A schema with derived fields leaves what the emit path refuses
+		// to the map path, which reports errors in the fields' order.
+		if !p.emits || err != nil && p.derived != nil && !errors.Is(err, errSkip) {
 			var res *Result
 			if res, err = p.parse(raw, o.Header, keys); err == nil {
 				b, err = envelope.EncodeEvent(c.standardize(p, res, o))

@@ -26,21 +26,44 @@ import (
 // path's: typedjson_test.go checks both on every schema's tests and on
 // thousands of changed inputs, and FuzzClassify on whatever it finds.
 
-// canEmit: no derived fields, and no field of its own named like a
-// standard p_* field (the map path lets the standard field win; written
-// JSON would hold the key twice). Line formats qualify too: their
-// reader's map is written out field by field rather than typed in place
-// and encoded.
+// canEmit: no field of its own named like a standard p_* field (the map
+// path lets the standard field win; written JSON would hold the key
+// twice), and derived fields only at the top level. Line formats qualify
+// too: their reader's values are written out field by field rather than
+// typed in a map and encoded. A derived field that is the event time must
+// be the only one: the map path takes the first in the schema's order,
+// the emit path writes derived fields last.
 func (p *Parser) canEmit() bool {
-	if p.derives {
-		return false
-	}
 	for _, f := range p.fields {
 		if strings.HasPrefix(f.name, "p_") {
 			return false
 		}
 	}
+	for _, f := range p.scanned {
+		if f.derives() {
+			return false // nested: the map path
+		}
+	}
+	for _, f := range p.derived {
+		if f.eventTime && eventTimeFields(p.fields) > 1 {
+			return false
+		}
+	}
 	return true
+}
+
+func eventTimeFields(fields []*node) int {
+	n := 0
+	for _, f := range fields {
+		if f.eventTime {
+			n++
+		}
+		n += eventTimeFields(f.fields)
+		if f.element != nil {
+			n += eventTimeFields([]*node{f.element})
+		}
+	}
+	return n
 }
 
 // emitEvent types an event and writes it, with the standard fields. It is
@@ -80,20 +103,31 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 		if b, first, err = st.emitRecord(b, p, rec, &sc.keys); err != nil {
 			return nil, err
 		}
+		if p.derived != nil {
+			if b, first, err = st.emitDerived(b, first, p.derived, recordRoot(rec, p.deriveTop)); err != nil {
+				return nil, err
+			}
+		}
 	} else {
 		raw, err := p.precheck(raw, keys)
 		if err != nil {
 			return nil, err
 		}
 		s := envelope.NewStrictScanner(raw)
-		nb, none, err := st.scanFields(b, &s, p.fields, &p.set, 0)
+		if p.derived != nil {
+			st.in, st.kept = raw, append(st.kept[:0], make([][]byte, len(p.deriveTop))...)
+		}
+		nb, none, err := st.scanFields(b, &s, p.jsonFields, &p.jsonSet, 0)
 		if err == nil && !s.AtEnd() {
 			err = envelope.ErrSyntax
 		}
 		s.Release()
-		if err == nil {
+		switch {
+		case err == nil && (p.derived == nil || !st.dupKey):
 			b, first = nb, none
-		} else {
+		case p.derived != nil:
+			return nil, errMapPath
+		default:
 			// fastjson decides (scanemit.go), from the start.
 			sc.reset()
 			if raw, err = p.validJSON(raw, nil); err != nil {
@@ -104,7 +138,16 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 				return nil, err
 			}
 			defer jsonParsers.Put(jp)
-			if b, first, err = st.emitFields(b, p.fields, &p.set, obj, ""); err != nil {
+			if b, first, err = st.emitFields(b, p.scanned, &p.set, obj, ""); err != nil {
+				return nil, err
+			}
+		}
+		if p.derived != nil {
+			root, err := keptRoot(st.kept, p.deriveTop, p.derivedRead)
+			if err != nil {
+				return nil, errMapPath
+			}
+			if b, first, err = st.emitDerived(b, first, p.derived, root); err != nil {
 				return nil, err
 			}
 		}
@@ -168,6 +211,9 @@ func (sc *emitScratch) reset() {
 	sc.ix.found = sc.ix.found[:0]
 	sc.res.EventTime = time.Time{}
 	sc.st.eventText = sc.st.eventText[:0]
+	sc.st.dupKey = false
+	clear(sc.st.kept) // the input's
+	sc.st.in = nil
 }
 
 // emitRecord writes a line reader's values in one pass, the last value
@@ -175,7 +221,7 @@ func (sc *emitScratch) reset() {
 func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recordKeys) (_ []byte, first bool, _ error) {
 	set := &p.set
 	if set.ordered {
-		return st.emitMapFields(b, p.fields, rec.Map())
+		return st.emitMapFields(b, p.scanned, rec.Map())
 	}
 	start := len(b)
 	var seen fieldBits
@@ -192,14 +238,14 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 			continue
 		}
 		seen.add(i)
-		f := p.fields[i]
+		f := p.scanned[i]
 		mark := len(b)
 		b = appendKey(b, first, f)
 		nb, wrote, err := st.emitText(b, f, v, rec)
 		if err != nil {
 			// Which error is reported follows the fields' order, as in
 			// the map path: write the values that way to find it.
-			return st.emitMapFields(b[:start], p.fields, rec.Map())
+			return st.emitMapFields(b[:start], p.scanned, rec.Map())
 		}
 		if b = nb; !wrote {
 			b = b[:mark]
@@ -208,7 +254,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 		first = false
 	}
 	if !seen.covers(&set.required) {
-		return st.emitMapFields(b[:start], p.fields, rec.Map())
+		return st.emitMapFields(b[:start], p.scanned, rec.Map())
 	}
 	return b, first, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,12 +30,22 @@ type Parser struct {
 	missing   []error  // the pre-check's answer for each required key
 	read      reader   // nil for JSON
 	// derives is set when a field's value comes from elsewhere in the
-	// event (copy, concat, split): those read the decoded map, so such
-	// schemas decode the whole event first. A rename only changes the key
-	// a field is read from (node.in).
+	// event (copy, concat, split): those read the decoded map, so the map
+	// path decodes the whole event first. A rename only changes the key a
+	// field is read from (node.in).
 	derives bool
-	emits   bool     // events are written as JSON as they are typed (emit.go)
-	set     fieldSet // lookup over fields
+	emits   bool // events are written as JSON as they are typed (emit.go)
+	// The emit path reads the scanned fields from their keys, then writes
+	// the derived (top-level) ones from a map of only what their paths
+	// read: derivedRead below the top-level keys deriveTop, whose values
+	// a JSON event's scan keeps (node.keep; jsonFields adds nodes that
+	// only keep) and a line's reader holds.
+	scanned, derived []*node
+	derivedRead      readTree
+	deriveTop        []string
+	set              fieldSet // lookup over scanned
+	jsonFields       []*node  // scanned, then the keep-only nodes
+	jsonSet          fieldSet // lookup over jsonFields
 }
 
 // node is a compiled schema field.
@@ -52,6 +63,11 @@ type node struct {
 	embedded   bool
 	indicators []string
 	xf         *transform // how the value is derived from the input, and checked
+	// keep, from 1, is the place in state.kept of the value a top-level
+	// node's key holds in a JSON event, for derived fields to read;
+	// onlyKept nodes are not fields, only keys they read.
+	keep     int
+	onlyKept bool
 }
 
 // Compile prepares a parser for a schema.
@@ -81,8 +97,34 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		p.keyHashes = append(p.keyHashes, keyHash([]byte(k)))
 		p.missing = append(p.missing, fmt.Errorf("missing required field %s", k))
 	}
+	for _, n := range p.fields {
+		if n.xf == nil || n.xf.derive == nil {
+			p.scanned = append(p.scanned, n)
+			continue
+		}
+		p.derived = append(p.derived, n)
+		for _, path := range n.xf.from {
+			p.derivedRead = p.derivedRead.add(path)
+			if !slices.Contains(p.deriveTop, path[0]) {
+				p.deriveTop = append(p.deriveTop, path[0])
+			}
+		}
+	}
+	p.jsonFields = p.scanned
+	for j, k := range p.deriveTop {
+		at := slices.IndexFunc(p.scanned, func(n *node) bool { return n.in == k })
+		if at < 0 {
+			p.jsonFields = append(p.jsonFields, &node{name: k, in: k, onlyKept: true})
+			at = len(p.jsonFields) - 1
+		}
+		p.jsonFields[at].keep = j + 1
+	}
 	p.emits = p.canEmit()
-	p.set = newFieldSet(p.fields)
+	p.set = newFieldSet(p.scanned)
+	p.jsonSet = p.set
+	if len(p.jsonFields) > len(p.scanned) {
+		p.jsonSet = newFieldSet(p.jsonFields)
+	}
 	return p, nil
 }
 
@@ -318,6 +360,12 @@ type state struct {
 	// eventText is res.EventTime as the emit path wrote it in the event's
 	// own field, quoted, for p_event_time to copy; empty when not written.
 	eventText []byte
+	// dupKey is set when the emit path read a field's key twice in an
+	// object and kept the first, as fastjson does; the map path of a
+	// schema with derived fields decodes the event whole, keeping the last.
+	dupKey bool
+	in     []byte   // the JSON event being scanned, while kept is in use
+	kept   [][]byte // the values of node.keep's keys in it
 }
 
 func (st *state) object(fields []*node, in map[string]any, out map[string]any, prefix string) error {

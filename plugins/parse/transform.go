@@ -19,6 +19,7 @@ type transform struct {
 	// derive, when set, computes the field's input value from the whole
 	// event instead of reading the field's key (node.in).
 	derive func(root map[string]any) (any, bool)
+	from   [][]string // the paths derive reads
 	allow  map[string]bool
 	deny   map[string]bool
 	ip     string // ipv4, ipv6, any
@@ -42,6 +43,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 		if len(path) == 0 {
 			return nil, errors.New("copy needs from (a dotted path from the event's root)")
 		}
+		xf.from = [][]string{path}
 		xf.derive = func(root map[string]any) (any, bool) { return getPath(root, path) }
 	}
 	if f.Concat != nil {
@@ -53,6 +55,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 		for _, p := range f.Concat.Paths {
 			paths = append(paths, splitPath(p))
 		}
+		xf.from = paths
 		sep := f.Concat.Separator
 		xf.derive = func(root map[string]any) (any, bool) {
 			var parts []string
@@ -75,6 +78,7 @@ func compileTransform(f schema.Field) (*transform, error) {
 		if len(path) == 0 || sep == "" {
 			return nil, errors.New("split needs from and separator")
 		}
+		xf.from = [][]string{path}
 		xf.derive = func(root map[string]any) (any, bool) {
 			v, ok := getPath(root, path)
 			if !ok || v == nil {

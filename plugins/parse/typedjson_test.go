@@ -198,13 +198,26 @@ func TestTypedJSONRefusesWhatJSONRefuses(t *testing.T) {
 	}
 }
 
-// Log types without derived fields are written as JSON while they are
-// typed (emit.go). That JSON must decode to what the map path encodes, key
-// for key, or fail the same way, on every schema's test lines and random
-// changes to them (JSON values or line tokens); and carry no key twice.
+// Events are written as JSON while they are typed (emit.go). That JSON
+// must decode to what the map path encodes, key for key, or fail the same
+// way, on every schema's test lines and random changes to them (JSON
+// values or line tokens); and carry no key twice. The shipped schemas are
+// checked, and custom ones whose fields are derived from others (copy,
+// concat, split), which the emit path writes after the rest.
 func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
-	c := classifier(t)
 	rng := rand.New(rand.NewPCG(13, 17))
+	t.Run("shipped", func(t *testing.T) { emittedMatchesEncodedMap(t, classifier(t), rng) })
+	t.Run("derived", func(t *testing.T) {
+		c, err := LoadClassifier("testdata/derived")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.now = classifier(t).now
+		emittedMatchesEncodedMap(t, c, rng)
+	})
+}
+
+func emittedMatchesEncodedMap(t *testing.T, c *Classifier, rng *rand.Rand) {
 	checked, failed, emitted := 0, 0, 0
 	o := Origin{SourceID: "src", SourceLabel: "Source \"One\"", Partition: 2, Offset: 99, Index: 3}
 	for _, lt := range c.order {
@@ -229,51 +242,61 @@ func TestEmittedJSONMatchesEncodedMap(t *testing.T) {
 					if i%5 == 0 {
 						candidates = nil // several candidates: the required-key pre-check runs
 					}
-					got, failA := c.ClassifyJSON(in, candidates, o)
-					ev, failB := c.Classify(in, candidates, o)
 					checked++
-					if (failA == nil) != (failB == nil) || (got == nil) != (ev == nil) {
-						t.Fatalf("%s: outcomes differ on %s:\nJSON: %v %v\nmap:  %v %v", lt, in, got, failA, ev, failB)
-					}
-					if failA != nil {
-						if !reflect.DeepEqual(failA.Reasons, failB.Reasons) {
-							t.Fatalf("%s: reasons differ on %s:\nJSON: %v\nmap:  %v", lt, in, failA.Reasons, failB.Reasons)
-						}
+					if !emitsAsMaps(t, c, lt, in, candidates, o) {
 						failed++
-						continue
-					}
-					if got == nil {
-						continue // a header line: not an event, for both
-					}
-					want, err := envelope.EncodeEvent(ev)
-					if err != nil {
-						t.Fatal(err)
-					}
-					a, err := envelope.DecodeObject(got.JSON)
-					if err != nil {
-						t.Fatalf("%s: emitted invalid JSON %s: %v", lt, got.JSON, err)
-					}
-					b, _ := envelope.DecodeObject(want)
-					if !reflect.DeepEqual(a, b) {
-						t.Fatalf("%s: events differ on %s:\nJSON: %s\nmap:  %s", lt, in, got.JSON, want)
-					}
-					if n := strings.Count(string(got.JSON), `"p_row_id"`); n != 1 || got.RowID != a["p_row_id"] || got.LogType != a["p_log_type"] {
-						t.Fatalf("%s: p_row_id %d times, RowID %q, LogType %q in %s", lt, n, got.RowID, got.LogType, got.JSON)
-					}
-					if keys := topKeys(t, got.JSON); keys != len(a) {
-						t.Fatalf("%s: %d keys written, %d distinct, in %s", lt, keys, len(a), got.JSON)
 					}
 				}
 			}
 		}
 	}
 	t.Logf("checked %d, failed %d, %d log types emit", checked, failed, emitted)
-	// Every shipped log type is written by the emit path: one that fell
-	// back to maps would be several times slower (VPCDns and
-	// CloudTrailInsight did, for a rename, at 18 and 23 µs an event).
+	// Every log type is written by the emit path: one that fell back to
+	// maps would be several times slower (VPCDns and CloudTrailInsight
+	// did, for a rename, at 18 and 23 µs an event, and schemas with a
+	// derived field 5 to 7 times).
 	if emitted < len(c.order) || checked < 1000 || failed == 0 || failed == checked {
 		t.Fatalf("checked %d inputs, %d failed, %d log types emit: too weak", checked, failed, emitted)
 	}
+}
+
+// emitsAsMaps checks that ClassifyJSON writes what Classify's map path
+// encodes, or fails for the same reasons; false when both failed.
+func emitsAsMaps(t testing.TB, c *Classifier, lt string, in []byte, candidates []string, o Origin) bool {
+	t.Helper()
+	got, failA := c.ClassifyJSON(in, candidates, o)
+	ev, failB := c.Classify(in, candidates, o)
+	if (failA == nil) != (failB == nil) || (got == nil) != (ev == nil) {
+		t.Fatalf("%s: outcomes differ on %s:\nJSON: %v %v\nmap:  %v %v", lt, in, got, failA, ev, failB)
+	}
+	if failA != nil {
+		if !reflect.DeepEqual(failA.Reasons, failB.Reasons) {
+			t.Fatalf("%s: reasons differ on %s:\nJSON: %v\nmap:  %v", lt, in, failA.Reasons, failB.Reasons)
+		}
+		return false
+	}
+	if got == nil {
+		return true // a header line: not an event, for both
+	}
+	want, err := envelope.EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := envelope.DecodeObject(got.JSON)
+	if err != nil {
+		t.Fatalf("%s: emitted invalid JSON %s: %v", lt, got.JSON, err)
+	}
+	b, _ := envelope.DecodeObject(want)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("%s: events differ on %s:\nJSON: %s\nmap:  %s", lt, in, got.JSON, want)
+	}
+	if n := strings.Count(string(got.JSON), `"p_row_id"`); n != 1 || got.RowID != a["p_row_id"] || got.LogType != a["p_log_type"] {
+		t.Fatalf("%s: p_row_id %d times, RowID %q, LogType %q in %s", lt, n, got.RowID, got.LogType, got.JSON)
+	}
+	if keys := topKeys(t, got.JSON); keys != len(a) {
+		t.Fatalf("%s: %d keys written, %d distinct, in %s", lt, keys, len(a), got.JSON)
+	}
+	return true
 }
 
 var lineTokens = []string{"-", "abc", "12", "", "1.5", "2026-11-23T21:04:05Z", `"a quoted token"`, "[bracketed x]", "198.51.100.7:443"}
@@ -297,7 +320,7 @@ func mutateLine(rng *rand.Rand, line string) []byte {
 	return []byte(strings.Join(f, " "))
 }
 
-func topKeys(t *testing.T, b []byte) int {
+func topKeys(t testing.TB, b []byte) int {
 	t.Helper()
 	v, err := fastjson.ParseBytes(b)
 	if err != nil {
