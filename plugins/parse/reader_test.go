@@ -1,7 +1,10 @@
 package parse
 
 import (
+	"bytes"
+	"encoding/csv"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,6 +314,42 @@ func failsAlike(t *testing.T, c *Classifier, lt string, in []byte, reason string
 	for path, fail := range map[string]*envelope.ClassificationFailure{"JSON": viaJSON, "map": viaMap} {
 		if fail == nil || !strings.Contains(Describe(fail), reason) {
 			t.Errorf("%s (%s path): %v, want %q", in, path, fail, reason)
+		}
+	}
+}
+
+// FuzzCSVSplit: a line splitPlain takes is split as encoding/csv reads it.
+func FuzzCSVSplit(f *testing.F) {
+	for _, line := range []string{"a,b,c", " a, b ,c ", "a,,b,", "", "x", `a,"b,c",d`, "a\tb\tc", "a;b", "a b  c", "é·ü·x", "a\rb", "a,b\n"} {
+		f.Add([]byte(line), uint8(0), false)
+		f.Add([]byte(line), uint8(1), true)
+	}
+	delims := []rune{',', '\t', ';', ' ', '|', '·'}
+	f.Fuzz(func(t *testing.T, line []byte, d uint8, trim bool) {
+		delim := delims[int(d)%len(delims)]
+		got, ok := splitPlain(line, delim, trim)
+		if !ok {
+			return
+		}
+		r := csv.NewReader(bytes.NewReader(line))
+		r.Comma, r.LazyQuotes, r.FieldsPerRecord, r.TrimLeadingSpace = delim, true, -1, trim
+		want, err := r.Read()
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%q split on %q (trim %v): %q, csv reads %q (%v)", line, delim, trim, got, want, err)
+		}
+	})
+}
+
+// A delimiter csv would refuse on every line is refused when the schema
+// compiles.
+func TestCSVDelimiterRefused(t *testing.T) {
+	for _, d := range []string{`'"'`, `"\n"`} {
+		s, err := schema.Parse("bad.yml", []byte("schema: Custom.Bad\nparser:\n  csv:\n    delimiter: "+d+"\n    columns: [a]\nfields:\n  - {name: a, type: string}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Compile(s); err == nil || !strings.Contains(err.Error(), "csv delimiter") {
+			t.Errorf("delimiter %s: %v", d, err)
 		}
 	}
 }
