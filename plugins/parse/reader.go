@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"sync"
@@ -107,17 +108,7 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 		return nil, errors.New("csv parser needs columns, or hasHeader: true")
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
-	split := func(line []byte) ([]string, error) {
-		if rec, ok := splitPlain(line, delim, c.TrimSpace); ok {
-			return rec, nil
-		}
-		r := csv.NewReader(bytes.NewReader(line))
-		r.Comma = delim
-		r.LazyQuotes = true
-		r.FieldsPerRecord = -1
-		r.TrimLeadingSpace = c.TrimSpace
-		return r.Read()
-	}
+	split := newCSVSplitter(delim, c.TrimSpace).split
 	return func(m *native.Record, line, header []byte) error {
 		if c.SkipPrefix != "" && bytes.HasPrefix(line, []byte(c.SkipPrefix)) {
 			return errSkip
@@ -146,6 +137,70 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 		}
 		return nil
 	}, nil
+}
+
+// csvSplitter splits lines as encoding/csv reads them (LazyQuotes, any
+// number of fields).
+type csvSplitter struct {
+	delim rune
+	trim  bool // TrimLeadingSpace
+	// Readers are reused for lines with quotes: a line with no line feed
+	// is read to its end, which leaves nothing buffered for the next one.
+	readers sync.Pool
+}
+
+func newCSVSplitter(delim rune, trimLeadingSpace bool) *csvSplitter {
+	sp := &csvSplitter{delim: delim, trim: trimLeadingSpace}
+	sp.readers.New = func() any {
+		lr := &lineReader{}
+		lr.csv = sp.reader(&lr.src)
+		return lr
+	}
+	return sp
+}
+
+func (sp *csvSplitter) reader(src io.Reader) *csv.Reader {
+	r := csv.NewReader(src)
+	r.Comma = sp.delim
+	r.LazyQuotes = true
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = sp.trim
+	return r
+}
+
+func (sp *csvSplitter) split(line []byte) ([]string, error) {
+	if rec, ok := splitPlain(line, sp.delim, sp.trim); ok {
+		return rec, nil
+	}
+	if bytes.IndexByte(line, '\n') < 0 {
+		lr := sp.readers.Get().(*lineReader)
+		lr.src.line = line
+		rec, err := lr.csv.Read()
+		lr.src.line = nil
+		sp.readers.Put(lr)
+		if err == nil && len(rec) > 0 {
+			return rec, nil
+		}
+	}
+	// A fresh reader, so that an error's line numbers count from this line.
+	return sp.reader(bytes.NewReader(line)).Read()
+}
+
+// lineReader is a csv.Reader reading the lines given to its source.
+type lineReader struct {
+	src lineSource
+	csv *csv.Reader
+}
+
+type lineSource struct{ line []byte }
+
+func (s *lineSource) Read(p []byte) (int, error) {
+	if len(s.line) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.line)
+	s.line = s.line[n:]
+	return n, nil
 }
 
 // splitPlain splits a line as encoding/csv reads it (LazyQuotes, any
