@@ -361,3 +361,63 @@ func TestCSVDelimiterRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCustomReaders types a line of each custom line parser.
+func BenchmarkCustomReaders(b *testing.B) {
+	csvSchema := `
+schema: Custom.CSV
+parser:
+  csv:
+    delimiter: ";"
+    columns: [time, user, ip, bytes]
+fields:
+  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip]}
+  - {name: bytes, type: bigint}
+`
+	for _, tc := range []struct{ name, schema, line string }{
+		{"csv", csvSchema, `1700000000;alice;192.0.2.1;42`},
+		{"csv-quoted", csvSchema, `1700000000;"alice; the admin";192.0.2.1;42`},
+		{"fastmatch", `
+schema: Custom.Access
+parser:
+  fastmatch:
+    emptyValues: ["-"]
+    match: ['%{ip} - %{user} [%{time}] "%{method} %{path} %{proto}" %{status} %{size}']
+fields:
+  - {name: ip, type: string, indicators: [ip], required: true}
+  - {name: user, type: string}
+  - {name: time, type: timestamp, timeFormat: "%d/%b/%Y:%H:%M:%S %z", isEventTime: true}
+  - {name: method, type: string}
+  - {name: path, type: string}
+  - {name: proto, type: string}
+  - {name: status, type: int}
+  - {name: size, type: bigint}
+`, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`},
+		{"regex", `
+schema: Custom.Syslog
+parser:
+  regex:
+    patternDefinitions: {IP: '\d{1,3}(?:\.\d{1,3}){3}', WORD: '\w+'}
+    match: ['%{WORD:host} sshd\[(?P<pid>\d+)\]: Failed password for (?:invalid user )?%{WORD:user} from %{IP:ip}']
+fields:
+  - {name: host, type: string}
+  - {name: pid, type: int}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip], validate: {ip: ipv4}}
+`, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`},
+	} {
+		c := classifierOf(b, tc.schema)
+		lt, raw := c.order[0], []byte(tc.line)
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, f := c.ClassifyJSON(raw, []string{lt}, Origin{}); f != nil {
+					b.Fatal(Describe(f))
+				}
+			}
+		})
+	}
+}
