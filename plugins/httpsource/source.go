@@ -1,9 +1,6 @@
 package httpsource
 
 import (
-	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -13,13 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // Auth types.
@@ -208,67 +202,6 @@ var (
 	ErrTooLarge    = errors.New("decompressed body exceeds the limit")
 	ErrUnsupported = errors.New("unsupported content encoding")
 )
-
-// Encoding is the compression body's magic bytes show ("gzip", "zstd",
-// "zlib", or "zip", "bzip2" and "xz", which are refused), "" for none.
-func Encoding(body []byte) string {
-	switch {
-	case len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b:
-		return "gzip"
-	case len(body) >= 4 && body[0] == 0x28 && body[1] == 0xb5 && body[2] == 0x2f && body[3] == 0xfd:
-		return "zstd"
-	case len(body) >= 2 && body[0] == 0x78 && (uint16(body[0])<<8|uint16(body[1]))%31 == 0:
-		return "zlib"
-	case len(body) >= 4 && bytes.Equal(body[:4], []byte("PK\x03\x04")):
-		return "zip"
-	case len(body) >= 3 && bytes.Equal(body[:3], []byte("BZh")):
-		return "bzip2"
-	case len(body) >= 6 && bytes.Equal(body[:6], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return "xz"
-	}
-	return ""
-}
-
-// Decompress detects gzip, zstd and zlib from the body's magic bytes (not
-// the headers, which senders get wrong) and inflates up to limit bytes.
-// Uncompressed bodies are returned as they are.
-func Decompress(body []byte, limit int64) ([]byte, string, error) {
-	var r io.Reader
-	enc := Encoding(body)
-	switch enc {
-	case "":
-		return body, "", nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, enc, fmt.Errorf("corrupt gzip: %w", err)
-		}
-		r = zr
-	case "zstd":
-		zr, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1))
-		if err != nil {
-			return nil, enc, fmt.Errorf("corrupt zstd: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case "zlib":
-		zr, err := zlib.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, enc, fmt.Errorf("corrupt zlib: %w", err)
-		}
-		r = zr
-	default:
-		return nil, "", fmt.Errorf("%w: zip, bzip2 and xz are not accepted; send gzip, zstd or zlib", ErrUnsupported)
-	}
-	out, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, enc, fmt.Errorf("corrupt %s stream: %w", enc, err)
-	}
-	if int64(len(out)) > limit {
-		return nil, enc, ErrTooLarge
-	}
-	return out, enc, nil
-}
 
 // checkBuffered refuses a source whose one request may hold more than
 // max_buffered_bytes, which all requests share: it would always be
