@@ -21,27 +21,12 @@ var errMapPath = errors.New("left to the map path")
 
 // emitDerived writes the derived fields from root, the part of the event
 // they read; first reports that no field was written before or by it.
-func (st *state) emitDerived(b []byte, first bool, fields []*node, root map[string]any) (_ []byte, _ bool, err error) {
-	for _, f := range fields {
-		v, ok := f.xf.derive(root)
-		if !ok || v == nil {
-			if f.required {
-				return nil, false, errMapPath
-			}
-			continue
-		}
-		cv, err := st.value(f, v, fieldPath{name: f.name})
-		if err != nil {
-			return nil, false, errMapPath
-		}
-		if cv == nil {
-			continue
-		}
-		b = appendKey(b, first, f)
-		first = false
-		if b, err = envelope.AppendJSON(b, cv); err != nil {
-			return nil, false, errMapPath
-		}
+// Errors leave the event to the map path, which reports them in the
+// fields' order.
+func (st *state) emitDerived(b []byte, first bool, fields []*node, root map[string]any) ([]byte, bool, error) {
+	b, first, err := st.emitMapFields(b, first, fields, root)
+	if err != nil {
+		return nil, false, errMapPath
 	}
 	return b, first, nil
 }

@@ -221,7 +221,7 @@ func (sc *emitScratch) reset() {
 func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recordKeys) (_ []byte, first bool, _ error) {
 	set := &p.set
 	if set.ordered {
-		return st.emitMapFields(b, p.scanned, rec.Map())
+		return st.emitMapFields(b, true, p.scanned, rec.Map())
 	}
 	start := len(b)
 	var seen fieldBits
@@ -245,7 +245,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 		if err != nil {
 			// Which error is reported follows the fields' order, as in
 			// the map path: write the values that way to find it.
-			return st.emitMapFields(b[:start], p.scanned, rec.Map())
+			return st.emitMapFields(b[:start], true, p.scanned, rec.Map())
 		}
 		if b = nb; !wrote {
 			b = b[:mark]
@@ -254,7 +254,7 @@ func (st *state) emitRecord(b []byte, p *Parser, rec *native.Record, keys *recor
 		first = false
 	}
 	if !seen.covers(&set.required) {
-		return st.emitMapFields(b[:start], p.scanned, rec.Map())
+		return st.emitMapFields(b[:start], true, p.scanned, rec.Map())
 	}
 	return b, first, nil
 }
@@ -394,12 +394,16 @@ func canonicalInt(s string) bool {
 	return len(d) > 0 && len(d) <= 18 && (d[0] != '0' || d == s && len(d) == 1) && envelope.IsDigits(d)
 }
 
-// emitMapFields writes a line reader's map field by field, as object
-// would type it; first reports that no field was written.
-func (st *state) emitMapFields(b []byte, fields []*node, in map[string]any) (_ []byte, first bool, _ error) {
-	first = true
+// emitMapFields writes a top-level map's fields (a line reader's, or
+// what derived fields read) one by one, as object would type them, after
+// what b holds; first says no field was written before, and on return
+// that none was at all.
+func (st *state) emitMapFields(b []byte, first bool, fields []*node, in map[string]any) (_ []byte, _ bool, _ error) {
 	for _, f := range fields {
 		v, ok := in[f.in]
+		if f.xf != nil && f.xf.derive != nil {
+			v, ok = f.xf.derive(in) // a top-level map is the root
+		}
 		if !ok || v == nil {
 			if f.required {
 				return nil, false, fmt.Errorf("missing required field %s", f.name)

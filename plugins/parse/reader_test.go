@@ -65,21 +65,7 @@ func parseFails(t *testing.T, p *Parser, line, want string) {
 }
 
 func TestCSVParser(t *testing.T) {
-	p := mustSchema(t, `
-schema: Custom.CSV
-parser:
-  csv:
-    delimiter: ";"
-    columns: [time, user, ip, bytes]
-    emptyValues: ["-", "N/A"]
-    trimSpace: true
-    skipPrefix: "#"
-fields:
-  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
-  - {name: user, type: string, indicators: [username]}
-  - {name: ip, type: string, indicators: [ip]}
-  - {name: bytes, type: bigint}
-`)
+	p := mustSchema(t, csvSchema)
 	got := parseOK(t, p, `1700000000; "alice; the admin";192.0.2.1; 42`, "")
 	if got["user"] != "alice; the admin" || got["ip"] != "192.0.2.1" || got["bytes"] != int64(42) {
 		t.Fatalf("got %v", got)
@@ -117,24 +103,7 @@ fields:
 }
 
 func TestFastMatchParser(t *testing.T) {
-	p := mustSchema(t, `
-schema: Custom.Access
-parser:
-  fastmatch:
-    emptyValues: ["-"]
-    match:
-      - '%{ip} - %{user} [%{time}] "%{method} %{path} %{proto}" %{status} %{size}'
-      - '%{ip} %{status}'
-fields:
-  - {name: ip, type: string, indicators: [ip], required: true}
-  - {name: user, type: string}
-  - {name: time, type: timestamp, timeFormat: "%d/%b/%Y:%H:%M:%S %z", isEventTime: true}
-  - {name: method, type: string}
-  - {name: path, type: string}
-  - {name: proto, type: string}
-  - {name: status, type: int}
-  - {name: size, type: bigint}
-`)
+	p := mustSchema(t, accessSchema)
 	got := parseOK(t, p, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`, "")
 	if got["user"] != "frank" || got["path"] != "/a.gif" || got["proto"] != "HTTP/1.0" || got["status"] != int64(200) || got["time"] != "2000-10-10T20:55:36.000000000Z" {
 		t.Fatalf("got %v", got)
@@ -150,22 +119,7 @@ fields:
 }
 
 func TestRegexParser(t *testing.T) {
-	p := mustSchema(t, `
-schema: Custom.Syslog
-parser:
-  regex:
-    patternDefinitions:
-      IP: '\d{1,3}(?:\.\d{1,3}){3}'
-      WORD: '\w+'
-    match:
-      - '%{WORD:host} sshd\[(?P<pid>\d+)\]: '
-      - 'Failed password for (?:invalid user )?%{WORD:user} from %{IP:ip}'
-fields:
-  - {name: host, type: string}
-  - {name: pid, type: int}
-  - {name: user, type: string, indicators: [username]}
-  - {name: ip, type: string, indicators: [ip], validate: {ip: ipv4}}
-`)
+	p := mustSchema(t, syslogSchema)
 	got := parseOK(t, p, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`, "")
 	if got["host"] != "web1" || got["pid"] != int64(4242) || got["user"] != "root" || got["ip"] != "203.0.113.5" {
 		t.Fatalf("got %v", got)
@@ -362,51 +316,14 @@ func TestCSVDelimiterRefused(t *testing.T) {
 	}
 }
 
-// BenchmarkCustomReaders types a line of each custom line parser.
+// BenchmarkCustomReaders types a line of each custom line parser, by the
+// schemas of the tests above.
 func BenchmarkCustomReaders(b *testing.B) {
-	csvSchema := `
-schema: Custom.CSV
-parser:
-  csv:
-    delimiter: ";"
-    columns: [time, user, ip, bytes]
-fields:
-  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
-  - {name: user, type: string, indicators: [username]}
-  - {name: ip, type: string, indicators: [ip]}
-  - {name: bytes, type: bigint}
-`
 	for _, tc := range []struct{ name, schema, line string }{
 		{"csv", csvSchema, `1700000000;alice;192.0.2.1;42`},
 		{"csv-quoted", csvSchema, `1700000000;"alice; the admin";192.0.2.1;42`},
-		{"fastmatch", `
-schema: Custom.Access
-parser:
-  fastmatch:
-    emptyValues: ["-"]
-    match: ['%{ip} - %{user} [%{time}] "%{method} %{path} %{proto}" %{status} %{size}']
-fields:
-  - {name: ip, type: string, indicators: [ip], required: true}
-  - {name: user, type: string}
-  - {name: time, type: timestamp, timeFormat: "%d/%b/%Y:%H:%M:%S %z", isEventTime: true}
-  - {name: method, type: string}
-  - {name: path, type: string}
-  - {name: proto, type: string}
-  - {name: status, type: int}
-  - {name: size, type: bigint}
-`, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`},
-		{"regex", `
-schema: Custom.Syslog
-parser:
-  regex:
-    patternDefinitions: {IP: '\d{1,3}(?:\.\d{1,3}){3}', WORD: '\w+'}
-    match: ['%{WORD:host} sshd\[(?P<pid>\d+)\]: Failed password for (?:invalid user )?%{WORD:user} from %{IP:ip}']
-fields:
-  - {name: host, type: string}
-  - {name: pid, type: int}
-  - {name: user, type: string, indicators: [username]}
-  - {name: ip, type: string, indicators: [ip], validate: {ip: ipv4}}
-`, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`},
+		{"fastmatch", accessSchema, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`},
+		{"regex", syslogSchema, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`},
 	} {
 		c := classifierOf(b, tc.schema)
 		lt, raw := c.order[0], []byte(tc.line)
@@ -421,3 +338,56 @@ fields:
 		})
 	}
 }
+
+// The custom schemas of the line parsers' tests.
+const (
+	csvSchema = `
+schema: Custom.CSV
+parser:
+  csv:
+    delimiter: ";"
+    columns: [time, user, ip, bytes]
+    emptyValues: ["-", "N/A"]
+    trimSpace: true
+    skipPrefix: "#"
+fields:
+  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip]}
+  - {name: bytes, type: bigint}
+`
+	accessSchema = `
+schema: Custom.Access
+parser:
+  fastmatch:
+    emptyValues: ["-"]
+    match:
+      - '%{ip} - %{user} [%{time}] "%{method} %{path} %{proto}" %{status} %{size}'
+      - '%{ip} %{status}'
+fields:
+  - {name: ip, type: string, indicators: [ip], required: true}
+  - {name: user, type: string}
+  - {name: time, type: timestamp, timeFormat: "%d/%b/%Y:%H:%M:%S %z", isEventTime: true}
+  - {name: method, type: string}
+  - {name: path, type: string}
+  - {name: proto, type: string}
+  - {name: status, type: int}
+  - {name: size, type: bigint}
+`
+	syslogSchema = `
+schema: Custom.Syslog
+parser:
+  regex:
+    patternDefinitions:
+      IP: '\d{1,3}(?:\.\d{1,3}){3}'
+      WORD: '\w+'
+    match:
+      - '%{WORD:host} sshd\[(?P<pid>\d+)\]: '
+      - 'Failed password for (?:invalid user )?%{WORD:user} from %{IP:ip}'
+fields:
+  - {name: host, type: string}
+  - {name: pid, type: int}
+  - {name: user, type: string, indicators: [username]}
+  - {name: ip, type: string, indicators: [ip], validate: {ip: ipv4}}
+`
+)

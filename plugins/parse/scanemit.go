@@ -61,20 +61,24 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 			seen.add(i)
 			present.add(i)
 			f := fields[i]
-			if f.keep != 0 {
-				b, first, err = st.scanKept(b, first, s, f, depth)
-				break
-			}
-			mark := len(b)
-			b = appendKey(b, first, f)
-			var wrote bool
-			if b, wrote, err = st.scanValue(b, s, f, depth+1); err != nil {
-				return nil, false, err
-			}
-			if !wrote {
-				b = b[:mark]
+			start := s.Pos()
+			if f.onlyKept { // a key derived fields read, not a field
+				_, err = s.Skip(depth + 1 + scanMargin)
 			} else {
-				first = false
+				mark := len(b)
+				b = appendKey(b, first, f)
+				var wrote bool
+				if b, wrote, err = st.scanValue(b, s, f, depth+1); err != nil {
+					return nil, false, err
+				}
+				if !wrote {
+					b = b[:mark]
+				} else {
+					first = false
+				}
+			}
+			if f.keep != 0 && err == nil { // for derived fields to read
+				st.kept[f.keep-1] = st.in[start:s.Pos()]
 			}
 		}
 		if err != nil {
@@ -87,33 +91,6 @@ func (st *state) scanFields(b []byte, s *envelope.Scanner, fields []*node, set *
 	if !present.covers(&set.required) {
 		return nil, false, errUseTree
 	}
-	return b, first, nil
-}
-
-// scanKept is the default case of scanFields for a node whose value
-// derived fields read: the value is written as a field's (unless the node
-// is only kept) and kept.
-func (st *state) scanKept(b []byte, first bool, s *envelope.Scanner, f *node, depth int) (_ []byte, _ bool, err error) {
-	start := s.Pos()
-	if f.onlyKept {
-		_, err = s.Skip(depth + 1 + scanMargin)
-	} else {
-		mark := len(b)
-		b = appendKey(b, first, f)
-		var wrote bool
-		if b, wrote, err = st.scanValue(b, s, f, depth+1); err != nil {
-			return nil, false, err
-		}
-		if !wrote {
-			b = b[:mark]
-		} else {
-			first = false
-		}
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	st.kept[f.keep-1] = st.in[start:s.Pos()]
 	return b, first, nil
 }
 
