@@ -625,6 +625,14 @@ output:
 htp:
   address: 0.0.0.0:4195
 `,
+		"consume.yaml": `input:
+  caracal_kafka:
+    topics: [caracal.raw]
+    consumer_group: g
+    kafka_metadata: [kafka_partition, kafka_ofset]
+output:
+  drop: {}
+`,
 		"lookup.yml": `name: bad_ips
 primary_key: cidr
 key_type: cidr
@@ -720,6 +728,7 @@ fields:
 		filepath.Join(dir, "pipeline2.yaml") + ":12: value hmca is not a valid option for this field (did you mean hmac?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":16: unable to infer component type: caracal_detec (did you mean caracal_detect?)",
 		filepath.Join(dir, "pipeline2.yaml") + ":19: field htp not recognised (did you mean http?)",
+		filepath.Join(dir, "consume.yaml") + `:5: kafka_metadata "kafka_ofset": want some of kafka_topic, kafka_partition, kafka_offset, kafka_key, kafka_timestamp_unix_nano`,
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "process.yaml") + `:5: warning: filter for source "dmeo": no caracal_http source has that id (did you mean demo?), so the filter never applies`,
 		filepath.Join(dir, "process.yaml") + `:6: filter for source "dmeo": exclude: unknown function contans (did you mean the contains operator: a contains b?)`,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -40,6 +41,11 @@ func inputSpec() *service.ConfigSpec {
 			service.NewDurationField("commit_period").
 				Description("How often acknowledged offsets are committed.").
 				Default("1s").Advanced(),
+			service.NewStringListField("kafka_metadata").
+				Description("The `kafka_*` metadata each message carries. A stage that reads few of them names those: Benthos keeps a message's metadata in a map that costs twice as much past eight entries, and a `caracal.raw` record already brings five headers.").
+				Example([]string{envelope.MetaKafkaPartition, envelope.MetaKafkaOffset}).
+				Default(kafkaMetadata).Advanced().
+				LintRule(`root = if this.type() == "string" && !`+kafkaMetadataList+`.contains(this) { ["kafka_metadata %q: want some of %s".format(this, `+kafkaMetadataList+`.join(", "))] }`), // run on each name
 			service.NewBoolField("transactional").
 				Description("Exactly once for a consume → transform → produce stage: records are consumed in Kafka transactions, and a `caracal_kafka` output with `transaction_group` set to this `consumer_group` produces inside them; offsets and output commit together once every batch of a poll is acknowledged, and a refusal or crash aborts both, so a replay never duplicates downstream records.").
 				Default(false),
@@ -101,10 +107,42 @@ func brokersFrom(conf *service.ParsedConfig, res *service.Resources) ([]string, 
 
 type input struct {
 	cfg      ConsumerConfig
+	meta     kafkaMeta
 	c        *Consumer
 	txn      bool
 	tc       *TxnConsumer
 	sessions *Sessions
+}
+
+// kafkaMetadata is every kafka_* metadata a message may carry, in the
+// order of kafkaMeta's bits.
+var kafkaMetadata = []string{envelope.MetaKafkaTopic, envelope.MetaKafkaPartition, envelope.MetaKafkaOffset, envelope.MetaKafkaKey, envelope.MetaKafkaTimestamp}
+
+// kafkaMetadataList is kafkaMetadata as a Bloblang array, for the lint.
+var kafkaMetadataList = `["` + strings.Join(kafkaMetadata, `","`) + `"]`
+
+// kafkaMeta is a set of kafka_* metadata.
+type kafkaMeta uint8
+
+const (
+	metaTopic kafkaMeta = 1 << iota
+	metaPartition
+	metaOffset
+	metaKey
+	metaTimestamp
+	allKafkaMeta = 1<<iota - 1
+)
+
+func parseKafkaMeta(names []string) (kafkaMeta, error) {
+	var k kafkaMeta
+	for _, n := range names {
+		i := slices.Index(kafkaMetadata, n)
+		if i < 0 {
+			return 0, fmt.Errorf("kafka_metadata %q: want some of %s", n, strings.Join(kafkaMetadata, ", "))
+		}
+		k |= 1 << i
+	}
+	return k, nil
 }
 
 type sessionsKey struct{}
@@ -140,6 +178,14 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 	if cfg.CommitEvery, err = conf.FieldDuration("commit_period"); err != nil {
 		return nil, err
 	}
+	names, err := conf.FieldStringList("kafka_metadata")
+	if err != nil {
+		return nil, err
+	}
+	meta, err := parseKafkaMeta(names)
+	if err != nil {
+		return nil, err
+	}
 	txn, err := conf.FieldBool("transactional")
 	if err != nil {
 		return nil, err
@@ -147,9 +193,9 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 	if txn {
 		// No automatic retry: a refused batch aborts the transaction and
 		// its records are consumed again.
-		return &input{cfg: cfg, txn: true, sessions: sessionsOf(res)}, nil
+		return &input{cfg: cfg, meta: meta, txn: true, sessions: sessionsOf(res)}, nil
 	}
-	return service.AutoRetryNacksBatched(&input{cfg: cfg}), nil
+	return service.AutoRetryNacksBatched(&input{cfg: cfg, meta: meta}), nil
 }
 
 func (in *input) Connect(ctx context.Context) error {
@@ -190,7 +236,7 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		}
 		return nil, nil, err
 	}
-	batch := messages(b)
+	batch := messages(b, in.meta)
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
 	return batch, func(ctx context.Context, err error) error {
@@ -205,8 +251,8 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 }
 
 // messages are a batch's records as messages: the value, the record
-// headers as metadata and the kafka_* metadata.
-func messages(b *Batch) service.MessageBatch {
+// headers as metadata and the kafka_* metadata in meta.
+func messages(b *Batch, meta kafkaMeta) service.MessageBatch {
 	batch := make(service.MessageBatch, len(b.Records))
 	// Integers stay integers (MetaGet formats them on demand), and the
 	// batch's topic and partition are boxed once: metadata was most of
@@ -219,11 +265,21 @@ func messages(b *Batch) service.MessageBatch {
 		for _, h := range r.Headers {
 			m.MetaSetMut(h.Key, bytesString(h.Value))
 		}
-		m.MetaSetMut(envelope.MetaKafkaTopic, topic)
-		m.MetaSetMut(envelope.MetaKafkaPartition, part)
-		m.MetaSetMut(envelope.MetaKafkaOffset, r.Offset)
-		m.MetaSetMut(envelope.MetaKafkaKey, bytesString(r.Key))
-		m.MetaSetMut(envelope.MetaKafkaTimestamp, r.Timestamp.UnixNano())
+		if meta&metaTopic != 0 {
+			m.MetaSetMut(envelope.MetaKafkaTopic, topic)
+		}
+		if meta&metaPartition != 0 {
+			m.MetaSetMut(envelope.MetaKafkaPartition, part)
+		}
+		if meta&metaOffset != 0 {
+			m.MetaSetMut(envelope.MetaKafkaOffset, r.Offset)
+		}
+		if meta&metaKey != 0 {
+			m.MetaSetMut(envelope.MetaKafkaKey, bytesString(r.Key))
+		}
+		if meta&metaTimestamp != 0 {
+			m.MetaSetMut(envelope.MetaKafkaTimestamp, r.Timestamp.UnixNano())
+		}
 		batch[i] = m
 	}
 	return batch

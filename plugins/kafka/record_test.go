@@ -75,7 +75,7 @@ func TestHeadersRoundTripPerRecord(t *testing.T) {
 			t.Fatalf("record %d: topic %q key %q", i, r.Topic, r.Key)
 		}
 	}
-	for i, m := range messages(&Batch{Topic: envelope.TopicRaw, Partition: 3, Records: recs}) {
+	for i, m := range messages(&Batch{Topic: envelope.TopicRaw, Partition: 3, Records: recs}, allKafkaMeta) {
 		for k, want := range map[string]string{
 			envelope.MetaSourceID: fmt.Sprintf("source-%d", i), envelope.MetaKafkaKey: fmt.Sprintf("req-%d", i),
 			envelope.MetaKafkaTopic: envelope.TopicRaw, envelope.MetaKafkaPartition: "3",
@@ -91,8 +91,36 @@ func TestHeadersRoundTripPerRecord(t *testing.T) {
 	}
 }
 
+// kafka_metadata chooses the kafka_* metadata; the headers always come.
+func TestKafkaMetadataChosen(t *testing.T) {
+	meta, err := parseKafkaMeta([]string{envelope.MetaKafkaPartition, envelope.MetaKafkaOffset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &kgo.Record{Key: []byte("req-1"), Value: []byte("{}"), Offset: 42, Timestamp: time.Unix(1, 0),
+		Headers: []kgo.RecordHeader{{Key: envelope.MetaSourceID, Value: []byte("demo")}}}
+	m := messages(&Batch{Topic: envelope.TopicRaw, Partition: 3, Records: []*kgo.Record{rec}}, meta)[0]
+	for k, want := range map[string]string{envelope.MetaSourceID: "demo", envelope.MetaKafkaPartition: "3", envelope.MetaKafkaOffset: "42"} {
+		if got, _ := m.MetaGet(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	for _, k := range []string{envelope.MetaKafkaTopic, envelope.MetaKafkaKey, envelope.MetaKafkaTimestamp} {
+		if v, ok := m.MetaGet(k); ok {
+			t.Errorf("%s = %q, not asked for", k, v)
+		}
+	}
+	if all, err := parseKafkaMeta(kafkaMetadata); err != nil || all != allKafkaMeta {
+		t.Errorf("every name: %b %v", all, err)
+	}
+	if _, err := parseKafkaMeta([]string{"kafka_headers"}); err == nil || !strings.Contains(err.Error(), envelope.MetaKafkaTimestamp) {
+		t.Errorf("an unknown name: %v", err)
+	}
+}
+
 // The consumer's cost per record beside the pipeline: a record of
-// caracal.raw (five headers) as a message with its metadata.
+// caracal.raw (five headers) as a message with its metadata, all the
+// kafka_* metadata or the two the process stage reads.
 func BenchmarkMessages(b *testing.B) {
 	recs := make([]*kgo.Record, 500)
 	for i := range recs {
@@ -104,11 +132,15 @@ func BenchmarkMessages(b *testing.B) {
 			}}
 	}
 	batch := &Batch{Topic: envelope.TopicRaw, Records: recs}
-	b.ReportAllocs()
-	for b.Loop() {
-		messages(batch)
+	for name, meta := range map[string]kafkaMeta{"all": allKafkaMeta, "partition+offset": metaPartition | metaOffset} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				messages(batch, meta)
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 }
 
 // The producer's cost per record beside the broker: an ingest message
@@ -152,7 +184,7 @@ func TestRecordsOfOneRequestKeepTheirOwnOffsets(t *testing.T) {
 		recs = append(recs, &kgo.Record{Key: []byte(req), Value: []byte(fmt.Sprintf(`{"n":%d}`, i)), Offset: int64(40 + i), Timestamp: at,
 			Headers: []kgo.RecordHeader{{Key: envelope.MetaRequestID, Value: []byte(req)}, {Key: envelope.MetaSourceID, Value: []byte("demo")}}})
 	}
-	batch := messages(&Batch{Topic: envelope.TopicRaw, Partition: 1, Records: recs})
+	batch := messages(&Batch{Topic: envelope.TopicRaw, Partition: 1, Records: recs}, allKafkaMeta)
 	batch[1].MetaSetMut(envelope.MetaTopic, envelope.TopicEvents)
 	for i, m := range batch {
 		body, _ := m.AsBytes()
