@@ -222,7 +222,9 @@ func (c *Classifier) failure(raw []byte, tried []string, reasons []envelope.Fail
 // {"Records": [...]} wrapper yields its records, anything else itself.
 func SplitRecords(raw []byte) [][]byte {
 	t := bytes.TrimSpace(raw)
-	if len(t) == 0 || t[0] != '{' || !bytes.Contains(t, []byte(`"Records"`)) {
+	// The wrapper's one key is its first: looking there, not through the
+	// whole event, took a sixtieth of all the CPU of `make bench`.
+	if len(t) == 0 || t[0] != '{' || !bytes.HasPrefix(bytes.TrimLeft(t[1:], " \t\r\n"), []byte(`"Records"`)) {
 		return [][]byte{raw}
 	}
 	var w map[string]json.RawMessage

@@ -33,3 +33,19 @@ func BenchmarkClassifyAmongAll(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSplitRecords: the process stage asks of every raw record
+// whether it is CloudTrail's Records wrapper; most are single events.
+func BenchmarkSplitRecords(b *testing.B) {
+	one := sample(b)
+	wrapped := []byte(`{"Records":[` + strings.Repeat(string(one)+",", 9) + string(one) + `]}`)
+	for name, raw := range map[string][]byte{"event": one, "wrapper-of-10": wrapped} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				SplitRecords(raw)
+			}
+		})
+	}
+}

@@ -101,6 +101,19 @@ func TestRecordsWrapperAndFailures(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("Records wrapper split into %d", len(recs))
 	}
+	// Only an object whose one key is Records is a wrapper, white space
+	// or not.
+	for raw, want := range map[string]int{
+		" {\n\t\"Records\" : [{\"a\":1},{\"b\":2}]}": 2,
+		`{"Records":[{"a":1}],"other":1}`:            1,
+		`{"other":1,"Records":[{"a":1},{"b":2}]}`:    1,
+		`{"Records":[]}`:                             1,
+		`{"Records":{"a":1}}`:                        1,
+	} {
+		if got := SplitRecords([]byte(raw)); len(got) != want || want == 1 && string(got[0]) != raw {
+			t.Errorf("%s: %d records %q, want %d", raw, len(got), got, want)
+		}
+	}
 	for i, r := range recs {
 		ev, f := c.Classify(r, []string{"AWS.CloudTrail"}, Origin{Index: i})
 		if f != nil {
