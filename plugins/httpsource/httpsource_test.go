@@ -725,3 +725,17 @@ func TestListenOnATakenAddress(t *testing.T) {
 		t.Fatalf("listen on a taken address: %v", err)
 	}
 }
+
+// BenchmarkSplitJSONArray splits a JSON array of 100 CloudTrail-like
+// events, the way `make bench` posts them.
+func BenchmarkSplitJSONArray(b *testing.B) {
+	event := `{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:ci","arn":"arn:aws:sts::111122223333:assumed-role/ci/x","accountId":"111122223333"},"eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.1.2.3","userAgent":"aws-cli/2.15.0 \"quoted\"","requestParameters":{"instancesSet":{"items":[{"instanceId":"i-0abc"}]},"filterSet":{}},"responseElements":null,"requestID":"0f8fad5b-d9cb-469f-a165-70867728950e","eventID":"7c9e6679-7425-40de-944b-e07fc1f90ae7","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333"}`
+	body := []byte("[" + strings.TrimSuffix(strings.Repeat(event+",", 100), ",") + "]")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ev, err := Split(body); err != nil || len(ev) != 100 {
+			b.Fatal(err, len(ev))
+		}
+	}
+}
