@@ -167,22 +167,44 @@ func (s *Scanner) skipStr() error {
 	if s.Next() != '"' {
 		return ErrSyntax
 	}
-	start := s.i + 1
-	for j := start; ; {
-		q := bytes.IndexByte(s.b[j:], '"')
-		if q < 0 {
-			return ErrSyntax
-		}
-		q += j
+	q := StringEnd(s.b, s.i+1)
+	if q < 0 {
+		return ErrSyntax
+	}
+	s.i = q + 1
+	return nil
+}
+
+// StringEnd returns the index of the quote that closes the JSON string
+// whose text starts at b[start], or -1: the first quote after an even run
+// of backslashes (each pair is one escaped backslash). It only looks for
+// the end, not at what the string holds.
+func StringEnd(b []byte, start int) int {
+	q := bytes.IndexByte(b[start:], '"')
+	if q < 0 {
+		return -1
+	}
+	if q += start; q == start || b[q-1] != '\\' {
+		return q // most strings: no backslash before their quote (inlined)
+	}
+	return escapedStringEnd(b, start, q)
+}
+
+// escapedStringEnd is StringEnd from a quote q after a backslash.
+func escapedStringEnd(b []byte, start, q int) int {
+	for {
 		k := q
-		for k > start && s.b[k-1] == '\\' {
+		for k > start && b[k-1] == '\\' {
 			k--
 		}
 		if (q-k)%2 == 0 {
-			s.i = q + 1
-			return nil
+			return q
 		}
-		j = q + 1
+		next := bytes.IndexByte(b[q+1:], '"')
+		if next < 0 {
+			return -1
+		}
+		q += 1 + next
 	}
 }
 

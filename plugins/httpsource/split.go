@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
 
@@ -243,7 +244,7 @@ func objectEnd(b []byte, start int) int {
 	for i := start; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			if i = stringEnd(b, i+1); i < 0 {
+			if i = envelope.StringEnd(b, i+1); i < 0 {
 				return -1
 			}
 		case '{', '[':
@@ -259,27 +260,6 @@ func objectEnd(b []byte, start int) int {
 		}
 	}
 	return -1
-}
-
-// stringEnd returns the index of the quote that closes the string whose
-// text starts at b[j], or -1: the first quote after an even run of
-// backslashes (each pair is one escaped backslash).
-func stringEnd(b []byte, j int) int {
-	for {
-		q := bytes.IndexByte(b[j:], '"')
-		if q < 0 {
-			return -1
-		}
-		q += j
-		k := q
-		for k > j && b[k-1] == '\\' {
-			k--
-		}
-		if (q-k)%2 == 0 {
-			return q
-		}
-		j = q + 1
-	}
 }
 
 func (sp *splitter) lines(b []byte) ([][]byte, error) {

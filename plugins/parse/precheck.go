@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+
+	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
 // precheck trims a JSON event and, when keys is set, looks for the
@@ -102,7 +104,7 @@ func (s *keySearch) add(h uint64) {
 
 // index adds every key of raw, at any depth, to the filter: each string
 // followed by a colon. Values are skipped, so this is one pass of
-// IndexByte over the event. JSON that is not well formed only has to be
+// envelope.StringEnd over the event. JSON that is not well formed only has to be
 // indexed well enough not to lose a key the full parse would find, and
 // the full parse then rejects it anyway.
 func (s *keySearch) index(raw []byte) {
@@ -113,19 +115,10 @@ func (s *keySearch) index(raw []byte) {
 			return
 		}
 		start := i + q + 1
-		end := start
-		for {
-			e := bytes.IndexByte(raw[end:], '"')
-			if e < 0 {
-				s.anyKey = true // unterminated: leave it to the full parse
-				return
-			}
-			end += e
-			if escapedQuote(raw[start:end]) {
-				end++
-				continue
-			}
-			break
+		end := envelope.StringEnd(raw, start)
+		if end < 0 {
+			s.anyKey = true // unterminated: leave it to the full parse
+			return
 		}
 		i = end + 1
 		j := i
@@ -143,14 +136,4 @@ func (s *keySearch) index(raw []byte) {
 		s.add(keyHash(key))
 		i = j + 1
 	}
-}
-
-// escapedQuote reports whether the quote after s is escaped: s ends with an
-// odd number of backslashes.
-func escapedQuote(s []byte) bool {
-	n := 0
-	for i := len(s) - 1; i >= 0 && s[i] == '\\'; i-- {
-		n++
-	}
-	return n%2 == 1
 }
