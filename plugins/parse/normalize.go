@@ -201,7 +201,7 @@ func (p *Parser) Parse(raw []byte) (*Result, error) { return p.ParseLine(raw, ni
 // ParseLine is Parse for a line of a stream whose header line (CSV, VPC
 // Flow custom formats) the sender sent first; header may be nil.
 func (p *Parser) ParseLine(raw, header []byte) (*Result, error) {
-	return p.parse(raw, header, &keySearch{})
+	return p.parse(raw, header, searchBytes)
 }
 
 // parse is ParseLine; keys, when set, pre-checks the required keys before
