@@ -426,3 +426,69 @@ func TestDeliveryErrorsWithholdTheURLSecret(t *testing.T) {
 		}
 	}
 }
+
+// An alert whose transaction aborted after its delivery (a broker restart,
+// a rebalance) comes to the notifier again: the replay must not post it
+// again where it was delivered, and must retry where it failed.
+func TestReplayedAlertIsNotPostedTwice(t *testing.T) {
+	flaky := newHTTPReceiver(t, 200, 500, 500, 500) // fails the first delivery's 3 attempts
+	good := newHTTPReceiver(t, 200)
+	n := &notifier{log: testLogger(), dests: []Destination{
+		&Webhook{Name: "flaky", URL: flaky.URL, Retry: fastRetry()},
+		&Webhook{Name: "good", URL: good.URL, Retry: fastRetry()},
+	}}
+	a := sampleAlert()
+	raw, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := service.MessageBatch{service.NewMessage(raw)}
+	for replay := 0; replay < 3; replay++ {
+		if err := n.WriteBatch(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(r *httpReceiver, typ string) (n int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, b := range r.bodies {
+			if b["type"] == typ && (typ != "RULE" || b["alertId"] == a.AlertID) {
+				n++
+			}
+		}
+		return n
+	}
+	if got := count(good, "RULE"); got != 1 {
+		t.Errorf("the good destination got the alert %d times over 3 deliveries, want once", got)
+	}
+	if got := count(good, "SYSTEM_ERROR"); got != 1 {
+		t.Errorf("the good destination got %d system errors about the flaky one, want 1", got)
+	}
+	// 3 failed attempts, then the first replay's successful one; the
+	// second replay sends nothing.
+	if got := count(flaky, "RULE"); got != 4 {
+		t.Errorf("the flaky destination got %d requests, want 3 failed and 1 retried on replay", got)
+	}
+}
+
+// The set of delivered alerts is bounded: past two generations a key is
+// forgotten (a replay then re-sends, as after a crash).
+func TestSentSetIsBounded(t *testing.T) {
+	var s sentSet
+	s.add("first")
+	for i := 0; i < 2*sentGeneration; i++ {
+		s.add(fmt.Sprint(i))
+		if i == sentGeneration && !s.has("first") {
+			t.Fatal("forgot a key one generation later")
+		}
+	}
+	if s.has("first") {
+		t.Error("kept a key two generations later")
+	}
+	if !s.has(fmt.Sprint(2*sentGeneration - 1)) {
+		t.Error("forgot the latest key")
+	}
+	if n := len(s.cur) + len(s.prev); n > 2*sentGeneration {
+		t.Errorf("holds %d keys, want at most %d", n, 2*sentGeneration)
+	}
+}

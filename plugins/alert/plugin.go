@@ -361,6 +361,43 @@ type notifier struct {
 
 	mu     sync.Mutex
 	raised map[string]time.Time // destination → last SYSTEM_ERROR about it
+
+	sent sentSet
+}
+
+// sentSet remembers which destination took which alert in this process. An
+// alert reaches the notifier again when its transaction aborts after the
+// delivery (a broker restart, a rebalance, the Kafka output refusing the
+// batch): the replay must commit it to caracal.alerts, and must not post it
+// to Slack a second time. A crash forgets the set; then the replay re-sends,
+// with the same alertId. Bounded: two generations of at most sentGeneration
+// keys.
+type sentSet struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const sentGeneration = 50_000
+
+func sentKey(a *envelope.Alert, d Destination) string { return a.AlertID + "\x00" + d.ID() }
+
+func (s *sentSet) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, in := s.cur[key]
+	if !in {
+		_, in = s.prev[key]
+	}
+	return in
+}
+
+func (s *sentSet) add(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || len(s.cur) >= sentGeneration {
+		s.prev, s.cur = s.cur, make(map[string]struct{})
+	}
+	s.cur[key] = struct{}{}
 }
 
 // destinationFailed raises a SYSTEM_ERROR about a destination that gave up
@@ -467,16 +504,25 @@ func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	return nil
 }
 
-// deliver logs the alert and hands it to every destination that accepts it.
+// deliver logs the alert and hands it to every destination that accepts it
+// and has not taken it already (see sentSet).
 func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
+	var to []Destination
+	for _, d := range n.dests {
+		if d.Accepts(a) && outputAllowed(a, d.ID()) && !n.sent.has(sentKey(a, d)) {
+			to = append(to, d)
+		}
+	}
+	if len(to) == 0 && n.sent.has(a.AlertID) {
+		n.log.Debugf("Alert %s came again (its transaction was replayed); every destination has it already", a.AlertID)
+		return nil
+	}
+	n.sent.add(a.AlertID)
 	n.log.Infof("ALERT %s [%s] %s: %s (alert %s, %d event(s))", a.Type, a.Severity, a.ID, a.Title, a.AlertID, a.EventCount)
 	if !n.routable(a) {
 		n.unrouted(ctx, a)
 	}
-	for _, d := range n.dests {
-		if !d.Accepts(a) || !outputAllowed(a, d.ID()) {
-			continue
-		}
+	for _, d := range to {
 		if err := d.Deliver(ctx, a); err != nil {
 			if ctx.Err() != nil {
 				return err // stopping: the batch is redelivered after restart
@@ -486,7 +532,9 @@ func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 			// failure is raised on the other destinations.
 			n.log.Errorf("Alert %s not delivered to %s: %v", a.AlertID, d.ID(), err)
 			n.destinationFailed(ctx, d, a, err)
+			continue
 		}
+		n.sent.add(sentKey(a, d))
 	}
 	return nil
 }
