@@ -32,6 +32,11 @@ type ConsumerConfig struct {
 	// OnStall, when set, receives an error message when the group's
 	// offsets stay held by a hanging transaction (see stallWatch).
 	OnStall func(msg string)
+	// DataDir, when set, keeps a transactional consumer's id across
+	// restarts (see processID).
+	DataDir string
+	// OnWarn, when set, receives warnings.
+	OnWarn func(msg string)
 }
 
 // Consumer hands out per-partition batches and commits a partition's offset

@@ -159,7 +159,10 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		return nil, err
 	}
 	log := res.Logger()
-	cfg := ConsumerConfig{Brokers: brokers, ClientID: "caracal", OnStall: func(msg string) { log.Error(msg) }}
+	cfg := ConsumerConfig{
+		Brokers: brokers, ClientID: "caracal", DataDir: settings.From(res).DataDir,
+		OnStall: func(msg string) { log.Error(msg) }, OnWarn: func(msg string) { log.Warn(msg) },
+	}
 	if cfg.Topics, err = conf.FieldStringList("topics"); err != nil {
 		return nil, err
 	}

@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,6 +32,7 @@ type TxnConsumer struct {
 	failed      bool
 	inTxn       bool
 	closed      bool
+	release     func() // the kept transactional id's slot
 }
 
 // NewTxnConsumer joins the group with a transactional producer.
@@ -44,17 +43,16 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = 5000
 	}
-	var id [8]byte
-	_, _ = rand.Read(id[:])
+	id, release := processID(cfg)
 	reset := kgo.NewOffset().AtEnd()
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
 	opts := append(groupOpts(cfg),
 		kgo.ConsumeResetOffset(reset),
-		// KIP-447: the group generation fences zombies, so the id only has
-		// to be unique per process.
-		kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(id[:])),
+		// Unique per live process (KIP-447: the group generation fences
+		// zombies), and kept across restarts (see keptID).
+		kgo.TransactionalID(cfg.Group+"-"+id),
 		kgo.TransactionTimeout(TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
 		kgo.MaxVersions(withoutTransactionsV2()),
@@ -63,9 +61,18 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("kafka transactional consumer %s: %w", cfg.Group, err)
 	}
-	c := &TxnConsumer{sess: sess, cfg: cfg}
+	// Registering the id now, before anything is consumed, aborts a
+	// killed predecessor's open transaction (see keptID). Not reaching the
+	// broker is not fatal: the first transaction registers it.
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil && cfg.OnWarn != nil {
+		cfg.OnWarn(fmt.Sprintf("Consumer group %s: registering transactional id %s-%s: %v", cfg.Group, cfg.Group, id, err))
+	}
+	c := &TxnConsumer{sess: sess, cfg: cfg, release: release}
 	c.cond = sync.NewCond(&c.mu)
 	return c, nil
 }
@@ -266,6 +273,7 @@ func (c *TxnConsumer) Close(ctx context.Context) error {
 		}
 	}
 	c.sess.Close()
+	c.release()
 	return nil
 }
 

@@ -61,33 +61,18 @@ func testStopWhileEndingCommits(t *testing.T, brokers []string) {
 // want records that read_committed readers see.
 func stable(t *testing.T, brokers []string, topic string, want int64) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The broker answers a commit once it is decided and writes the
 	// markers that end it on the partitions just after: give it a moment.
 	for {
-		lso, err := adm.ListCommittedOffsets(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hwm, err := adm.ListEndOffsets(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, _ := lso.Lookup(topic, 0)
-		h, _ := hwm.Lookup(topic, 0)
-		if l.Offset == h.Offset {
+		lso, hwm := stableAndEnd(t, brokers, topic)
+		if lso == hwm {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%s: a transaction was left open after a graceful stop (last stable offset %d, high watermark %d)", topic, l.Offset, h.Offset)
+			t.Fatalf("%s: a transaction is still open (last stable offset %d, high watermark %d)", topic, lso, hwm)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -148,4 +133,83 @@ func testAbortHangingLeavesLiveTransactions(t *testing.T, brokers []string) {
 		t.Fatalf("the live transaction could not commit: %v", err)
 	}
 	stable(t, brokers, topic, 1)
+}
+
+// A stage process killed mid-transaction and restarted with the same data
+// dir takes back its transactional id, which makes the broker abort the dead
+// process's transaction at once: its output's read_committed readers (the
+// alert stage behind detect) do not wait for the transaction timeout.
+func testRestartAbortsTheKilledTransaction(t *testing.T, brokers []string) {
+	in := kafkatest.Topic(t, brokers, "crash-in", 1)
+	out := kafkatest.Topic(t, brokers, "crash-out", 1)
+	produceN(t, brokers, in, 0, 1)
+	cfg := kafka.ConsumerConfig{Brokers: brokers, Topics: []string{in}, Group: in + "-g", FromBeginning: true, DataDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	killed, err := kafka.NewTxnConsumer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := killed.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killed.Produce(ctx, []*kgo.Record{{Topic: out, Partition: 0, Value: b.Records[0].Value}}); err != nil {
+		t.Fatal(err)
+	}
+	if lso, hwm := stableAndEnd(t, brokers, out); lso == hwm {
+		t.Fatal("set-up: the produced record is not in an open transaction")
+	}
+	killed.ReleaseIDForTest()
+
+	restarted, err := kafka.NewTxnConsumer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close(context.Background())
+	stable(t, brokers, out, 0) // aborted: no open transaction, nothing committed
+
+	// The dead process's group membership goes (here: it leaves), and
+	// the restarted one consumes the record again.
+	_ = killed.Close(context.Background())
+	b, err = restarted.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b.Records[0].Value) != "0" {
+		t.Fatalf("restarted consumer got %q, want the record again", b.Records[0].Value)
+	}
+}
+
+// stableAndEnd returns topic partition 0's last stable offset and high
+// watermark: they differ while a transaction is open.
+func stableAndEnd(t *testing.T, brokers []string, topic string) (int64, int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hwm, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := lso.Lookup(topic, 0)
+	h, _ := hwm.Lookup(topic, 0)
+	return l.Offset, h.Offset
+}
+
+func TestRestartAbortsTheKilledTransactionEmbedded(t *testing.T) {
+	testRestartAbortsTheKilledTransaction(t, kafkatest.Embedded(t))
+}
+
+func TestRestartAbortsTheKilledTransactionRealKafka(t *testing.T) {
+	testRestartAbortsTheKilledTransaction(t, kafkatest.Real(t))
 }

@@ -1,0 +1,6 @@
+package kafka
+
+// ReleaseIDForTest gives up the consumer's kept transactional id as a
+// killed process would (the kernel dropping its lock), leaving its open
+// transaction open.
+func (c *TxnConsumer) ReleaseIDForTest() { c.release() }
