@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,11 +128,13 @@ func run() error {
 	killed := 0
 	brokerRestarted := false
 	var killLog []string // what was killed, at which event number
+	var killTimes []kill // what was killed, when: to attribute redeliveries
 	for i := 0; i < kills; i++ {
 		time.Sleep(interval)
 		if !brokerRestarted && i == kills/2 {
 			fmt.Println("chaos: restarting the broker")
 			killLog = append(killLog, fmt.Sprintf("broker@%d", load.seq.Load()))
+			killTimes = append(killTimes, kill{"broker", time.Now()})
 			if _, err := kafkaScript(root, "restart"); err != nil {
 				return err
 			}
@@ -139,6 +142,7 @@ func run() error {
 		}
 		stage := stages[i%len(stages)]
 		procs[stage].Kill()
+		killTimes = append(killTimes, kill{stage, time.Now()})
 		killed++
 		killLog = append(killLog, fmt.Sprintf("%s@%d", stage, load.seq.Load()))
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
@@ -220,6 +224,20 @@ func run() error {
 	}
 	fmt.Printf("chaos: lake: %d acknowledged events lost, %d duplicate rows; alerts: %d probes without alert, %d duplicate alerts, %d idempotent redeliveries (same alertId)\n",
 		lost, dup, alertsLost, alertsDup, redelivered)
+	fmt.Printf("chaos: POST→alert latency of the probes: %s\n", probeLatency(hook.All(), probes, load.posted))
+	if redelivered > 0 {
+		fmt.Printf("chaos: idempotent redeliveries by the kill before them: %s\n", redeliveriesByKill(hook.All(), probes, killTimes))
+		for _, p := range started {
+			if !slices.Contains(p.Opts.Args, "alert") {
+				continue
+			}
+			for _, line := range strings.Split(p.Tail(1<<30), "\n") {
+				if strings.Contains(line, "transaction") || strings.Contains(line, "restored") {
+					fmt.Println("chaos: alert stage said:", line)
+				}
+			}
+		}
+	}
 	fmt.Printf("chaos: %d kills, %d lost, %d duplicated\n", killed+boolInt(brokerRestarted), lost+alertsLost, dup+alertsDup)
 	if lost+alertsLost+dup+alertsDup > 0 {
 		// What a failed run needs to be understood: which probes went
@@ -278,12 +296,13 @@ type load struct {
 	mu     sync.Mutex
 	acked  map[string]bool
 	probes map[string]bool
+	posted map[string]time.Time // probe id → when its request was answered
 }
 
 func newLoad(addr string) *load {
 	return &load{
 		addr: addr, prefix: fmt.Sprintf("chaos-%d-", time.Now().Unix()),
-		acked: map[string]bool{}, probes: map[string]bool{},
+		acked: map[string]bool{}, probes: map[string]bool{}, posted: map[string]time.Time{},
 	}
 }
 
@@ -322,8 +341,10 @@ func (l *load) worker(stop chan struct{}) {
 		for _, id := range ids {
 			l.acked[id] = true
 		}
+		now := time.Now()
 		for _, id := range probeIDs {
 			l.probes[id] = true
+			l.posted[id] = now
 		}
 		l.mu.Unlock()
 	}
@@ -349,6 +370,74 @@ func benign(id string, n int64) string {
 	}
 	b, _ := json.Marshal(ev)
 	return string(b)
+}
+
+// probeLatency sums up, over the probes, the time from their request's
+// answer to their first alert: kills and the broker restart show as the
+// upper percentiles.
+func probeLatency(alerts []map[string]any, probes map[string]bool, posted map[string]time.Time) string {
+	first := map[string]time.Time{}
+	for _, a := range alerts {
+		at, _ := a["_received"].(time.Time)
+		for id := range alertsByProbe([]map[string]any{a}, probes) {
+			if f, ok := first[id]; !ok || at.Before(f) {
+				first[id] = at
+			}
+		}
+	}
+	var lat []time.Duration
+	for id, at := range first {
+		lat = append(lat, at.Sub(posted[id]))
+	}
+	if len(lat) == 0 {
+		return "no alerts"
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))].Round(time.Millisecond) }
+	over := func(d time.Duration) int {
+		return len(lat) - sort.Search(len(lat), func(i int) bool { return lat[i] > d })
+	}
+	return fmt.Sprintf("p50 %v, p90 %v, p99 %v, max %v; %d over 10 s, %d over 30 s", pct(0.5), pct(0.9), pct(0.99), lat[len(lat)-1].Round(time.Millisecond), over(10*time.Second), over(30*time.Second))
+}
+
+type kill struct {
+	what string
+	at   time.Time
+}
+
+// redeliveriesByKill counts the probe alerts received again (same alertId)
+// after each kill, up to the next one, in the order of the kills.
+func redeliveriesByKill(alerts []map[string]any, probes map[string]bool, kills []kill) string {
+	seen := map[string]bool{}
+	counts := make([]int, len(kills))
+	before := 0
+	for _, a := range alerts {
+		if len(alertsByProbe([]map[string]any{a}, probes)) == 0 {
+			continue
+		}
+		id := fmt.Sprint(a["alertId"])
+		if !seen[id] {
+			seen[id] = true
+			continue
+		}
+		at, _ := a["_received"].(time.Time)
+		i := sort.Search(len(kills), func(i int) bool { return kills[i].at.After(at) }) - 1
+		if i < 0 {
+			before++
+			continue
+		}
+		counts[i]++
+	}
+	var parts []string
+	if before > 0 {
+		parts = append(parts, fmt.Sprintf("before any kill %d", before))
+	}
+	for i, n := range counts {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("#%d %s (%s) %d", i+1, kills[i].what, kills[i].at.Format("15:04:05"), n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // alertsByProbe maps each probe event id to the alert ids that carried it.
