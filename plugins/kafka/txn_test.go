@@ -2,6 +2,8 @@ package kafka_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +214,53 @@ func TestRestartAbortsTheKilledTransactionEmbedded(t *testing.T) {
 
 func TestRestartAbortsTheKilledTransactionRealKafka(t *testing.T) {
 	testRestartAbortsTheKilledTransaction(t, kafkatest.Real(t))
+}
+
+// BenchmarkTransactionsRealKafka moves records through a transactional
+// consume → produce loop, one transaction per poll, as process, detect and
+// alert do: a transaction's fixed cost (ending it, and beginning the next
+// while the broker still writes the last one's markers) against its size.
+func BenchmarkTransactionsRealKafka(b *testing.B) {
+	brokers := kafkatest.Real(b)
+	for _, poll := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("poll=%d", poll), func(b *testing.B) {
+			in := kafkatest.Topic(b, brokers, "bench-in", 6)
+			out := kafkatest.Topic(b, brokers, "bench-out", 6)
+			p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(context.Background())
+			ctx := context.Background()
+			recs := make([]*kgo.Record, 0, b.N)
+			for i := 0; i < b.N; i++ {
+				recs = append(recs, &kgo.Record{Topic: in, Partition: int32(i % 6), Value: []byte(strconv.Itoa(i))})
+			}
+			if err := p.Produce(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+			c, err := kafka.NewTxnConsumer(kafka.ConsumerConfig{Brokers: brokers, Topics: []string{in}, Group: in + "-g", FromBeginning: true, MaxPoll: poll, DataDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close(ctx)
+			b.ResetTimer()
+			for got := 0; got < b.N; {
+				batch, err := c.Next(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				outs := make([]*kgo.Record, 0, len(batch.Records))
+				for _, r := range batch.Records {
+					outs = append(outs, &kgo.Record{Topic: out, Partition: r.Partition, Value: r.Value})
+				}
+				if err := c.Produce(ctx, outs); err != nil {
+					b.Fatal(err)
+				}
+				c.Ack(batch, nil)
+				got += len(batch.Records)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
