@@ -3,6 +3,7 @@ package parse
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,8 @@ func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
 	for _, c := range []struct{ source, body string }{{"demo", login}, {"demo", other}, {"elsewhere", login}, {"demo", "not json"}} {
 		m := service.NewMessage([]byte(c.body))
 		m.MetaSetMut(envelope.MetaSourceID, c.source)
+		m.MetaSetMut(envelope.MetaRequestID, "req-1")
+		m.MetaSetMut(envelope.MetaKafkaOffset, int64(7))
 		batch = append(batch, m)
 	}
 	out, err := p.ProcessBatch(context.Background(), batch)
@@ -73,6 +76,18 @@ func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
 	for _, m := range out[0] {
 		topic, _ := m.MetaGet(envelope.MetaTopic)
 		key, _ := m.MetaGet(envelope.MetaKey)
+		// Only what the processor sets: the raw record's metadata is in the
+		// event (or the failure) now.
+		var meta []string
+		_ = m.MetaWalkMut(func(k string, _ any) error { meta = append(meta, k); return nil })
+		slices.Sort(meta)
+		want := []string{envelope.MetaKey, envelope.MetaLogType, envelope.MetaTopic}
+		if topic == envelope.TopicFailures {
+			want = []string{envelope.MetaKey, envelope.MetaTopic}
+		}
+		if !slices.Equal(meta, want) {
+			t.Errorf("%s message metadata %q, want %q", topic, meta, want)
+		}
 		b, _ := m.AsBytes()
 		ev, err := envelope.DecodeObject(b)
 		if err != nil {

@@ -15,7 +15,7 @@ func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Parsing").
 		Summary("Parses raw events into normalized events by log schema, or classification failures.").
-		Description("Each message is a raw event from caracal.raw. It is tried against the log types in its `caracal_log_types` metadata (all known types when empty); the first schema that accepts it wins and the message becomes the normalized event as JSON (the typed fields plus `p_log_type`, `p_event_time`, `p_parse_time`, `p_row_id`, `p_source_id`, `p_source_label` and the `p_any_*` indicator fields), routed to caracal.events and keyed by p_row_id. An event no schema accepts becomes a classification failure (raw bytes, source, every type tried and why) routed to caracal.classification_failures. Nothing is dropped.").
+		Description("Each message is a raw event from caracal.raw. It is tried against the log types in its `caracal_log_types` metadata (all known types when empty); the first schema that accepts it wins and the message becomes the normalized event as JSON (the typed fields plus `p_log_type`, `p_event_time`, `p_parse_time`, `p_row_id`, `p_source_id`, `p_source_label` and the `p_any_*` indicator fields), routed to caracal.events and keyed by p_row_id. An event no schema accepts becomes a classification failure (raw bytes, source, every type tried and why) routed to caracal.classification_failures. Nothing is dropped. The metadata the raw record brought (`caracal_source_id`, `caracal_source_label`, `caracal_log_types`, `caracal_received_at`, `caracal_request_id`, `caracal_header`, `kafka_partition`, `kafka_offset`) is removed: the event carries it in its p_* fields, the failure in its own; the message gets `caracal_topic`, `caracal_key` and, for an event, `caracal_log_type`.").
 		Fields(
 			service.NewStringField("schemas_dir").
 				Description("Directory of log schemas (Panther schema YAML). Empty: the root config's `caracal.schemas_dir`.").
@@ -124,6 +124,11 @@ func originOf(m *service.Message) Origin {
 	return o
 }
 
+// rawMetadata is the metadata of a caracal.raw record that the event or
+// its failure carries on.
+var rawMetadata = []string{envelope.MetaSourceID, envelope.MetaSourceLabel, envelope.MetaLogTypes, envelope.MetaReceivedAt, envelope.MetaRequestID,
+	envelope.MetaHeader, envelope.MetaKafkaPartition, envelope.MetaKafkaOffset}
+
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	out := make(service.MessageBatch, 0, len(batch))
 	for _, m := range batch {
@@ -136,6 +141,13 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 			candidates = settings.SplitList(s)
 		}
 		o := originOf(m)
+		// What the raw record's metadata said is now in the event (its
+		// p_* fields) or its failure. Dropped, it leaves room for the
+		// three set below within Benthos's small metadata map: past eight
+		// entries the map costs twice as much.
+		for _, k := range rawMetadata {
+			m.MetaDelete(k)
+		}
 		for i, rec := range SplitRecords(raw) {
 			o.Index = i
 			msg := m
