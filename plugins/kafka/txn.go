@@ -51,13 +51,13 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	opts := append(groupOpts(cfg),
 		kgo.ConsumeResetOffset(reset),
 		// Unique per live process (KIP-447: the group generation fences
-		// zombies), and kept across restarts (see keptID).
+		// zombies), and kept across restarts (see processid.go).
 		kgo.TransactionalID(cfg.Group+"-"+id),
 		kgo.TransactionTimeout(TransactionTimeout),
 		// A transaction begun right after the last one ended is refused
 		// (CONCURRENT_TRANSACTIONS) until the broker wrote the last one's
 		// markers, a few ms; franz-go's 20 ms default wait made each
-		// transaction cost 28 ms instead of 12 (BenchmarkTransactions).
+		// transaction cost 28 ms instead of 12 (BenchmarkTransactionsRealKafka).
 		kgo.ConcurrentTransactionsBackoff(5*time.Millisecond),
 		kgo.RequireStableFetchOffsets(),
 		kgo.MaxVersions(withoutTransactionsV2()),
@@ -69,8 +69,8 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 		release()
 		return nil, fmt.Errorf("kafka transactional consumer %s: %w", cfg.Group, err)
 	}
-	// Registering the id now, before anything is consumed, aborts a
-	// killed predecessor's open transaction (see keptID). Not reaching the
+	// Registering the id now, before anything is consumed, aborts a killed
+	// predecessor's open transaction (see processid.go). Not reaching the
 	// broker is not fatal: the first transaction registers it.
 	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	defer cancel()
