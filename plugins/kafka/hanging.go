@@ -102,12 +102,19 @@ func ongoing(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (b
 	return false, nil
 }
 
+// HangingAfter is how long a transaction stays open before Caracal takes it
+// for hanging, if its coordinator does not know it as in progress either:
+// past the transaction timeout, when the broker has aborted any live one,
+// with a margin. It was twice the timeout, which held a stage for two
+// minutes on every hang make chaos met.
+const HangingAfter = TransactionTimeout + 15*time.Second
+
 // abortHangingNow is AbortHanging for transactions open longer than any
-// live one lasts (twice the transaction timeout), within 30 s.
+// live one lasts (HangingAfter), within 30 s.
 func abortHangingNow(ctx context.Context, brokers []string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return AbortHanging(ctx, brokers, 2*TransactionTimeout)
+	return AbortHanging(ctx, brokers, HangingAfter)
 }
 
 // WatchHanging runs AbortHanging every period until ctx ends and reports

@@ -20,9 +20,9 @@ const unstableRetryMsg = "fetch offsets failed with retryable partition error, w
 // without end and without an error: a live transaction ends within the
 // transaction timeout, but one its coordinator lost (seen with Kafka 4 after
 // a broker restart) never does, and the stage then consumes nothing from
-// that partition, silently. Past twice the timeout, stallWatch reports it
-// (again every twice the timeout while it lasts), and the consumer then
-// aborts the hanging transactions it finds (AbortHanging).
+// that partition, silently. Past HangingAfter, stallWatch reports it (again
+// every HangingAfter while it lasts), and the consumer then aborts the
+// hanging transactions it finds (AbortHanging).
 type stallWatch struct {
 	report func(string)
 	after  time.Duration
@@ -37,7 +37,7 @@ type stall struct {
 }
 
 func newStallWatch(report func(string)) *stallWatch {
-	return &stallWatch{report: report, after: 2 * TransactionTimeout, now: time.Now, seen: map[string]*stall{}}
+	return &stallWatch{report: report, after: HangingAfter, now: time.Now, seen: map[string]*stall{}}
 }
 
 func (w *stallWatch) Level() kgo.LogLevel { return kgo.LogLevelInfo }

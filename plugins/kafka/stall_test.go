@@ -13,9 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A wait on a pending transaction is reported once it outlasts twice the
-// transaction timeout, once per partition; short waits and other retries
-// are not.
+// A wait on a pending transaction is reported once it outlasts
+// HangingAfter, once per partition; short waits and other retries are not.
 func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 	var reports []string
 	w := newStallWatch(func(m string) { reports = append(reports, m) })
@@ -33,7 +32,8 @@ func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 		t.Fatalf("a minute's wait reported: %q", reports)
 	}
 	now = now.Add(time.Minute) // a pause: the next wait is a new one
-	for i := 0; i <= 130; i++ {
+	after := int(HangingAfter / time.Second)
+	for i := 0; i <= after+10; i++ {
 		retry(3, kerr.UnstableOffsetCommit)
 		now = now.Add(time.Second)
 	}
@@ -41,7 +41,7 @@ func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 		t.Fatalf("reports %q, want one about caracal.raw/3", reports)
 	}
 	// Still waiting: reported again after as long again.
-	for i := 0; i <= 120; i++ {
+	for i := 0; i < after-10; i++ {
 		retry(3, kerr.UnstableOffsetCommit)
 		now = now.Add(time.Second)
 	}
