@@ -127,14 +127,12 @@ func run() error {
 	interval := time.Duration(seconds) * time.Second / time.Duration(kills+1)
 	killed := 0
 	brokerRestarted := false
-	var killLog []string // what was killed, at which event number
-	var killTimes []kill // what was killed, when: to attribute redeliveries
+	var history []kill // what was killed, when and at which event number
 	for i := 0; i < kills; i++ {
 		time.Sleep(interval)
 		if !brokerRestarted && i == kills/2 {
 			fmt.Println("chaos: restarting the broker")
-			killLog = append(killLog, fmt.Sprintf("broker@%d", load.seq.Load()))
-			killTimes = append(killTimes, kill{"broker", time.Now()})
+			history = append(history, kill{"broker", time.Now(), load.seq.Load()})
 			if _, err := kafkaScript(root, "restart"); err != nil {
 				return err
 			}
@@ -142,9 +140,8 @@ func run() error {
 		}
 		stage := stages[i%len(stages)]
 		procs[stage].Kill()
-		killTimes = append(killTimes, kill{stage, time.Now()})
+		history = append(history, kill{stage, time.Now(), load.seq.Load()})
 		killed++
-		killLog = append(killLog, fmt.Sprintf("%s@%d", stage, load.seq.Load()))
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
 		if err := startStage(stage); err != nil {
 			return err
@@ -226,7 +223,7 @@ func run() error {
 		lost, dup, alertsLost, alertsDup, redelivered)
 	fmt.Printf("chaos: POST→alert latency of the probes: %s\n", probeLatency(hook.All(), probes, load.posted))
 	if redelivered > 0 {
-		fmt.Printf("chaos: idempotent redeliveries by the kill before them: %s\n", redeliveriesByKill(hook.All(), probes, killTimes))
+		fmt.Printf("chaos: idempotent redeliveries by the kill before them: %s\n", redeliveriesByKill(hook.All(), probes, history))
 		for _, p := range started {
 			if !slices.Contains(p.Opts.Args, "alert") {
 				continue
@@ -254,7 +251,11 @@ func run() error {
 			slices.Sort(missing)
 			fmt.Printf("chaos: probes without alert: events %d to %d of %d (%d of them)\n", missing[0], missing[len(missing)-1], load.seq.Load(), len(missing))
 		}
-		fmt.Printf("chaos: kills (stage@event number): %s\n", strings.Join(killLog, " "))
+		var log []string
+		for _, k := range history {
+			log = append(log, fmt.Sprintf("%s@%d", k.what, k.event))
+		}
+		fmt.Printf("chaos: kills (stage@event number): %s\n", strings.Join(log, " "))
 		for _, s := range stages {
 			fmt.Printf("chaos: last lines of the %s stage:\n%s\n", s, procs[s].Tail(40))
 		}
@@ -379,7 +380,7 @@ func probeLatency(alerts []map[string]any, probes map[string]bool, posted map[st
 	first := map[string]time.Time{}
 	for _, a := range alerts {
 		at, _ := a["_received"].(time.Time)
-		for id := range alertsByProbe([]map[string]any{a}, probes) {
+		for _, id := range probesIn(a, probes) {
 			if f, ok := first[id]; !ok || at.Before(f) {
 				first[id] = at
 			}
@@ -401,8 +402,9 @@ func probeLatency(alerts []map[string]any, probes map[string]bool, posted map[st
 }
 
 type kill struct {
-	what string
-	at   time.Time
+	what  string
+	at    time.Time
+	event int64 // the events posted so far
 }
 
 // redeliveriesByKill counts the probe alerts received again (same alertId)
@@ -412,7 +414,7 @@ func redeliveriesByKill(alerts []map[string]any, probes map[string]bool, kills [
 	counts := make([]int, len(kills))
 	before := 0
 	for _, a := range alerts {
-		if len(alertsByProbe([]map[string]any{a}, probes)) == 0 {
+		if len(probesIn(a, probes)) == 0 {
 			continue
 		}
 		id := fmt.Sprint(a["alertId"])
@@ -444,16 +446,24 @@ func redeliveriesByKill(alerts []map[string]any, probes map[string]bool, kills [
 func alertsByProbe(alerts []map[string]any, probes map[string]bool) map[string][]string {
 	out := map[string][]string{}
 	for _, a := range alerts {
-		evs, _ := a["events"].([]any)
-		for _, e := range evs {
-			m, _ := e.(map[string]any)
-			id, _ := m["eventID"].(string)
-			if probes[id] {
-				out[id] = append(out[id], fmt.Sprint(a["alertId"]))
-			}
+		for _, id := range probesIn(a, probes) {
+			out[id] = append(out[id], fmt.Sprint(a["alertId"]))
 		}
 	}
 	return out
+}
+
+// probesIn returns the ids of the probe events an alert carries.
+func probesIn(a map[string]any, probes map[string]bool) []string {
+	var ids []string
+	evs, _ := a["events"].([]any)
+	for _, e := range evs {
+		m, _ := e.(map[string]any)
+		if id, _ := m["eventID"].(string); probes[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 const countScript = `
