@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,7 +90,7 @@ func keptID(dataDir, group string) (string, func(), error) {
 		}
 		release := func() { f.Close() } // closing drops the lock
 		host, _ := os.Hostname()
-		b, err := os.ReadFile(f.Name())
+		b, err := io.ReadAll(f) // the slot just locked, read through its handle
 		if id := strings.TrimSpace(string(b)); err == nil && len(id) == 16 {
 			if _, err := hex.DecodeString(id); err == nil {
 				return host + "-" + id, release, nil

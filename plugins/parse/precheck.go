@@ -104,9 +104,9 @@ func (s *keySearch) add(h uint64) {
 
 // index adds every key of raw, at any depth, to the filter: each string
 // followed by a colon. Values are skipped, so this is one pass of
-// envelope.StringEnd over the event. JSON that is not well formed only has to be
-// indexed well enough not to lose a key the full parse would find, and
-// the full parse then rejects it anyway.
+// envelope.StringEnd over the event. JSON that is not well formed only has
+// to be indexed well enough not to lose a key the full parse would find,
+// and the full parse then rejects it anyway.
 func (s *keySearch) index(raw []byte) {
 	s.indexed = true
 	for i := 0; ; {
