@@ -129,11 +129,12 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		log.Warnf("Topics taking records under %d bytes: %s. An event near max_event_bytes grows past that once normalized, and a record its topic refuses stops the stage producing it: set max.message.bytes=%d on them (kafka-configs.sh --alter --entity-type topics --add-config, or rpk topic alter-config)",
 			kafka.MaxRecordBytes, strings.Join(small, ", "), kafka.MaxRecordBytes)
 	}
-	// Every 5 minutes, abort transactions left hanging on Caracal's
-	// topics (see docs/operations.md, Delivery guarantees).
+	// Every minute, abort transactions left hanging on Caracal's topics
+	// (see docs/operations.md, Delivery guarantees): a hang on a data
+	// partition shows nowhere else, its readers just wait.
 	wctx, stop := context.WithCancel(context.Background())
 	rt.stop = stop
-	go kafka.WatchHanging(wctx, s.Brokers, 5*time.Minute, func(aborted []string, err error) {
+	go kafka.WatchHanging(wctx, s.Brokers, time.Minute, func(aborted []string, err error) {
 		if err != nil {
 			log.Warnf("Looking for hanging transactions failed (aborted %v): %v", aborted, err)
 			return

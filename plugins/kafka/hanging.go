@@ -13,11 +13,14 @@ import (
 // AbortHanging aborts the hanging transactions on Caracal's topics and on
 // __consumer_offsets (where a stage's pending offset commits live), as
 // `kafka-transactions.sh find-hanging` and `abort` would. A transaction is
-// hanging when it has been open, without a write, for longer than olderThan
-// and its coordinator does not know it as in progress: no producer will
-// ever end it, and until it ends, read_committed readers of its partitions
-// and the offsets of the group it committed for stay blocked. It returns
-// what it aborted, as "topic/partition (producer id)".
+// hanging when no producer will ever end it, and until it ends,
+// read_committed readers of its partitions and the offsets of the group it
+// committed for stay blocked. That is so when its coordinator has fenced
+// its producer (moved the transactional id to a later epoch and finished
+// everything it knew of), or when it has been open, without a write, for
+// longer than olderThan and its coordinator does not know it as in
+// progress. It returns what it aborted, as "topic/partition (producer id,
+// epoch: why)".
 func AbortHanging(ctx context.Context, brokers []string, olderThan time.Duration) ([]string, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -50,14 +53,14 @@ func AbortHanging(ctx context.Context, brokers []string, olderThan time.Duration
 		}
 	}
 	for _, p := range producers.SortedProducers() {
-		if p.CurrentTxnStartOffset < 0 || p.LastTimestamp > cutoff {
+		if p.CurrentTxnStartOffset < 0 {
 			continue
 		}
-		live, err := ongoing(ctx, adm, p)
+		state, err := coordinatorState(ctx, adm, p)
 		if err != nil {
 			return aborted, err
 		}
-		if live {
+		if state == txnLive || state == txnUnknown && p.LastTimestamp > cutoff {
 			continue
 		}
 		resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{ProducerID: p.ProducerID, ProducerEpoch: p.ProducerEpoch,
@@ -70,17 +73,34 @@ func AbortHanging(ctx context.Context, brokers []string, olderThan time.Duration
 				return aborted, fmt.Errorf("abort %s/%d: %w", r.Topic, r.Partition, r.Err)
 			}
 		}
-		aborted = append(aborted, fmt.Sprintf("%s/%d (producer %d)", p.Topic, p.Partition, p.ProducerID))
+		why := "its producer fenced"
+		if state == txnUnknown {
+			why = fmt.Sprintf("no write for %s", time.Since(time.UnixMilli(p.LastTimestamp)).Round(time.Second))
+		}
+		aborted = append(aborted, fmt.Sprintf("%s/%d (producer %d, epoch %d: %s)", p.Topic, p.Partition, p.ProducerID, p.ProducerEpoch, why))
 	}
 	return aborted, nil
 }
 
-// ongoing reports whether the transaction coordinator knows p's
-// transaction as in progress, with p's epoch.
-func ongoing(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (bool, error) {
+// txnState is what a transaction's coordinator says of it.
+type txnState int
+
+const (
+	txnUnknown txnState = iota // not in progress, producer not fenced
+	txnLive                    // in progress, at the transaction's epoch
+	txnFenced                  // its producer is at a later epoch, nothing pending
+)
+
+// coordinatorState asks the coordinator of p's transactional id about p's
+// open transaction. A coordinator moves an id to a later epoch only after
+// it has ended (with markers) every transaction it knew at the earlier one,
+// so one still open there was never its to end: only an abort ends it. A
+// marker for the earlier epoch cannot touch a later transaction either (the
+// partition refuses it as fenced).
+func coordinatorState(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (txnState, error) {
 	listed, err := adm.ListTransactions(ctx, []int64{p.ProducerID}, nil)
 	if err != nil {
-		return false, fmt.Errorf("list transactions: %w", err)
+		return txnUnknown, fmt.Errorf("list transactions: %w", err)
 	}
 	for id, t := range listed {
 		if t.ProducerID != p.ProducerID {
@@ -88,18 +108,21 @@ func ongoing(ctx context.Context, adm *kadm.Client, p kadm.DescribedProducer) (b
 		}
 		described, err := adm.DescribeTransactions(ctx, id)
 		if err != nil {
-			return false, fmt.Errorf("describe transaction %s: %w", id, err)
+			return txnUnknown, fmt.Errorf("describe transaction %s: %w", id, err)
 		}
 		for _, d := range described {
-			switch d.State {
-			case "Ongoing", "PrepareCommit", "PrepareAbort":
-				if d.ProducerID == p.ProducerID && d.ProducerEpoch == p.ProducerEpoch {
-					return true, nil
-				}
+			if d.ProducerID != p.ProducerID {
+				continue
+			}
+			switch {
+			case d.ProducerEpoch == p.ProducerEpoch && (d.State == "Ongoing" || d.State == "PrepareCommit" || d.State == "PrepareAbort"):
+				return txnLive, nil
+			case d.ProducerEpoch > p.ProducerEpoch && (d.State == "Empty" || d.State == "CompleteCommit" || d.State == "CompleteAbort"):
+				return txnFenced, nil
 			}
 		}
 	}
-	return false, nil
+	return txnUnknown, nil
 }
 
 // HangingAfter is how long a transaction stays open before Caracal takes it

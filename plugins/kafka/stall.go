@@ -20,24 +20,37 @@ const unstableRetryMsg = "fetch offsets failed with retryable partition error, w
 // without end and without an error: a live transaction ends within the
 // transaction timeout, but one its coordinator lost (seen with Kafka 4 after
 // a broker restart) never does, and the stage then consumes nothing from
-// that partition, silently. Past HangingAfter, stallWatch reports it (again
-// every HangingAfter while it lasts), and the consumer then aborts the
-// hanging transactions it finds (AbortHanging).
+// that partition, silently.
+//
+// While such a wait lasts, stallWatch looks for hanging transactions when
+// it begins and every probeEvery (probe). AbortHanging judges them by what
+// the broker says: a producer fenced since (the stage restarted), or no
+// write for HangingAfter. So a hang ends at the restart after it, or
+// HangingAfter after its last write, even when each process of the stage
+// lives shorter than that (make chaos once held detect for 4 minutes: each
+// restart began its own wait anew). Past HangingAfter of its own wait,
+// stallWatch reports it (again every HangingAfter while it lasts), and the
+// consumer then aborts the hanging transactions it finds and says so.
 type stallWatch struct {
-	report func(string)
-	after  time.Duration
-	now    func() time.Time
+	report     func(string)
+	probe      func()
+	after      time.Duration
+	probeEvery time.Duration
+	now        func() time.Time
 
 	mu   sync.Mutex
 	seen map[string]*stall
 }
 
 type stall struct {
-	first, last time.Time
+	first, last, probed time.Time
 }
 
-func newStallWatch(report func(string)) *stallWatch {
-	return &stallWatch{report: report, after: HangingAfter, now: time.Now, seen: map[string]*stall{}}
+// probeEvery is how often a continuing wait looks for hanging transactions.
+const probeEvery = 15 * time.Second
+
+func newStallWatch(report func(string), probe func()) *stallWatch {
+	return &stallWatch{report: report, probe: probe, after: HangingAfter, probeEvery: probeEvery, now: time.Now, seen: map[string]*stall{}}
 }
 
 func (w *stallWatch) Level() kgo.LogLevel { return kgo.LogLevelInfo }
@@ -78,7 +91,14 @@ func (w *stallWatch) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if due {
 		s.first = now
 	}
+	probe := !due && (s.probed.IsZero() || now.Sub(s.probed) >= w.probeEvery)
+	if probe || due {
+		s.probed = now
+	}
 	w.mu.Unlock()
+	if probe {
+		w.probe()
+	}
 	if due {
 		w.report(fmt.Sprintf("Consumer group %s: the offsets of %s have waited %s for a pending transaction, longer than any live one lasts: "+
 			"a hanging transaction holds them and the stage consumes nothing until it is aborted; aborting the hanging transactions found "+

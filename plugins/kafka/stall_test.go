@@ -15,9 +15,12 @@ import (
 
 // A wait on a pending transaction is reported once it outlasts
 // HangingAfter, once per partition; short waits and other retries are not.
+// While it lasts, hanging transactions are looked for when it begins and
+// every probeEvery.
 func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 	var reports []string
-	w := newStallWatch(func(m string) { reports = append(reports, m) })
+	probes := 0
+	w := newStallWatch(func(m string) { reports = append(reports, m) }, func() { probes++ })
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	w.now = func() time.Time { return now }
 	retry := func(partition int32, err error) {
@@ -30,6 +33,9 @@ func TestStallWatchReportsAHangingTransaction(t *testing.T) {
 	}
 	if len(reports) != 0 {
 		t.Fatalf("a minute's wait reported: %q", reports)
+	}
+	if want := 4; probes != want { // at 0, 15, 30 and 45 s
+		t.Fatalf("%d looks for hanging transactions in a minute's wait, want %d", probes, want)
 	}
 	now = now.Add(time.Minute) // a pause: the next wait is a new one
 	after := int(HangingAfter / time.Second)

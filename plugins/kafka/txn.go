@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -116,10 +117,16 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
 	if cfg.OnStall != nil {
+		var probing atomic.Bool // one look at a time, however many partitions wait
+		probe := func() {
+			if probing.CompareAndSwap(false, true) {
+				go func() { defer probing.Store(false); probeStall(cfg) }()
+			}
+		}
 		opts = append(opts, kgo.WithLogger(newStallWatch(func(msg string) {
 			cfg.OnStall(msg)
 			go recoverStall(cfg)
-		})))
+		}, probe)))
 	}
 	return opts
 }
@@ -135,6 +142,16 @@ func recoverStall(cfg ConsumerConfig) {
 		cfg.OnStall(fmt.Sprintf("Consumer group %s: found no hanging transaction to abort on caracal.* or __consumer_offsets; look with kafka-transactions.sh find-hanging", cfg.Group))
 	default:
 		cfg.OnStall(fmt.Sprintf("Consumer group %s: aborted hanging transactions on %s", cfg.Group, strings.Join(aborted, ", ")))
+	}
+}
+
+// probeStall is recoverStall while a wait is young: it says only what it
+// aborted. Not finding one, or not reaching the broker, is what a wait on
+// a live transaction meets, and the wait's own report covers the rest.
+func probeStall(cfg ConsumerConfig) {
+	if aborted, err := abortHangingNow(context.Background(), cfg.Brokers); err == nil && len(aborted) > 0 {
+		cfg.OnStall(fmt.Sprintf("Consumer group %s: its offsets wait on a pending transaction; aborted hanging transactions on %s",
+			cfg.Group, strings.Join(aborted, ", ")))
 	}
 }
 

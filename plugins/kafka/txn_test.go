@@ -2,14 +2,21 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
@@ -263,4 +270,128 @@ func BenchmarkTransactionsRealKafka(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// The hang make chaos met when the broker restarted: a write the broker
+// took while it stopped, in a transaction its coordinator never recorded,
+// so no marker will end it and its readers (or, on __consumer_offsets, the
+// group's offsets) wait. Once the transactional id is registered again (the
+// stage restarted), its producer is fenced and the write is aborted at
+// once, however young; before that, only its age would make it hanging.
+// Here a write sent without AddPartitionsToTxn, while the broker does not
+// verify transactions, stands for it. The embedded broker cannot be made
+// to take one.
+func testAbortHangingAbortsAFencedWrite(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "caracal.fenced", 1)
+	txnID := topic + "-txn"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	unverified(t, brokers)
+	explicit := kversion.Stable() // partitions join a transaction only by AddPartitionsToTxn (before v12)
+	explicit.SetMaxKeyVersion(int16(kmsg.Produce), 11)
+	dead, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txnID), kgo.MaxVersions(explicit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	id, epoch, err := dead.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := kmsg.NewPtrProduceRequest()
+	produce.TransactionID, produce.Acks, produce.TimeoutMillis = &txnID, -1, 10000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = topic
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Records = txnBatch(id, epoch, []byte("stray"))
+	pt.Partitions = append(pt.Partitions, pp)
+	produce.Topics = append(produce.Topics, pt)
+	for { // the broker takes a moment to apply unverified
+		resp, err := produce.RequestWith(ctx, dead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, kerr.TransactionAbortable) || ctx.Err() != nil {
+			t.Fatalf("set-up: the write was refused: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if lso, hwm := stableAndEnd(t, brokers, topic); lso == hwm {
+		t.Fatal("set-up: the write is not in an open transaction")
+	}
+	// Other tests share the broker: look only at this topic.
+	if aborted, err := kafka.AbortHanging(ctx, brokers, time.Hour); err != nil || slices.ContainsFunc(aborted, func(a string) bool { return strings.HasPrefix(a, topic+"/") }) {
+		t.Fatalf("aborted %v (err %v) while its producer could still end it", aborted, err)
+	}
+
+	restarted, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txnID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close()
+	if _, _, err := restarted.ProducerID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lso, hwm := stableAndEnd(t, brokers, topic); lso == hwm {
+		t.Fatal("set-up: registering the id again ended the write: it was not hanging")
+	}
+	aborted, err := kafka.AbortHanging(ctx, brokers, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%s/0 (producer %d, epoch %d: its producer fenced)", topic, id, epoch); !slices.Contains(aborted, want) {
+		t.Fatalf("aborted %v, want %s", aborted, want)
+	}
+	stable(t, brokers, topic, 0)
+}
+
+// txnBatch is one record in a transactional record batch of producer id at
+// epoch, as a transactional producer writes it.
+func txnBatch(id int64, epoch int16, value []byte) []byte {
+	rec := kmsg.Record{Value: value}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // everything after the 1-byte length 0
+	now := time.Now().UnixMilli()
+	b := kmsg.RecordBatch{Magic: 2, Attributes: 0x10, FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: id, ProducerEpoch: epoch, NumRecords: 1, Records: rec.AppendTo(nil)}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))                                          // length: what follows it
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // crc: from attributes on
+	return raw
+}
+
+// unverified turns the broker's transaction verification (KIP-890 part 1)
+// off until the test ends.
+func unverified(t *testing.T, brokers []string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	set := func(op kadm.IncrementalOp) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		off := "false"
+		resp, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "transaction.partition.verification.enable", Value: &off}})
+		if err == nil {
+			var r kadm.AlterConfigsResponse
+			r, err = resp.On("", nil)
+			if err == nil {
+				err = r.Err
+			}
+		}
+		if err != nil {
+			t.Fatalf("transaction verification: %v", err)
+		}
+	}
+	set(kadm.SetConfig)
+	t.Cleanup(func() { set(kadm.DeleteConfig); cl.Close() })
+}
+
+func TestAbortHangingAbortsAFencedWriteRealKafka(t *testing.T) {
+	testAbortHangingAbortsAFencedWrite(t, kafkatest.Real(t))
 }
