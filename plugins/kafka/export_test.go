@@ -4,3 +4,6 @@ package kafka
 // killed process would (the kernel dropping its lock), leaving its open
 // transaction open.
 func (c *TxnConsumer) ReleaseIDForTest() { c.release() }
+
+// MemberFileForTest is where the consumer keeps its group member id.
+func (c *TxnConsumer) MemberFileForTest() string { return memberFile(c.slot) }

@@ -31,7 +31,9 @@ import (
 //
 // The id is not made the group's static member id (KIP-345), which would
 // also spare a restart the wait for a rebalance: under make chaos that left
-// transactions hanging on __consumer_offsets after the broker restart.
+// transactions hanging on __consumer_offsets after the broker restart. The
+// slot keeps the group member id instead, for the restart to remove the
+// dead member from the group (see member.go).
 
 // maxIDSlots bounds the processes of one stage that keep an id in one data
 // dir; more get a new id each start.
@@ -49,40 +51,42 @@ func randomID() string {
 }
 
 // processID is this process's transactional id suffix in cfg.Group: kept
-// across restarts in cfg.DataDir when it can be, else new. release gives
-// the kept id's slot up; call it when the consumer closes.
-func processID(cfg ConsumerConfig) (id string, release func()) {
+// across restarts in cfg.DataDir when it can be, else new. slot is the kept
+// id's file ("" for a new id); release gives the slot up: call it when the
+// consumer closes.
+func processID(cfg ConsumerConfig) (id, slot string, release func()) {
 	if cfg.DataDir != "" {
-		id, release, err := keptID(cfg.DataDir, cfg.Group)
+		id, slot, release, err := keptID(cfg.DataDir, cfg.Group)
 		if err == nil {
-			return id, release
+			return id, slot, release
 		}
 		if cfg.OnWarn != nil {
 			cfg.OnWarn(fmt.Sprintf("Consumer group %s: transactional id not kept (%v): after a crash, readers of this stage's output wait up to %v for its open transaction", cfg.Group, err, TransactionTimeout))
 		}
 	}
-	return randomID(), func() {}
+	return randomID(), "", func() {}
 }
 
-// keptID returns the id kept for group in dataDir's first free slot and a
-// release for the slot, to call when the stage stops. It fails where ids
-// cannot be kept (no data dir, a read-only one, no file locks): the caller
-// then uses a random id.
-func keptID(dataDir, group string) (string, func(), error) {
+// keptID returns the id kept for group in dataDir's first free slot, the
+// slot's file and a release for the slot, to call when the stage stops. It
+// fails where ids cannot be kept (no data dir, a read-only one, no file
+// locks): the caller then uses a random id.
+func keptID(dataDir, group string) (string, string, func(), error) {
 	dir := filepath.Join(dataDir, idDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	name := strings.NewReplacer("/", "_", "\\", "_").Replace(group)
-	for slot := 0; slot < maxIDSlots; slot++ {
-		f, err := os.OpenFile(filepath.Join(dir, name+"."+strconv.Itoa(slot)), os.O_CREATE|os.O_RDWR, 0o644)
+	for n := 0; n < maxIDSlots; n++ {
+		slot := filepath.Join(dir, name+"."+strconv.Itoa(n))
+		f, err := os.OpenFile(slot, os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		held, err := lockFile(f)
 		if err != nil {
 			f.Close()
-			return "", nil, err
+			return "", "", nil, err
 		}
 		if !held {
 			f.Close() // another live process's slot
@@ -93,17 +97,17 @@ func keptID(dataDir, group string) (string, func(), error) {
 		b, err := io.ReadAll(f) // the slot just locked, read through its handle
 		if id := strings.TrimSpace(string(b)); err == nil && len(id) == 16 {
 			if _, err := hex.DecodeString(id); err == nil {
-				return host + "-" + id, release, nil
+				return host + "-" + id, slot, release, nil
 			}
 		}
 		id := randomID()
 		if err := writeID(f, id); err != nil {
 			release()
-			return "", nil, err
+			return "", "", nil, err
 		}
-		return host + "-" + id, release, nil
+		return host + "-" + id, slot, release, nil
 	}
-	return "", nil, fmt.Errorf("all %d slots of %s in %s are held by running processes", maxIDSlots, group, dir)
+	return "", "", nil, fmt.Errorf("all %d slots of %s in %s are held by running processes", maxIDSlots, group, dir)
 }
 
 func writeID(f *os.File, id string) error {

@@ -11,11 +11,11 @@ import (
 // id of the process it replaces.
 func TestKeptIDSlots(t *testing.T) {
 	dir := t.TempDir()
-	a, releaseA, err := keptID(dir, "caracal-detect")
+	a, _, releaseA, err := keptID(dir, "caracal-detect")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, releaseB, err := keptID(dir, "caracal-detect")
+	b, _, releaseB, err := keptID(dir, "caracal-detect")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestKeptIDSlots(t *testing.T) {
 	if a == b {
 		t.Fatalf("two live processes share the id %s: they would fence each other", a)
 	}
-	other, releaseOther, err := keptID(dir, "caracal-alert")
+	other, _, releaseOther, err := keptID(dir, "caracal-alert")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestKeptIDSlots(t *testing.T) {
 		t.Fatal("another group got a held id")
 	}
 	releaseA() // the first process dies
-	again, releaseAgain, err := keptID(dir, "caracal-detect")
+	again, _, releaseAgain, err := keptID(dir, "caracal-detect")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestKeptIDRewritesAGarbledFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("not-an-id-at-all!!\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	id, release, err := keptID(dir, "caracal-alert")
+	id, _, release, err := keptID(dir, "caracal-alert")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestKeptIDFailsOnAFile(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := keptID(file, "caracal-alert"); err == nil {
+	if _, _, _, err := keptID(file, "caracal-alert"); err == nil {
 		t.Fatal("kept an id under a file")
 	}
 }

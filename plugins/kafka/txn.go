@@ -34,6 +34,7 @@ type TxnConsumer struct {
 	inTxn       bool
 	closed      bool
 	release     func() // the kept transactional id's slot
+	slot        string // its file, "" for a new id
 }
 
 // NewTxnConsumer joins the group with a transactional producer.
@@ -44,12 +45,12 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = 5000
 	}
-	id, release := processID(cfg)
+	id, slot, release := processID(cfg)
 	reset := kgo.NewOffset().AtEnd()
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
-	opts := append(groupOpts(cfg),
+	opts := append(groupOpts(cfg, rememberMember(slot)),
 		kgo.ConsumeResetOffset(reset),
 		// Unique per live process (KIP-447: the group generation fences
 		// zombies), and kept across restarts (see processid.go).
@@ -78,7 +79,12 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	if _, _, err := sess.Client().ProducerID(ctx); err != nil && cfg.OnWarn != nil {
 		cfg.OnWarn(fmt.Sprintf("Consumer group %s: registering transactional id %s-%s: %v", cfg.Group, cfg.Group, id, err))
 	}
-	c := &TxnConsumer{sess: sess, cfg: cfg, release: release}
+	// Then the predecessor's group membership goes too, so the rebalance
+	// this process joins does not wait for it (see member.go).
+	if err := leaveDeadMember(ctx, sess.Client(), cfg.Group, slot); err != nil && cfg.OnWarn != nil {
+		cfg.OnWarn(fmt.Sprintf("Consumer group %s: removing the member a killed process left (the group waits for its 10 s session to end instead): %v", cfg.Group, err))
+	}
+	c := &TxnConsumer{sess: sess, cfg: cfg, release: release, slot: slot}
 	c.cond = sync.NewCond(&c.mu)
 	return c, nil
 }
@@ -98,8 +104,15 @@ func withoutTransactionsV2() *kversion.Versions {
 	return v
 }
 
-// groupOpts are the options every Caracal group consumer uses.
-func groupOpts(cfg ConsumerConfig) []kgo.Opt {
+// groupOpts are the options every Caracal group consumer uses; onAssigned
+// also runs at each assignment.
+func groupOpts(cfg ConsumerConfig, onAssigned ...func(*kgo.Client)) []kgo.Opt {
+	assigned := func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+		countAssignment(ctx, cl, parts)
+		for _, f := range onAssigned {
+			f(cl)
+		}
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -111,7 +124,7 @@ func groupOpts(cfg ConsumerConfig) []kgo.Opt {
 		kgo.SessionTimeout(10 * time.Second),
 		kgo.HeartbeatInterval(time.Second),
 		kgo.RebalanceTimeout(30 * time.Second),
-		kgo.OnPartitionsAssigned(countAssignment),
+		kgo.OnPartitionsAssigned(assigned),
 	}
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))

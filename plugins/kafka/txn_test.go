@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -394,4 +395,136 @@ func unverified(t *testing.T, brokers []string) {
 
 func TestAbortHangingAbortsAFencedWriteRealKafka(t *testing.T) {
 	testAbortHangingAbortsAFencedWrite(t, kafkatest.Real(t))
+}
+
+// A stage process killed without leaving its group stays a member until its
+// session ends, and the rebalance its restart asks for waits for it. The
+// restart, in the dead process's slot, finds the member id the process kept
+// there and removes that member at once.
+func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
+	in := kafkatest.Topic(t, brokers, "dead-in", 1)
+	group := in + "-g"
+	produceN(t, brokers, in, 0, 1)
+	cfg := kafka.ConsumerConfig{Brokers: brokers, Topics: []string{in}, Group: group, FromBeginning: true, DataDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	first, err := kafka.NewTxnConsumer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	kept, err := os.ReadFile(first.MemberFileForTest())
+	if want := members(t, brokers, group); err != nil || len(want) != 1 || string(kept) != host+" "+want[0]+"\n" {
+		t.Fatalf("kept member %q (err %v), want this host's and the group's only member %v", kept, err, want)
+	}
+	memberFile := first.MemberFileForTest()
+	_ = first.Close(ctx) // leaves the group; a killed process would not:
+	dead := joinAndDie(t, brokers, group, in)
+	if err := os.WriteFile(memberFile, []byte(host+" "+dead+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted, err := kafka.NewTxnConsumer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close(context.Background())
+	if slices.Contains(members(t, brokers, group), dead) {
+		t.Fatalf("the dead member %s is still in the group: the rebalance waits for its 30 s session", dead)
+	}
+	b, err := restarted.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b.Records[0].Value) != "0" {
+		t.Fatalf("restarted consumer got %q, want the record again", b.Records[0].Value)
+	}
+}
+
+// joinAndDie joins group as a consumer of topic, takes all its partitions
+// and then never heartbeats, as a process killed mid-way: the group keeps it
+// for its 30 s session. It returns its member id.
+func joinAndDie(t *testing.T, brokers []string, group, topic string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{topic}
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = group, 30000, 30000, "consumer"
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name, proto.Metadata = "cooperative-sticky", meta.AppendTo(nil)
+	join.Protocols = append(join.Protocols, proto)
+	var joined *kmsg.JoinGroupResponse
+	for {
+		joined, err = join.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kerr.ErrorForCode(joined.ErrorCode); errors.Is(err, kerr.MemberIDRequired) {
+			join.MemberID = joined.MemberID // v4+: join again with the id given
+			continue
+		} else if err != nil {
+			t.Fatalf("join %s: %v", group, err)
+		}
+		break
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.Generation, sync.MemberID = group, joined.Generation, joined.MemberID
+	sync.ProtocolType, sync.Protocol = joined.ProtocolType, joined.Protocol
+	if joined.LeaderID == joined.MemberID {
+		assignment := kmsg.NewConsumerMemberAssignment()
+		at := kmsg.NewConsumerMemberAssignmentTopic()
+		at.Topic, at.Partitions = topic, []int32{0}
+		assignment.Topics = append(assignment.Topics, at)
+		ga := kmsg.NewSyncGroupRequestGroupAssignment()
+		ga.MemberID, ga.MemberAssignment = joined.MemberID, assignment.AppendTo(nil)
+		sync.GroupAssignment = append(sync.GroupAssignment, ga)
+	}
+	synced, err := sync.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(synced.ErrorCode); err != nil {
+		t.Fatalf("sync %s: %v", group, err)
+	}
+	return joined.MemberID
+}
+
+// members lists group's member ids.
+func members(t *testing.T, brokers []string, group string) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	described, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range described[group].Members {
+		ids = append(ids, m.MemberID)
+	}
+	return ids
+}
+
+func TestRestartRemovesTheDeadMemberEmbedded(t *testing.T) {
+	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t))
+}
+
+func TestRestartRemovesTheDeadMemberRealKafka(t *testing.T) {
+	testRestartRemovesTheDeadMember(t, kafkatest.Real(t))
 }

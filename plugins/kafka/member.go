@@ -1,0 +1,76 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A process killed without leaving its consumer group stays a member until
+// its session times out (10 s): the rebalance its restart asks for waits
+// for it, and the stage consumes nothing meanwhile. So a transactional
+// stage also keeps its group member id in its slot (processid.go), and its
+// restart, which holds that slot only because the process before it died,
+// removes that member from the group at once (LeaveGroup on its behalf, as
+// `kafka-consumer-groups.sh --delete --members` would).
+
+// memberFile is where slot keeps its process's group member id.
+func memberFile(slot string) string { return slot + ".member" }
+
+// rememberMember returns what records, at each assignment, the member id
+// cl holds in the group, with the host's name: a data dir copied to another
+// host must not make that host's processes remove this one.
+func rememberMember(slot string) func(cl *kgo.Client) {
+	var last string // called one assignment at a time
+	return func(cl *kgo.Client) {
+		member, _ := cl.GroupMetadata()
+		if slot == "" || member == "" || member == last {
+			return
+		}
+		host, _ := os.Hostname()
+		if os.WriteFile(memberFile(slot), []byte(host+" "+member+"\n"), 0o644) == nil {
+			last = member
+		}
+	}
+}
+
+// leaveDeadMember removes from group the member the dead process that held
+// slot before this one left behind, if any. A member already gone is not
+// an error.
+func leaveDeadMember(ctx context.Context, cl *kgo.Client, group, slot string) error {
+	if slot == "" {
+		return nil
+	}
+	b, err := os.ReadFile(memberFile(slot))
+	if err != nil {
+		return nil // none kept
+	}
+	host, _ := os.Hostname()
+	kept := strings.Fields(string(b))
+	if len(kept) != 2 || kept[0] != host {
+		return nil
+	}
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group, req.MemberID = group, kept[1] // MemberID for brokers before v3
+	m := kmsg.NewLeaveGroupRequestMember()
+	reason := "caracal: its process died; the process restarted in its place replaces it"
+	m.MemberID, m.Reason = kept[1], &reason
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	err = kerr.ErrorForCode(resp.ErrorCode)
+	if err == nil && len(resp.Members) > 0 {
+		err = kerr.ErrorForCode(resp.Members[0].ErrorCode)
+	}
+	if errors.Is(err, kerr.UnknownMemberID) {
+		return nil
+	}
+	return err
+}
