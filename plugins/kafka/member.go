@@ -39,27 +39,36 @@ func rememberMember(slot string) func(cl *kgo.Client) {
 	}
 }
 
-// leaveDeadMember removes from group the member the dead process that held
-// slot before this one left behind, if any. A member already gone is not
-// an error.
-func leaveDeadMember(ctx context.Context, cl *kgo.Client, group, slot string) error {
+// deadMember returns the member id the process that held slot before this
+// one kept there, or "". Read it before this process joins the group: from
+// its first assignment on, the file holds this process's own id.
+func deadMember(slot string) string {
 	if slot == "" {
-		return nil
+		return ""
 	}
 	b, err := os.ReadFile(memberFile(slot))
 	if err != nil {
-		return nil // none kept
+		return "" // none kept
 	}
 	host, _ := os.Hostname()
 	kept := strings.Fields(string(b))
 	if len(kept) != 2 || kept[0] != host {
+		return ""
+	}
+	return kept[1]
+}
+
+// leaveDeadMember removes member (deadMember's) from group. A member
+// already gone is not an error.
+func leaveDeadMember(ctx context.Context, cl *kgo.Client, group, member string) error {
+	if member == "" {
 		return nil
 	}
 	req := kmsg.NewPtrLeaveGroupRequest()
-	req.Group, req.MemberID = group, kept[1] // MemberID for brokers before v3
+	req.Group, req.MemberID = group, member // MemberID for brokers before v3
 	m := kmsg.NewLeaveGroupRequestMember()
 	reason := "caracal: its process died; the process restarted in its place replaces it"
-	m.MemberID, m.Reason = kept[1], &reason
+	m.MemberID, m.Reason = member, &reason
 	req.Members = append(req.Members, m)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {

@@ -46,6 +46,7 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 		cfg.MaxPoll = 5000
 	}
 	id, slot, release := processID(cfg)
+	dead := deadMember(slot) // before joining (see member.go)
 	reset := kgo.NewOffset().AtEnd()
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
@@ -81,7 +82,7 @@ func NewTxnConsumer(cfg ConsumerConfig) (*TxnConsumer, error) {
 	}
 	// Then the predecessor's group membership goes too, so the rebalance
 	// this process joins does not wait for it (see member.go).
-	if err := leaveDeadMember(ctx, sess.Client(), cfg.Group, slot); err != nil && cfg.OnWarn != nil {
+	if err := leaveDeadMember(ctx, sess.Client(), cfg.Group, dead); err != nil && cfg.OnWarn != nil {
 		cfg.OnWarn(fmt.Sprintf("Consumer group %s: removing the member a killed process left (the group waits for its 10 s session to end instead): %v", cfg.Group, err))
 	}
 	c := &TxnConsumer{sess: sess, cfg: cfg, release: release, slot: slot}

@@ -443,6 +443,12 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 	if string(b.Records[0].Value) != "0" {
 		t.Fatalf("restarted consumer got %q, want the record again", b.Records[0].Value)
 	}
+	// It removed the dead member, not itself (its own id is in the file
+	// from its first assignment on).
+	kept, err = os.ReadFile(restarted.MemberFileForTest())
+	if now := members(t, brokers, group); err != nil || len(now) != 1 || string(kept) != host+" "+now[0]+"\n" {
+		t.Fatalf("members %v, kept %q (err %v): want the restarted consumer alone, and its id kept", now, kept, err)
+	}
 }
 
 // joinAndDie joins group as a consumer of topic, takes all its partitions
