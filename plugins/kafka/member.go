@@ -22,9 +22,10 @@ import (
 // memberFile is where slot keeps its process's group member id.
 func memberFile(slot string) string { return slot + ".member" }
 
-// rememberMember returns what records, at each assignment, the member id
-// cl holds in the group, with the host's name: a data dir copied to another
-// host must not make that host's processes remove this one.
+// rememberMember returns the assignment callback that keeps in the slot
+// the member id cl holds in the group, with the host's name: a data dir
+// copied to another host must not make that host's processes remove this
+// one.
 func rememberMember(slot string) func(cl *kgo.Client) {
 	var last string // called one assignment at a time
 	return func(cl *kgo.Client) {
