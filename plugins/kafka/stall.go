@@ -32,11 +32,9 @@ const unstableRetryMsg = "fetch offsets failed with retryable partition error, w
 // stallWatch reports it (again every HangingAfter while it lasts), and the
 // consumer then aborts the hanging transactions it finds and says so.
 type stallWatch struct {
-	report     func(string)
-	probe      func()
-	after      time.Duration
-	probeEvery time.Duration
-	now        func() time.Time
+	report func(string)
+	probe  func()
+	now    func() time.Time
 
 	mu   sync.Mutex
 	seen map[string]*stall
@@ -50,7 +48,7 @@ type stall struct {
 const probeEvery = 15 * time.Second
 
 func newStallWatch(report func(string), probe func()) *stallWatch {
-	return &stallWatch{report: report, probe: probe, after: HangingAfter, probeEvery: probeEvery, now: time.Now, seen: map[string]*stall{}}
+	return &stallWatch{report: report, probe: probe, now: time.Now, seen: map[string]*stall{}}
 }
 
 func (w *stallWatch) Level() kgo.LogLevel { return kgo.LogLevelInfo }
@@ -87,11 +85,11 @@ func (w *stallWatch) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	}
 	s.last = now
 	waited := now.Sub(s.first)
-	due := waited >= w.after
+	due := waited >= HangingAfter
 	if due {
 		s.first = now
 	}
-	probe := !due && (s.probed.IsZero() || now.Sub(s.probed) >= w.probeEvery)
+	probe := !due && (s.probed.IsZero() || now.Sub(s.probed) >= probeEvery)
 	if probe || due {
 		s.probed = now
 	}
