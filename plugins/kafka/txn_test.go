@@ -71,12 +71,13 @@ func testStopWhileEndingCommits(t *testing.T, brokers []string) {
 // want records that read_committed readers see.
 func stable(t *testing.T, brokers []string, topic string, want int64) {
 	t.Helper()
+	adm := admin(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The broker answers a commit once it is decided and writes the
 	// markers that end it on the partitions just after: give it a moment.
 	for {
-		lso, hwm := stableAndEnd(t, brokers, topic)
+		lso, hwm := stableAndEnd(t, adm, topic)
 		if lso == hwm {
 			break
 		}
@@ -117,11 +118,7 @@ func TestAbortHangingLeavesLiveTransactionsRealKafka(t *testing.T) {
 
 func testAbortHangingLeavesLiveTransactions(t *testing.T, brokers []string) {
 	topic := kafkatest.Topic(t, brokers, "caracal.hang", 1)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(topic+"-txn"), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := client(t, brokers, kgo.TransactionalID(topic+"-txn"), kgo.DefaultProduceTopic(topic))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.BeginTransaction(); err != nil {
@@ -167,7 +164,7 @@ func testRestartAbortsTheKilledTransaction(t *testing.T, brokers []string) {
 	if err := killed.Produce(ctx, []*kgo.Record{{Topic: out, Partition: 0, Value: b.Records[0].Value}}); err != nil {
 		t.Fatal(err)
 	}
-	if lso, hwm := stableAndEnd(t, brokers, out); lso == hwm {
+	if lso, hwm := stableAndEnd(t, admin(t, brokers), out); lso == hwm {
 		t.Fatal("set-up: the produced record is not in an open transaction")
 	}
 	killed.ReleaseIDForTest()
@@ -191,16 +188,24 @@ func testRestartAbortsTheKilledTransaction(t *testing.T, brokers []string) {
 	}
 }
 
-// stableAndEnd returns topic partition 0's last stable offset and high
-// watermark: they differ while a transaction is open.
-func stableAndEnd(t *testing.T, brokers []string, topic string) (int64, int64) {
+// client is a client of brokers, closed when the test ends.
+func client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// admin is an admin client of brokers, closed when the test ends.
+func admin(t testing.TB, brokers []string) *kadm.Client { return kadm.NewClient(client(t, brokers)) }
+
+// stableAndEnd returns topic partition 0's last stable offset and high
+// watermark: they differ while a transaction is open.
+func stableAndEnd(t *testing.T, adm *kadm.Client, topic string) (int64, int64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	lso, err := adm.ListCommittedOffsets(ctx, topic)
@@ -290,11 +295,7 @@ func testAbortHangingAbortsAFencedWrite(t *testing.T, brokers []string) {
 	unverified(t, brokers)
 	explicit := kversion.Stable() // partitions join a transaction only by AddPartitionsToTxn (before v12)
 	explicit.SetMaxKeyVersion(int16(kmsg.Produce), 11)
-	dead, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txnID), kgo.MaxVersions(explicit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dead.Close()
+	dead := client(t, brokers, kgo.TransactionalID(txnID), kgo.MaxVersions(explicit))
 	id, epoch, err := dead.ProducerID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +322,8 @@ func testAbortHangingAbortsAFencedWrite(t *testing.T, brokers []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if lso, hwm := stableAndEnd(t, brokers, topic); lso == hwm {
+	adm := admin(t, brokers)
+	if lso, hwm := stableAndEnd(t, adm, topic); lso == hwm {
 		t.Fatal("set-up: the write is not in an open transaction")
 	}
 	// Other tests share the broker: look only at this topic.
@@ -329,15 +331,10 @@ func testAbortHangingAbortsAFencedWrite(t *testing.T, brokers []string) {
 		t.Fatalf("aborted %v (err %v) while its producer could still end it", aborted, err)
 	}
 
-	restarted, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txnID))
-	if err != nil {
+	if _, _, err := client(t, brokers, kgo.TransactionalID(txnID)).ProducerID(ctx); err != nil { // the restart
 		t.Fatal(err)
 	}
-	defer restarted.Close()
-	if _, _, err := restarted.ProducerID(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if lso, hwm := stableAndEnd(t, brokers, topic); lso == hwm {
+	if lso, hwm := stableAndEnd(t, adm, topic); lso == hwm {
 		t.Fatal("set-up: registering the id again ended the write: it was not hanging")
 	}
 	aborted, err := kafka.AbortHanging(ctx, brokers, time.Hour)
@@ -368,11 +365,7 @@ func txnBatch(id int64, epoch int16, value []byte) []byte {
 // off until the test ends.
 func unverified(t *testing.T, brokers []string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(cl)
+	adm := admin(t, brokers)
 	set := func(op kadm.IncrementalOp) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -390,7 +383,7 @@ func unverified(t *testing.T, brokers []string) {
 		}
 	}
 	set(kadm.SetConfig)
-	t.Cleanup(func() { set(kadm.DeleteConfig); cl.Close() })
+	t.Cleanup(func() { set(kadm.DeleteConfig) }) // before the client closes (cleanups run last first)
 }
 
 func TestAbortHangingAbortsAFencedWriteRealKafka(t *testing.T) {
@@ -417,11 +410,11 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	kept, err := os.ReadFile(first.MemberFileForTest())
+	memberFile := first.MemberFileForTest()
+	kept, err := os.ReadFile(memberFile)
 	if want := members(t, brokers, group); err != nil || len(want) != 1 || string(kept) != host+" "+want[0]+"\n" {
 		t.Fatalf("kept member %q (err %v), want this host's and the group's only member %v", kept, err, want)
 	}
-	memberFile := first.MemberFileForTest()
 	_ = first.Close(ctx) // leaves the group; a killed process would not:
 	dead := joinAndDie(t, brokers, group, in)
 	if err := os.WriteFile(memberFile, []byte(host+" "+dead+"\n"), 0o644); err != nil {
@@ -456,11 +449,7 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 // for its 30 s session. It returns its member id.
 func joinAndDie(t *testing.T, brokers []string, group, topic string) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := client(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	meta := kmsg.NewConsumerMemberMetadata()
@@ -472,6 +461,7 @@ func joinAndDie(t *testing.T, brokers []string, group, topic string) string {
 	join.Protocols = append(join.Protocols, proto)
 	var joined *kmsg.JoinGroupResponse
 	for {
+		var err error
 		joined, err = join.RequestWith(ctx, cl)
 		if err != nil {
 			t.Fatal(err)
@@ -509,14 +499,9 @@ func joinAndDie(t *testing.T, brokers []string, group, topic string) string {
 // members lists group's member ids.
 func members(t *testing.T, brokers []string, group string) []string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	described, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
+	described, err := admin(t, brokers).DescribeGroups(ctx, group)
 	if err != nil {
 		t.Fatal(err)
 	}
