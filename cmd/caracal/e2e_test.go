@@ -820,6 +820,126 @@ func TestAlertWorkersRebalanceWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// Two lake workers share the caracal-lake group. When the second joins,
+// the first gives up half the partitions while their rows wait in its open
+// roll, and the second consumes them again from the last commit. The rows
+// the first had gathered must not reach the lake from it: written after the
+// second worker's files, under the same names (topic, partition, first
+// offset), they would replace rows the second worker wrote and committed.
+// Every event must be in the lake exactly once.
+func TestLakeWorkersRebalanceWithoutLossOrDuplicates(t *testing.T) {
+	brokerDir := t.TempDir()
+	core := start(t, brokerDir, nil, "--stages", "ingest,process")
+	addr, err := os.ReadFile(filepath.Join(brokerDir, "broker", "address"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lakeDir := t.TempDir()
+	worker := func(rollPeriod string) *systest.Process {
+		p, err := systest.Start(systest.Options{Bin: caracalBinary(t), DataDir: t.TempDir(), Args: []string{"--stages", "lake"},
+			Env: []string{"CARACAL_BROKERS=" + string(addr), "CARACAL_LAKE_URL=" + lakeDir, "CARACAL_LAKE_ROLL_PERIOD=" + rollPeriod}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if !p.Exited() {
+				p.Kill()
+			}
+			if t.Failed() {
+				t.Logf("lake worker output:\n%s", p.Tail(40))
+			}
+		})
+		return p
+	}
+	const perBatch = 300
+	var ids []string
+	postBatch := func(name string) {
+		var body []byte
+		for i := range perBatch {
+			id := fmt.Sprintf("lake-rebalance-%s-%d-%d", name, i, time.Now().UnixNano())
+			ids = append(ids, id)
+			body = append(append(body, rootLogin(t, id)...), '\n')
+			if (i+1)%50 == 0 {
+				post(t, core, body)
+				body = nil
+			}
+		}
+	}
+	received := func(p *systest.Process) float64 {
+		if resp, err := http.Get("http://" + p.MetricsAddr + "/metrics"); err != nil {
+			return 0 // not serving yet
+		} else {
+			resp.Body.Close()
+		}
+		return metric(t, p, "caracal_input_received")
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60 s", what)
+			}
+		}
+	}
+	// Rolls are written only when a worker stops: the rows a and b gather
+	// wait in their open rolls throughout.
+	a := worker("1h")
+	postBatch("1")
+	waitFor("worker a consumed the first batch", func() bool { return received(a) >= perBatch })
+	b := worker("1h")
+	waitFor("worker b took over partitions", func() bool { return received(b) > 0 })
+	settled := func(p *systest.Process) float64 {
+		last := -1.0
+		waitFor("the worker's consumption settled", func() bool {
+			n := received(p)
+			if n == last {
+				return true
+			}
+			last = n
+			time.Sleep(time.Second)
+			return false
+		})
+		return last
+	}
+	before := settled(a) + settled(b)
+	postBatch("2")
+	waitFor("both workers consumed the second batch", func() bool { return received(a)+received(b) >= before+perBatch })
+
+	// b writes its roll and leaves; a takes its partitions back and
+	// writes its own roll. A third worker writes whatever is left.
+	if err := b.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c := worker("1s")
+	time.Sleep(5 * time.Second) // a leftover would be consumed and rolled by now
+	if err := c.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_ = core
+
+	count := map[string]int{}
+	for _, r := range laketest.ReadTable(t, filepath.Join(lakeDir, "aws_cloudtrail")) {
+		if id, _ := r["eventID"].(string); strings.HasPrefix(id, "lake-rebalance-") {
+			count[id]++
+		}
+	}
+	lost, dup := 0, 0
+	for _, id := range ids {
+		switch n := count[id]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dup++
+		}
+	}
+	if lost > 0 || dup > 0 {
+		t.Fatalf("of %d events, %d are not in the lake and %d are in it more than once", len(ids), lost, dup)
+	}
+}
+
 // Events as large as a source accepts, which compression cannot shrink,
 // must not stop a stage: five ~0.9 MB root logins in one dedup window
 // once made an alert (with its first events) too large for the broker

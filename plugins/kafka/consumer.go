@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/caracal-sec/caracal/plugins/claim"
 )
 
 // Batch is a run of consecutive records from one partition, handed out
@@ -58,7 +60,12 @@ type Consumer struct {
 // tracker keeps the ranges handed out for one partition, in offset order.
 type tracker struct {
 	ranges []*span
+	claim  *claim.Claim // ends when the partition goes (see forget)
 }
+
+// Claim is the claim on the batch's partition that this batch was
+// consumed under: it ends when the partition is revoked or lost.
+func (b *Batch) Claim() *claim.Claim { return b.t.claim }
 
 type span struct {
 	first, last int64
@@ -105,11 +112,24 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // so a late acknowledgment cannot commit over the new owner's progress.
 // Batches of those partitions still waiting to be handed out are discarded:
 // the new owner consumes them from the last commit.
+//
+// It then ends the partitions' claims, which waits for files of their rows
+// being stored: the rebalance goes on only after that, so the new owner's
+// files are never overwritten by this member's (see package claim).
 func (c *Consumer) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	var ended []*claim.Claim
+	defer func() {
+		for _, cl := range ended {
+			cl.End()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for topic, ps := range lost {
 		for _, p := range ps {
+			if t := c.parts[topic][p]; t != nil {
+				ended = append(ended, t.claim)
+			}
 			delete(c.parts[topic], p)
 		}
 	}
@@ -204,7 +224,7 @@ func (c *Consumer) tracker(topic string, p int32) *tracker {
 	}
 	t := ps[p]
 	if t == nil {
-		t = &tracker{}
+		t = &tracker{claim: claim.New()}
 		ps[p] = t
 	}
 	return t

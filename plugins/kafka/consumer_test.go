@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
 )
@@ -215,3 +216,78 @@ func testSmallRecordTopics(t *testing.T, brokers []string) {
 func TestSmallRecordTopicsEmbedded(t *testing.T) { testSmallRecordTopics(t, kafkatest.Embedded(t)) }
 
 func TestSmallRecordTopicsRealKafka(t *testing.T) { testSmallRecordTopics(t, kafkatest.Real(t)) }
+
+// When a member joins, the partition it takes is revoked from the first
+// member: the first member's claim on it ends, and the rebalance waits for
+// the first member's write of that partition's rows (the lake storing a
+// file) before the new member gets it. The partition kept stays claimed.
+func testClaimEndsWhenThePartitionGoes(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "claim", 2)
+	group := topic + "-g"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("0")}, &kgo.Record{Topic: topic, Partition: 1, Value: []byte("1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	a := consumer(t, brokers, topic, group, 10)
+	defer a.Close(context.Background())
+	claims := map[int32]*claim.Claim{}
+	for len(claims) < 2 {
+		b := next(t, a)
+		claims[b.Partition] = b.Claim()
+	}
+	for part, cl := range claims {
+		if !cl.Begin() { // a file of the partition's rows is being stored
+			t.Fatalf("partition %d's claim ended while a owns it", part)
+		}
+	}
+
+	b := consumer(t, brokers, topic, group, 10)
+	defer b.Close(context.Background())
+	got := make(chan *kafka.Batch, 1)
+	go func() {
+		if bt, err := b.Next(ctx); err == nil {
+			got <- bt
+		}
+	}()
+	var gone, kept int32 = -1, -1
+	for gone < 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no partition's claim ended after the second member joined")
+		}
+		for part, cl := range claims {
+			if cl.Ended() {
+				gone, kept = part, 1-part
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case bt := <-got:
+		t.Fatalf("the new member got partition %d while the old one still stored its rows", bt.Partition)
+	case <-time.After(time.Second):
+	}
+	claims[gone].Done()
+	select {
+	case bt := <-got:
+		if bt.Partition != gone {
+			t.Fatalf("the new member got partition %d, want %d (the one revoked)", bt.Partition, gone)
+		}
+	case <-ctx.Done():
+		t.Fatal("the new member got nothing after the old one stored its rows")
+	}
+	if claims[kept].Ended() {
+		t.Fatalf("partition %d stayed with the first member, but its claim ended", kept)
+	}
+	claims[kept].Done()
+}
+
+func TestClaimEndsWhenThePartitionGoesEmbedded(t *testing.T) {
+	testClaimEndsWhenThePartitionGoes(t, kafkatest.Embedded(t))
+}
+
+func TestClaimEndsWhenThePartitionGoesRealKafka(t *testing.T) {
+	testClaimEndsWhenThePartitionGoes(t, kafkatest.Real(t))
+}

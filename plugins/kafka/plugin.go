@@ -12,6 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
@@ -240,6 +241,15 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		return nil, nil, err
 	}
 	batch := messages(b, in.meta)
+	if in.c != nil {
+		// A plain consumer's output (the lake) must know when the
+		// partition goes: see package claim. A transactional stage's
+		// output is fenced with its offsets instead.
+		ctx := claim.NewContext(context.Background(), b.Claim())
+		for i, m := range batch {
+			batch[i] = m.WithContext(ctx)
+		}
+	}
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
 	return batch, func(ctx context.Context, err error) error {

@@ -26,6 +26,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
 	"github.com/caracal-sec/caracal/plugins/parse"
@@ -194,6 +195,69 @@ func TestReplayOverwritesInsteadOfDuplicating(t *testing.T) {
 	}
 	if len(seen) != 6 || len(rows) != 6 {
 		t.Fatalf("after replay: %d rows, %v", len(rows), seen)
+	}
+}
+
+// Rows read under a claim that ended (the partition went to another
+// worker, or came back to this one after a broker restart) are not stored:
+// the partition's owner reads them again from the last commit. Stored,
+// they would be kept twice beside the rows read again, or replace the new
+// owner's file of the same name with fewer rows.
+func TestRowsOfAGonePartitionAreNotStored(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
+	ctx := context.Background()
+	claimed := func(c *claim.Claim, rs []*Record) []*Record {
+		for _, r := range rs {
+			r.Claim = c
+		}
+		return rs
+	}
+	ids := func(prefix string, n int) []map[string]any {
+		var evs []map[string]any
+		for i := range n {
+			evs = append(evs, event(fmt.Sprintf("%s%d", prefix, i), 21))
+		}
+		return evs
+	}
+	// Partition 0 goes and comes back while its rows wait in one batch.
+	b := w.NewBatch()
+	before, after := claim.New(), claim.New()
+	if err := b.Add(claimed(before, recs(envelope.TopicEvents, 0, 100, ids("p0-", 3)...))); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(recs(envelope.TopicEvents, 1, 7, ids("p1-", 2)...)); err != nil { // no claim: always stored
+		t.Fatal(err)
+	}
+	before.End()
+	if err := b.Add(claimed(after, recs(envelope.TopicEvents, 0, 100, ids("p0-", 5)...))); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Partition 2's new owner stored its rows; the old owner's batch,
+	// stored late, holds fewer of them under the same first offset.
+	owner, old := claim.New(), claim.New()
+	if err := w.Write(ctx, claimed(owner, recs(envelope.TopicEvents, 2, 40, ids("p2-", 4)...))); err != nil {
+		t.Fatal(err)
+	}
+	late := w.NewBatch()
+	if err := late.Add(claimed(old, recs(envelope.TopicEvents, 2, 40, ids("p2-", 2)...))); err != nil {
+		t.Fatal(err)
+	}
+	old.End()
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]int{}
+	for _, r := range laketest.ReadTable(t, filepath.Join(dir, "aws_cloudtrail")) {
+		seen[r["eventID"].(string)]++
+	}
+	want := map[string]int{"p0-0": 1, "p0-1": 1, "p0-2": 1, "p0-3": 1, "p0-4": 1, "p1-0": 1, "p1-1": 1, "p2-0": 1, "p2-1": 1, "p2-2": 1, "p2-3": 1}
+	if !maps.Equal(seen, want) {
+		t.Fatalf("rows in the lake (event id: times) = %v, want %v", seen, want)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
@@ -30,6 +31,10 @@ type Record struct {
 	// Time is when the broker received the record: a record kept in the
 	// failures table is partitioned by it, the same on every replay.
 	Time time.Time
+	// Claim is the consumer's claim on the partition when it read the
+	// record: once it ends, the record's file is not stored (package
+	// claim). Nil: always stored.
+	Claim *claim.Claim
 }
 
 // Tables resolves the table for a record.
@@ -157,12 +162,15 @@ func matchRow(v map[string]any) map[string]any {
 	return row
 }
 
-// fileKey groups rows into files: one per table, hour and source partition.
+// fileKey groups rows into files: one per table, hour and source partition,
+// and per claim on it, so that the rows read before the partition went and
+// after it came back are stored or dropped apart.
 type fileKey struct {
 	table     string
 	hour      time.Time
 	topic     string
 	partition int32
+	claim     *claim.Claim
 }
 
 // openFile is a Parquet file being written: rows are encoded as they
@@ -427,7 +435,7 @@ func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowE
 	if err != nil {
 		return b.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 	}
-	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition}
+	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition, claim: r.Claim}
 	f := b.files[k]
 	if f == nil {
 		if !tableNameRe.MatchString(tab.Name) {
@@ -454,7 +462,8 @@ func (b *Batch) added(f *openFile, r *Record) error {
 
 // Commit closes every file and stores it; it returns once all are durable.
 // A failure to store (see StoreError) leaves the files not yet stored in
-// the batch, so calling Commit again stores only those.
+// the batch, so calling Commit again stores only those. Files of a claim
+// that ended are dropped: the partition's new owner writes those rows.
 func (b *Batch) Commit(ctx context.Context) error {
 	keys := make([]fileKey, 0, len(b.files))
 	for k, f := range b.files {
@@ -471,13 +480,22 @@ func (b *Batch) Commit(ctx context.Context) error {
 		return keys[i].table < keys[j].table || (keys[i].table == keys[j].table && keys[i].hour.Before(keys[j].hour))
 	})
 	for _, k := range keys {
-		f := b.files[k]
-		if err := b.w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), f.buf.Bytes()); err != nil {
+		if err := b.store(ctx, k); err != nil {
 			return &StoreError{Err: err}
 		}
 		delete(b.files, k)
 	}
 	return nil
+}
+
+// store puts one file, unless its claim ended.
+func (b *Batch) store(ctx context.Context, k fileKey) error {
+	if !k.claim.Begin() {
+		return nil
+	}
+	defer k.claim.Done()
+	f := b.files[k]
+	return b.w.Storage.Put(ctx, ObjectKey(k.table, k.hour, k.topic, k.partition, f.first), f.buf.Bytes())
 }
 
 // StoreError is a failure of the storage (a full disk, object storage out
