@@ -245,10 +245,7 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		// A plain consumer's output (the lake) must know when the
 		// partition goes: see package claim. A transactional stage's
 		// output is fenced with its offsets instead.
-		ctx := claim.NewContext(context.Background(), b.Claim())
-		for i, m := range batch {
-			batch[i] = m.WithContext(ctx)
-		}
+		withClaim(batch, b.Claim())
 	}
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
@@ -296,6 +293,14 @@ func messages(b *Batch, meta kafkaMeta) service.MessageBatch {
 		batch[i] = m
 	}
 	return batch
+}
+
+// withClaim makes each message carry c in its context.
+func withClaim(batch service.MessageBatch, c *claim.Claim) {
+	ctx := claim.NewContext(context.Background(), c)
+	for i, m := range batch {
+		batch[i] = m.WithContext(ctx)
+	}
 }
 
 // bytesString is b as a string without a copy; b must not change after.

@@ -132,11 +132,15 @@ func BenchmarkMessages(b *testing.B) {
 			}}
 	}
 	batch := &Batch{Topic: envelope.TopicRaw, Records: recs}
-	for name, meta := range map[string]kafkaMeta{"all": allKafkaMeta, "partition+offset": metaPartition | metaOffset} {
+	lake := metaTopic | metaPartition | metaOffset | metaTimestamp
+	for name, meta := range map[string]kafkaMeta{"all": allKafkaMeta, "partition+offset": metaPartition | metaOffset, "lake": lake} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				messages(batch, meta)
+				batch := messages(batch, meta)
+				if meta == lake {
+					withClaim(batch, nil) // the lake's plain consumer
+				}
 			}
 			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 		})
