@@ -23,9 +23,10 @@ func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 	src := &Source{ID: "open", Path: "open", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
 	const stalled, declared = 3, 1_000_000
 	// The stalled senders hold their room until the read timeout cuts them
-	// off: 4 s leaves a loaded machine (CI runs packages side by side) time
-	// to see the room taken; with 1 s, one slow probe could miss it.
-	srv, err := limitedServer(t, src, 2*time.Second, stalled*declared+100_000, 4*time.Second, nil)
+	// off: 10 s leaves a loaded machine (CI runs packages side by side) time
+	// to see the room taken; with 1 s, one slow probe could miss it, and
+	// with 4 s a run of the whole suite once did.
+	srv, err := limitedServer(t, src, 2*time.Second, stalled*declared+100_000, 10*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 	}
 	body := []byte(`{"a":"` + strings.Repeat("y", 200_000) + `"}`)
 	code, msg, hdr := 0, "", http.Header{}
-	for deadline := time.Now().Add(5 * time.Second); code != 503 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(8 * time.Second); code != 503 && time.Now().Before(deadline); {
 		code, msg, hdr = do(t, "POST", url, body, nil)
 	}
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(msg, "try again later") {
@@ -62,7 +63,7 @@ func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 		t.Fatalf("a small request that fits = %d %q, want 200", code, msg)
 	}
 	for i, c := range conns {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
 		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil && !isClosed(err) {
 			t.Fatalf("stalled sender %d was not cut off: %v", i, err)
 		}
