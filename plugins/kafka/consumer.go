@@ -34,8 +34,8 @@ type ConsumerConfig struct {
 	// OnStall, when set, receives an error message when the group's
 	// offsets stay held by a hanging transaction (see stallWatch).
 	OnStall func(msg string)
-	// DataDir, when set, keeps the consumer's group member id (and a
-	// transactional consumer's id) across restarts (see processID).
+	// DataDir, when set, keeps a transactional consumer's id across
+	// restarts (see processID).
 	DataDir string
 	// OnWarn, when set, receives warnings.
 	OnWarn func(msg string)
@@ -46,10 +46,8 @@ type ConsumerConfig struct {
 // order acknowledgments arrive in: a crash can replay acknowledged records
 // (at-least-once) but never skips one that was not.
 type Consumer struct {
-	cl      *kgo.Client
-	cfg     ConsumerConfig
-	slot    string // the data dir's file keeping its member id (member.go)
-	release func() // gives the slot up
+	cl  *kgo.Client
+	cfg ConsumerConfig
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -95,18 +93,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
-	// Like a transactional stage, the process keeps its group member id in
-	// a slot of the data dir, and its restart removes the killed process's
-	// member at once (see member.go). There is no transactional id to
-	// keep: the slot's id goes unused.
-	slot, release := "", func() {}
-	if cfg.DataDir != "" {
-		if _, s, r, err := keptID(cfg.DataDir, cfg.Group); err == nil {
-			slot, release = s, r
-		}
-	}
-	dead := deadMember(slot) // before joining
-	opts := append(groupOpts(cfg, rememberMember(slot)),
+	opts := append(groupOpts(cfg),
 		kgo.ConsumeResetOffset(reset),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(cfg.CommitEvery),
@@ -115,15 +102,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		release()
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
 	}
-	c.cl, c.slot, c.release = cl, slot, release
-	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
-	defer cancel()
-	if err := leaveDeadMember(ctx, cl, cfg.Group, dead); err != nil && cfg.OnWarn != nil {
-		cfg.OnWarn(fmt.Sprintf("Consumer group %s: removing the member a killed process left (the group waits for its 10 s session to end instead): %v", cfg.Group, err))
-	}
+	c.cl = cl
 	return c, nil
 }
 
@@ -287,7 +268,6 @@ func (c *Consumer) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	err := c.cl.CommitMarkedOffsets(ctx)
 	c.cl.CloseAllowingRebalance()
-	c.release()
 	return err
 }
 

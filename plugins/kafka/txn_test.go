@@ -390,22 +390,11 @@ func TestAbortHangingAbortsAFencedWriteRealKafka(t *testing.T) {
 	testAbortHangingAbortsAFencedWrite(t, kafkatest.Real(t))
 }
 
-// stageConsumer is what the transactional stages and the lake consume with.
-type stageConsumer interface {
-	Next(ctx context.Context) (*kafka.Batch, error)
-	Close(ctx context.Context) error
-	MemberFileForTest() string
-}
-
-func txnConsumer(cfg kafka.ConsumerConfig) (stageConsumer, error) { return kafka.NewTxnConsumer(cfg) }
-
-func plainConsumer(cfg kafka.ConsumerConfig) (stageConsumer, error) { return kafka.NewConsumer(cfg) }
-
 // A stage process killed without leaving its group stays a member until its
 // session ends, and the rebalance its restart asks for waits for it. The
 // restart, in the dead process's slot, finds the member id the process kept
 // there and removes that member at once.
-func testRestartRemovesTheDeadMember(t *testing.T, brokers []string, open func(kafka.ConsumerConfig) (stageConsumer, error)) {
+func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 	in := kafkatest.Topic(t, brokers, "dead-in", 1)
 	group := in + "-g"
 	produceN(t, brokers, in, 0, 1)
@@ -413,7 +402,7 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string, open func(k
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	first, err := open(cfg)
+	first, err := kafka.NewTxnConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +421,7 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string, open func(k
 		t.Fatal(err)
 	}
 
-	restarted, err := open(cfg)
+	restarted, err := kafka.NewTxnConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,18 +513,9 @@ func members(t *testing.T, brokers []string, group string) []string {
 }
 
 func TestRestartRemovesTheDeadMemberEmbedded(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t), txnConsumer)
+	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t))
 }
 
 func TestRestartRemovesTheDeadMemberRealKafka(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Real(t), txnConsumer)
-}
-
-// The lake's plain consumer does the same.
-func TestRestartRemovesTheDeadPlainMemberEmbedded(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t), plainConsumer)
-}
-
-func TestRestartRemovesTheDeadPlainMemberRealKafka(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Real(t), plainConsumer)
+	testRestartRemovesTheDeadMember(t, kafkatest.Real(t))
 }
