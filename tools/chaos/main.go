@@ -256,6 +256,20 @@ func run() error {
 			log = append(log, fmt.Sprintf("%s@%d", k.what, k.event))
 		}
 		fmt.Printf("chaos: kills (stage@event number): %s\n", strings.Join(log, " "))
+		if dup > 0 {
+			var lakeKills []string
+			for _, k := range history {
+				if k.what == "lake" || k.what == "broker" {
+					lakeKills = append(lakeKills, k.what+"@"+k.at.Format("15:04:05.000"))
+				}
+			}
+			fmt.Printf("chaos: lake and broker kills: %s\n", strings.Join(lakeKills, " "))
+			if out, err := exec.Command(pythonPath(), "-c", dupFilesScript, lakeDir, load.prefix).CombinedOutput(); err == nil {
+				fmt.Printf("chaos: files sharing rows (rows shared: file (rows, written at)):\n%s", out)
+			} else {
+				fmt.Printf("chaos: could not list the files sharing rows: %v\n%s", err, out)
+			}
+		}
 		for _, s := range stages {
 			fmt.Printf("chaos: last lines of the %s stage:\n%s\n", s, procs[s].Tail(40))
 		}
@@ -476,12 +490,42 @@ for f in glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True):
 json.dump(c, sys.stdout)
 `
 
+// dupFilesScript prints the pairs of files that hold the same events (of
+// the run, by id prefix), the most shared first: their names (topic,
+// partition, first offset) and times say which roll and replay wrote them.
+const dupFilesScript = `
+import sys, glob, os, time, collections, itertools
+import pyarrow.parquet as pq
+where = collections.defaultdict(list)
+rows, at = {}, {}
+for f in glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True):
+    ids = pq.read_table(f, columns=['eventID']).column('eventID').to_pylist()
+    rows[f], at[f] = len(ids), os.path.getmtime(f)
+    for v in ids:
+        if v.startswith(sys.argv[2]):
+            where[v].append(f)
+pairs = collections.Counter()
+for fs in where.values():
+    if len(fs) > 1:
+        for a, b in itertools.combinations(sorted(fs), 2):
+            pairs[(a, b)] += 1
+def desc(f):
+    t = time.strftime('%H:%M:%S', time.localtime(at[f])) + ('%.3f' % (at[f] % 1))[1:]
+    return '%s (%d, %s)' % (os.path.relpath(f, sys.argv[1]), rows[f], t)
+for (a, b), n in pairs.most_common(10):
+    print('  %d: %s  and  %s' % (n, desc(a), desc(b)))
+`
+
+func pythonPath() string {
+	if py := os.Getenv("CARACAL_PYTHON"); py != "" {
+		return py
+	}
+	return "python3"
+}
+
 // lakeCounts counts rows per eventID in the table, read with pyarrow.
 func lakeCounts(dir string) (map[string]int, error) {
-	py := os.Getenv("CARACAL_PYTHON")
-	if py == "" {
-		py = "python3"
-	}
+	py := pythonPath()
 	out, err := exec.Command(py, "-c", countScript, dir).Output()
 	if err != nil {
 		return nil, fmt.Errorf("read lake with pyarrow (%s): %w", py, err)
