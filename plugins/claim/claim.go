@@ -1,5 +1,6 @@
 // Package claim ties what a stage gathered from a partition to its
-// consumer still owning that partition.
+// consumer still owning that partition, and keeps the order the consumer
+// handed its batches out in (Turn).
 //
 // The lake acknowledges rows only once their roll is stored, so rows of a
 // partition wait in memory for minutes. When the consumer gives the
@@ -16,22 +17,93 @@ package claim
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Claim is one assignment of a partition to this process. The zero of
 // *Claim (nil) is a claim that never ends: records from elsewhere.
 type Claim struct {
 	mu      sync.Mutex
-	idle    sync.Cond
+	idle    sync.Cond // writing reached 0
 	ended   bool
 	writing int
+	// The turns of the batches read under the claim (see Turn).
+	handed, taken uint64
+	moved         sync.Cond // taken grew, or the claim ended
 }
 
 // New is a live claim.
 func New() *Claim {
 	c := &Claim{}
-	c.idle.L = &c.mu
+	c.idle.L, c.moved.L = &c.mu, &c.mu
 	return c
+}
+
+// Turn is a batch's place among the batches read under a claim, in the
+// order the consumer handed them out. The lake's output gets batches from
+// many goroutines at once, and two batches of a partition can reach it in
+// the wrong order: if a roll were cut between them, the later rows would be
+// stored in a file before the earlier ones, and a replay from the last
+// commit (which cannot pass the earlier rows until they are stored) would
+// write the later rows again under another name. So a writer takes a batch
+// only in its turn.
+type Turn struct {
+	claim *Claim
+	seq   uint64
+}
+
+// Next is the turn of the next batch the consumer hands out.
+func (c *Claim) Next() Turn {
+	if c == nil {
+		return Turn{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.handed++
+	return Turn{c, c.handed}
+}
+
+// Wait waits until every batch before t was taken, the claim ended, or
+// patience ran out (a batch that never comes: a pipeline that dropped
+// it). A batch taken before (a retry) waits for nothing.
+func (t Turn) Wait(patience time.Duration) {
+	c := t.claim
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.taken+1 >= t.seq || c.ended {
+		return
+	}
+	outOfPatience := false
+	late := time.AfterFunc(patience, func() {
+		c.mu.Lock()
+		outOfPatience = true
+		c.moved.Broadcast()
+		c.mu.Unlock()
+	})
+	defer late.Stop()
+	for c.taken+1 < t.seq && !c.ended && !outOfPatience {
+		c.moved.Wait()
+	}
+}
+
+// Claim is the claim t's batch was read under.
+func (t Turn) Claim() *Claim { return t.claim }
+
+// Taken records that t's batch was taken: the next one may go.
+func (t Turn) Taken() {
+	c := t.claim
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.seq > c.taken {
+		c.taken = t.seq
+		c.moved.Broadcast()
+	}
 }
 
 // Begin starts storing rows of the claim; it reports false once the claim
@@ -72,6 +144,7 @@ func (c *Claim) End() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ended = true
+	c.moved.Broadcast()
 	for c.writing > 0 {
 		c.idle.Wait()
 	}
@@ -89,13 +162,13 @@ func (c *Claim) Ended() bool {
 
 type ctxKey struct{}
 
-// NewContext carries c with a message.
-func NewContext(ctx context.Context, c *Claim) context.Context {
-	return context.WithValue(ctx, ctxKey{}, c)
+// NewContext carries the turn of a message's batch, and with it its claim.
+func NewContext(ctx context.Context, t Turn) context.Context {
+	return context.WithValue(ctx, ctxKey{}, t)
 }
 
-// From is the claim a message's context carries, or nil.
-func From(ctx context.Context) *Claim {
-	c, _ := ctx.Value(ctxKey{}).(*Claim)
-	return c
+// From is the turn a message's context carries, or none.
+func From(ctx context.Context) Turn {
+	t, _ := ctx.Value(ctxKey{}).(Turn)
+	return t
 }

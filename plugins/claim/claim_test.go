@@ -2,6 +2,8 @@ package claim
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,11 +37,55 @@ func TestNilClaimNeverEnds(t *testing.T) {
 	}
 	c.Done()
 	c.End()
-	if From(context.Background()) != nil {
+	if From(context.Background()).Claim() != nil {
 		t.Fatal("a context without a claim carries one")
 	}
 	live := New()
-	if From(NewContext(context.Background(), live)) != live {
+	if From(NewContext(context.Background(), live.Next())).Claim() != live {
 		t.Fatal("the context lost its claim")
 	}
+	var none Turn
+	none.Wait(time.Hour) // returns at once
+	none.Taken()
+}
+
+// A batch waits for the batches handed out before it, however late it
+// comes; a batch that never comes holds the next one up only as long as
+// the writer's patience.
+func TestTurnsGoInOrder(t *testing.T) {
+	c := New()
+	first, second, third := c.Next(), c.Next(), c.Next()
+	var order []int
+	var mu sync.Mutex
+	took := func(n int, tn Turn) {
+		tn.Wait(time.Hour)
+		mu.Lock()
+		order = append(order, n)
+		mu.Unlock()
+		tn.Taken()
+	}
+	done := make(chan struct{})
+	go func() { took(3, third); close(done) }()
+	go took(2, second)
+	time.Sleep(20 * time.Millisecond) // both wait
+	took(1, first)
+	<-done
+	if !slices.Equal(order, []int{1, 2, 3}) {
+		t.Fatalf("taken in the order %v, want 1, 2, 3", order)
+	}
+	lost, after := c.Next(), c.Next() // lost never comes
+	_ = lost
+	start := time.Now()
+	after.Wait(50 * time.Millisecond)
+	if time.Since(start) < 50*time.Millisecond {
+		t.Fatal("a batch went on before its patience ran out")
+	}
+	after.Taken()
+	retry := first
+	retry.Wait(time.Hour) // taken before: no wait
+	ended := New()
+	ended.Next()
+	waiting := ended.Next()
+	go ended.End()
+	waiting.Wait(time.Hour) // the claim ended: no order to keep
 }

@@ -18,7 +18,8 @@ type Batch struct {
 	Topic     string
 	Partition int32
 	Records   []*kgo.Record
-	t         *tracker // the partition's tracker when the batch was polled
+	t         *tracker   // the partition's tracker when the batch was polled
+	turn      claim.Turn // its place among the batches of its claim
 }
 
 // ConsumerConfig configures a group consumer.
@@ -66,6 +67,9 @@ type tracker struct {
 // Claim is the claim on the batch's partition that this batch was
 // consumed under: it ends when the partition is revoked or lost.
 func (b *Batch) Claim() *claim.Claim { return b.t.claim }
+
+// Turn is the batch's place among those handed out under its claim.
+func (b *Batch) Turn() claim.Turn { return b.turn }
 
 type span struct {
 	first, last int64
@@ -209,7 +213,7 @@ func (c *Consumer) enqueue(fetches kgo.Fetches) {
 		}
 		recs := p.Records
 		t := c.tracker(p.Topic, p.Partition)
-		b := &Batch{Topic: p.Topic, Partition: p.Partition, Records: recs, t: t}
+		b := &Batch{Topic: p.Topic, Partition: p.Partition, Records: recs, t: t, turn: t.claim.Next()}
 		t.ranges = append(t.ranges, &span{first: recs[0].Offset, last: recs[len(recs)-1].Offset, epoch: recs[len(recs)-1].LeaderEpoch})
 		c.inFlight += len(recs)
 		c.pending = append(c.pending, b)

@@ -245,7 +245,7 @@ func (in *input) ReadBatch(ctx context.Context) (service.MessageBatch, service.A
 		// A plain consumer's output (the lake) must know when the
 		// partition goes: see package claim. A transactional stage's
 		// output is fenced with its offsets instead.
-		withClaim(batch, b.Claim())
+		withTurn(batch, b.Turn())
 	}
 	// Wrapped in AutoRetryNacksBatched: a refused batch is redelivered with
 	// backoff, so this only ever sees success.
@@ -295,9 +295,10 @@ func messages(b *Batch, meta kafkaMeta) service.MessageBatch {
 	return batch
 }
 
-// withClaim makes each message carry c in its context.
-func withClaim(batch service.MessageBatch, c *claim.Claim) {
-	ctx := claim.NewContext(context.Background(), c)
+// withTurn makes each message carry its batch's turn (and claim) in its
+// context.
+func withTurn(batch service.MessageBatch, t claim.Turn) {
+	ctx := claim.NewContext(context.Background(), t)
 	for i, m := range batch {
 		batch[i] = m.WithContext(ctx)
 	}

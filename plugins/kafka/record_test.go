@@ -10,6 +10,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -139,7 +140,7 @@ func BenchmarkMessages(b *testing.B) {
 			for b.Loop() {
 				batch := messages(batch, meta)
 				if meta == lake {
-					withClaim(batch, nil) // the lake's plain consumer
+					withTurn(batch, claim.New().Next()) // the lake's plain consumer
 				}
 			}
 			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")

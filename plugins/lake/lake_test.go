@@ -208,8 +208,9 @@ func TestRowsOfAGonePartitionAreNotStored(t *testing.T) {
 	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
 	ctx := context.Background()
 	claimed := func(c *claim.Claim, rs []*Record) []*Record {
+		turn := c.Next()
 		for _, r := range rs {
-			r.Claim = c
+			r.Turn = turn
 		}
 		return rs
 	}

@@ -136,7 +136,7 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 			return err
 		}
 		size += len(raw)
-		r := &Record{Raw: raw, Claim: claim.From(m.Context())} // decoded as it is encoded (Batch.Add)
+		r := &Record{Raw: raw, Turn: claim.From(m.Context())} // decoded as it is encoded (Batch.Add)
 		r.Topic, _ = m.MetaGet(envelope.MetaKafkaTopic)
 		if p, ok := envelope.MetaInt(m, envelope.MetaKafkaPartition); ok {
 			r.Partition = int32(p)

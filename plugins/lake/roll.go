@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/caracal-sec/caracal/plugins/claim"
 )
 
 // Roller gathers the batches handed to the output into one roll and writes
@@ -71,16 +73,29 @@ func (r *Roller) isDraining() bool {
 	}
 }
 
+// turnPatience bounds how long a batch waits for one handed out before it
+// (claim.Turn): they come microseconds apart, unless one never comes.
+const turnPatience = 2 * time.Second
+
 // Add puts records (of size bytes) into the current roll and waits until
-// that roll is written. Records that would open more files than a roll may
+// that roll is written. Records of one batch (one Turn) are taken only
+// after the batches of their partition handed out before them, so a roll
+// never holds a partition's later rows while its earlier ones go to the
+// next roll. Records that would open more files than a roll may
 // hold (Writer.MaxOpenFiles: a backfill spans thousands of hours) go on
 // into the next roll, and Add waits for each roll it used.
 func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 	var used []*roll
 	total := len(recs)
+	var turn claim.Turn // the batch's, taken once its records are in
+	if len(recs) > 0 {
+		turn = recs[0].Turn
+	}
+	turn.Wait(turnPatience)
 	for len(recs) > 0 {
 		cur, err := r.current(ctx, len(used) > 0)
 		if err != nil {
+			turn.Taken()
 			return err
 		}
 		// Rows are encoded now; the decoded events are not kept.
@@ -105,6 +120,7 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 		}
 		used = append(used, cur)
 	}
+	turn.Taken()
 	var first error
 	for _, cur := range used {
 		if err := r.wait(ctx, cur); err != nil && first == nil {

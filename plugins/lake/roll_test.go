@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
 )
@@ -245,4 +248,51 @@ func BenchmarkRollerAdd(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(raws))/b.Elapsed().Seconds(), "rows/s")
+}
+
+// orderedStorage records the keys it stores, in order.
+type orderedStorage struct {
+	LocalStorage
+	mu   sync.Mutex
+	keys []string
+}
+
+func (s *orderedStorage) Put(ctx context.Context, key string, data []byte) error {
+	s.mu.Lock()
+	s.keys = append(s.keys, filepath.Base(key))
+	s.mu.Unlock()
+	return s.LocalStorage.Put(ctx, key, data)
+}
+
+// Two batches of a partition that reach the output in the wrong order are
+// still taken in the order the consumer handed them out: with a roll cut
+// between them, the later rows would be stored first, and a replay from
+// the last commit (before the earlier rows) would write them again under
+// another name.
+func TestRollerTakesAPartitionsBatchesInTurn(t *testing.T) {
+	st := &orderedStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 100, 0, nil) // each batch fills a roll
+	c := claim.New()
+	inTurn := func(rs []*Record) []*Record {
+		turn := c.Next()
+		for _, rec := range rs {
+			rec.Turn = turn
+		}
+		return rs
+	}
+	earlier := inTurn(recs(envelope.TopicEvents, 0, 0, event("a", 1), event("b", 1)))
+	later := inTurn(recs(envelope.TopicEvents, 0, 2, event("c", 1), event("d", 1)))
+	done := make(chan error, 2)
+	go func() { done <- r.Add(context.Background(), later, 100) }()
+	time.Sleep(50 * time.Millisecond) // the later batch arrives first
+	go func() { done <- r.Add(context.Background(), earlier, 100) }()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"caracal_events-0-00000000000000000000.parquet", "caracal_events-0-00000000000000000002.parquet"}
+	if !slices.Equal(st.keys, want) {
+		t.Fatalf("stored %v, want %v (the earlier batch's roll first)", st.keys, want)
+	}
 }

@@ -31,10 +31,11 @@ type Record struct {
 	// Time is when the broker received the record: a record kept in the
 	// failures table is partitioned by it, the same on every replay.
 	Time time.Time
-	// Claim is the consumer's claim on the partition when it read the
-	// record: once it ends, the record's file is not stored (package
-	// claim). Nil: always stored.
-	Claim *claim.Claim
+	// Turn is the record's batch's place among those read under the
+	// consumer's claim on the partition: batches are taken in turn, and
+	// once the claim ends the record's file is not stored (package claim).
+	// None: always stored, in any order.
+	Turn claim.Turn
 }
 
 // Tables resolves the table for a record.
@@ -435,7 +436,7 @@ func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowE
 	if err != nil {
 		return b.fail(r, fmt.Errorf("%s: %w", tab.TimeField, err))
 	}
-	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition, claim: r.Claim}
+	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition, claim: r.Turn.Claim()}
 	f := b.files[k]
 	if f == nil {
 		if !tableNameRe.MatchString(tab.Name) {
