@@ -831,12 +831,6 @@ func TestLakeWorkersRebalanceWithoutLossOrDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	lakeDir := t.TempDir()
-	// Rolls are written only when a worker stops: the rows a and b gather
-	// wait in their open rolls throughout.
-	worker := func() *systest.Process {
-		return launch(t, "lake worker", systest.Options{DataDir: t.TempDir(), Args: []string{"--stages", "lake"},
-			Env: []string{"CARACAL_BROKERS=" + string(addr), "CARACAL_LAKE_URL=" + lakeDir, "CARACAL_LAKE_ROLL_PERIOD=1h"}})
-	}
 	const perBatch = 300
 	var ids []string
 	postBatch := func(name string) {
@@ -851,14 +845,6 @@ func TestLakeWorkersRebalanceWithoutLossOrDuplicates(t *testing.T) {
 			}
 		}
 	}
-	received := func(p *systest.Process) float64 {
-		resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
-		if err != nil {
-			return 0 // not serving yet
-		}
-		resp.Body.Close()
-		return metric(t, p, "caracal_input_received")
-	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
@@ -867,6 +853,21 @@ func TestLakeWorkersRebalanceWithoutLossOrDuplicates(t *testing.T) {
 			}
 		}
 	}
+	// Rolls are written only when a worker stops: the rows a and b gather
+	// wait in their open rolls throughout.
+	worker := func() *systest.Process {
+		p := launch(t, "lake worker", systest.Options{DataDir: t.TempDir(), Args: []string{"--stages", "lake"},
+			Env: []string{"CARACAL_BROKERS=" + string(addr), "CARACAL_LAKE_URL=" + lakeDir, "CARACAL_LAKE_ROLL_PERIOD=1h"}})
+		waitFor("the lake worker serves its metrics", func() bool {
+			resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		})
+		return p
+	}
+	received := func(p *systest.Process) float64 { return metric(t, p, "caracal_input_received") }
 	a := worker()
 	postBatch("1")
 	waitFor("worker a consumed the first batch", func() bool { return received(a) >= perBatch })

@@ -64,11 +64,8 @@ type tracker struct {
 	claim  *claim.Claim // ends when the partition goes (see forget)
 }
 
-// Claim is the claim on the batch's partition that this batch was
-// consumed under: it ends when the partition is revoked or lost.
-func (b *Batch) Claim() *claim.Claim { return b.t.claim }
-
-// Turn is the batch's place among those handed out under its claim.
+// Turn is the batch's place among those handed out under the claim on its
+// partition (Turn.Claim), which ends when the partition is revoked or lost.
 func (b *Batch) Turn() claim.Turn { return b.turn }
 
 type span struct {

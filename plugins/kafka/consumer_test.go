@@ -236,7 +236,7 @@ func testClaimEndsWhenThePartitionGoes(t *testing.T, brokers []string) {
 	claims := map[int32]*claim.Claim{}
 	for len(claims) < 2 {
 		b := next(t, a)
-		claims[b.Partition] = b.Claim()
+		claims[b.Partition] = b.Turn().Claim()
 	}
 	for part, cl := range claims {
 		if !cl.Begin() { // a file of the partition's rows is being stored
