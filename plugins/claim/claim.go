@@ -27,9 +27,11 @@ type Claim struct {
 	idle    sync.Cond // writing reached 0
 	ended   bool
 	writing int
-	// The turns of the batches read under the claim (see Turn).
-	handed, taken uint64
-	moved         sync.Cond // taken grew, or the claim ended
+	// The turns of the batches read under the claim (see Turn): handed
+	// out, taken by the writer, and committed (their offsets, and every
+	// one before them, are committed in the broker).
+	handed, taken, committed uint64
+	moved                    sync.Cond // taken or committed grew, or the claim ended
 }
 
 // New is a live claim.
@@ -73,21 +75,77 @@ func (t Turn) Wait(patience time.Duration) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.taken+1 >= t.seq || c.ended {
+	c.await(func() bool { return c.taken+1 >= t.seq }, patience, nil)
+}
+
+// WaitEarlierCommitted waits until the offsets of every batch handed out
+// before t are committed, reporting true then; it gives up (false) when
+// the claim ends, patience runs out or stop closes.
+//
+// The lake stores a roll only once the rolls before it are committed:
+// otherwise a crash between two stored rolls, before the first one's
+// offsets were committed, replays the first one's rows into a roll cut
+// elsewhere, whose file keeps again the rows the second one stored.
+func (t Turn) WaitEarlierCommitted(patience time.Duration, stop <-chan struct{}) bool {
+	c := t.claim
+	if c == nil {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	done := func() bool { return c.committed+1 >= t.seq }
+	c.await(done, patience, stop)
+	return done()
+}
+
+// Committed records that the offsets of t's batch, and so of every batch
+// before it, are committed.
+func (t Turn) Committed() {
+	c := t.claim
+	if c == nil {
 		return
 	}
-	outOfPatience := false
-	late := time.AfterFunc(patience, func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.seq > c.committed {
+		c.committed = t.seq
+		c.moved.Broadcast()
+	}
+}
+
+// await waits, with c.mu held, until done, the claim ended, patience ran
+// out or stop closed.
+func (c *Claim) await(done func() bool, patience time.Duration, stop <-chan struct{}) {
+	if done() || c.ended {
+		return
+	}
+	gaveUp := false
+	giveUp := func() {
 		c.mu.Lock()
-		outOfPatience = true
+		gaveUp = true
 		c.moved.Broadcast()
 		c.mu.Unlock()
-	})
+	}
+	late := time.AfterFunc(patience, giveUp)
 	defer late.Stop()
-	for c.taken+1 < t.seq && !c.ended && !outOfPatience {
+	if stop != nil {
+		returned := make(chan struct{})
+		defer close(returned)
+		go func() {
+			select {
+			case <-stop:
+				giveUp()
+			case <-returned:
+			}
+		}()
+	}
+	for !done() && !c.ended && !gaveUp {
 		c.moved.Wait()
 	}
 }
+
+// Before reports whether t was handed out before u (of the same claim).
+func (t Turn) Before(u Turn) bool { return t.seq < u.seq }
 
 // Claim is the claim t's batch was read under.
 func (t Turn) Claim() *Claim { return t.claim }

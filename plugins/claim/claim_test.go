@@ -89,3 +89,49 @@ func TestTurnsGoInOrder(t *testing.T) {
 	go ended.End()
 	waiting.Wait(time.Hour) // the claim ended: no order to keep
 }
+
+// A turn waits until every batch before it is committed; it gives up when
+// the claim ends, its patience runs out or it is told to stop.
+func TestWaitEarlierCommitted(t *testing.T) {
+	c := New()
+	first, second, third := c.Next(), c.Next(), c.Next()
+	if !first.WaitEarlierCommitted(time.Hour, nil) {
+		t.Fatal("the first turn waited for batches before it")
+	}
+	waited := make(chan bool, 1)
+	go func() { waited <- third.WaitEarlierCommitted(time.Hour, nil) }()
+	first.Committed()
+	select {
+	case <-waited:
+		t.Fatal("the third turn went on with the second batch uncommitted")
+	case <-time.After(50 * time.Millisecond):
+	}
+	second.Committed()
+	if !<-waited {
+		t.Fatal("the third turn gave up though both batches before it were committed")
+	}
+	first.Committed() // an older commit heard late changes nothing
+	if !third.WaitEarlierCommitted(time.Hour, nil) {
+		t.Fatal("a commit heard late moved the claim back")
+	}
+
+	fourth, fifth := c.Next(), c.Next()
+	_ = fourth // never committed
+	if fifth.WaitEarlierCommitted(20*time.Millisecond, nil) {
+		t.Fatal("reported committed after the patience ran out")
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if fifth.WaitEarlierCommitted(time.Hour, stop) {
+		t.Fatal("reported committed when told to stop")
+	}
+	go c.End()
+	if fifth.WaitEarlierCommitted(time.Hour, nil) {
+		t.Fatal("reported committed after the claim ended")
+	}
+	var none Turn
+	if !none.WaitEarlierCommitted(time.Hour, nil) {
+		t.Fatal("a record from elsewhere waited for commits")
+	}
+	none.Committed()
+}

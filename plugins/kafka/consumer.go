@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/caracal-sec/caracal/plugins/claim"
 )
@@ -62,6 +63,14 @@ type Consumer struct {
 type tracker struct {
 	ranges []*span
 	claim  *claim.Claim // ends when the partition goes (see forget)
+	marks  []mark       // marked for commit, not yet known committed
+}
+
+// mark is a commit point handed to the client: the offset after a batch
+// and the batch's turn.
+type mark struct {
+	next int64
+	turn claim.Turn
 }
 
 // Turn is the batch's place among those handed out under the claim on its
@@ -71,6 +80,7 @@ func (b *Batch) Turn() claim.Turn { return b.turn }
 type span struct {
 	first, last int64
 	epoch       int32
+	turn        claim.Turn
 	done        bool
 }
 
@@ -98,6 +108,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.ConsumeResetOffset(reset),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(cfg.CommitEvery),
+		kgo.AutoCommitCallback(c.committed),
 		kgo.OnPartitionsRevoked(c.forget),
 		kgo.OnPartitionsLost(c.forget),
 	)
@@ -211,7 +222,8 @@ func (c *Consumer) enqueue(fetches kgo.Fetches) {
 		recs := p.Records
 		t := c.tracker(p.Topic, p.Partition)
 		b := &Batch{Topic: p.Topic, Partition: p.Partition, Records: recs, t: t, turn: t.claim.Next()}
-		t.ranges = append(t.ranges, &span{first: recs[0].Offset, last: recs[len(recs)-1].Offset, epoch: recs[len(recs)-1].LeaderEpoch})
+		t.ranges = append(t.ranges, &span{first: recs[0].Offset, last: recs[len(recs)-1].Offset,
+			epoch: recs[len(recs)-1].LeaderEpoch, turn: b.turn})
 		c.inFlight += len(recs)
 		c.pending = append(c.pending, b)
 	})
@@ -255,9 +267,48 @@ func (c *Consumer) Ack(b *Batch) {
 		t.ranges = t.ranges[1:]
 	}
 	if commit != nil {
+		t.marks = append(t.marks, mark{next: commit.last + 1, turn: commit.turn})
 		c.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
 			b.Topic: {b.Partition: {Epoch: commit.epoch, Offset: commit.last + 1}},
 		})
+	}
+}
+
+// committed hears of each commit the client made and tells the claims
+// which of their batches the broker now holds committed (see
+// claim.Turn.WaitEarlierCommitted).
+func (c *Consumer) committed(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	if err != nil || req == nil || resp == nil {
+		return
+	}
+	ok := map[string]map[int32]bool{}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if rp.ErrorCode == 0 {
+				if ok[rt.Topic] == nil {
+					ok[rt.Topic] = map[int32]bool{}
+				}
+				ok[rt.Topic][rp.Partition] = true
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			t := c.parts[rt.Topic][rp.Partition]
+			if t == nil || !ok[rt.Topic][rp.Partition] {
+				continue
+			}
+			n := 0
+			for n < len(t.marks) && t.marks[n].next <= rp.Offset {
+				n++
+			}
+			if n > 0 {
+				t.marks[n-1].turn.Committed()
+				t.marks = t.marks[n:]
+			}
+		}
 	}
 }
 

@@ -284,6 +284,59 @@ func testClaimEndsWhenThePartitionGoes(t *testing.T, brokers []string) {
 	claims[kept].Done()
 }
 
+// A claim hears which of its batches the broker holds committed: only
+// once the commit passed every batch before a turn does the turn stop
+// waiting, and the group's committed offset is then past them.
+func testClaimHearsOfCommits(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "commits", 1)
+	group := topic + "-g"
+	produceN(t, brokers, topic, 0, 30)
+	c := consumer(t, brokers, topic, group, 10)
+	defer c.Close(context.Background())
+	var batches []*kafka.Batch
+	for got := 0; got < 30; {
+		b := next(t, c)
+		batches = append(batches, b)
+		got += len(b.Records)
+	}
+	if len(batches) < 3 {
+		t.Fatalf("want at least 3 batches of at most 10 records, got %d", len(batches))
+	}
+	last := batches[len(batches)-1]
+	for _, b := range batches[1 : len(batches)-1] {
+		c.Ack(b)
+	}
+	// The first batch is not acknowledged: nothing can be committed.
+	if last.Turn().WaitEarlierCommitted(time.Second, nil) {
+		t.Fatal("the last batch's turn went on with the first batch unacknowledged")
+	}
+	c.Ack(batches[0])
+	if !last.Turn().WaitEarlierCommitted(30*time.Second, nil) {
+		t.Fatal("the commit of every batch before the last was not heard of")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offsets, err := admin(t, brokers).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := last.Records[0].Offset
+	if o, ok := offsets.Lookup(topic, 0); !ok || o.At < before {
+		t.Fatalf("the group's committed offset is %d, want at least %d when the claim heard of it", o.At, before)
+	}
+	if last.Turn().Claim().Ended() {
+		t.Fatal("the claim ended though the partition stayed")
+	}
+}
+
+func TestClaimHearsOfCommitsEmbedded(t *testing.T) {
+	testClaimHearsOfCommits(t, kafkatest.Embedded(t))
+}
+
+func TestClaimHearsOfCommitsRealKafka(t *testing.T) {
+	testClaimHearsOfCommits(t, kafkatest.Real(t))
+}
+
 func TestClaimEndsWhenThePartitionGoesEmbedded(t *testing.T) {
 	testClaimEndsWhenThePartitionGoes(t, kafkatest.Embedded(t))
 }

@@ -114,6 +114,11 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 		refused.Incr(1)
 		log.Errorf("Lake: could not store files (attempt %d), trying again in %s; the lake stage waits, nothing is dropped: %v", attempt, wait, err)
 	}
+	uncommitted := res.Metrics().NewCounter("lake_uncommitted_stores")
+	r.OnCommitWait = func(partitions int) {
+		uncommitted.Incr(1)
+		log.Warnf("Lake: storing a roll though the one before it is not yet committed on %d partition(s) after %s (is the broker reachable?); a crash now could keep some rows twice, never lose them", partitions, r.CommitPatience)
+	}
 	return &output{r: r}, pol, mif, nil
 }
 

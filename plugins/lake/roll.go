@@ -16,7 +16,9 @@ import (
 // returns only once its roll is durably written, so the consumer commits
 // offsets only for rows in the lake. Rolls are written strictly in order: a
 // roll waits for the one before it and fails if that one failed meanwhile,
-// which keeps replays after a crash aligned with the files already written.
+// and is stored only once the consumer committed the offsets of the rows
+// before it (see waitEarlierCommitted), which keeps replays after a crash
+// aligned with the files already written.
 //
 // A roll the storage refuses (a full disk, object storage out of reach) is
 // stored again with backoff until it succeeds: its batches, and the rolls
@@ -34,6 +36,14 @@ type Roller struct {
 	RetryMin, RetryMax time.Duration
 	// OnRetry hears of each refused attempt.
 	OnRetry func(err error, attempt int, wait time.Duration)
+	// CommitPatience bounds how long a roll waits for the rolls before it
+	// to be committed (default 30 s): they normally are within the
+	// consumer's commit period, unless the broker is out of reach or a
+	// batch before the roll came late (see turnPatience) and waits behind
+	// it. OnCommitWait hears of a roll stored without them, on that many
+	// partitions (see waitEarlierCommitted).
+	CommitPatience time.Duration
+	OnCommitWait   func(partitions int)
 
 	mu       sync.Mutex
 	cur      *roll
@@ -44,18 +54,21 @@ type Roller struct {
 
 type roll struct {
 	batch *Batch
-	err   error // an encoding failure: the roll fails as a whole
-	bytes int
-	prev  *roll
-	timer *time.Timer
-	once  sync.Once
-	done  chan struct{}
+	// The earliest turn of each claim among the roll's records: the roll
+	// is stored once every batch before it is committed.
+	firstTurns map[*claim.Claim]claim.Turn
+	err        error // an encoding failure: the roll fails as a whole
+	bytes      int
+	prev       *roll
+	timer      *time.Timer
+	once       sync.Once
+	done       chan struct{}
 }
 
 // NewRoller rolls files at maxBytes of input or maxAge.
 func NewRoller(w *Writer, maxBytes int, maxAge time.Duration, draining <-chan struct{}) *Roller {
 	return &Roller{w: w, maxBytes: maxBytes, maxAge: maxAge, draining: draining,
-		RetryMin: time.Second, RetryMax: 10 * time.Second, stop: make(chan struct{})}
+		RetryMin: time.Second, RetryMax: 10 * time.Second, CommitPatience: 30 * time.Second, stop: make(chan struct{})}
 }
 
 // giveUp makes rolls the storage refuses fail instead of trying again.
@@ -103,6 +116,7 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 		if err != nil && cur.err == nil {
 			cur.err = err
 		}
+		cur.noteTurn(turn)
 		taken := bytes * (len(recs) - len(rest)) / total
 		if len(rest) == 0 {
 			taken = bytes // what rounding left
@@ -160,7 +174,7 @@ func (r *Roller) current(ctx context.Context, goingOn bool) (*roll, error) {
 		if prev != nil && prev.finished() {
 			prev = nil
 		}
-		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch()}
+		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch(), firstTurns: map[*claim.Claim]claim.Turn{}}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
@@ -240,6 +254,7 @@ func (r *Roller) flush(rl *roll) {
 		failed := rl.err
 		r.mu.Unlock()
 		if failed == nil {
+			r.waitEarlierCommitted(rl)
 			rl.err = r.store(rl.batch)
 		}
 		rl.batch = nil
@@ -278,6 +293,30 @@ func (r *Roller) store(b *Batch) error {
 			return err
 		}
 		wait = min(2*wait, r.RetryMax)
+	}
+}
+
+// noteTurn keeps t if it is its claim's earliest in the roll; r.mu is held.
+func (rl *roll) noteTurn(t claim.Turn) {
+	if c := t.Claim(); c != nil {
+		if first, ok := rl.firstTurns[c]; !ok || t.Before(first) {
+			rl.firstTurns[c] = t
+		}
+	}
+}
+
+// waitEarlierCommitted waits until the offsets of the batches handed out
+// before the roll's are committed (claim.Turn.WaitEarlierCommitted).
+func (r *Roller) waitEarlierCommitted(rl *roll) {
+	deadline := time.Now().Add(r.CommitPatience)
+	late := 0
+	for _, t := range rl.firstTurns {
+		if !t.WaitEarlierCommitted(time.Until(deadline), r.stop) && !t.Claim().Ended() {
+			late++
+		}
+	}
+	if late > 0 && r.OnCommitWait != nil {
+		r.OnCommitWait(late)
 	}
 }
 

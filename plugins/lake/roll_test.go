@@ -285,7 +285,11 @@ func TestRollerTakesAPartitionsBatchesInTurn(t *testing.T) {
 	done := make(chan error, 2)
 	go func() { done <- r.Add(context.Background(), later, 100) }()
 	time.Sleep(50 * time.Millisecond) // the later batch arrives first
-	go func() { done <- r.Add(context.Background(), earlier, 100) }()
+	go func() {
+		err := r.Add(context.Background(), earlier, 100)
+		earlier[0].Turn.Committed() // the consumer's commit, acknowledged
+		done <- err
+	}()
 	for range 2 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -294,5 +298,55 @@ func TestRollerTakesAPartitionsBatchesInTurn(t *testing.T) {
 	want := []string{"caracal_events-0-00000000000000000000.parquet", "caracal_events-0-00000000000000000002.parquet"}
 	if !slices.Equal(st.keys, want) {
 		t.Fatalf("stored %v, want %v (the earlier batch's roll first)", st.keys, want)
+	}
+}
+
+// A roll is stored only once the batches before it are committed: after
+// a crash between two stored rolls, before the first one's offsets were
+// committed, the replay would cut its roll elsewhere and keep again in its
+// file the rows the second one stored. When the commit does not come
+// within the patience (a broker out of reach), the roll is stored anyway
+// and OnCommitWait hears of it.
+func TestRollWaitsForTheRollsBeforeItToBeCommitted(t *testing.T) {
+	st := &orderedStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 100, 0, nil) // each batch fills a roll
+	var late []int
+	r.OnCommitWait = func(partitions int) { late = append(late, partitions) }
+	c := claim.New()
+	inTurn := func(rs []*Record) []*Record {
+		turn := c.Next()
+		for _, rec := range rs {
+			rec.Turn = turn
+		}
+		return rs
+	}
+	ctx := context.Background()
+	first := inTurn(recs(envelope.TopicEvents, 0, 0, event("a", 1)))
+	if err := r.Add(ctx, first, 100); err != nil {
+		t.Fatal(err)
+	}
+	second := inTurn(recs(envelope.TopicEvents, 0, 1, event("b", 1)))
+	done := make(chan error, 1)
+	go func() { done <- r.Add(ctx, second, 100) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the second roll was stored (err %v) before the first was committed: %v", err, st.keys)
+	case <-time.After(200 * time.Millisecond):
+	}
+	first[0].Turn.Committed()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"caracal_events-0-00000000000000000000.parquet", "caracal_events-0-00000000000000000001.parquet"}
+	if !slices.Equal(st.keys, want) || len(late) != 0 {
+		t.Fatalf("stored %v with %v late, want %v and none", st.keys, late, want)
+	}
+
+	r.CommitPatience = 20 * time.Millisecond // the second is never committed
+	if err := r.Add(ctx, inTurn(recs(envelope.TopicEvents, 0, 2, event("c", 1))), 100); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.keys) != 3 || !slices.Equal(late, []int{1}) {
+		t.Fatalf("after the patience: stored %v, told of %v late partition(s); want 3 files and [1]", st.keys, late)
 	}
 }
