@@ -32,11 +32,19 @@ type Claim struct {
 	// one before them, are committed in the broker).
 	handed, taken, committed uint64
 	moved                    sync.Cond // taken or committed grew, or the claim ended
+	// awaiting counts the turns waiting for commits; commitNow asks the
+	// consumer to commit what is acknowledged at once.
+	awaiting  int
+	commitNow func()
 }
 
 // New is a live claim.
-func New() *Claim {
-	c := &Claim{}
+func New() *Claim { return NewCommitting(nil) }
+
+// NewCommitting is a live claim whose consumer commits at once (commitNow)
+// when a turn waits for commits, rather than at its next commit period.
+func NewCommitting(commitNow func()) *Claim {
+	c := &Claim{commitNow: commitNow}
 	c.idle.L, c.moved.L = &c.mu, &c.mu
 	return c
 }
@@ -94,8 +102,29 @@ func (t Turn) WaitEarlierCommitted(patience time.Duration, stop <-chan struct{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	done := func() bool { return c.committed+1 >= t.seq }
+	if done() || c.ended {
+		return done()
+	}
+	c.awaiting++
+	if c.commitNow != nil {
+		c.mu.Unlock()
+		c.commitNow()
+		c.mu.Lock()
+	}
 	c.await(done, patience, stop)
+	c.awaiting--
 	return done()
+}
+
+// Awaited reports whether a turn waits for commits: the consumer then
+// commits each acknowledgment at once.
+func (c *Claim) Awaited() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.awaiting > 0
 }
 
 // Committed records that the offsets of t's batch, and so of every batch

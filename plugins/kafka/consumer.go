@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -57,6 +58,10 @@ type Consumer struct {
 	inFlight int
 	parts    map[string]map[int32]*tracker
 	closed   bool
+
+	// A commit made at once for a claim waiting for it (commitNow), and
+	// whether another is wanted after it.
+	committing, commitAgain atomic.Bool
 }
 
 // tracker keeps the ranges handed out for one partition, in offset order.
@@ -237,7 +242,7 @@ func (c *Consumer) tracker(topic string, p int32) *tracker {
 	}
 	t := ps[p]
 	if t == nil {
-		t = &tracker{claim: claim.New()}
+		t = &tracker{claim: claim.NewCommitting(c.commitNow)}
 		ps[p] = t
 	}
 	return t
@@ -271,7 +276,36 @@ func (c *Consumer) Ack(b *Batch) {
 		c.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
 			b.Topic: {b.Partition: {Epoch: commit.epoch, Offset: commit.last + 1}},
 		})
+		if t.claim.Awaited() {
+			c.commitNow()
+		}
 	}
+}
+
+// commitNow commits the acknowledged offsets without waiting for the
+// next autocommit, for a claim waiting for them (the lake holds its next
+// roll until then). One such commit runs at a time; calls meanwhile make
+// one more after it.
+func (c *Consumer) commitNow() {
+	c.commitAgain.Store(true)
+	if !c.committing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		for {
+			for c.commitAgain.Swap(false) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c.cl.CommitOffsetsSync(ctx, c.cl.MarkedOffsets(), c.committed)
+				cancel()
+			}
+			c.committing.Store(false)
+			// A call between the last Swap and the Store found a commit
+			// running and left: make it.
+			if !c.commitAgain.Load() || !c.committing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // committed hears of each commit the client made and tells the claims

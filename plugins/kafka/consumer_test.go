@@ -286,12 +286,20 @@ func testClaimEndsWhenThePartitionGoes(t *testing.T, brokers []string) {
 
 // A claim hears which of its batches the broker holds committed: only
 // once the commit passed every batch before a turn does the turn stop
-// waiting, and the group's committed offset is then past them.
+// waiting, and the group's committed offset is then past them. A turn
+// waiting makes the consumer commit at once, not at its next period (an
+// hour here).
 func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 	topic := kafkatest.Topic(t, brokers, "commits", 1)
 	group := topic + "-g"
 	produceN(t, brokers, topic, 0, 30)
-	c := consumer(t, brokers, topic, group, 10)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, Topics: []string{topic}, Group: group,
+		MaxPoll: 10, FromBeginning: true, CommitEvery: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close(context.Background())
 	var batches []*kafka.Batch
 	for got := 0; got < 30; {
@@ -310,8 +318,13 @@ func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 	if last.Turn().WaitEarlierCommitted(time.Second, nil) {
 		t.Fatal("the last batch's turn went on with the first batch unacknowledged")
 	}
-	c.Ack(batches[0])
-	if !last.Turn().WaitEarlierCommitted(30*time.Second, nil) {
+	waited := make(chan bool, 1)
+	go func() { waited <- last.Turn().WaitEarlierCommitted(30*time.Second, nil) }()
+	for !last.Turn().Claim().Awaited() {
+		time.Sleep(time.Millisecond)
+	}
+	c.Ack(batches[0]) // while the turn waits
+	if !<-waited {
 		t.Fatal("the commit of every batch before the last was not heard of")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -326,6 +339,13 @@ func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 	}
 	if last.Turn().Claim().Ended() {
 		t.Fatal("the claim ended though the partition stayed")
+	}
+	// Acknowledged with no turn waiting, the last batch is committed when
+	// the next turn starts waiting.
+	c.Ack(last)
+	produceN(t, brokers, topic, 30, 1)
+	if !next(t, c).Turn().WaitEarlierCommitted(30*time.Second, nil) {
+		t.Fatal("a turn's wait did not commit the batches acknowledged before it")
 	}
 }
 
