@@ -207,13 +207,6 @@ func TestRowsOfAGonePartitionAreNotStored(t *testing.T) {
 	dir := t.TempDir()
 	w := &Writer{Tables: tables(t), Storage: &LocalStorage{Dir: dir}}
 	ctx := context.Background()
-	claimed := func(c *claim.Claim, rs []*Record) []*Record {
-		turn := c.Next()
-		for _, r := range rs {
-			r.Turn = turn
-		}
-		return rs
-	}
 	ids := func(prefix string, n int) []map[string]any {
 		var evs []map[string]any
 		for i := range n {
@@ -224,14 +217,14 @@ func TestRowsOfAGonePartitionAreNotStored(t *testing.T) {
 	// Partition 0 goes and comes back while its rows wait in one batch.
 	b := w.NewBatch()
 	before, after := claim.New(), claim.New()
-	if err := b.Add(claimed(before, recs(envelope.TopicEvents, 0, 100, ids("p0-", 3)...))); err != nil {
+	if err := b.Add(inTurn(before, recs(envelope.TopicEvents, 0, 100, ids("p0-", 3)...))); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Add(recs(envelope.TopicEvents, 1, 7, ids("p1-", 2)...)); err != nil { // no claim: always stored
 		t.Fatal(err)
 	}
 	before.End()
-	if err := b.Add(claimed(after, recs(envelope.TopicEvents, 0, 100, ids("p0-", 5)...))); err != nil {
+	if err := b.Add(inTurn(after, recs(envelope.TopicEvents, 0, 100, ids("p0-", 5)...))); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(ctx); err != nil {
@@ -240,11 +233,11 @@ func TestRowsOfAGonePartitionAreNotStored(t *testing.T) {
 	// Partition 2's new owner stored its rows; the old owner's batch,
 	// stored late, holds fewer of them under the same first offset.
 	owner, old := claim.New(), claim.New()
-	if err := w.Write(ctx, claimed(owner, recs(envelope.TopicEvents, 2, 40, ids("p2-", 4)...))); err != nil {
+	if err := w.Write(ctx, inTurn(owner, recs(envelope.TopicEvents, 2, 40, ids("p2-", 4)...))); err != nil {
 		t.Fatal(err)
 	}
 	late := w.NewBatch()
-	if err := late.Add(claimed(old, recs(envelope.TopicEvents, 2, 40, ids("p2-", 2)...))); err != nil {
+	if err := late.Add(inTurn(old, recs(envelope.TopicEvents, 2, 40, ids("p2-", 2)...))); err != nil {
 		t.Fatal(err)
 	}
 	old.End()

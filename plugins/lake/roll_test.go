@@ -273,15 +273,8 @@ func TestRollerTakesAPartitionsBatchesInTurn(t *testing.T) {
 	st := &orderedStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
 	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 100, 0, nil) // each batch fills a roll
 	c := claim.New()
-	inTurn := func(rs []*Record) []*Record {
-		turn := c.Next()
-		for _, rec := range rs {
-			rec.Turn = turn
-		}
-		return rs
-	}
-	earlier := inTurn(recs(envelope.TopicEvents, 0, 0, event("a", 1), event("b", 1)))
-	later := inTurn(recs(envelope.TopicEvents, 0, 2, event("c", 1), event("d", 1)))
+	earlier := inTurn(c, recs(envelope.TopicEvents, 0, 0, event("a", 1), event("b", 1)))
+	later := inTurn(c, recs(envelope.TopicEvents, 0, 2, event("c", 1), event("d", 1)))
 	done := make(chan error, 2)
 	go func() { done <- r.Add(context.Background(), later, 100) }()
 	time.Sleep(50 * time.Millisecond) // the later batch arrives first
@@ -313,19 +306,12 @@ func TestRollWaitsForTheRollsBeforeItToBeCommitted(t *testing.T) {
 	var late []int
 	r.OnCommitWait = func(partitions int) { late = append(late, partitions) }
 	c := claim.New()
-	inTurn := func(rs []*Record) []*Record {
-		turn := c.Next()
-		for _, rec := range rs {
-			rec.Turn = turn
-		}
-		return rs
-	}
 	ctx := context.Background()
-	first := inTurn(recs(envelope.TopicEvents, 0, 0, event("a", 1)))
+	first := inTurn(c, recs(envelope.TopicEvents, 0, 0, event("a", 1)))
 	if err := r.Add(ctx, first, 100); err != nil {
 		t.Fatal(err)
 	}
-	second := inTurn(recs(envelope.TopicEvents, 0, 1, event("b", 1)))
+	second := inTurn(c, recs(envelope.TopicEvents, 0, 1, event("b", 1)))
 	done := make(chan error, 1)
 	go func() { done <- r.Add(ctx, second, 100) }()
 	select {
@@ -343,10 +329,19 @@ func TestRollWaitsForTheRollsBeforeItToBeCommitted(t *testing.T) {
 	}
 
 	r.CommitPatience = 20 * time.Millisecond // the second is never committed
-	if err := r.Add(ctx, inTurn(recs(envelope.TopicEvents, 0, 2, event("c", 1))), 100); err != nil {
+	if err := r.Add(ctx, inTurn(c, recs(envelope.TopicEvents, 0, 2, event("c", 1))), 100); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.keys) != 3 || !slices.Equal(late, []int{1}) {
 		t.Fatalf("after the patience: stored %v, told of %v late partition(s); want 3 files and [1]", st.keys, late)
 	}
+}
+
+// inTurn gives records the next turn of c, as the consumer does a batch.
+func inTurn(c *claim.Claim, rs []*Record) []*Record {
+	turn := c.Next()
+	for _, r := range rs {
+		r.Turn = turn
+	}
+	return rs
 }
