@@ -223,11 +223,19 @@ func runEndToEnd(t *testing.T, env []string) {
 	// Short lake rolls: the delivery record of the alert, written after
 	// the alert was delivered, is waited for in the lake before stopping.
 	p := start(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL, "CARACAL_LAKE_ROLL_PERIOD=1s"))
-	// The load balancer's readiness probe: the broker answers.
-	if resp, err := http.Get("http://" + p.HTTPAddr + "/readyz"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET /readyz: %v %v, want 200", resp, err)
-	} else {
-		resp.Body.Close()
+	// The load balancer's readiness probe: the broker answers (once the
+	// stages connected, which serving / does not wait for).
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + p.HTTPAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /readyz: %v %v within 90s, want 200", resp, err)
+		}
 	}
 	eventID := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	post(t, p, rootLogin(t, eventID))

@@ -505,7 +505,8 @@ func TestRateLimit(t *testing.T) {
 	if code, body, _ := do(t, "POST", url, []byte("a\nb\nc"), nil); code != 200 {
 		t.Fatalf("within the limit = %d %s", code, body)
 	}
-	code, _, hdr := do(t, "POST", url, []byte("d\ne"), nil)
+	// Three more need the whole bucket back: a second after the first.
+	code, _, hdr := do(t, "POST", url, []byte("d\ne\nf"), nil)
 	if code != 429 || hdr.Get("Retry-After") == "" {
 		t.Fatalf("over the limit = %d (Retry-After %q), want 429", code, hdr.Get("Retry-After"))
 	}

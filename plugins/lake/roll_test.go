@@ -150,7 +150,7 @@ func TestRollerHoldsAtMostTwoRollsWhileTheStorageIsSlow(t *testing.T) {
 		}
 		return n
 	}
-	for deadline := time.Now().Add(10 * time.Second); rollsGathered() < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); (rollsGathered() < 2 || st.puts.Load() < 1) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // the third batch's chance to start a roll
