@@ -36,6 +36,10 @@ type Claim struct {
 	// consumer to commit what is acknowledged at once.
 	awaiting  int
 	commitNow func()
+	// ends are the turns that end a stored roll, ascending, not yet
+	// passed by the commit point; rolled says the claim's writer rolls.
+	ends   []uint64
+	rolled bool
 }
 
 // New is a live claim.
@@ -171,6 +175,54 @@ func (c *Claim) await(done func() bool, patience time.Duration, stop <-chan stru
 	for !done() && !c.ended && !gaveUp {
 		c.moved.Wait()
 	}
+}
+
+// EndsRoll records that t's batch is the last one of its claim that a
+// stored roll holds whole. From then on the consumer commits the claim's
+// offsets only at such ends (see PassEnds): the batches of a roll are
+// acknowledged together but reach the consumer one by one, and a commit
+// taken among them, followed by a crash, would replay the roll's later
+// rows into a file named after their offset, beside the stored roll's
+// file that holds them too.
+func (t Turn) EndsRoll() {
+	c := t.claim
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rolled = true
+	if n := len(c.ends); n == 0 || c.ends[n-1] < t.seq {
+		c.ends = append(c.ends, t.seq)
+	}
+}
+
+// Rolled reports whether the claim's batches are stored in rolls
+// (EndsRoll was called): its commits then stop only at a roll's end.
+func (c *Claim) Rolled() bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rolled
+}
+
+// PassEnds is the last roll end at or before through (every batch up to
+// through is acknowledged), which the commit may reach; false if none.
+func (c *Claim) PassEnds(through Turn) (Turn, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for n < len(c.ends) && c.ends[n] <= through.seq {
+		n++
+	}
+	if n == 0 {
+		return Turn{}, false
+	}
+	end := Turn{c, c.ends[n-1]}
+	c.ends = c.ends[n:]
+	return end, true
 }
 
 // Before reports whether t was handed out before u (of the same claim).

@@ -135,3 +135,36 @@ func TestWaitEarlierCommitted(t *testing.T) {
 	}
 	none.Committed()
 }
+
+// The commit point stops only at the end of a stored roll once the claim
+// rolls: PassEnds gives the last end reached and forgets those before it.
+func TestRollEnds(t *testing.T) {
+	c := New()
+	if c.Rolled() {
+		t.Fatal("a new claim rolls")
+	}
+	t1, t2, t3, t4 := c.Next(), c.Next(), c.Next(), c.Next()
+	t2.EndsRoll()
+	t1.EndsRoll() // an older end (a retried batch): nothing to add
+	t4.EndsRoll()
+	if !c.Rolled() {
+		t.Fatal("the claim does not roll after EndsRoll")
+	}
+	if _, ok := c.PassEnds(t1); ok {
+		t.Fatal("a commit point inside the first roll passed its end")
+	}
+	if end, ok := c.PassEnds(t3); !ok || end != t2 {
+		t.Fatalf("PassEnds(3) = %v %v, want turn 2", end, ok)
+	}
+	if _, ok := c.PassEnds(t3); ok {
+		t.Fatal("an end was passed twice")
+	}
+	if end, ok := c.PassEnds(t4); !ok || end != t4 {
+		t.Fatalf("PassEnds(4) = %v %v, want turn 4", end, ok)
+	}
+	var none Turn
+	none.EndsRoll()
+	if (*Claim)(nil).Rolled() {
+		t.Fatal("a nil claim rolls")
+	}
+}

@@ -69,6 +69,9 @@ type tracker struct {
 	ranges []*span
 	claim  *claim.Claim // ends when the partition goes (see forget)
 	marks  []mark       // marked for commit, not yet known committed
+	// passed are the acknowledged ranges the commit point passed but did
+	// not mark yet, waiting for the end of their roll (claim.EndsRoll).
+	passed []*span
 }
 
 // mark is a commit point handed to the client: the offset after a batch
@@ -266,10 +269,18 @@ func (c *Consumer) Ack(b *Batch) {
 			break
 		}
 	}
+	n := 0
+	for n < len(t.ranges) && t.ranges[n].done {
+		n++
+	}
 	var commit *span
-	for len(t.ranges) > 0 && t.ranges[0].done {
-		commit = t.ranges[0]
-		t.ranges = t.ranges[1:]
+	if n > 0 {
+		popped := t.ranges[:n:n]
+		t.ranges = t.ranges[n:]
+		commit = popped[n-1]
+		if t.claim.Rolled() {
+			commit = t.rollEnd(popped)
+		}
 	}
 	if commit != nil {
 		t.marks = append(t.marks, mark{next: commit.last + 1, turn: commit.turn})
@@ -306,6 +317,24 @@ func (c *Consumer) commitNow() {
 			}
 		}
 	}()
+}
+
+// rollEnd is where the commit point may stop once it passed the ranges
+// popped (acknowledged, in offset order): at the end of the last roll
+// they complete, never inside a roll (see claim.Turn.EndsRoll); nil if
+// they complete none.
+func (t *tracker) rollEnd(popped []*span) *span {
+	t.passed = append(t.passed, popped...)
+	end, ok := t.claim.PassEnds(popped[len(popped)-1].turn)
+	if !ok {
+		return nil
+	}
+	var commit *span
+	for len(t.passed) > 0 && !end.Before(t.passed[0].turn) {
+		commit = t.passed[0]
+		t.passed = t.passed[1:]
+	}
+	return commit
 }
 
 // committed hears of each commit the client made and tells the claims

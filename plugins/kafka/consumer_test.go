@@ -357,6 +357,62 @@ func TestClaimHearsOfCommitsRealKafka(t *testing.T) {
 	testClaimHearsOfCommits(t, kafkatest.Real(t))
 }
 
+// A claim whose batches are stored in rolls (the lake) is committed only
+// at a roll's end: a commit among the acknowledgments of a roll, then a
+// crash, would replay the roll's later rows under another file name.
+func testCommitsStopAtRollEnds(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "rollends", 1)
+	group := topic + "-g"
+	produceN(t, brokers, topic, 0, 30)
+	c := consumer(t, brokers, topic, group, 10)
+	defer c.Close(context.Background())
+	var batches []*kafka.Batch
+	for got := 0; got < 30; {
+		b := next(t, c)
+		batches = append(batches, b)
+		got += len(b.Records)
+	}
+	if len(batches) < 3 {
+		t.Fatalf("want at least 3 batches of at most 10 records, got %d", len(batches))
+	}
+	roll := batches[1] // a roll of the first two batches was stored
+	roll.Turn().EndsRoll()
+	c.Ack(batches[0])
+	if roll.Turn().WaitEarlierCommitted(time.Second, nil) {
+		t.Fatal("the first batch was committed inside its roll")
+	}
+	c.Ack(roll)
+	for _, b := range batches[2:] {
+		c.Ack(b) // their roll was not stored: no end to commit at
+	}
+	if !batches[2].Turn().WaitEarlierCommitted(30*time.Second, nil) {
+		t.Fatal("the roll's end was not committed")
+	}
+	produceN(t, brokers, topic, 30, 1)
+	after := next(t, c)
+	if after.Turn().WaitEarlierCommitted(time.Second, nil) {
+		t.Fatal("batches past the last roll's end were committed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offsets, err := admin(t, brokers).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := roll.Records[len(roll.Records)-1].Offset + 1
+	if o, ok := offsets.Lookup(topic, 0); !ok || o.At != want {
+		t.Fatalf("the group's committed offset is %d, want %d (the roll's end)", o.At, want)
+	}
+}
+
+func TestCommitsStopAtRollEndsEmbedded(t *testing.T) {
+	testCommitsStopAtRollEnds(t, kafkatest.Embedded(t))
+}
+
+func TestCommitsStopAtRollEndsRealKafka(t *testing.T) {
+	testCommitsStopAtRollEnds(t, kafkatest.Real(t))
+}
+
 func TestClaimEndsWhenThePartitionGoesEmbedded(t *testing.T) {
 	testClaimEndsWhenThePartitionGoes(t, kafkatest.Embedded(t))
 }

@@ -57,12 +57,15 @@ type roll struct {
 	// The earliest turn of each claim among the roll's records: the roll
 	// is stored once every batch before it is committed.
 	firstTurns map[*claim.Claim]claim.Turn
-	err        error // an encoding failure: the roll fails as a whole
-	bytes      int
-	prev       *roll
-	timer      *time.Timer
-	once       sync.Once
-	done       chan struct{}
+	// The last turn of each claim whose batch the roll holds to its end:
+	// once the roll is stored, the consumer may commit up to it.
+	lastTurns map[*claim.Claim]claim.Turn
+	err       error // an encoding failure: the roll fails as a whole
+	bytes     int
+	prev      *roll
+	timer     *time.Timer
+	once      sync.Once
+	done      chan struct{}
 }
 
 // NewRoller rolls files at maxBytes of input or maxAge.
@@ -116,7 +119,7 @@ func (r *Roller) Add(ctx context.Context, recs []*Record, bytes int) error {
 		if err != nil && cur.err == nil {
 			cur.err = err
 		}
-		cur.noteTurn(turn)
+		cur.noteTurn(turn, len(rest) == 0)
 		taken := bytes * (len(recs) - len(rest)) / total
 		if len(rest) == 0 {
 			taken = bytes // what rounding left
@@ -174,7 +177,8 @@ func (r *Roller) current(ctx context.Context, goingOn bool) (*roll, error) {
 		if prev != nil && prev.finished() {
 			prev = nil
 		}
-		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch(), firstTurns: map[*claim.Claim]claim.Turn{}}
+		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch(),
+			firstTurns: map[*claim.Claim]claim.Turn{}, lastTurns: map[*claim.Claim]claim.Turn{}}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
@@ -255,7 +259,11 @@ func (r *Roller) flush(rl *roll) {
 		r.mu.Unlock()
 		if failed == nil {
 			r.waitEarlierCommitted(rl)
-			rl.err = r.store(rl.batch)
+			if rl.err = r.store(rl.batch); rl.err == nil {
+				for _, t := range rl.lastTurns {
+					t.EndsRoll() // before the batches are acknowledged
+				}
+			}
 		}
 		rl.batch = nil
 		close(rl.done)
@@ -296,12 +304,19 @@ func (r *Roller) store(b *Batch) error {
 	}
 }
 
-// noteTurn keeps t if it is its claim's earliest in the roll; r.mu is held.
-func (rl *roll) noteTurn(t claim.Turn) {
-	if c := t.Claim(); c != nil {
-		if first, ok := rl.firstTurns[c]; !ok || t.Before(first) {
-			rl.firstTurns[c] = t
-		}
+// noteTurn keeps t if it is its claim's earliest in the roll, or its
+// latest whole batch when the roll took the rest of t's (whole); r.mu is
+// held.
+func (rl *roll) noteTurn(t claim.Turn, whole bool) {
+	c := t.Claim()
+	if c == nil {
+		return
+	}
+	if first, ok := rl.firstTurns[c]; !ok || t.Before(first) {
+		rl.firstTurns[c] = t
+	}
+	if last, ok := rl.lastTurns[c]; whole && (!ok || last.Before(t)) {
+		rl.lastTurns[c] = t
 	}
 }
 

@@ -345,3 +345,51 @@ func inTurn(c *claim.Claim, rs []*Record) []*Record {
 	}
 	return rs
 }
+
+// Once a roll is stored, the consumer may commit up to the last batch the
+// roll holds whole (claim.Turn.EndsRoll), not up to a batch whose rest went
+// to the next roll: a replay from inside that batch would name its file
+// after an offset the stored roll's file also holds.
+func TestRollEndsAtItsLastWholeBatch(t *testing.T) {
+	r := NewRoller(&Writer{Tables: tables(t), Storage: &LocalStorage{Dir: t.TempDir()}, MaxOpenFiles: 2}, 0, 0, nil)
+	c := claim.New()
+	ctx := context.Background()
+	whole := inTurn(c, recs(envelope.TopicEvents, 0, 0, event("a", 1)))
+	// A file per hour: b's fills the roll, c's goes to the next.
+	split := inTurn(c, recs(envelope.TopicEvents, 0, 1, event("b", 2), event("c", 3)))
+	results := make(chan error, 2)
+	go func() { results <- r.Add(ctx, whole, 100) }()
+	taken := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.cur != nil && len(r.cur.batch.files) == 1
+	}
+	for deadline := time.Now().Add(10 * time.Second); !taken(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch was not taken")
+		}
+	}
+	go func() { results <- r.Add(ctx, split, 100) }()
+	// The split batch fills the first roll, which is stored; its rest
+	// waits in the second.
+	for deadline := time.Now().Add(10 * time.Second); !c.Rolled(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first roll was not stored")
+		}
+	}
+	if end, ok := c.PassEnds(split[0].Turn); !ok || end != whole[0].Turn {
+		t.Fatalf("the first roll ends at %v (%v), want the first batch's turn", end, ok)
+	}
+	whole[0].Turn.Committed() // as the consumer would, for the second roll to be stored
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if end, ok := c.PassEnds(split[0].Turn); !ok || end != split[0].Turn {
+		t.Fatalf("the second roll ends at %v (%v), want the split batch's turn", end, ok)
+	}
+}
