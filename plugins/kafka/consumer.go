@@ -37,8 +37,8 @@ type ConsumerConfig struct {
 	// OnStall, when set, receives an error message when the group's
 	// offsets stay held by a hanging transaction (see stallWatch).
 	OnStall func(msg string)
-	// DataDir, when set, keeps a transactional consumer's id across
-	// restarts (see processID).
+	// DataDir, when set, keeps the consumer's group member id (and a
+	// transactional consumer's id) across restarts (see processID).
 	DataDir string
 	// OnWarn, when set, receives warnings.
 	OnWarn func(msg string)
@@ -49,8 +49,10 @@ type ConsumerConfig struct {
 // order acknowledgments arrive in: a crash can replay acknowledged records
 // (at-least-once) but never skips one that was not.
 type Consumer struct {
-	cl  *kgo.Client
-	cfg ConsumerConfig
+	cl      *kgo.Client
+	cfg     ConsumerConfig
+	slot    string // the data dir's file keeping its member id (member.go)
+	release func() // gives the slot up
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -112,7 +114,18 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.FromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
-	opts := append(groupOpts(cfg),
+	// Like a transactional stage, the process keeps its group member id in
+	// a slot of the data dir, and its restart removes the killed process's
+	// member at once (see member.go). There is no transactional id to
+	// keep: the slot's id goes unused.
+	slot, release := "", func() {}
+	if cfg.DataDir != "" {
+		if _, s, r, err := keptID(cfg.DataDir, cfg.Group); err == nil {
+			slot, release = s, r
+		}
+	}
+	dead := deadMember(slot) // before joining
+	opts := append(groupOpts(cfg, rememberMember(slot)),
 		kgo.ConsumeResetOffset(reset),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(cfg.CommitEvery),
@@ -122,9 +135,15 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
 	}
-	c.cl = cl
+	c.cl, c.slot, c.release = cl, slot, release
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
+	if err := leaveDeadMember(ctx, cl, cfg.Group, dead); err != nil && cfg.OnWarn != nil {
+		cfg.OnWarn(fmt.Sprintf("Consumer group %s: removing the member a killed process left (the group waits for its 10 s session to end instead): %v", cfg.Group, err))
+	}
 	return c, nil
 }
 
@@ -383,6 +402,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	err := c.cl.CommitMarkedOffsets(ctx)
 	c.cl.CloseAllowingRebalance()
+	c.release()
 	return err
 }
 

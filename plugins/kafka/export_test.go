@@ -7,3 +7,6 @@ func (c *TxnConsumer) ReleaseIDForTest() { c.release() }
 
 // MemberFileForTest is where the consumer keeps its group member id.
 func (c *TxnConsumer) MemberFileForTest() string { return memberFile(c.slot) }
+
+// MemberFileForTest is where the consumer keeps its group member id.
+func (c *Consumer) MemberFileForTest() string { return memberFile(c.slot) }

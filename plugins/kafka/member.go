@@ -13,10 +13,11 @@ import (
 
 // A process killed without leaving its consumer group stays a member until
 // its session times out (10 s): the rebalance its restart asks for waits
-// for it, and the stage consumes nothing meanwhile. So a transactional
-// stage also keeps its group member id in its slot (processid.go), and its
-// restart, which holds that slot only because the process before it died,
-// removes that member from the group at once (LeaveGroup on its behalf, as
+// for it, and the stage consumes nothing meanwhile. So each stage keeps its
+// group member id in a slot of the data dir (processid.go; a transactional
+// stage's slot also keeps its transactional id), and its restart, which
+// holds that slot only because the process before it died, removes that
+// member from the group at once (LeaveGroup on its behalf, as
 // `kafka-consumer-groups.sh --delete --members` would).
 
 // memberFile is where slot keeps its process's group member id.

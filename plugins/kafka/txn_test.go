@@ -390,11 +390,22 @@ func TestAbortHangingAbortsAFencedWriteRealKafka(t *testing.T) {
 	testAbortHangingAbortsAFencedWrite(t, kafkatest.Real(t))
 }
 
+// stageConsumer is what the transactional stages and the lake consume with.
+type stageConsumer interface {
+	Next(ctx context.Context) (*kafka.Batch, error)
+	Close(ctx context.Context) error
+	MemberFileForTest() string
+}
+
+func txnConsumer(cfg kafka.ConsumerConfig) (stageConsumer, error) { return kafka.NewTxnConsumer(cfg) }
+
+func plainConsumer(cfg kafka.ConsumerConfig) (stageConsumer, error) { return kafka.NewConsumer(cfg) }
+
 // A stage process killed without leaving its group stays a member until its
 // session ends, and the rebalance its restart asks for waits for it. The
 // restart, in the dead process's slot, finds the member id the process kept
 // there and removes that member at once.
-func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
+func testRestartRemovesTheDeadMember(t *testing.T, brokers []string, open func(kafka.ConsumerConfig) (stageConsumer, error)) {
 	in := kafkatest.Topic(t, brokers, "dead-in", 1)
 	group := in + "-g"
 	produceN(t, brokers, in, 0, 1)
@@ -402,7 +413,7 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	first, err := kafka.NewTxnConsumer(cfg)
+	first, err := open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +432,7 @@ func testRestartRemovesTheDeadMember(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 
-	restarted, err := kafka.NewTxnConsumer(cfg)
+	restarted, err := open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,9 +524,18 @@ func members(t *testing.T, brokers []string, group string) []string {
 }
 
 func TestRestartRemovesTheDeadMemberEmbedded(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t))
+	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t), txnConsumer)
 }
 
 func TestRestartRemovesTheDeadMemberRealKafka(t *testing.T) {
-	testRestartRemovesTheDeadMember(t, kafkatest.Real(t))
+	testRestartRemovesTheDeadMember(t, kafkatest.Real(t), txnConsumer)
+}
+
+// The lake's plain consumer does the same.
+func TestRestartRemovesTheDeadPlainMemberEmbedded(t *testing.T) {
+	testRestartRemovesTheDeadMember(t, kafkatest.Embedded(t), plainConsumer)
+}
+
+func TestRestartRemovesTheDeadPlainMemberRealKafka(t *testing.T) {
+	testRestartRemovesTheDeadMember(t, kafkatest.Real(t), plainConsumer)
 }
