@@ -56,6 +56,22 @@ func next(t *testing.T, c *kafka.Consumer) *kafka.Batch {
 	return b
 }
 
+// batchesOf reads batches until n records arrived, wanting at least
+// atLeast batches.
+func batchesOf(t *testing.T, c *kafka.Consumer, n, atLeast int) []*kafka.Batch {
+	t.Helper()
+	var batches []*kafka.Batch
+	for got := 0; got < n; {
+		b := next(t, c)
+		batches = append(batches, b)
+		got += len(b.Records)
+	}
+	if len(batches) < atLeast {
+		t.Fatalf("want at least %d batches of %d records, got %d", atLeast, n, len(batches))
+	}
+	return batches
+}
+
 // values reads batches until n records arrived and returns their values.
 func values(t *testing.T, c *kafka.Consumer, n int, ack bool) []string {
 	t.Helper()
@@ -80,16 +96,7 @@ func testCommitsOnlyAcknowledgedPrefix(t *testing.T, brokers []string) {
 	produceN(t, brokers, topic, 0, 30)
 
 	c := consumer(t, brokers, topic, group, 10)
-	var batches []*kafka.Batch
-	got := 0
-	for got < 30 {
-		b := next(t, c)
-		batches = append(batches, b)
-		got += len(b.Records)
-	}
-	if len(batches) < 2 {
-		t.Fatalf("want several batches of at most 10 records, got %d", len(batches))
-	}
+	batches := batchesOf(t, c, 30, 2)
 	// Acknowledge everything but the first batch.
 	for _, b := range batches[1:] {
 		c.Ack(b)
@@ -301,15 +308,7 @@ func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	var batches []*kafka.Batch
-	for got := 0; got < 30; {
-		b := next(t, c)
-		batches = append(batches, b)
-		got += len(b.Records)
-	}
-	if len(batches) < 3 {
-		t.Fatalf("want at least 3 batches of at most 10 records, got %d", len(batches))
-	}
+	batches := batchesOf(t, c, 30, 3)
 	last := batches[len(batches)-1]
 	for _, b := range batches[1 : len(batches)-1] {
 		c.Ack(b)
@@ -366,15 +365,7 @@ func testCommitsStopAtRollEnds(t *testing.T, brokers []string) {
 	produceN(t, brokers, topic, 0, 30)
 	c := consumer(t, brokers, topic, group, 10)
 	defer c.Close(context.Background())
-	var batches []*kafka.Batch
-	for got := 0; got < 30; {
-		b := next(t, c)
-		batches = append(batches, b)
-		got += len(b.Records)
-	}
-	if len(batches) < 3 {
-		t.Fatalf("want at least 3 batches of at most 10 records, got %d", len(batches))
-	}
+	batches := batchesOf(t, c, 30, 3)
 	roll := batches[1] // a roll of the first two batches was stored
 	roll.Turn().EndsRoll()
 	c.Ack(batches[0])
