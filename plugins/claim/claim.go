@@ -133,15 +133,19 @@ func (c *Claim) Awaited() bool {
 
 // Committed records that the offsets of t's batch, and so of every batch
 // before it, are committed.
-func (t Turn) Committed() {
+func (t Turn) Committed() { t.raise(func(c *Claim) *uint64 { return &c.committed }) }
+
+// raise moves the claim's watermark (taken or committed) up to t and wakes
+// the turns waiting on it; an older t changes nothing.
+func (t Turn) raise(watermark func(*Claim) *uint64) {
 	c := t.claim
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t.seq > c.committed {
-		c.committed = t.seq
+	if w := watermark(c); t.seq > *w {
+		*w = t.seq
 		c.moved.Broadcast()
 	}
 }
@@ -232,18 +236,7 @@ func (t Turn) Before(u Turn) bool { return t.seq < u.seq }
 func (t Turn) Claim() *Claim { return t.claim }
 
 // Taken records that t's batch was taken: the next one may go.
-func (t Turn) Taken() {
-	c := t.claim
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.seq > c.taken {
-		c.taken = t.seq
-		c.moved.Broadcast()
-	}
-}
+func (t Turn) Taken() { t.raise(func(c *Claim) *uint64 { return &c.taken }) }
 
 // Begin starts storing rows of the claim; it reports false once the claim
 // ended, and then nothing may be stored. Each true Begin needs its Done.

@@ -72,6 +72,22 @@ func batchesOf(t *testing.T, c *kafka.Consumer, n, atLeast int) []*kafka.Batch {
 	return batches
 }
 
+// committedOffset is the group's committed offset of the topic's
+// partition 0, read from the broker; -1 if none.
+func committedOffset(t *testing.T, brokers []string, group, topic string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offsets, err := admin(t, brokers).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offsets.Lookup(topic, 0); ok {
+		return o.At
+	}
+	return -1
+}
+
 // values reads batches until n records arrived and returns their values.
 func values(t *testing.T, c *kafka.Consumer, n int, ack bool) []string {
 	t.Helper()
@@ -326,15 +342,9 @@ func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 	if !<-waited {
 		t.Fatal("the commit of every batch before the last was not heard of")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	offsets, err := admin(t, brokers).FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := last.Records[0].Offset
-	if o, ok := offsets.Lookup(topic, 0); !ok || o.At < before {
-		t.Fatalf("the group's committed offset is %d, want at least %d when the claim heard of it", o.At, before)
+	if at := committedOffset(t, brokers, group, topic); at < before {
+		t.Fatalf("the group's committed offset is %d, want at least %d when the claim heard of it", at, before)
 	}
 	if last.Turn().Claim().Ended() {
 		t.Fatal("the claim ended though the partition stayed")
@@ -384,15 +394,9 @@ func testCommitsStopAtRollEnds(t *testing.T, brokers []string) {
 	if after.Turn().WaitEarlierCommitted(time.Second, nil) {
 		t.Fatal("batches past the last roll's end were committed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	offsets, err := admin(t, brokers).FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := roll.Records[len(roll.Records)-1].Offset + 1
-	if o, ok := offsets.Lookup(topic, 0); !ok || o.At != want {
-		t.Fatalf("the group's committed offset is %d, want %d (the roll's end)", o.At, want)
+	if at := committedOffset(t, brokers, group, topic); at != want {
+		t.Fatalf("the group's committed offset is %d, want %d (the roll's end)", at, want)
 	}
 }
 

@@ -54,19 +54,19 @@ type Roller struct {
 
 type roll struct {
 	batch *Batch
-	// The earliest turn of each claim among the roll's records: the roll
-	// is stored once every batch before it is committed.
-	firstTurns map[*claim.Claim]claim.Turn
-	// The last turn of each claim whose batch the roll holds to its end:
-	// once the roll is stored, the consumer may commit up to it.
-	lastTurns map[*claim.Claim]claim.Turn
-	err       error // an encoding failure: the roll fails as a whole
-	bytes     int
-	prev      *roll
-	timer     *time.Timer
-	once      sync.Once
-	done      chan struct{}
+	turns map[*claim.Claim]turns // of each claim among the roll's records
+	err   error                  // an encoding failure: the roll fails as a whole
+	bytes int
+	prev  *roll
+	timer *time.Timer
+	once  sync.Once
+	done  chan struct{}
 }
+
+// turns are a claim's turns in a roll. The roll is stored once every batch
+// before first is committed; once it is stored, the consumer may commit
+// up to last, the latest batch the roll holds to its end (none: zero).
+type turns struct{ first, last claim.Turn }
 
 // NewRoller rolls files at maxBytes of input or maxAge.
 func NewRoller(w *Writer, maxBytes int, maxAge time.Duration, draining <-chan struct{}) *Roller {
@@ -178,7 +178,7 @@ func (r *Roller) current(ctx context.Context, goingOn bool) (*roll, error) {
 			prev = nil
 		}
 		cur := &roll{prev: prev, done: make(chan struct{}), batch: r.w.NewBatch(),
-			firstTurns: map[*claim.Claim]claim.Turn{}, lastTurns: map[*claim.Claim]claim.Turn{}}
+			turns: map[*claim.Claim]turns{}}
 		r.cur, r.last = cur, cur
 		if r.maxAge > 0 {
 			cur.timer = time.AfterFunc(r.maxAge, func() { r.flush(cur) })
@@ -260,8 +260,8 @@ func (r *Roller) flush(rl *roll) {
 		if failed == nil {
 			r.waitEarlierCommitted(rl)
 			if rl.err = r.store(rl.batch); rl.err == nil {
-				for _, t := range rl.lastTurns {
-					t.EndsRoll() // before the batches are acknowledged
+				for _, ts := range rl.turns {
+					ts.last.EndsRoll() // before the batches are acknowledged
 				}
 			}
 		}
@@ -312,12 +312,14 @@ func (rl *roll) noteTurn(t claim.Turn, whole bool) {
 	if c == nil {
 		return
 	}
-	if first, ok := rl.firstTurns[c]; !ok || t.Before(first) {
-		rl.firstTurns[c] = t
+	ts, ok := rl.turns[c]
+	if !ok || t.Before(ts.first) {
+		ts.first = t
 	}
-	if last, ok := rl.lastTurns[c]; whole && (!ok || last.Before(t)) {
-		rl.lastTurns[c] = t
+	if whole && ts.last.Before(t) { // a zero last is before every turn
+		ts.last = t
 	}
+	rl.turns[c] = ts
 }
 
 // waitEarlierCommitted waits until the offsets of the batches handed out
@@ -325,8 +327,8 @@ func (rl *roll) noteTurn(t claim.Turn, whole bool) {
 func (r *Roller) waitEarlierCommitted(rl *roll) {
 	deadline := time.Now().Add(r.CommitPatience)
 	late := 0
-	for _, t := range rl.firstTurns {
-		if !t.WaitEarlierCommitted(time.Until(deadline), r.stop) && !t.Claim().Ended() {
+	for _, ts := range rl.turns {
+		if t := ts.first; !t.WaitEarlierCommitted(time.Until(deadline), r.stop) && !t.Claim().Ended() {
 			late++
 		}
 	}
