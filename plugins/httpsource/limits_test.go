@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,11 +46,16 @@ func TestStalledSendersCannotFillTheMemory(t *testing.T) {
 		fmt.Fprintf(c, "POST /http/open HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{\"a\":\"%s", declared, strings.Repeat("x", 500_000))
 		conns = append(conns, c)
 	}
-	body := []byte(`{"a":"` + strings.Repeat("y", 200_000) + `"}`)
-	code, msg, hdr := 0, "", http.Header{}
-	for deadline := time.Now().Add(8 * time.Second); code != 503 && time.Now().Before(deadline); {
-		code, msg, hdr = do(t, "POST", url, body, nil)
+	// Probing before all three hold their room raced them: a probe's
+	// 200 KB in flight left the third no room, it was answered 503, and
+	// every later probe fitted.
+	for deadline := time.Now().Add(8 * time.Second); srv.held.Load() < stalled*declared; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled senders hold %d bytes of room after 8 s, want %d", srv.held.Load(), stalled*declared)
+		}
 	}
+	body := []byte(`{"a":"` + strings.Repeat("y", 200_000) + `"}`)
+	code, msg, hdr := do(t, "POST", url, body, nil)
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(msg, "try again later") {
 		t.Fatalf("a request while stalled senders hold the room = %d %q (Retry-After %q), want 503 with Retry-After", code, msg, hdr.Get("Retry-After"))
 	}
