@@ -127,22 +127,35 @@ func waitAlert(t *testing.T, r *systest.Receiver, eventID string) map[string]any
 	}
 }
 
+// waitUntil calls ok every interval until it holds (true) or within has
+// passed (false); the caller says what did not happen.
+func waitUntil(within, every time.Duration, ok func() bool) bool {
+	for deadline := time.Now().Add(within); !ok(); time.Sleep(every) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // waitAlertTitled polls every alert received (not the channel, which
 // waitAlert may have drained) until one's title contains part.
 func waitAlertTitled(t *testing.T, r *systest.Receiver, part string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	var found map[string]any
+	titled := func() bool {
 		for _, a := range r.All() {
 			if strings.Contains(fmt.Sprint(a["title"]), part) {
-				return a
+				found = a
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no alert titled with %q within 90s", part)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
 	}
+	if !waitUntil(90*time.Second, 100*time.Millisecond, titled) {
+		t.Fatalf("no alert titled with %q within 90s", part)
+	}
+	return found
 }
 
 // lakeRow reads the CloudTrail table back and returns the row with eventID.
@@ -159,16 +172,11 @@ func lakeRow(t *testing.T, lakeDir, eventID string) map[string]any {
 // waitLakeRow polls the lake until the event's row is there.
 func waitLakeRow(t *testing.T, lakeDir, eventID string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if r := lakeRow(t, lakeDir, eventID); r != nil {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("event %s not in the lake within 90s", eventID)
-		}
-		time.Sleep(time.Second)
+	var row map[string]any
+	if !waitUntil(90*time.Second, time.Second, func() bool { row = lakeRow(t, lakeDir, eventID); return row != nil }) {
+		t.Fatalf("event %s not in the lake within 90s", eventID)
 	}
+	return row
 }
 
 func checkAlert(t *testing.T, a map[string]any) {
@@ -225,36 +233,36 @@ func runEndToEnd(t *testing.T, env []string) {
 	p := start(t, data, append(env, "CARACAL_ALERT_WEBHOOK_URL="+hook.URL, "CARACAL_LAKE_ROLL_PERIOD=1s"))
 	// The load balancer's readiness probe: the broker answers (once the
 	// stages connected, which serving / does not wait for).
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + p.HTTPAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+	var resp *http.Response
+	var err error
+	ready := func() bool {
+		if resp, err = http.Get("http://" + p.HTTPAddr + "/readyz"); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /readyz: %v %v within 90s, want 200", resp, err)
-		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	if !waitUntil(90*time.Second, 100*time.Millisecond, ready) {
+		t.Fatalf("GET /readyz: %v %v within 90s, want 200", resp, err)
 	}
 	eventID := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	post(t, p, rootLogin(t, eventID))
 	a := waitAlert(t, hook, eventID)
 	checkAlert(t, a)
 	// Every delivery attempt is recorded in the lake.
-	deadline := time.Now().Add(90 * time.Second)
-	for delivered := false; !delivered; time.Sleep(time.Second) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no alert_deliveries row for alert %v within 90s", a["alertId"])
-		}
+	delivered := func() bool {
 		if _, err := os.Stat(filepath.Join(data, "lake", "alert_deliveries")); err != nil {
-			continue
+			return false
 		}
 		for _, r := range laketest.ReadTable(t, filepath.Join(data, "lake", "alert_deliveries")) {
 			if r["alert_id"] == a["alertId"] && r["destination"] == "env-webhook" && fmt.Sprint(r["status"]) == "200" && r["attempt"] != nil {
-				delivered = true
+				return true
 			}
 		}
+		return false
+	}
+	if !waitUntil(90*time.Second, time.Second, delivered) {
+		t.Fatalf("no alert_deliveries row for alert %v within 90s", a["alertId"])
 	}
 	if err := p.Stop(60 * time.Second); err != nil { // SIGTERM flushes the lake
 		t.Fatal(err)
@@ -873,10 +881,8 @@ func TestLakeWorkersRebalanceWithoutLossOrDuplicates(t *testing.T) {
 	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 60 s", what)
-			}
+		if !waitUntil(60*time.Second, 100*time.Millisecond, ok) {
+			t.Fatalf("%s: not within 60 s", what)
 		}
 	}
 	// Rolls are written only when a worker stops: the rows a and b gather

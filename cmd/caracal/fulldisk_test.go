@@ -162,12 +162,8 @@ func fill(t *testing.T, path string, leave uint64) {
 // waitOutput waits until the process printed text.
 func waitOutput(t *testing.T, p *systest.Process, text string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(p.Output(), text) {
-		if time.Now().After(deadline) {
-			t.Fatalf("caracal did not say %q within 60 s", text)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !waitUntil(60*time.Second, 100*time.Millisecond, func() bool { return strings.Contains(p.Output(), text) }) {
+		t.Fatalf("caracal did not say %q within 60 s", text)
 	}
 }
 
@@ -251,12 +247,8 @@ func (l *poster) refused() int {
 // waitAcked waits until n events in all were answered 200.
 func (l *poster) waitAcked(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for len(l.acked()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d events answered 200 within 60 s (%d refused)", len(l.acked()), n, l.refused())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !waitUntil(60*time.Second, 100*time.Millisecond, func() bool { return len(l.acked()) >= n }) {
+		t.Fatalf("only %d of %d events answered 200 within 60 s (%d refused)", len(l.acked()), n, l.refused())
 	}
 }
 
