@@ -35,9 +35,15 @@ func produceN(t *testing.T, brokers []string, topic string, from, n int) {
 
 func consumer(t *testing.T, brokers []string, topic, group string, maxPoll int) *kafka.Consumer {
 	t.Helper()
+	return consumerCommittingEvery(t, brokers, topic, group, maxPoll, 100*time.Millisecond)
+}
+
+// consumerCommittingEvery is consumer with its own commit period.
+func consumerCommittingEvery(t *testing.T, brokers []string, topic, group string, maxPoll int, every time.Duration) *kafka.Consumer {
+	t.Helper()
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: brokers, Topics: []string{topic}, Group: group,
-		MaxPoll: maxPoll, FromBeginning: true, CommitEvery: 100 * time.Millisecond,
+		MaxPoll: maxPoll, FromBeginning: true, CommitEvery: every,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -316,13 +322,7 @@ func testClaimHearsOfCommits(t *testing.T, brokers []string) {
 	topic := kafkatest.Topic(t, brokers, "commits", 1)
 	group := topic + "-g"
 	produceN(t, brokers, topic, 0, 30)
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, Topics: []string{topic}, Group: group,
-		MaxPoll: 10, FromBeginning: true, CommitEvery: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := consumerCommittingEvery(t, brokers, topic, group, 10, time.Hour)
 	defer c.Close(context.Background())
 	batches := batchesOf(t, c, 30, 3)
 	last := batches[len(batches)-1]
