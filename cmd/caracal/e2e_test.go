@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	crand "crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -18,7 +20,9 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/kafka/kafkatest"
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
+	"github.com/caracal-sec/caracal/plugins/settings"
 	"github.com/caracal-sec/caracal/tools/systest"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The end-to-end tests run the real binary as a user would (`caracal run`
@@ -125,6 +129,36 @@ func waitAlert(t *testing.T, r *systest.Receiver, eventID string) map[string]any
 			t.Fatalf("no alert for event %s within 90s", eventID)
 		}
 	}
+}
+
+// waitMatch reads caracal.matches on the embedded broker in dataDir until
+// the match for eventID is there. A rule's matches share one partition,
+// which the alert stage takes in order, so the match of an event posted
+// after this returns is handled after eventID's.
+func waitMatch(t *testing.T, dataDir, eventID string) {
+	t.Helper()
+	addr, err := os.ReadFile(filepath.Join(dataDir, "broker", "address"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(settings.SplitList(string(addr))...),
+		kgo.ConsumeTopics("caracal.matches"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		found := false
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			found = found || bytes.Contains(r.Value, []byte(eventID))
+		})
+		if found {
+			return
+		}
+	}
+	t.Fatalf("no match for event %s on caracal.matches within 90s", eventID)
 }
 
 // waitUntil calls ok every interval until it holds (true) or within has
@@ -429,13 +463,14 @@ func TestAlertStateSurvivesRestart(t *testing.T) {
 	p = start(t, data, env)
 	same := fmt.Sprintf("state-b-%d", time.Now().UnixNano()) // same account and IP: same dedup string
 	post(t, p, rootLogin(t, same))
+	waitMatch(t, data, same)
 	other, err := systest.RootLogin(fmt.Sprintf("state-c-%d", time.Now().UnixNano()), "203.0.113.77")
 	if err != nil {
 		t.Fatal(err)
 	}
 	post(t, p, other)
-	// Matches of one rule are processed in order, so once the alert for
-	// the other IP is here, the same-IP match was handled before it.
+	// The other IP's match follows the same-IP match in the rule's
+	// partition, so once its alert is here the same-IP match was handled.
 	var seen []map[string]any
 	timeout := time.After(90 * time.Second)
 	for done := false; !done; {
@@ -829,7 +864,8 @@ func TestAlertWorkersRebalanceWithoutDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := fmt.Sprintf("rebalance-2-%d", time.Now().UnixNano())
-	login(again, "198.51.100.61") // same dedup string as the open alert
+	login(again, "198.51.100.61")  // same dedup string as the open alert
+	waitMatch(t, brokerDir, again) // so the marker's match is handled after it
 	marker := fmt.Sprintf("rebalance-3-%d", time.Now().UnixNano())
 	login(marker, "198.51.100.62")
 	timeout := time.After(90 * time.Second)
