@@ -137,20 +137,17 @@ func sendTestCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			dests, err := alert.Destinations(st, nil)
+			if err != nil {
+				return err
+			}
 			var ids []string
 			var dest alert.Destination
-			for _, dc := range st.Destinations {
-				d, err := alert.ParseDestination(dc, nil)
-				if err != nil {
-					return err
-				}
+			for _, d := range dests {
 				ids = append(ids, d.ID())
 				if d.ID() == id {
 					dest = d
 				}
-			}
-			if dest == nil && st.AlertWebhookURL != "" && id == "env-webhook" {
-				dest, _ = alert.NewDestination(id, "webhook", alert.Endpoint{URL: st.AlertWebhookURL}, "", "", "", nil, alert.Filter{}, alert.Retry{MaxAttempts: 3}, nil)
 			}
 			if dest != nil {
 				// Delivered directly: the destination's filters do not apply

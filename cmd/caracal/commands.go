@@ -89,7 +89,8 @@ func caracalLinters() linters {
 					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: w.Warning})
 				}
 			})
-			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
+			out = append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
+			return append(out, destinationBuildFindings(file, data)...)
 		},
 		rules: func(files []string) []Finding {
 			var out []Finding
@@ -210,6 +211,45 @@ func destinationFindings(file string, data []byte, logTypes map[string]bool, rul
 					Message: fmt.Sprintf("destination %s: rule_ids: no rule %s in rules/%s", d.ID, id, suggest.DidYouMean(id, ruleIDs))})
 			}
 		}
+	}
+	return out
+}
+
+// destinationBuildFindings builds each destination as the alert stage
+// does when it starts, so lint reports a missing credential or setting,
+// and an id used twice, at the entry's line instead of `caracal run`
+// stopping on it. Values are read with ${ENV} expanded, as at run time.
+func destinationBuildFindings(file string, data []byte) []Finding {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return nil
+	}
+	list := yamlnode.Value(yamlnode.Value(root.Content[0], "caracal"), "destinations")
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return nil
+	}
+	spec := service.NewConfigSpec().Fields(alert.DestinationFields()...)
+	lines := map[string]int{}
+	var out []Finding
+	for _, entry := range list.Content {
+		text, err := yaml.Marshal(entry)
+		if err != nil {
+			continue
+		}
+		conf, err := spec.ParseYAML(string(expandEnv(text)), nil)
+		if err != nil {
+			continue // a wrong key or value: Benthos's lint reports it
+		}
+		d, err := alert.ParseDestination(conf, nil)
+		if err != nil {
+			out = append(out, Finding{File: file, Line: entry.Line, Message: err.Error()})
+			continue
+		}
+		if first, ok := lines[d.ID()]; ok {
+			out = append(out, Finding{File: file, Line: entry.Line,
+				Message: fmt.Sprintf("destination %s: the id is also used at line %d; give each destination its own id (rules' OutputIds name them)", d.ID(), first)})
+		}
+		lines[d.ID()] = entry.Line
 	}
 	return out
 }

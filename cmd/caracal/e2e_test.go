@@ -539,6 +539,34 @@ func TestUnsuppressCommand(t *testing.T) {
 	}
 }
 
+// A destination missing a setting stops `caracal run` before anything
+// starts, with the reason, rather than after the other stages started;
+// stages that deliver no alerts run regardless.
+func TestRunRefusesAnIncompleteDestination(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	err := os.WriteFile(config, []byte("http:\n  address: ${CARACAL_METRICS_ADDRESS:127.0.0.1:4195}\ncaracal:\n  destinations:\n    - id: oncall\n      type: pagerduty\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caracalBinary(t), "run", "--config", config)
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("caracal run = %v, want exit 1:\n%s", err, out)
+	}
+	const want = "config caracal.destinations: destination oncall: type pagerduty needs token (the routing key)"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "Embedded broker on") {
+		t.Errorf("caracal run output lacks %q or started the broker first:\n%s", want, out)
+	}
+	p := startWith(t, systest.Options{DataDir: t.TempDir(), Args: []string{"--config", config, "--stages", "ingest"}})
+	post(t, p, rootLogin(t, fmt.Sprintf("no-alert-stage-%d", time.Now().UnixNano())))
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // `caracal alerts send-test` reads the destinations from a root config
 // (with ${ENV} interpolation) and delivers a test alert to one of them.
 func TestSendTestCommand(t *testing.T) {
@@ -739,6 +767,12 @@ associations:
       min_severity: Hihg
       log_types: [AWS.Cloudtrail]
       rule_ids: [AWS.CloudTrail.RootConsoleLgin]
+    - id: oncall
+      type: pagerduty
+      min_severity: High
+    - id: soc
+      type: webhook
+      url: https://hooks.example.com/soc
 `,
 		"rule.yml": `AnalysisType: rule
 RuleID: T.Typo
@@ -812,6 +846,8 @@ fields:
 		filepath.Join(dir, "destinations.yaml") + ":6: value Hihg is not a valid option for this field (did you mean High?)",
 		filepath.Join(dir, "destinations.yaml") + ":7: destination soc: log_types: AWS.Cloudtrail has no schema (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "destinations.yaml") + ":8: warning: destination soc: rule_ids: no rule AWS.CloudTrail.RootConsoleLgin in rules/ (did you mean AWS.CloudTrail.RootConsoleLogin?)",
+		filepath.Join(dir, "destinations.yaml") + ":9: destination oncall: type pagerduty needs token (the routing key)",
+		filepath.Join(dir, "destinations.yaml") + ":12: destination soc: the id is also used at line 3; give each destination its own id (rules' OutputIds name them)",
 		filepath.Join(dir, "lookup.yml") + `:5: unknown key "refreh" (did you mean refresh?)`,
 		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",

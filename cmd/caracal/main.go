@@ -59,7 +59,7 @@ func main() {
 		return
 	}
 	rt := &runtime{}
-	args, err := rewriteArgs(os.Args)
+	args, err := rt.rewriteArgs(os.Args)
 	if errors.Is(err, flag.ErrHelp) {
 		return // caracal run --help: the flags were printed
 	}

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/settings"
 	"github.com/caracal-sec/caracal/plugins/suggest"
@@ -22,9 +24,9 @@ import (
 var allStages = []string{"ingest", "process", "detect", "alert", "lake"}
 
 // rewriteArgs turns `caracal` and `caracal run [flags]` into Benthos streams
-// mode over config.yaml and the stage pipelines; every other command is
-// passed through unchanged.
-func rewriteArgs(args []string) ([]string, error) {
+// mode over config.yaml and the stage pipelines, noting the stages in rt;
+// every other command is passed through unchanged.
+func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 	if len(args) > 1 && args[1] != "run" {
 		return args, nil
 	}
@@ -57,6 +59,7 @@ func rewriteArgs(args []string) ([]string, error) {
 			return nil, fmt.Errorf("stage %q: %w%s", s, err, suggest.Hint(s, allStages))
 		}
 		out = append(out, p)
+		rt.stages = append(rt.stages, s)
 	}
 	return append(out, fs.Args()...), nil
 }
@@ -71,6 +74,7 @@ func mainSchema() *service.ConfigSchema {
 
 // runtime holds what `caracal run` starts besides the streams.
 type runtime struct {
+	stages   []string // those `caracal run` runs
 	embedded *kafka.Embedded
 	stop     context.CancelFunc // ends the hanging-transaction watch
 }
@@ -85,6 +89,11 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		if s, err = settings.Parse(pConf.Namespace(settings.Section)); err != nil {
 			return fmt.Errorf("config caracal: %w", err)
 		}
+	}
+	// A destination missing a setting would stop the alert stage after
+	// the others started; say so before anything starts.
+	if _, err := alert.Destinations(s, nil); err != nil && slices.Contains(rt.stages, "alert") {
+		return fmt.Errorf("config %w (`caracal lint` shows the line)", err)
 	}
 	log := pConf.Resources().Logger()
 	if len(s.Brokers) == 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
 func sampleAlert() *envelope.Alert {
@@ -214,6 +215,49 @@ func TestDestinationConfigErrors(t *testing.T) {
 	}
 	if _, err := NewDestination("x", "github", Endpoint{Token: "t", Repository: "norepo"}, "", "", "", nil, Filter{}, Retry{}, nil); err == nil {
 		t.Error("github repository without owner accepted")
+	}
+}
+
+// Destinations builds a root config's destinations, and refuses two with
+// one id: OutputIds and delivery records name destinations by id.
+func TestDestinationsNeedDistinctIDs(t *testing.T) {
+	spec := service.NewConfigSpec().Fields(settings.Fields(DestinationFields()...)...)
+	parse := func(yaml, webhookURL string) *settings.Settings {
+		t.Helper()
+		conf, err := spec.ParseYAML(yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := settings.Parse(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.AlertWebhookURL = webhookURL
+		return st
+	}
+	two := `destinations:
+  - {id: soc, type: slack, url: "https://hooks.slack.com/a"}
+  - {id: oncall, type: pagerduty, token: k}
+`
+	dests, err := Destinations(parse(two, "http://127.0.0.1:9/hook"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range dests {
+		ids = append(ids, d.ID())
+	}
+	if got := strings.Join(ids, ","); got != "soc,oncall,"+EnvWebhookID {
+		t.Errorf("destinations %s, want soc,oncall,%s", got, EnvWebhookID)
+	}
+	for _, c := range []struct{ yaml, webhook, want string }{
+		{two + `  - {id: soc, type: webhook, url: "http://127.0.0.1:9/x"}` + "\n", "", "two destinations have the id soc: give each"},
+		{`destinations: [{id: env-webhook, url: "http://127.0.0.1:9/x"}]`, "http://127.0.0.1:9/y", "CARACAL_ALERT_WEBHOOK_URL adds"},
+		{`destinations: [{id: pd, type: pagerduty}]`, "", "destination pd: type pagerduty needs token"},
+	} {
+		if _, err := Destinations(parse(c.yaml, c.webhook), nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.yaml, err, c.want)
+		}
 	}
 }
 

@@ -69,6 +69,43 @@ func ParseDestination(c *service.ParsedConfig, onAttempt func(Attempt)) (Destina
 	return NewDestination(id, kind, e, str("secret"), str("password"), str("from"), list("to"), filter, retry, onAttempt)
 }
 
+// Destinations builds the destinations of st: caracal.destinations, and
+// the webhook CARACAL_ALERT_WEBHOOK_URL adds. Ids must differ: rules'
+// OutputIds and delivery records tell destinations apart by id.
+func Destinations(st *settings.Settings, onAttempt func(Attempt)) ([]Destination, error) {
+	var out []Destination
+	add := func(d Destination) error {
+		for _, o := range out {
+			if o.ID() == d.ID() {
+				hint := "give each destination its own id"
+				if d.ID() == EnvWebhookID {
+					hint = "CARACAL_ALERT_WEBHOOK_URL adds a destination with this id; rename the configured one"
+				}
+				return fmt.Errorf("caracal.destinations: two destinations have the id %s: %s", d.ID(), hint)
+			}
+		}
+		out = append(out, d)
+		return nil
+	}
+	for _, dc := range st.Destinations {
+		d, err := ParseDestination(dc, onAttempt)
+		if err != nil {
+			return nil, fmt.Errorf("caracal.destinations: %w", err)
+		}
+		if err := add(d); err != nil {
+			return nil, err
+		}
+	}
+	if st.AlertWebhookURL != "" {
+		webhook := &Webhook{Name: EnvWebhookID, URL: st.AlertWebhookURL,
+			Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: onAttempt}
+		if err := add(webhook); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // NewDestination checks a destination's settings and builds it; errors
 // say which setting is missing.
 func NewDestination(id, kind string, e Endpoint, secret, password, from string, to []string, f Filter, r Retry, onAttempt func(Attempt)) (Destination, error) {
@@ -186,16 +223,8 @@ func init() {
 				logged(a)
 				n.recordAttempt(a)
 			}
-			for _, dc := range st.Destinations {
-				d, err := ParseDestination(dc, onAttempt)
-				if err != nil {
-					return nil, pol, 0, fmt.Errorf("caracal.destinations: %w", err)
-				}
-				n.dests = append(n.dests, d)
-			}
-			if st.AlertWebhookURL != "" {
-				n.dests = append(n.dests, &Webhook{Name: EnvWebhookID, URL: st.AlertWebhookURL,
-					Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: onAttempt})
+			if n.dests, err = Destinations(st, onAttempt); err != nil {
+				return nil, pol, 0, err
 			}
 			return n, pol, mif, nil
 		})
