@@ -225,9 +225,7 @@ func parseAuroraMySQLAudit(m *Record, line, _ []byte) error {
 	if len(obj) >= 2 && obj[0] == '\'' && obj[len(obj)-1] == '\'' {
 		obj = strings.ReplaceAll(obj[1:len(obj)-1], `\'`, `'`)
 	}
-	if obj != "" {
-		m.Put("object", obj)
-	}
+	set(m, "object", obj) // "-" is no query: a placeholder, as in AWS's other logs
 	set(m, "retCode", rest[i+1:])
 	return nil
 }
