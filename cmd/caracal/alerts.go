@@ -87,11 +87,17 @@ func alertsCommand() *cli.Command {
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}`)
 
 // expandEnv resolves ${VAR} and ${VAR:default} as Benthos does in configs.
-func expandEnv(b []byte) []byte {
+// With keepUnset, an unset ${VAR} without a default stays as written: lint
+// must not call a value missing that only the deployment sets (Benthos's
+// lint reports unset variables itself, unless --skip-env-var-check).
+func expandEnv(b []byte, keepUnset bool) []byte {
 	return envRef.ReplaceAllFunc(b, func(m []byte) []byte {
 		sm := envRef.FindSubmatch(m)
 		if v, ok := os.LookupEnv(string(sm[1])); ok && v != "" {
 			return []byte(v)
+		}
+		if sm[2] == nil && keepUnset {
+			return m
 		}
 		return sm[2]
 	})
@@ -104,7 +110,7 @@ func loadSettings(path string) (*settings.Settings, error) {
 		return nil, err
 	}
 	var root map[string]any
-	if err := yaml.Unmarshal(expandEnv(raw), &root); err != nil {
+	if err := yaml.Unmarshal(expandEnv(raw, false), &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	section, err := yaml.Marshal(root[settings.Section])

@@ -218,7 +218,8 @@ func destinationFindings(file string, data []byte, logTypes map[string]bool, rul
 // destinationBuildFindings builds each destination as the alert stage
 // does when it starts, so lint reports a missing credential or setting,
 // and an id used twice, at the entry's line instead of `caracal run`
-// stopping on it. Values are read with ${ENV} expanded, as at run time.
+// stopping on it. Values are read with ${ENV} expanded, as at run time
+// (an unset ${ENV} without a default counts as set).
 func destinationBuildFindings(file string, data []byte) []Finding {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
@@ -236,7 +237,7 @@ func destinationBuildFindings(file string, data []byte) []Finding {
 		if err != nil {
 			continue
 		}
-		conf, err := spec.ParseYAML(string(expandEnv(text)), nil)
+		conf, err := spec.ParseYAML(string(expandEnv(text, true)), nil)
 		if err != nil {
 			continue // a wrong key or value: Benthos's lint reports it
 		}

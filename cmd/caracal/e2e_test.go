@@ -773,6 +773,9 @@ associations:
     - id: soc
       type: webhook
       url: https://hooks.example.com/soc
+    - id: paging
+      type: pagerduty
+      token: ${CARACAL_LINT_TEST_UNSET}
 `,
 		"rule.yml": `AnalysisType: rule
 RuleID: T.Typo
@@ -861,6 +864,11 @@ fields:
 		if !strings.Contains(string(out), want) {
 			t.Errorf("lint output lacks %q:\n%s", want, out)
 		}
+	}
+	// A token the deployment sets (an unset ${VAR} without a default) is
+	// not missing.
+	if strings.Contains(string(out), "destination paging:") {
+		t.Errorf("lint calls an unset ${VAR} token missing:\n%s", out)
 	}
 }
 
