@@ -655,8 +655,8 @@ func commandNames() []string {
 	return out
 }
 
-// A misspelt log type, table or stage on the command line fails the
-// command before it reads anything, naming the one meant.
+// A misspelt log type, table, stage or lake path on the command line
+// fails the command before it reads anything, naming the one meant.
 func TestCommandsNameWhatWasMeant(t *testing.T) {
 	event := filepath.Join(t.TempDir(), "e.json")
 	if err := os.WriteFile(event, []byte(`{"eventName":"X"}`+"\n"), 0o644); err != nil {
@@ -672,6 +672,9 @@ func TestCommandsNameWhatWasMeant(t *testing.T) {
 		{[]string{"replay", "--rules", "rules", "--lake", lakeDir, "--from", "1h", "--log-types", "AWS.Cloudtrial"}, "unknown log type AWS.Cloudtrial (did you mean AWS.CloudTrail?)"},
 		{[]string{"search", "--lake", lakeDir, "--ip", "192.0.2.1", "--tables", "aws_cloudtrial"}, `unknown table "aws_cloudtrial" (did you mean aws_cloudtrail?)`},
 		{[]string{"run", "--stages", "ingest,proces"}, `stage "proces"`},
+		// A mistyped lake path is no empty lake: "0 rows matched" would
+		// clear an indicator that was never looked for.
+		{[]string{"search", "--lake", lakeDir + "x", "--ip", "192.0.2.1"}, "lake " + lakeDir + "x: no such directory"},
 	} {
 		cmd := exec.Command(caracalBinary(t), c.args...)
 		cmd.Dir = "../.."

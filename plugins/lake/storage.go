@@ -139,6 +139,13 @@ func OpenReader(url string) (Reader, error) {
 	if !ok {
 		return nil, fmt.Errorf("lake %s cannot be read", st.URL())
 	}
+	// A mistyped path would read as an empty lake: a search finding
+	// nothing must mean the lake has nothing, not that it was not there.
+	if l, ok := st.(*LocalStorage); ok {
+		if info, err := os.Stat(l.Dir); err != nil || !info.IsDir() {
+			return nil, fmt.Errorf("lake %s: no such directory (the lake stage creates it with its first file; is the path right?)", l.Dir)
+		}
+	}
 	return r, nil
 }
 
