@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,12 +49,13 @@ func openLake(c *cli.Context) (lake.Reader, *lake.Tables, error) {
 	return r, tables, err
 }
 
-// parseWhen reads a time flag: RFC 3339, a date, or a duration ago ("24h").
+// parseWhen reads a time flag: RFC 3339, a date, or a duration ago ("24h",
+// "7d", "1d12h").
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := parseAgo(s); err == nil {
 		return now.Add(-d), nil
 	}
 	for _, l := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
@@ -61,7 +63,29 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24) or a duration ago (24h)", s)
+	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24) or a duration ago (24h, 7d)", s)
+}
+
+// parseAgo is time.ParseDuration with days ("7d", "1d12h") in front, as
+// people look back over a lake in days.
+func parseAgo(s string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	n, err := strconv.ParseUint(days, 10, 16)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, err
+		}
+		d += r
+	}
+	return d, nil
 }
 
 // indicatorFlags maps search flags to the p_any_* column they look in.

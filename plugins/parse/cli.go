@@ -1,7 +1,9 @@
 package parse
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/urfave/cli/v2"
 
 	"github.com/caracal-sec/caracal/plugins/enrich"
@@ -34,11 +37,12 @@ func ReadStream(r io.Reader, fn func(raw, header []byte) error) error {
 	})
 }
 
-// ReadEvents splits a file or stdin into events: a stream of JSON values
+// ReadEvents splits a file or stdin into events (gzip or zstd compressed
+// or not): a stream of JSON values
 // (objects, arrays of objects, CloudTrail's Records wrapper; one per line or
 // pretty-printed), else one event per non-empty line. It calls fn for each.
 func ReadEvents(r io.Reader, fn func(raw []byte) error) error {
-	data, err := io.ReadAll(r)
+	data, err := readInflated(r)
 	if err != nil {
 		return err
 	}
@@ -63,6 +67,39 @@ func ReadEvents(r io.Reader, fn func(raw []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// readInflated reads all of r, decompressing a gzip or zstd stream, found
+// by its magic bytes as the HTTP source finds it: logs are often kept
+// compressed (CloudTrail's S3 objects are .json.gz).
+func readInflated(r io.Reader) ([]byte, error) {
+	br := bufio.NewReader(r)
+	magic, _ := br.Peek(4)
+	var in io.Reader
+	kind := "gzip"
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("corrupt gzip stream: %w", err)
+		}
+		defer zr.Close()
+		in = zr
+	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("corrupt zstd stream: %w", err)
+		}
+		defer zr.Close()
+		in, kind = zr, "zstd"
+	default:
+		return io.ReadAll(br)
+	}
+	data, err := io.ReadAll(in)
+	if err != nil {
+		return nil, fmt.Errorf("corrupt %s stream: %w", kind, err)
+	}
+	return data, nil
 }
 
 func jsonValues(t []byte) ([][]byte, bool) {
@@ -95,7 +132,8 @@ func Command() *cli.Command {
 		Usage:     "Parse log files (or stdin) into normalized events, printed as JSON lines",
 		ArgsUsage: "[file...]",
 		Description: "Each line (or CloudTrail Records entry) is classified among --log-type (or all known types)\n" +
-			"and printed with its p_* fields. Failures go to stderr with the reason per type; exit 1 if any.",
+			"and printed with its p_* fields. Failures go to stderr with the reason per type; exit 1 if any.\n" +
+			"gzip and zstd files (e.g. CloudTrail's .json.gz objects) are decompressed.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) to try; default: all known"},
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
