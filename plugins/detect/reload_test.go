@@ -84,3 +84,12 @@ func TestReloader(t *testing.T) {
 		t.Fatal("a broken rule at start was accepted")
 	}
 }
+
+// A rules directory that is not there says so, rather than how the walk
+// over it failed.
+func TestLoadDirNamesAMissingDirectory(t *testing.T) {
+	_, err := LoadDir(filepath.Join(t.TempDir(), "rules"))
+	if err == nil || !strings.Contains(err.Error(), "rules directory ") || !strings.Contains(err.Error(), "does not exist (relative to ") {
+		t.Fatalf("LoadDir of a missing directory: %v", err)
+	}
+}

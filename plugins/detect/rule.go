@@ -272,6 +272,10 @@ func LoadDir(dir string) ([]*Rule, error) {
 		rules = append(rules, r)
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		wd, _ := os.Getwd()
+		return nil, fmt.Errorf("rules directory %s does not exist (relative to %s): run from Caracal's directory or name another", dir, wd)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rules in %s: %w", dir, err)
 	}

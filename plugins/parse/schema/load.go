@@ -60,6 +60,10 @@ func LoadDir(dir string) ([]*Schema, error) {
 		out = append(out, s)
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		wd, _ := os.Getwd()
+		return nil, fmt.Errorf("schemas directory %s does not exist (relative to %s): run from Caracal's directory or name another", dir, wd)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("schemas in %s: %w", dir, err)
 	}

@@ -22,3 +22,12 @@ func TestUnknownKeysSuggestTheNearest(t *testing.T) {
 		}
 	}
 }
+
+// A schemas directory that is not there says so, rather than how the
+// walk over it failed.
+func TestLoadDirNamesAMissingDirectory(t *testing.T) {
+	_, err := LoadDir("no-such-schemas")
+	if err == nil || !strings.Contains(err.Error(), "schemas directory no-such-schemas does not exist (relative to ") {
+		t.Fatalf("LoadDir of a missing directory: %v", err)
+	}
+}
