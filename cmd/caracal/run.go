@@ -92,8 +92,10 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	}
 	// A destination missing a setting would stop the alert stage after
 	// the others started; say so before anything starts.
-	if _, err := alert.Destinations(s, nil); err != nil && slices.Contains(rt.stages, "alert") {
-		return fmt.Errorf("config %w (`caracal lint` shows the line)", err)
+	if slices.Contains(rt.stages, "alert") {
+		if _, err := alert.Destinations(s, nil); err != nil {
+			return fmt.Errorf("config %w (`caracal lint` shows the line)", err)
+		}
 	}
 	log := pConf.Resources().Logger()
 	if len(s.Brokers) == 0 {
