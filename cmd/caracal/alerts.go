@@ -18,6 +18,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/kafka"
 	"github.com/caracal-sec/caracal/plugins/settings"
+	"github.com/caracal-sec/caracal/plugins/suggest"
 )
 
 // embeddedAddressFile, under <data_dir>/broker, holds the address of the
@@ -165,7 +166,14 @@ func sendTestCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "Test alert %s delivered to %s\n", a.AlertID, id)
 				return nil
 			}
-			return cli.Exit(fmt.Sprintf("no destination %q in %s (configured: %s)", id, c.String("config"), strings.Join(ids, ", ")), 2)
+			hint := suggest.DidYouMean(id, ids)
+			switch {
+			case len(ids) == 0:
+				hint = " (none is configured: add one under caracal.destinations, or set CARACAL_ALERT_WEBHOOK_URL for env-webhook)"
+			case hint == "":
+				hint = " (configured: " + strings.Join(ids, ", ") + ")"
+			}
+			return cli.Exit(fmt.Sprintf("no destination %q in %s%s", id, c.String("config"), hint), 2)
 		},
 	}
 }

@@ -610,6 +610,10 @@ func TestSendTestCommand(t *testing.T) {
 	if err == nil || !strings.Contains(out, "oncall, soc-slack") {
 		t.Errorf("unknown destination: %v\n%s", err, out)
 	}
+	out, err = run("alerts", "send-test", "-c", cfg, "oncal")
+	if err == nil || !strings.Contains(out, `no destination "oncal" in `+cfg+" (did you mean oncall?)") {
+		t.Errorf("misspelt destination: %v\n%s", err, out)
+	}
 }
 
 // The shipped configuration, pipelines, rules and schemas lint clean
