@@ -140,6 +140,13 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		log.Warnf("Topics taking records under %d bytes: %s. An event near max_event_bytes grows past that once normalized, and a record its topic refuses stops the stage producing it: set max.message.bytes=%d on them (kafka-configs.sh --alter --entity-type topics --add-config, or rpk topic alter-config)",
 			kafka.MaxRecordBytes, strings.Join(small, ", "), kafka.MaxRecordBytes)
 	}
+	// (The embedded broker serves one process: one worker per stage.)
+	if few, err := kafka.FewPartitionTopics(ctx, s.Brokers, topics); err != nil {
+		log.Warnf("Could not read the topics' partition counts: %v", err)
+	} else if len(few) > 0 && !s.Embedded {
+		log.Warnf("Topics with fewer partitions than caracal.topic_partitions (%d): %s. Topics are created once, and the workers of a stage share its input topic's partitions, so workers beyond their number stay idle: add partitions (rpk topic add-partitions <topic> --num <more>, or kafka-topics.sh --alter --topic <topic> --partitions %d)",
+			s.Partitions, strings.Join(few, ", "), s.Partitions)
+	}
 	// Every minute, abort transactions left hanging on Caracal's topics
 	// (see docs/operations.md, Delivery guarantees): a hang on a data
 	// partition shows nowhere else, its readers just wait.

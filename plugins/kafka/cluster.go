@@ -213,10 +213,7 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 		return nil, err
 	}
 	defer cl.Close()
-	names := make([]string, len(topics))
-	for i, t := range topics {
-		names[i] = t.Name
-	}
+	names := topicNames(topics)
 	adm := kadm.NewClient(cl)
 	// A topic just created may not be known yet to the broker asked:
 	// asked again for up to 10 s, then left out (Caracal created it, with
@@ -251,4 +248,40 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 	}
 	sort.Strings(small)
 	return small, nil
+}
+
+// FewPartitionTopics lists the topics with fewer partitions than their
+// spec asks (created before caracal.topic_partitions was raised, or by
+// hand), as "topic (N of M partitions)": the workers of a stage share its
+// input topic's partitions, so workers beyond their number stay idle.
+func FewPartitionTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topicNames(topics)...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var few []string
+	for _, t := range topics {
+		d, ok := details[t.Name]
+		if !ok || d.Err != nil {
+			continue // not known yet to the broker asked: just created, as specified
+		}
+		if n := int32(len(d.Partitions)); n < t.Partitions {
+			few = append(few, fmt.Sprintf("%s (%d of %d partitions)", t.Name, n, t.Partitions))
+		}
+	}
+	sort.Strings(few)
+	return few, nil
+}
+
+func topicNames(topics []TopicSpec) []string {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	return names
 }

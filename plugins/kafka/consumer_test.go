@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,6 +246,42 @@ func testSmallRecordTopics(t *testing.T, brokers []string) {
 func TestSmallRecordTopicsEmbedded(t *testing.T) { testSmallRecordTopics(t, kafkatest.Embedded(t)) }
 
 func TestSmallRecordTopicsRealKafka(t *testing.T) { testSmallRecordTopics(t, kafkatest.Real(t)) }
+
+// A topic created before topic_partitions was raised keeps its partitions:
+// it is reported with how many it has and how many are asked for.
+func testFewPartitionTopics(t *testing.T, brokers []string) {
+	ctx := context.Background()
+	topics := kafka.DefaultTopics(1, 0)[:2]
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for i := range topics {
+		topics[i].Name += "-" + suffix
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
+		t.Fatal(err)
+	}
+	raised := slices.Clone(topics)
+	raised[0].Partitions = 3
+	if err := kafka.EnsureTopics(ctx, brokers, -1, raised); err != nil {
+		t.Fatal(err)
+	}
+	var few []string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if few, err = kafka.FewPartitionTopics(ctx, brokers, raised); err != nil {
+			t.Fatal(err)
+		}
+		if len(few) > 0 || time.Now().After(deadline) { // (created topics may take a moment to be listed)
+			break
+		}
+	}
+	if want := raised[0].Name + " (1 of 3 partitions)"; len(few) != 1 || few[0] != want {
+		t.Fatalf("few-partition topics: %v, want only %s", few, want)
+	}
+}
+
+func TestFewPartitionTopicsEmbedded(t *testing.T) { testFewPartitionTopics(t, kafkatest.Embedded(t)) }
+
+func TestFewPartitionTopicsRealKafka(t *testing.T) { testFewPartitionTopics(t, kafkatest.Real(t)) }
 
 // When a member joins, the partition it takes is revoked from the first
 // member: the first member's claim on it ends, and the rebalance waits for
