@@ -218,15 +218,22 @@ func BenchmarkProduceConsume(b *testing.B) {
 	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "records/s")
 }
 
-// Topics Caracal creates take MaxRecordBytes records; one created before
-// (or by hand) with the broker's default is reported.
-func testSmallRecordTopics(t *testing.T, brokers []string) {
-	ctx := context.Background()
-	topics := kafka.DefaultTopics(1, 0)[:3]
+// newTopicSpecs is the first n of Caracal's topic specs (one partition
+// each) under names of their own.
+func newTopicSpecs(n int) []kafka.TopicSpec {
+	topics := kafka.DefaultTopics(1, 0)[:n]
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	for i := range topics {
 		topics[i].Name += "-" + suffix
 	}
+	return topics
+}
+
+// Topics Caracal creates take MaxRecordBytes records; one created before
+// (or by hand) with the broker's default is reported.
+func testSmallRecordTopics(t *testing.T, brokers []string) {
+	ctx := context.Background()
+	topics := newTopicSpecs(3)
 	old := kafka.TopicSpec{Name: topics[0].Name, Partitions: 1} // as before max.message.bytes was set
 	if err := kafka.EnsureTopics(ctx, brokers, -1, []kafka.TopicSpec{old}); err != nil {
 		t.Fatal(err)
@@ -251,11 +258,7 @@ func TestSmallRecordTopicsRealKafka(t *testing.T) { testSmallRecordTopics(t, kaf
 // it is reported with how many it has and how many are asked for.
 func testFewPartitionTopics(t *testing.T, brokers []string) {
 	ctx := context.Background()
-	topics := kafka.DefaultTopics(1, 0)[:2]
-	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
-	for i := range topics {
-		topics[i].Name += "-" + suffix
-	}
+	topics := newTopicSpecs(2)
 	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
 		t.Fatal(err)
 	}
