@@ -659,8 +659,9 @@ func commandNames() []string {
 	return out
 }
 
-// A misspelt log type, table, stage or lake path on the command line
-// fails the command before it reads anything, naming the one meant.
+// A misspelt log type, table, stage or lake path, or a time range that
+// ends before it starts, fails the command before it reads anything,
+// naming the one meant.
 func TestCommandsNameWhatWasMeant(t *testing.T) {
 	event := filepath.Join(t.TempDir(), "e.json")
 	if err := os.WriteFile(event, []byte(`{"eventName":"X"}`+"\n"), 0o644); err != nil {
@@ -679,6 +680,7 @@ func TestCommandsNameWhatWasMeant(t *testing.T) {
 		// A mistyped lake path is no empty lake: "0 rows matched" would
 		// clear an indicator that was never looked for.
 		{[]string{"search", "--lake", lakeDir + "x", "--ip", "192.0.2.1"}, "lake " + lakeDir + "x: no such directory"},
+		{[]string{"replay", "--rules", "rules", "--lake", lakeDir, "--from", "2026-11-30", "--to", "2026-11-01"}, "--to 2026-11-01 is before --from 2026-11-30"},
 	} {
 		cmd := exec.Command(caracalBinary(t), c.args...)
 		cmd.Dir = "../.."

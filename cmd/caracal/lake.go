@@ -49,6 +49,22 @@ func openLake(c *cli.Context) (lake.Reader, *lake.Tables, error) {
 	return r, tables, err
 }
 
+// timeRange reads a command's start and end flags (parseWhen); an end
+// before the start is a mistake, not an empty range.
+func timeRange(c *cli.Context, startFlag, endFlag string) (start, end time.Time, err error) {
+	now := time.Now().UTC()
+	if start, err = parseWhen(c.String(startFlag), now); err != nil {
+		return start, end, err
+	}
+	if end, err = parseWhen(c.String(endFlag), now); err != nil {
+		return start, end, err
+	}
+	if !start.IsZero() && !end.IsZero() && end.Before(start) {
+		return start, end, cli.Exit(fmt.Sprintf("--%s %s is before --%s %s: the range would hold nothing", endFlag, c.String(endFlag), startFlag, c.String(startFlag)), 2)
+	}
+	return start, end, nil
+}
+
 // parseWhen reads a time flag: RFC 3339, a date, or a duration ago ("24h",
 // "7d", "1d12h").
 func parseWhen(s string, now time.Time) (time.Time, error) {
@@ -146,12 +162,7 @@ func searchCommand() *cli.Command {
 			if field == "" {
 				return cli.Exit("search: give an indicator: --ip, --domain, --hash, --email, --arn, --account, --instance, --username, --trace or --mac", 2)
 			}
-			now := time.Now().UTC()
-			since, err := parseWhen(c.String("since"), now)
-			if err != nil {
-				return err
-			}
-			until, err := parseWhen(c.String("until"), now)
+			since, until, err := timeRange(c, "since", "until")
 			if err != nil {
 				return err
 			}
@@ -275,12 +286,7 @@ func replayCommand() *cli.Command {
 				}
 				detect.SetLookup(set.Lookup)
 			}
-			now := time.Now().UTC()
-			from, err := parseWhen(c.String("from"), now)
-			if err != nil {
-				return err
-			}
-			to, err := parseWhen(c.String("to"), now)
+			from, to, err := timeRange(c, "from", "to")
 			if err != nil {
 				return err
 			}
