@@ -58,13 +58,17 @@ func init() {
 			if ldir == "" {
 				ldir = settings.From(res).LookupsDir
 			}
-			set, err := enrich.LoadSet(context.Background(), ldir)
+			// (The process stage's enrich raises the SYSTEM_ERROR alerts.)
+			set, err := enrich.StartSet(context.Background(), ldir, func(t *enrich.Table, err error) {
+				if t.Loaded() {
+					res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
+				} else {
+					res.Logger().Errorf("Lookup table %s: could not be loaded, rules' lookup() finds nothing in it until it is: %v", t.Def.Name, err)
+				}
+			})
 			if err != nil {
 				return nil, err
 			}
-			set.Run(context.Background(), func(t *enrich.Table, err error) {
-				res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
-			})
 			SetLookup(set.Lookup)
 			log := res.Logger()
 			log.Infof("Detecting with %d rules from %s", len(rl.Engine().Rules()), dir)

@@ -26,8 +26,28 @@ type assoc struct {
 }
 
 // LoadSet loads every table defined in dir (an empty set when there is no
-// such directory).
+// such directory); any table that cannot be loaded is an error.
 func LoadSet(ctx context.Context, dir string) (*Set, error) {
+	return loadSet(ctx, dir, nil)
+}
+
+// StartSet is LoadSet for a running stage, refreshing the tables until ctx
+// ends (Set.Run). A remote table (s3://, https://) out of reach at start
+// does not stop the stage: it starts empty, onError hears why, and it is
+// retried (Table.Run). One feed out of reach must not stop every event's
+// processing; until it loads, events are not enriched from it.
+func StartSet(ctx context.Context, dir string, onError func(t *Table, err error)) (*Set, error) {
+	s, err := loadSet(ctx, dir, onError)
+	if err != nil {
+		return nil, err
+	}
+	s.Run(ctx, onError)
+	return s, nil
+}
+
+// loadSet is LoadSet; with unreachable set, a remote table that fails to
+// load starts empty and is reported to it instead.
+func loadSet(ctx context.Context, dir string, unreachable func(t *Table, err error)) (*Set, error) {
 	defs, err := LoadDefs(dir)
 	if err != nil {
 		return nil, err
@@ -37,9 +57,15 @@ func LoadSet(ctx context.Context, dir string) (*Set, error) {
 		if _, dup := s.tables[d.Name]; dup {
 			return nil, fmt.Errorf("%s: lookup table %s defined twice", d.File, d.Name)
 		}
-		t, err := NewTable(ctx, d)
+		t, err := newTable(d)
 		if err != nil {
 			return nil, err
+		}
+		if err := t.Refresh(ctx); err != nil {
+			if unreachable == nil || !strings.Contains(d.Data, "://") {
+				return nil, fmt.Errorf("lookup table %s: %w", d.Name, err)
+			}
+			unreachable(t, err)
 		}
 		s.tables[d.Name] = t
 		s.order = append(s.order, t)

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/maxmind/mmdbwriter"
@@ -561,4 +562,55 @@ func enrichmentKeys(event []byte) int {
 		}
 	})
 	return n
+}
+
+// A stage starts without a remote table it cannot reach: the table is
+// empty, onError hears why, and it is retried until it loads. LoadSet
+// (the commands) still fails on it, and on a local table that is missing.
+func TestStartSetOutlivesAFeedOutOfReach(t *testing.T) {
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ip,list\n198.51.100.7,feed\n"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	def := "name: feed\nprimary_key: ip\nkey_type: cidr\ndata: " + srv.URL + "/ips.csv\nrefresh: 50ms\nassociations:\n  AWS.CloudTrail: [sourceIPAddress]\n"
+	if err := os.WriteFile(filepath.Join(dir, "feed.yml"), []byte(def), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSet(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "lookup table feed: ") {
+		t.Fatalf("LoadSet of a feed out of reach: %v, want an error", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var reported atomic.Int32
+	set, err := StartSet(ctx, dir, func(tab *Table, err error) {
+		if !tab.Loaded() && strings.Contains(err.Error(), "503") {
+			reported.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatalf("StartSet with a feed out of reach: %v", err)
+	}
+	if reported.Load() == 0 || set.Lookup("feed", "198.51.100.7") != nil {
+		t.Fatalf("feed out of reach: %d reports, lookup %v; want a report and no row", reported.Load(), set.Lookup("feed", "198.51.100.7"))
+	}
+	up.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for set.Lookup("feed", "198.51.100.7") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed was not loaded within 10 s of coming back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	local := t.TempDir()
+	writeTable(t, local, "gone", "name: gone\nprimary_key: k\ndata: gone.csv\n", "", "other.csv")
+	if _, err := StartSet(ctx, local, func(*Table, error) {}); err == nil {
+		t.Fatal("StartSet accepted a local table whose file is missing")
+	}
 }

@@ -19,7 +19,7 @@ func processorSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Enriches normalized events from lookup tables into p_enrichment.").
-		Description("Tables are defined in `lookups_dir` (`*.yml`: name, primary_key, key_type string|cidr, data (a path, s3:// or https:// URL), format csv|jsonl|json, refresh, associations of log type → event field paths). For each association of the event's log type, the field's values are looked up (CIDR tables by longest prefix) and a hit adds `p_enrichment.<table>.<field path>` = the row. Tables refresh in the background and swap atomically; a failed refresh keeps the last good table and raises one SYSTEM_ERROR alert. Messages not routed to caracal.events (classification failures) pass through, and so do events of log types no association names, unread (their `caracal_log_type` metadata, which caracal_parse sets, says which they are).").
+		Description("Tables are defined in `lookups_dir` (`*.yml`: name, primary_key, key_type string|cidr, data (a path, s3:// or https:// URL), format csv|jsonl|json, refresh, associations of log type → event field paths). For each association of the event's log type, the field's values are looked up (CIDR tables by longest prefix) and a hit adds `p_enrichment.<table>.<field path>` = the row. Tables refresh in the background and swap atomically; a failed refresh keeps the last good table and raises one SYSTEM_ERROR alert. A remote table (s3://, https://) out of reach at start does not stop the stage: it starts empty, raises a SYSTEM_ERROR alert and is retried every 30 s (or its refresh, if shorter) until it loads; a local table that cannot be read is an error. Messages not routed to caracal.events (classification failures) pass through, and so do events of log types no association names, unread (their `caracal_log_type` metadata, which caracal_parse sets, says which they are).").
 		Fields(service.NewStringField("lookups_dir").
 			Description("Directory of lookup table definitions. Empty: the root config's caracal.lookups_dir.").
 			Default(""))
@@ -36,21 +36,26 @@ func init() {
 				dir = settings.From(res).LookupsDir
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			set, err := LoadSet(ctx, dir)
+			p := &processor{cancel: cancel}
+			set, err := StartSet(ctx, dir, func(t *Table, err error) {
+				if t.Loaded() {
+					res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
+				} else {
+					res.Logger().Errorf("Lookup table %s: could not be loaded, events are not enriched from it until it is (retried every %s): %v", t.Def.Name, t.nextWait(), err)
+				}
+				p.queue(t, err)
+			})
 			if err != nil {
 				cancel()
 				return nil, err
 			}
-			p := &processor{set: set, cancel: cancel}
+			p.set = set
 			for _, t := range set.Tables() {
-				ix := t.Index()
-				res.Logger().Infof("Lookup table %s: %d rows, ~%d KiB", t.Def.Name, ix.Rows(), ix.Bytes/1024)
+				if ix := t.Index(); t.Loaded() {
+					res.Logger().Infof("Lookup table %s: %d rows, ~%d KiB", t.Def.Name, ix.Rows(), ix.Bytes/1024)
+				}
 			}
 			gauge := res.Metrics().NewGauge("lookup_table_bytes", "table")
-			set.Run(ctx, func(t *Table, err error) {
-				res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
-				p.queue(t, err)
-			})
 			go func() {
 				tick := time.NewTicker(30 * time.Second)
 				defer tick.Stop()
@@ -81,11 +86,14 @@ type processor struct {
 func (p *processor) queue(t *Table, err error) {
 	now := time.Now().UTC()
 	key := "lookup:" + t.Def.Name + ":" + now.Truncate(time.Hour).Format(time.RFC3339)
+	title := fmt.Sprintf("Lookup table %s failed to refresh; the version loaded at %s stays in use", t.Def.Name, envelope.FormatTime(t.Index().Loaded))
+	if !t.Loaded() {
+		title = fmt.Sprintf("Lookup table %s could not be loaded; events are not enriched from it until it is", t.Def.Name)
+	}
 	a := &envelope.Alert{
 		ID: "caracal.lookup." + t.Def.Name, AlertID: fmt.Sprintf("%x", []byte(key))[:32], CreatedAt: envelope.FormatTime(now),
 		UpdatedAt: envelope.FormatTime(now), Severity: "Medium", Type: envelope.TypeSystemError,
-		Title: fmt.Sprintf("Lookup table %s failed to refresh; the version loaded at %s stays in use", t.Def.Name, envelope.FormatTime(t.Index().Loaded)),
-		Name:  "Lookup table refresh", Description: err.Error(), Tags: []string{"lookup-table"}, Version: "1",
+		Title: title, Name: "Lookup table refresh", Description: err.Error(), Tags: []string{"lookup-table"}, Version: "1",
 		AlertContext: map[string]any{"table": t.Def.Name, "data": shownData(t.Def.Data), "error": err.Error()},
 		DedupString:  key, EventCount: 1, LogTypes: []string{}, Events: []map[string]any{},
 	}

@@ -434,16 +434,30 @@ type Table struct {
 // NewTable loads a table once (an error here is fatal: there is no previous
 // version to keep).
 func NewTable(ctx context.Context, d *Def) (*Table, error) {
-	src, err := OpenSource(d.Data)
+	t, err := newTable(d)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", d.File, err)
+		return nil, err
 	}
-	t := &Table{Def: d, src: src}
 	if err := t.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("lookup table %s: %w", d.Name, err)
 	}
 	return t, nil
 }
+
+// newTable is a table not loaded yet: empty, until a Refresh succeeds.
+func newTable(d *Def) (*Table, error) {
+	src, err := OpenSource(d.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.File, err)
+	}
+	t := &Table{Def: d, src: src}
+	t.current.Store(&Index{})
+	return t, nil
+}
+
+// Loaded reports whether a version of the data is in service (a remote
+// table a stage started without has none until a refresh succeeds).
+func (t *Table) Loaded() bool { return !t.Index().Loaded.IsZero() }
 
 // Index is the current version.
 func (t *Table) Index() *Index { return t.current.Load() }
@@ -482,18 +496,30 @@ func (t *Table) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// Run refreshes the table every Def.refresh until ctx ends.
-func (t *Table) Run(ctx context.Context) {
-	if t.Def.refresh <= 0 {
-		return
+// unloadedRetry is how soon a table not loaded yet is tried again, when
+// its refresh period is longer (or none).
+const unloadedRetry = 30 * time.Second
+
+// nextWait is how long Run waits before the next refresh (0: none).
+func (t *Table) nextWait() time.Duration {
+	if wait := t.Def.refresh; t.Loaded() || wait > 0 && wait <= unloadedRetry {
+		return wait
 	}
-	tick := time.NewTicker(t.Def.refresh)
-	defer tick.Stop()
+	return unloadedRetry
+}
+
+// Run refreshes the table every Def.refresh until ctx ends; a table not
+// loaded yet is retried at least every unloadedRetry.
+func (t *Table) Run(ctx context.Context) {
 	for {
+		wait := t.nextWait()
+		if wait <= 0 {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(wait):
 			if err := t.Refresh(ctx); err != nil && ctx.Err() == nil && t.OnError != nil {
 				t.OnError(t, err)
 			}
