@@ -567,6 +567,41 @@ func TestRunRefusesAnIncompleteDestination(t *testing.T) {
 	}
 }
 
+// A remote lookup table out of reach at start does not stop the system:
+// events still flow and alert, and a SYSTEM_ERROR says the table is not
+// loaded. (caracal run used to exit, taking the HTTP input with it.)
+func TestRunStartsWithoutARemoteLookupTable(t *testing.T) {
+	hook := systest.NewReceiver()
+	defer hook.Close()
+	dir := t.TempDir()
+	lookups := filepath.Join(dir, "lookups")
+	if err := os.Mkdir(lookups, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	def := "name: remote_bad_ips\nprimary_key: ip\nkey_type: cidr\ndata: http://127.0.0.1:1/bad_ips.csv\nassociations:\n  AWS.CloudTrail: [sourceIPAddress]\n"
+	if err := os.WriteFile(filepath.Join(lookups, "remote.yml"), []byte(def), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.ReadFile("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "config.yaml")
+	root = []byte(strings.Replace(string(root), "lookups_dir: ./lookups", "lookups_dir: "+lookups, 1))
+	if err := os.WriteFile(config, root, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startWith(t, systest.Options{DataDir: t.TempDir(), Args: []string{"--config", config},
+		Env: []string{"CARACAL_ALERT_WEBHOOK_URL=" + hook.URL}})
+	id := fmt.Sprintf("remote-lookup-%d", time.Now().UnixNano())
+	post(t, p, rootLogin(t, id))
+	waitAlert(t, hook, id)
+	waitAlertTitled(t, hook, "Lookup table remote_bad_ips could not be loaded")
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // `caracal alerts send-test` reads the destinations from a root config
 // (with ${ENV} interpolation) and delivers a test alert to one of them.
 func TestSendTestCommand(t *testing.T) {
