@@ -89,8 +89,7 @@ func caracalLinters() linters {
 					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: w.Warning})
 				}
 			})
-			out = append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
-			return append(out, destinationBuildFindings(file, data)...)
+			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
 		rules: func(files []string) []Finding {
 			var out []Finding
@@ -191,14 +190,22 @@ func componentSourceIDs(data []byte) []string {
 	return ids
 }
 
-// destinationFindings reports destination filters no alert can pass: a
-// log type without a schema (an error: no event has it) or a rule id no
-// rule in rules/ has (a warning: the rules may live elsewhere). Either
-// leaves the destination silent for what it was meant to get.
+// destinationFindings checks each caracal.destinations entry of a root
+// config. It is built as the alert stage builds it when it starts, so a
+// missing credential or setting, or an id used twice, is reported at the
+// entry's line instead of `caracal run` stopping on it (values are read
+// with ${ENV} expanded, as at run time; an unset ${ENV} without a default
+// counts as set). And its filters must let some alert through: a log type
+// without a schema is an error (no event has it), a rule id no rule in
+// rules/ has a warning (the rules may live elsewhere).
 func destinationFindings(file string, data []byte, logTypes map[string]bool, ruleIDs []string) []Finding {
-	dests, _ := configDestinations(data)
+	entries, _ := destinationEntries(data)
+	spec := service.NewConfigSpec().Fields(alert.DestinationFields()...)
+	lines := map[string]int{} // id → line of its latest entry
 	var out []Finding
-	for _, d := range dests {
+	for _, entry := range entries {
+		var d destinationConf
+		_ = entry.Decode(&d) // (a value of the wrong type: Benthos's lint reports it)
 		for _, lt := range d.LogTypes {
 			if logTypes != nil && !logTypes[lt] {
 				out = append(out, Finding{File: file, Line: lineOf(data, lt),
@@ -211,28 +218,6 @@ func destinationFindings(file string, data []byte, logTypes map[string]bool, rul
 					Message: fmt.Sprintf("destination %s: rule_ids: no rule %s in rules/%s", d.ID, id, suggest.DidYouMean(id, ruleIDs))})
 			}
 		}
-	}
-	return out
-}
-
-// destinationBuildFindings builds each destination as the alert stage
-// does when it starts, so lint reports a missing credential or setting,
-// and an id used twice, at the entry's line instead of `caracal run`
-// stopping on it. Values are read with ${ENV} expanded, as at run time
-// (an unset ${ENV} without a default counts as set).
-func destinationBuildFindings(file string, data []byte) []Finding {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return nil
-	}
-	list := yamlnode.Value(yamlnode.Value(root.Content[0], "caracal"), "destinations")
-	if list == nil || list.Kind != yaml.SequenceNode {
-		return nil
-	}
-	spec := service.NewConfigSpec().Fields(alert.DestinationFields()...)
-	lines := map[string]int{}
-	var out []Finding
-	for _, entry := range list.Content {
 		text, err := yaml.Marshal(entry)
 		if err != nil {
 			continue
@@ -241,16 +226,16 @@ func destinationBuildFindings(file string, data []byte) []Finding {
 		if err != nil {
 			continue // a wrong key or value: Benthos's lint reports it
 		}
-		d, err := alert.ParseDestination(conf, nil)
+		built, err := alert.ParseDestination(conf, nil)
 		if err != nil {
 			out = append(out, Finding{File: file, Line: entry.Line, Message: err.Error()})
 			continue
 		}
-		if first, ok := lines[d.ID()]; ok {
+		if first, ok := lines[built.ID()]; ok {
 			out = append(out, Finding{File: file, Line: entry.Line,
-				Message: fmt.Sprintf("destination %s: the id is also used at line %d; give each destination its own id (rules' OutputIds name them)", d.ID(), first)})
+				Message: fmt.Sprintf("destination %s: the id is also used at line %d; give each destination its own id (rules' OutputIds name them)", built.ID(), first)})
 		}
-		lines[d.ID()] = entry.Line
+		lines[built.ID()] = entry.Line
 	}
 	return out
 }
@@ -263,13 +248,16 @@ func destinationIDs(file string) []string {
 	if err != nil {
 		return nil
 	}
-	dests, ok := configDestinations(data)
+	entries, ok := destinationEntries(data)
 	if !ok {
 		return nil
 	}
 	ids := []string{alert.EnvWebhookID}
-	for _, d := range dests {
-		ids = append(ids, d.ID)
+	for _, entry := range entries {
+		var d destinationConf
+		if entry.Decode(&d) == nil {
+			ids = append(ids, d.ID)
+		}
 	}
 	return ids
 }
@@ -281,18 +269,22 @@ type destinationConf struct {
 	RuleIDs  []string `yaml:"rule_ids"`
 }
 
-// configDestinations are the destinations a root config's caracal
-// section lists; ok is false when it is not YAML.
-func configDestinations(data []byte) (_ []destinationConf, ok bool) {
-	var conf struct {
-		Caracal struct {
-			Destinations []destinationConf `yaml:"destinations"`
-		} `yaml:"caracal"`
-	}
-	if yaml.Unmarshal(data, &conf) != nil {
+// destinationEntries are the entries of a root config's
+// caracal.destinations, as YAML nodes (each knows its line); ok is false
+// when the data is not YAML.
+func destinationEntries(data []byte) (_ []*yaml.Node, ok bool) {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
 		return nil, false
 	}
-	return conf.Caracal.Destinations, true
+	if len(root.Content) == 0 {
+		return nil, true
+	}
+	list := yamlnode.Value(yamlnode.Value(root.Content[0], "caracal"), "destinations")
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return nil, true
+	}
+	return list.Content, true
 }
 
 // unknownYAMLField is a strict YAML decoder's error for an unknown key.
