@@ -296,7 +296,7 @@ var unknownYAMLField = regexp.MustCompile(`field (\S+) not found in type`)
 // lacks (the table would never be consulted for it).
 func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]map[string]bool) []Finding {
 	var out []Finding
-	if !strings.Contains(d.Data, "://") { // a local file is loaded as the process stage loads it
+	if !d.Remote() { // a local file is loaded as the process stage loads it
 		if t, err := enrich.NewTable(context.Background(), d); err != nil {
 			out = append(out, Finding{File: file, Line: lineOf(data, "data:"), Message: fmt.Sprintf("data: %v", err)})
 		} else if t.Index().Rows() == 0 {

@@ -62,7 +62,7 @@ func loadSet(ctx context.Context, dir string, unreachable func(t *Table, err err
 			return nil, err
 		}
 		if err := t.Refresh(ctx); err != nil {
-			if unreachable == nil || !strings.Contains(d.Data, "://") {
+			if unreachable == nil || !d.Remote() {
 				return nil, fmt.Errorf("lookup table %s: %w", d.Name, err)
 			}
 			unreachable(t, err)

@@ -48,6 +48,10 @@ type Def struct {
 	refresh      time.Duration
 }
 
+// Remote reports whether the data is fetched (s3://, https://) rather
+// than read from a local file.
+func (d *Def) Remote() bool { return strings.Contains(d.Data, "://") }
+
 // LoadDefs reads every *.yml / *.yaml definition in dir (none when the
 // directory does not exist).
 func LoadDefs(dir string) ([]*Def, error) {
@@ -132,7 +136,7 @@ func ParseDef(file string, data []byte) (*Def, error) {
 		}
 		d.refresh = r
 	}
-	if !strings.Contains(d.Data, "://") && !filepath.IsAbs(d.Data) {
+	if !d.Remote() && !filepath.IsAbs(d.Data) {
 		d.Data = filepath.Join(filepath.Dir(file), d.Data)
 	}
 	return &d, nil
