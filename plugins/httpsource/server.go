@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/inflate"
 )
 
 // Request is one accepted POST, split into events, waiting for the broker's
@@ -438,10 +439,10 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	case errors.Is(err, errBusy):
 		busy(w, src.ID)
 		return rawBytes, plainBytes, nEvents
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, inflate.ErrTooLarge):
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("decompressed body larger than %d bytes", src.MaxInflated))
 		return rawBytes, plainBytes, nEvents
-	case errors.Is(err, ErrUnsupported):
+	case errors.Is(err, inflate.ErrUnsupported):
 		fail(w, http.StatusUnsupportedMediaType, src.ID, err.Error())
 		return rawBytes, plainBytes, nEvents
 	case err != nil:
@@ -575,7 +576,7 @@ var errBusy = errors.New("busy")
 // default), so only as many run at once as there are cores to run them.
 // inflated says that plain is new memory rather than body itself.
 func (s *Server) decompress(ctx context.Context, body []byte, src *Source) (plain []byte, inflated bool, _ error) {
-	if Encoding(body) == "" {
+	if inflate.Encoding(body) == "" {
 		return body, false, nil
 	}
 	select {
@@ -586,7 +587,7 @@ func (s *Server) decompress(ctx context.Context, body []byte, src *Source) (plai
 		return nil, false, errBusy
 	}
 	defer func() { <-s.inflating }()
-	plain, _, err := Decompress(body, src.MaxInflated)
+	plain, _, err := inflate.Decompress(body, src.MaxInflated)
 	return plain, true, err
 }
 

@@ -197,12 +197,6 @@ func checkHMAC(sig, algorithm, secret string, body []byte) bool {
 	return false
 }
 
-// Errors from Decompress that map to HTTP answers.
-var (
-	ErrTooLarge    = errors.New("decompressed body exceeds the limit")
-	ErrUnsupported = errors.New("unsupported content encoding")
-)
-
 // checkBuffered refuses a source whose one request may hold more than
 // max_buffered_bytes, which all requests share: it would always be
 // answered 503. `caracal lint` reports the same at the source's line.

@@ -1,21 +1,20 @@
 package parse
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/urfave/cli/v2"
 
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/inflate"
 	"github.com/caracal-sec/caracal/plugins/parse/native"
 )
 
@@ -37,8 +36,8 @@ func ReadStream(r io.Reader, fn func(raw, header []byte) error) error {
 	})
 }
 
-// ReadEvents splits a file or stdin into events (gzip or zstd compressed
-// or not): a stream of JSON values
+// ReadEvents splits a file or stdin into events (gzip, zstd or zlib
+// compressed or not): a stream of JSON values
 // (objects, arrays of objects, CloudTrail's Records wrapper; one per line or
 // pretty-printed), else one event per non-empty line. It calls fn for each.
 func ReadEvents(r io.Reader, fn func(raw []byte) error) error {
@@ -69,37 +68,23 @@ func ReadEvents(r io.Reader, fn func(raw []byte) error) error {
 	return nil
 }
 
-// readInflated reads all of r, decompressing a gzip or zstd stream, found
-// by its magic bytes as the HTTP source finds it: logs are often kept
+// maxFileBytes caps what one file given to a command inflates to: the
+// commands hold a file's events in memory.
+const maxFileBytes = 1 << 30
+
+// readInflated reads all of r, decompressing gzip, zstd or zlib found by
+// its magic bytes as the HTTP source finds them: logs are often kept
 // compressed (CloudTrail's S3 objects are .json.gz).
 func readInflated(r io.Reader) ([]byte, error) {
-	br := bufio.NewReader(r)
-	magic, _ := br.Peek(4)
-	var in io.Reader
-	kind := "gzip"
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("corrupt gzip stream: %w", err)
-		}
-		defer zr.Close()
-		in = zr
-	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("corrupt zstd stream: %w", err)
-		}
-		defer zr.Close()
-		in, kind = zr, "zstd"
-	default:
-		return io.ReadAll(br)
-	}
-	data, err := io.ReadAll(in)
+	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("corrupt %s stream: %w", kind, err)
+		return nil, err
 	}
-	return data, nil
+	plain, _, err := inflate.Decompress(data, maxFileBytes)
+	if errors.Is(err, inflate.ErrTooLarge) {
+		return nil, fmt.Errorf("the file inflates to more than %d GiB: split it into smaller files", maxFileBytes>>30)
+	}
+	return plain, err
 }
 
 func jsonValues(t []byte) ([][]byte, bool) {
@@ -133,7 +118,7 @@ func Command() *cli.Command {
 		ArgsUsage: "[file...]",
 		Description: "Each line (or CloudTrail Records entry) is classified among --log-type (or all known types)\n" +
 			"and printed with its p_* fields. Failures go to stderr with the reason per type; exit 1 if any.\n" +
-			"gzip and zstd files (e.g. CloudTrail's .json.gz objects) are decompressed.",
+			"gzip, zstd and zlib files (e.g. CloudTrail's .json.gz objects) are decompressed, found by their magic bytes.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) to try; default: all known"},
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},

@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"strings"
 	"testing"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // Files given to `caracal parse` and `caracal detect` may be kept
-// compressed, as CloudTrail's S3 objects are: gzip and zstd are read by
-// their magic bytes, and a truncated one is an error, not fewer events.
+// compressed, as CloudTrail's S3 objects are: gzip, zstd and zlib are read
+// by their magic bytes, a truncated one is an error, not fewer events, and
+// zip, bzip2 or xz are refused by name rather than read as text lines.
 func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 	plain := []byte(`{"Records":[{"eventID":"a"},{"eventID":"b"}]}` + "\n")
 	var gz bytes.Buffer
@@ -27,6 +29,14 @@ func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	zst := enc.EncodeAll(plain, nil)
+	var zl bytes.Buffer
+	zlw := zlib.NewWriter(&zl)
+	if _, err := zlw.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := zlw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	events := func(data []byte) ([]string, error) {
 		var out []string
 		err := ReadEvents(bytes.NewReader(data), func(raw []byte) error {
@@ -39,7 +49,7 @@ func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 	if err != nil || len(want) != 2 {
 		t.Fatalf("plain: %q, %v; want the two records", want, err)
 	}
-	for name, data := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zst} {
+	for name, data := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zst, "zlib": zl.Bytes()} {
 		got, err := events(data)
 		if err != nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
@@ -47,5 +57,9 @@ func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 		if _, err := events(data[:len(data)-8]); err == nil || !strings.Contains(err.Error(), "corrupt "+name+" stream") {
 			t.Errorf("%s cut short: %v, want a corrupt %s stream error", name, err, name)
 		}
+	}
+	bz2 := []byte("BZh91AY&SY\x00\x01")
+	if got, err := events(bz2); err == nil || !strings.Contains(err.Error(), "bzip2") {
+		t.Errorf("bzip2: %q, %v; want it refused by name", got, err)
 	}
 }

@@ -1,4 +1,7 @@
-package httpsource
+// Package inflate decompresses bodies and files by their magic bytes, not
+// by headers or file names, which senders get wrong: the HTTP input and
+// the commands that read log files share it.
+package inflate
 
 import (
 	"bytes"
@@ -12,6 +15,12 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+)
+
+// Errors from Decompress: the HTTP input answers 413 and 415 for them.
+var (
+	ErrTooLarge    = errors.New("decompressed body exceeds the limit")
+	ErrUnsupported = errors.New("unsupported content encoding")
 )
 
 // Encoding is the compression body's magic bytes show ("gzip", "zstd",
@@ -51,7 +60,7 @@ func Decompress(body []byte, limit int64) ([]byte, string, error) {
 	case "zlib":
 		out, err = unzlib(body, limit)
 	default:
-		return nil, "", fmt.Errorf("%w: zip, bzip2 and xz are not accepted; send gzip, zstd or zlib", ErrUnsupported)
+		return nil, enc, fmt.Errorf("%w: %s is not accepted; use gzip, zstd or zlib", ErrUnsupported, enc)
 	}
 	switch {
 	case errors.Is(err, ErrTooLarge) || err == nil && int64(len(out)) > limit:
@@ -129,7 +138,9 @@ func unzstd(body []byte, limit int64) ([]byte, error) {
 // readUpTo reads r to its end into a buffer sized for size bytes, or
 // limit+1 bytes at most: reading more than limit means too large.
 func readUpTo(r io.Reader, size, limit int64) ([]byte, error) {
-	b := make([]byte, 0, min(size, limit)+1) // +1: room to see the end without growing
+	// +1: room to see the end without growing. size comes from the
+	// stream and may lie: past 64 MiB the buffer grows as data comes.
+	b := make([]byte, 0, min(size, limit, 64<<20)+1)
 	lr := io.LimitReader(r, limit+1)
 	for {
 		if len(b) == cap(b) {

@@ -1,0 +1,133 @@
+package inflate
+
+import (
+	"bytes"
+	stdgzip "compress/gzip"
+	stdzlib "compress/zlib"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func gz(b []byte) []byte {
+	var buf bytes.Buffer
+	w := stdgzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zl(b []byte) []byte {
+	var buf bytes.Buffer
+	w := stdzlib.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zs(b []byte) []byte {
+	enc, _ := zstd.NewWriter(nil)
+	return enc.EncodeAll(b, nil)
+}
+
+func TestDecompress(t *testing.T) {
+	plain := []byte(strings.Repeat(`{"eventName":"ConsoleLogin"}`+"\n", 100))
+	for name, body := range map[string][]byte{"plain": plain, "gzip": gz(plain), "zlib": zl(plain), "zstd": zs(plain)} {
+		got, _, err := Decompress(body, 1<<20)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: err %v, equal %v", name, err, bytes.Equal(got, plain))
+		}
+	}
+	bomb := gz(make([]byte, 10<<20))
+	if _, _, err := Decompress(bomb, 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("bomb: %v, want ErrTooLarge", err)
+	}
+	corrupt := gz(plain)
+	corrupt = append(corrupt[:20], bytes.Repeat([]byte{0xff}, 40)...)
+	if _, enc, err := Decompress(corrupt, 1<<20); err == nil || enc != "gzip" {
+		t.Errorf("corrupt gzip: enc %q err %v", enc, err)
+	}
+	if _, _, err := Decompress([]byte("PK\x03\x04rest"), 1<<20); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("zip: %v, want ErrUnsupported", err)
+	}
+}
+
+func FuzzDecompress(f *testing.F) {
+	for _, s := range [][]byte{[]byte("plain"), gz([]byte("hello")), zl([]byte("hello")), zs([]byte("hello")), {0x1f, 0x8b}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		f.Add(s)
+	}
+	big := bytes.Repeat([]byte(`{"eventName":"ConsoleLogin"}`+"\n"), 3000) // over the limit below
+	for _, s := range [][]byte{gz(big), zl(big), zs(big), append(gz([]byte("a")), gz([]byte("b"))...), append(zs([]byte("a")), 'x')} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Twice: the decoders are reused, and the second must not see
+		// anything of the first.
+		for range 2 {
+			out, enc, err := Decompress(b, 1<<16)
+			if err == nil && int64(len(out)) > 1<<16 {
+				t.Fatalf("output %d bytes beyond the cap", len(out))
+			}
+			// What a new decoder (klauspost's streaming one for zstd)
+			// reads to the end gives.
+			want, wantErr := decompressFresh(enc, b, 1<<16)
+			// (A zstd frame that says it holds too much is refused before
+			// reading it; a streaming decoder may find it truncated first.)
+			if (err == nil) != (wantErr == nil) || errors.Is(wantErr, ErrTooLarge) && !errors.Is(err, ErrTooLarge) || err == nil && !bytes.Equal(out, want) {
+				t.Fatalf("%s body %q: %d bytes, %v; a new decoder: %d bytes, %v", enc, b, len(out), err, len(want), wantErr)
+			}
+		}
+	})
+}
+
+func decompressFresh(enc string, body []byte, limit int64) ([]byte, error) {
+	var r io.Reader
+	var err error
+	switch enc {
+	case "gzip":
+		r, err = stdgzip.NewReader(bytes.NewReader(body))
+	case "zlib":
+		r, err = stdzlib.NewReader(bytes.NewReader(body))
+	case "zstd":
+		var zr *zstd.Decoder
+		if zr, err = zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1)); err == nil {
+			defer zr.Close()
+			r = zr
+		}
+	default:
+		return body, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// A zstd frame that says it holds more is as much too large as one
+	// that does.
+	if err == nil && int64(len(out)) > limit || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return nil, ErrTooLarge
+	}
+	return out, err
+}
+
+// BenchmarkDecompress inflates 100 CloudTrail-like lines (55 KB) sent
+// gzip'd, zstd'd and zlib'd.
+func BenchmarkDecompress(b *testing.B) {
+	plain := bytes.Repeat([]byte(`{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"eu-west-1","sourceIPAddress":"10.0.0.1","userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.ubuntu.22 prompt/off command/ec2.describe-instances","recipientAccountId":"111122223333"}`+"\n"), 160)
+	for _, enc := range []struct {
+		name string
+		body []byte
+	}{{"gzip", gz(plain)}, {"zstd", zs(plain)}, {"zlib", zl(plain)}} {
+		b.Run(enc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(plain)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if out, _, err := Decompress(enc.body, 1<<20); err != nil || len(out) != len(plain) {
+					b.Fatal(err, len(out))
+				}
+			}
+		})
+	}
+}
