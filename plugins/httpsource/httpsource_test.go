@@ -71,9 +71,17 @@ func TestSplit(t *testing.T) {
 		{"object then junk is lines", "{\"a\":1}\nnot json", []string{`{"a":1}`, "not json"}, false},
 		{"xml document", `<?xml version="1.0"?><Event><A x="1">v</A></Event>`, []string{`<Event><A x="1">v</A></Event>`}, false},
 		{"xml stream", "<E><a/></E>\n<E><b>t</b></E>", []string{"<E><a/></E>", "<E><b>t</b></E>"}, false},
-		{"malformed xml", "<E><a></E>", nil, true},
+		// Bodies that open like JSON or XML but are not: lines, each one
+		// an event (a classification failure when no type reads it).
+		{"malformed xml is lines", "<E><a></E>\n<E/>", []string{"<E><a></E>", "<E/>"}, false},
+		{"unclosed array is lines", `[{"a":1}`, []string{`[{"a":1}`}, false},
+		{"syslog", "<34>1 2003-10-11T22:14:15.003Z host su - ID47 - msg\n<13>Oct 11 22:14:15 host app: hi", []string{"<34>1 2003-10-11T22:14:15.003Z host su - ID47 - msg", "<13>Oct 11 22:14:15 host app: hi"}, false},
+		{"bracketed lines", "[Wed Oct 11 14:32:52 2000] [error] x\n[INFO] y", []string{"[Wed Oct 11 14:32:52 2000] [error] x", "[INFO] y"}, false},
+		{"xml with text between elements is lines", "<a>x1</a> stray\n<b>x2</b>", []string{"<a>x1</a> stray", "<b>x2</b>"}, false},
+		{"byte order mark", "\ufeff{\n \"a\": 1\n}", []string{"{\n \"a\": 1\n}"}, false},
+		{"byte order mark before an array", "\ufeff[{\"a\":1},{\"a\":2}]", []string{`{"a":1}`, `{"a":2}`}, false},
 		{"empty", "  \n", nil, true},
-		{"malformed array", `[{"a":1}`, nil, true},
+		{"byte order mark alone", "\ufeff\n", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Split([]byte(tc.body))
@@ -595,8 +603,8 @@ func TestSplitScanner(t *testing.T) {
 			t.Errorf("%s: %q, want %q", body, gs, want)
 		}
 	}
-	if _, err := Split([]byte(`[{"a":1}`)); err == nil {
-		t.Error("unclosed array accepted")
+	if got, err := Split([]byte(`[{"a":1}`)); err != nil || len(got) != 1 || string(got[0]) != `[{"a":1}` {
+		t.Errorf("unclosed array: %q, %v; want it as one line", got, err)
 	}
 }
 

@@ -28,24 +28,44 @@ var ErrTooManyEvents = errors.New("too many events")
 // before it has found them all: a small body of millions of tiny events
 // must not cost their list.
 func SplitAtMost(body []byte, max int) ([][]byte, error) {
-	trimmed := bytes.TrimSpace(body)
+	// A byte order mark (some Windows senders write one) would hide the
+	// first byte that says what the body is.
+	trimmed := bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
 	if len(trimmed) == 0 {
 		return nil, errors.New("empty body")
 	}
 	sp := splitter{max: max}
+	// A body that opens like JSON or XML but does not read as it is text
+	// lines: syslog's "<34>1 ...", "[INFO] ..." application logs. Each
+	// line then is an event, kept as a classification failure with its
+	// reason when no log type reads it.
+	var events [][]byte
+	var err error
 	switch trimmed[0] {
 	case '[':
-		return sp.array(trimmed)
+		events, err = sp.array(trimmed)
 	case '{':
-		if events, ok, err := sp.jsonObjects(trimmed); ok || err != nil {
-			return events, err
+		var ok bool
+		if events, ok, err = sp.jsonObjects(trimmed); !ok && err == nil {
+			err = errNotStructured
 		}
-		sp.reset()
 	case '<':
-		return sp.xml(trimmed)
+		events, err = sp.xml(trimmed)
+	default:
+		err = errNotStructured
 	}
+	if err == nil || errors.Is(err, ErrTooManyEvents) {
+		return events, err
+	}
+	sp.reset()
 	return sp.lines(trimmed)
 }
+
+var (
+	utf8BOM = []byte{0xef, 0xbb, 0xbf}
+	// errNotStructured: the body is not JSON or XML; it is read as lines.
+	errNotStructured = errors.New("not JSON or XML")
+)
 
 // splitter gathers events, stopping past max.
 type splitter struct {
@@ -79,7 +99,12 @@ func (sp *splitter) xml(b []byte) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed XML: %w", err)
 		}
-		switch tok.(type) {
+		switch tok := tok.(type) {
+		case xml.CharData:
+			// Text outside the elements would be lost: the body is lines.
+			if depth == 0 && len(bytes.TrimSpace(tok)) > 0 {
+				return nil, errors.New("text outside XML elements")
+			}
 		case xml.StartElement:
 			if depth == 0 {
 				start = before
