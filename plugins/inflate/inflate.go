@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -31,11 +32,15 @@ func Encoding(body []byte) string {
 		return "gzip"
 	case len(body) >= 4 && body[0] == 0x28 && body[1] == 0xb5 && body[2] == 0x2f && body[3] == 0xfd:
 		return "zstd"
-	case len(body) >= 2 && body[0] == 0x78 && (uint16(body[0])<<8|uint16(body[1]))%31 == 0:
+	// zlib's two bytes are also text ("x^..."): a preset dictionary (FDICT,
+	// which "x ", "x?" and "x}" set) is never sent, and Decompress reads a
+	// text body that does not inflate as text.
+	case len(body) >= 2 && body[0] == 0x78 && body[1]&0x20 == 0 && (uint16(body[0])<<8|uint16(body[1]))%31 == 0:
 		return "zlib"
 	case len(body) >= 4 && bytes.Equal(body[:4], []byte("PK\x03\x04")):
 		return "zip"
-	case len(body) >= 3 && bytes.Equal(body[:3], []byte("BZh")):
+	case len(body) >= 10 && bytes.Equal(body[:3], []byte("BZh")) && body[3] >= '1' && body[3] <= '9' &&
+		(bytes.Equal(body[4:10], []byte("1AY&SY")) || bytes.Equal(body[4:10], []byte{0x17, 0x72, 0x45, 0x38, 0x50, 0x90})):
 		return "bzip2"
 	case len(body) >= 6 && bytes.Equal(body[:6], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		return "xz"
@@ -63,6 +68,8 @@ func Decompress(body []byte, limit int64) ([]byte, string, error) {
 		return nil, enc, fmt.Errorf("%w: %s is not accepted; use gzip, zstd or zlib", ErrUnsupported, enc)
 	}
 	switch {
+	case err != nil && enc == "zlib" && !errors.Is(err, ErrTooLarge) && utf8.Valid(body):
+		return body, "", nil // text that opens like zlib; compressed data is not UTF-8
 	case errors.Is(err, ErrTooLarge) || err == nil && int64(len(out)) > limit:
 		return nil, enc, ErrTooLarge
 	case err != nil:

@@ -50,8 +50,21 @@ func TestDecompress(t *testing.T) {
 	if _, enc, err := Decompress(corrupt, 1<<20); err == nil || enc != "gzip" {
 		t.Errorf("corrupt gzip: enc %q err %v", enc, err)
 	}
-	if _, _, err := Decompress([]byte("PK\x03\x04rest"), 1<<20); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("zip: %v, want ErrUnsupported", err)
+	for name, body := range map[string][]byte{"zip": []byte("PK\x03\x04rest"), "bzip2": []byte("BZh91AY&SY\x00\x01"),
+		"xz": {0xfd, '7', 'z', 'X', 'Z', 0, 0, 4}} {
+		if _, _, err := Decompress(body, 1<<20); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v, want ErrUnsupported naming it", name, err)
+		}
+	}
+	// Text whose first bytes pass for a compression's magic is text.
+	for _, text := range []string{"x marks the spot\n", "x^2 value\n", "x} y\n", "BZh is a line\n"} {
+		if out, enc, err := Decompress([]byte(text), 1<<20); err != nil || enc != "" || string(out) != text {
+			t.Errorf("%q: %q, %q, %v; want it as it is", text, out, enc, err)
+		}
+	}
+	// A corrupt zlib stream (binary, not text) is still an error.
+	if _, enc, err := Decompress(append([]byte{0x78, 0x9c}, bytes.Repeat([]byte{0xff}, 20)...), 1<<20); err == nil || enc != "zlib" {
+		t.Errorf("corrupt zlib: enc %q err %v", enc, err)
 	}
 }
 
