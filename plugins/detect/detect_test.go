@@ -304,3 +304,22 @@ func TestRegexCacheCopiesAndIsBounded(t *testing.T) {
 		t.Fatalf("%d patterns cached, bound %d", n, maxCachedRegexps)
 	}
 }
+
+// A rule that loops or builds strings without bound is stopped by its
+// evaluation budget and reported as a RULE_ERROR, as any runtime error;
+// the event's next rule and the next event still run. (Before, the first
+// ran for hours and the second ran the process out of memory.)
+func TestRunawayRuleIsARuleError(t *testing.T) {
+	for _, cond := range []string{
+		`let a = 1..999; all(a, {all(a, {all(a, {all(a, {# > 0})})})})`,
+		`len(reduce(1..40, #acc + #acc, eventName)) > 0`,
+	} {
+		r := rule(t, base+"Condition: '"+cond+"'\n")
+		for range 2 {
+			m := r.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": "X"})
+			if m[envelope.FieldMatchType] != envelope.TypeRuleError || !strings.Contains(fmt.Sprint(m[envelope.FieldRuleError]), "budget exceeded") {
+				t.Fatalf("%s: %v %v, want a RULE_ERROR naming the budget", cond, m[envelope.FieldMatchType], m[envelope.FieldRuleError])
+			}
+		}
+	}
+}

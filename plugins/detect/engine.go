@@ -21,11 +21,6 @@ import (
 	"github.com/caracal-sec/caracal/plugins/exprs"
 )
 
-// maxNodes bounds a rule expression's size, so a rule pack written elsewhere
-// cannot hand the engine an arbitrarily expensive program. expr itself has no
-// file, network or process access.
-const maxNodes = 5000
-
 // LookupFunc resolves lookup("<table>", key) in rules; nil means no tables.
 type LookupFunc func(table string, key any) any
 
@@ -112,20 +107,15 @@ var functions = map[string]func(params ...any) (any, error){
 
 var functionNames = slices.Sorted(maps.Keys(functions))
 
-func compileExpr(src string, opts ...expr.Option) (*vm.Program, error) {
+func compileExpr(src string, opts ...expr.Option) (*exprs.Program, error) {
 	base := []expr.Option{
 		expr.Env(map[string]any{}),
 		expr.AllowUndefinedVariables(),
-		expr.MaxNodes(maxNodes),
 	}
 	for _, name := range functionNames {
 		base = append(base, expr.Function(name, functions[name]))
 	}
-	prog, err := expr.Compile(src, append(base, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	return prog, exprs.CheckCalls(prog, functionNames)
+	return exprs.Compile(src, functionNames, append(base, opts...)...)
 }
 
 func cachedRegexp(p string) (*regexp.Regexp, error) {
@@ -423,9 +413,9 @@ func (e *Engine) text(vals [][]byte, key string) string {
 // costs as much as a short condition itself.
 var vms = sync.Pool{New: func() any { return &vm.VM{} }}
 
-func run(p *vm.Program, env map[string]any) (any, error) {
+func run(p *exprs.Program, env map[string]any) (any, error) {
 	m := vms.Get().(*vm.VM)
-	v, err := m.Run(p, env)
+	v, err := exprs.Run(m, p, env)
 	vms.Put(m)
 	return v, err
 }
@@ -547,7 +537,7 @@ func firstLine(s string) string {
 // DynamicSeverity over an event and returns the first error: Match falls
 // back to defaults when they fail, so rule tests check them here.
 func (r *Rule) CheckOutputs(event map[string]any) error {
-	named := map[string]*vm.Program{"Title": r.title, "Dedup": r.dedup, "DynamicSeverity": r.dynSeverity}
+	named := map[string]*exprs.Program{"Title": r.title, "Dedup": r.dedup, "DynamicSeverity": r.dynSeverity}
 	for i, name := range r.contextNames {
 		named["AlertContext."+name] = r.contextPrograms[i]
 	}

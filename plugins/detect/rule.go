@@ -15,9 +15,9 @@ import (
 	"unicode"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/exprs"
 	"github.com/caracal-sec/caracal/plugins/suggest"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
@@ -67,14 +67,14 @@ type Rule struct {
 	File            string
 	DedupPeriod     int
 	ThresholdN      int
-	condition       *vm.Program
+	condition       *exprs.Program
 	detection       predicate // a compiled Detection list, instead of condition
 	guards          guards    // top-level fields the logic requires (for the engine's index)
-	title           *vm.Program
-	dedup           *vm.Program
-	dynSeverity     *vm.Program
+	title           *exprs.Program
+	dedup           *exprs.Program
+	dynSeverity     *exprs.Program
 	contextNames    []string
-	contextPrograms []*vm.Program
+	contextPrograms []*exprs.Program
 }
 
 // ParseRule reads and compiles one rule file's YAML.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 
 	"github.com/caracal-sec/caracal/plugins/exprs"
 )
@@ -20,7 +19,7 @@ type Filter struct {
 	Include  string
 	Exclude  string
 
-	include, exclude *vm.Program
+	include, exclude *exprs.Program
 }
 
 // Compile checks and compiles the expressions.
@@ -42,12 +41,8 @@ func (f *Filter) Compile() error {
 	return nil
 }
 
-func compileFilter(src string) (*vm.Program, error) {
-	prog, err := expr.Compile(src, expr.AsBool(), expr.AllowUndefinedVariables())
-	if err != nil {
-		return nil, err
-	}
-	return prog, exprs.CheckCalls(prog, nil)
+func compileFilter(src string) (*exprs.Program, error) {
+	return exprs.Compile(src, nil, expr.AsBool(), expr.AllowUndefinedVariables())
 }
 
 func (f *Filter) applies(source, logType string) bool {
@@ -73,12 +68,12 @@ func (f *Filter) Keep(source, logType string, ev map[string]any) bool {
 		return true
 	}
 	if f.include != nil {
-		if v, err := vm.Run(f.include, ev); err == nil && v == false {
+		if v, err := exprs.Run(nil, f.include, ev); err == nil && v == false {
 			return false
 		}
 	}
 	if f.exclude != nil {
-		if v, err := vm.Run(f.exclude, ev); err == nil && v == true {
+		if v, err := exprs.Run(nil, f.exclude, ev); err == nil && v == true {
 			return false
 		}
 	}

@@ -1,0 +1,327 @@
+package exprs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// Expressions come from rule packs and configs written elsewhere: one must
+// not hang the pipeline or exhaust its memory. expr itself has no file,
+// network or process access; it bounds a program's size (MaxNodes) and
+// charges ranges and literals to its memory budget, but
+// not loops over an array that exists already (nested all(...) over one
+// 1,000-element list is 10^12 steps) nor strings that grow (reduce doubling
+// a string reaches gigabytes in 30 steps). Compile rewrites the program so
+// that every loop step and every string built by +, repeat, replace, join
+// or toJSON is charged to a budget per evaluation, which Run enforces: an
+// evaluation past it fails with an error, like any other runtime error.
+const (
+	MaxNodes = 5000      // a program's size
+	MaxSteps = 1_000_000 // loop iterations per evaluation
+	MaxBytes = 64 << 20  // bytes of strings built per evaluation
+)
+
+// ErrBudget is the error of an evaluation that went past MaxSteps or MaxBytes.
+var ErrBudget = errors.New("expression budget exceeded")
+
+// Program is a compiled expression and whether Run must give it a budget.
+type Program struct {
+	*vm.Program
+	budgeted bool
+}
+
+// budgetKey holds the evaluation's budget in the environment while it
+// runs: the charging functions reach it through $env, which is the one
+// value of the evaluation they can see.
+const budgetKey = "\x00caracal_budget"
+
+type budget struct{ steps, bytes int }
+
+// charged names the functions Compile calls in place of the builtins that
+// build strings; step wraps each loop body and add each +.
+var charged = map[string]string{"repeat": "_repeat", "replace": "_replace", "join": "_join", "toJSON": "_toJSON"}
+
+// internal are the functions Compile adds, which users do not call.
+var internal = []string{"_step", "_add", "_repeat", "_replace", "_join", "_toJSON"}
+
+// Compile compiles src with the budget's patch and functions, and checks
+// that it calls only builtins and functions (see CheckCalls).
+func Compile(src string, functions []string, opts ...expr.Option) (*Program, error) {
+	p := &patch{}
+	opts = append(opts, expr.MaxNodes(MaxNodes), expr.Patch(p),
+		expr.Function("_step", step), expr.Function("_add", add), expr.Function("_repeat", repeat),
+		expr.Function("_replace", replace), expr.Function("_join", join), expr.Function("_toJSON", toJSON))
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckCalls(prog, append(functions, internal...)); err != nil {
+		return nil, err
+	}
+	return &Program{Program: prog, budgeted: p.patched}, nil
+}
+
+// Run evaluates p over env within the budget, on m (reused by the
+// caller) or a new VM when m is nil.
+func Run(m *vm.VM, p *Program, env map[string]any) (any, error) {
+	if m == nil {
+		m = &vm.VM{}
+	}
+	if !p.budgeted {
+		return m.Run(p.Program, env)
+	}
+	if env == nil {
+		env = map[string]any{}
+	}
+	env[budgetKey] = &budget{}
+	defer delete(env, budgetKey)
+	return m.Run(p.Program, env)
+}
+
+// patch routes loop bodies, + and the string-building builtins through
+// the charging functions.
+type patch struct{ patched bool }
+
+func (p *patch) Visit(node *ast.Node) {
+	envNode := func() ast.Node { return &ast.IdentifierNode{Value: "$env"} }
+	call := func(name string, args ...ast.Node) *ast.CallNode {
+		return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: append([]ast.Node{envNode()}, args...)}
+	}
+	switch n := (*node).(type) {
+	case *ast.PredicateNode:
+		if c, ok := n.Node.(*ast.CallNode); ok && isCallOf(c, "_step") {
+			return // patched already (visitors may run twice)
+		}
+		n.Node = call("_step", n.Node)
+		p.patched = true
+	case *ast.BinaryNode:
+		if n.Operator != "+" || isNumber(n.Left.Type()) && isNumber(n.Right.Type()) || isLiteral(n.Left) && isLiteral(n.Right) {
+			return
+		}
+		ast.Patch(node, call("_add", n.Left, n.Right))
+		p.patched = true
+	case *ast.BuiltinNode:
+		if name, ok := charged[n.Name]; ok {
+			ast.Patch(node, call(name, n.Arguments...))
+			p.patched = true
+		}
+	}
+}
+
+func isCallOf(c *ast.CallNode, name string) bool {
+	id, ok := c.Callee.(*ast.IdentifierNode)
+	return ok && id.Value == name
+}
+
+func isNumber(t reflect.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+func isLiteral(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NilNode:
+		return true
+	}
+	return false
+}
+
+// budgetOf is the evaluation's budget (nil when run without Run).
+func budgetOf(env any) *budget {
+	m, _ := env.(map[string]any)
+	b, _ := m[budgetKey].(*budget)
+	return b
+}
+
+// chargeBytes charges n bytes about to be built.
+func chargeBytes(env any, n int) error {
+	b := budgetOf(env)
+	if b == nil {
+		return nil
+	}
+	if b.bytes += n; n < 0 || b.bytes > MaxBytes {
+		return fmt.Errorf("%w: strings of more than %d MiB built in one evaluation", ErrBudget, MaxBytes>>20)
+	}
+	return nil
+}
+
+// step counts one loop iteration and charges the string it produced
+// (map and reduce keep what their body returns).
+func step(params ...any) (any, error) {
+	if b := budgetOf(params[0]); b != nil {
+		if b.steps++; b.steps > MaxSteps {
+			return nil, fmt.Errorf("%w: more than %d loop steps in one evaluation", ErrBudget, MaxSteps)
+		}
+	}
+	if s, ok := params[1].(string); ok {
+		if err := chargeBytes(params[0], len(s)); err != nil {
+			return nil, err
+		}
+	}
+	return params[1], nil
+}
+
+// add is expr's +, charging the strings it joins. Short results are not
+// charged (no lookup of the budget): a title's few +, not a runaway.
+func add(params ...any) (any, error) {
+	if s, ok := params[1].(string); ok {
+		if t, ok := params[2].(string); ok {
+			if n := len(s) + len(t); n >= 4096 {
+				if err := chargeBytes(params[0], n); err != nil {
+					return nil, err
+				}
+			}
+			return s + t, nil
+		}
+	}
+	return runtime.Add(params[1], params[2]), nil
+}
+
+func repeat(params ...any) (any, error) {
+	if len(params) != 3 {
+		return nil, errors.New("repeat(string, count)")
+	}
+	s, ok := params[1].(string)
+	n, ok2 := toInt(params[2])
+	if !ok || !ok2 || n < 0 {
+		return nil, fmt.Errorf("repeat(%T, %T): want a string and a count of 0 or more", params[1], params[2])
+	}
+	if len(s) > 0 && n > MaxBytes/len(s) {
+		return nil, fmt.Errorf("%w: repeat would build %d × %d bytes", ErrBudget, n, len(s))
+	}
+	if err := chargeBytes(params[0], len(s)*n); err != nil {
+		return nil, err
+	}
+	return strings.Repeat(s, n), nil
+}
+
+func replace(params ...any) (any, error) {
+	if len(params) != 4 && len(params) != 5 {
+		return nil, errors.New("replace(string, old, new[, count])")
+	}
+	s, ok1 := params[1].(string)
+	old, ok2 := params[2].(string)
+	repl, ok3 := params[3].(string)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("replace(%T, %T, %T): want three strings", params[1], params[2], params[3])
+	}
+	n := -1
+	if len(params) == 5 {
+		var ok bool
+		if n, ok = toInt(params[4]); !ok {
+			return nil, fmt.Errorf("replace: count is %T, want an integer", params[4])
+		}
+	}
+	if grow := len(repl) - len(old); grow > 0 {
+		count := strings.Count(s, old)
+		if n >= 0 {
+			count = min(count, n)
+		}
+		if err := chargeBytes(params[0], len(s)+count*grow); err != nil {
+			return nil, err
+		}
+	}
+	return strings.Replace(s, old, repl, n), nil
+}
+
+func join(params ...any) (any, error) {
+	if len(params) != 2 && len(params) != 3 {
+		return nil, errors.New("join(array[, separator])")
+	}
+	sep := ""
+	if len(params) == 3 {
+		s, ok := params[2].(string)
+		if !ok {
+			return nil, fmt.Errorf("join: separator is %T, want a string", params[2])
+		}
+		sep = s
+	}
+	rv := reflect.ValueOf(params[1])
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, fmt.Errorf("join: %T is not an array", params[1])
+	}
+	parts := make([]string, rv.Len())
+	size := len(sep) * max(rv.Len()-1, 0)
+	for i := range parts {
+		s, ok := rv.Index(i).Interface().(string)
+		if !ok {
+			return nil, fmt.Errorf("join: element %d is %T, want a string", i, rv.Index(i).Interface())
+		}
+		parts[i] = s
+		size += len(s)
+	}
+	if err := chargeBytes(params[0], size); err != nil {
+		return nil, err
+	}
+	return strings.Join(parts, sep), nil
+}
+
+// toJSON charges the strings the value holds (an array may hold one
+// large string many times) before encoding it, indented as expr's is.
+func toJSON(params ...any) (any, error) {
+	if len(params) != 2 {
+		return nil, errors.New("toJSON(value)")
+	}
+	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1)); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(params[1], "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// jsonSize estimates the bytes v encodes to, stopping past limit.
+func jsonSize(v reflect.Value, limit int) int {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return 4
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return len(v.String()) + 2
+	case reflect.Slice, reflect.Array:
+		n := 2
+		for i := 0; i < v.Len() && n <= limit; i++ {
+			n += jsonSize(v.Index(i), limit-n) + 1
+		}
+		return n
+	case reflect.Map:
+		n := 2
+		for it := v.MapRange(); it.Next() && n <= limit; {
+			n += jsonSize(it.Key(), limit-n) + jsonSize(it.Value(), limit-n) + 2
+		}
+		return n
+	}
+	return 8
+}
+
+func toInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case float64:
+		return int(n), n == float64(int(n))
+	}
+	return 0, false
+}

@@ -1,0 +1,106 @@
+package exprs
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/expr-lang/expr"
+)
+
+func compileBudgeted(t testing.TB, src string) *Program {
+	t.Helper()
+	p, err := Compile(src, nil, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	return p
+}
+
+// The rewrite changes no result: each expression gives what expr gives
+// without it.
+func TestBudgetKeepsResults(t *testing.T) {
+	env := func() map[string]any {
+		return map[string]any{"name": "root", "n": 3, "f": 1.5, "ips": []any{"10.0.0.1", "192.0.2.7"},
+			"tags": []any{map[string]any{"k": "env", "v": "prod"}}}
+	}
+	for _, src := range []string{
+		`name + "-" + name`, `n + 1`, `n + f`, `f + n + 2`, `"a" + "b"`,
+		`repeat(name, 3)`, `replace(name, "o", "00")`, `replace(name, "o", "00", 1)`, `replace(name, "", "-")`,
+		`join(ips, ",")`, `join(["a", "b"])`, `toJSON(tags)`, `toJSON({"a": [1, "x"]})`,
+		`any(ips, {# startsWith "10."})`, `all(ips, {len(#) > 3})`, `filter(ips, {# != "x"})`,
+		`map(ips, {# + "/32"})`, `reduce(ips, #acc + len(#), 0)`, `count(1..10, {# % 2 == 0})`,
+		`sortBy(tags, {.k})`, `groupBy(ips, {len(#)})`, `find(ips, {# contains "192"})`,
+		`sum(map(1..4, {# * 2}))`, `len(filter(ips, {# matches "^10"})) > 0 ? "yes" : "no"`,
+		`ips | map(# + "!") | join(";")`, `nope + "x"`,
+	} {
+		plain, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		want, wantErr := expr.Run(plain, env())
+		e := env()
+		got, err := Run(nil, compileBudgeted(t, src), e)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) && (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, %v; expr gives %#v, %v", src, got, err, want, wantErr)
+		}
+		if _, ok := e[budgetKey]; ok {
+			t.Errorf("%s: the budget stayed in the environment", src)
+		}
+	}
+}
+
+// A rule pack written elsewhere cannot loop or allocate without bound:
+// each of these ran for minutes or exhausted memory before.
+func TestBudgetStopsRunawayExpressions(t *testing.T) {
+	for _, src := range []string{
+		`let a = 1..999; all(a, {all(a, {all(a, {all(a, {# > 0})})})})`,
+		`len(reduce(1..40, #acc + #acc, "a")) > 0`,
+		`len(repeat(repeat("a", 1000000), 1000000)) > 0`,
+		`len(replace(repeat("a", 100000), "", repeat("b", 1000))) > 0`,
+		`len(join(map(1..100000, {repeat("x", 1000)}), ",")) > 0`,
+		`let s = repeat("x", 1000000); len(toJSON(map(1..1000, {s}))) > 0`,
+		`let s = repeat("x", 1000000); let t = [s, s, s, s, s, s, s, s]; len(toJSON([t, t, t, t, t, t, t, t, t, t])) > 0`,
+	} {
+		_, err := Run(nil, compileBudgeted(t, src), map[string]any{})
+		if !errors.Is(err, ErrBudget) {
+			t.Errorf("%s: %v, want the budget error", src, err)
+		}
+	}
+	// The budget is per evaluation: a program under it runs every time.
+	p := compileBudgeted(t, `count(1..1000, {all(1..500, {# > 0})}) == 1000`)
+	for i := range 5 {
+		if v, err := Run(nil, p, map[string]any{}); err != nil || v != true {
+			t.Fatalf("run %d: %v, %v", i, v, err)
+		}
+	}
+}
+
+// A program without loops, + or string builders is not rewritten, and
+// runs without touching the environment.
+func TestBudgetOnlyWhereNeeded(t *testing.T) {
+	for src, want := range map[string]bool{
+		`eventName == "ConsoleLogin" && userIdentity.type == "Root"`: false,
+		`n + 1 > 2`:                  true, // n's type is unknown: it may be a string
+		`1 + 2 > 2`:                  false,
+		`any(ips, {# == "1.2.3.4"})`: true,
+		`upper(name) == "ROOT"`:      false,
+		`repeat(name, 2) == "aa"`:    true,
+	} {
+		if got := compileBudgeted(t, src).budgeted; got != want {
+			t.Errorf("%s: budgeted %v, want %v", src, got, want)
+		}
+	}
+}
+
+func BenchmarkBudgetedLoop(b *testing.B) {
+	p := compileBudgeted(b, `any(ips, {# startsWith "192."})`)
+	env := map[string]any{"ips": []any{"10.0.0.1", "10.0.0.2", "172.16.0.1", "192.0.2.7"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v, err := Run(nil, p, env); err != nil || v != true {
+			b.Fatal(v, err)
+		}
+	}
+}
