@@ -93,6 +93,28 @@ func TestCloudTrailNormalized(t *testing.T) {
 	}
 }
 
+// CloudTrail names a resource's ARN "ARN" (upper case): the schema's field
+// must match it, or the ARN is dropped and is no indicator.
+func TestCloudTrailResourceARN(t *testing.T) {
+	c := classifier(t)
+	raw := strings.Replace(string(sample(t)), `"requestParameters":null`,
+		`"resources":[{"accountId":"444455556666","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::my-trail-bucket"}],"requestParameters":null`, 1)
+	ev, fail := c.Classify([]byte(raw), []string{"AWS.CloudTrail"}, Origin{})
+	if fail != nil {
+		t.Fatal(Describe(fail))
+	}
+	res, _ := ev["resources"].([]any)
+	if len(res) != 1 || res[0].(map[string]any)["ARN"] != "arn:aws:s3:::my-trail-bucket" {
+		t.Errorf("resources = %#v", ev["resources"])
+	}
+	if arns := fmt.Sprint(ev["p_any_aws_arns"]); !strings.Contains(arns, "arn:aws:s3:::my-trail-bucket") {
+		t.Errorf("p_any_aws_arns = %s", arns)
+	}
+	if ids := fmt.Sprint(ev["p_any_aws_account_ids"]); !strings.Contains(ids, "444455556666") {
+		t.Errorf("p_any_aws_account_ids = %s", ids)
+	}
+}
+
 func TestRecordsWrapperAndFailures(t *testing.T) {
 	c := classifier(t)
 	one := strings.TrimSpace(string(sample(t)))

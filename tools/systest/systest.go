@@ -332,7 +332,7 @@ func cloudTrailEvent(user, name int, eventID, sourceIP, eventTime, requestID str
 		"requestParameters": map[string]any{"instancesSet": map[string]any{"items": []any{map[string]any{"instanceId": "i-0abc1234def567890"}}}, "filterSet": map[string]any{}},
 		"responseElements":  nil,
 		"tlsDetails":        map[string]any{"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": "ec2.eu-west-1.amazonaws.com"},
-		"resources":         []any{map[string]any{"arn": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
+		"resources":         []any{map[string]any{"ARN": "arn:aws:ec2:eu-west-1:111122223333:instance/i-0abc1234def567890", "accountId": "111122223333", "type": "AWS::EC2::Instance"}},
 	}
 }
 
