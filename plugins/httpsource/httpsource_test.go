@@ -133,6 +133,8 @@ func TestAuthenticate(t *testing.T) {
 		{"bearer ok", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Bearer tok"}, true},
 		{"bearer wrong", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Bearer tik"}, false},
 		{"bearer wrong scheme", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Basic tok"}, false},
+		{"bearer scheme in any case", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "bearer tok"}, true},
+		{"bearer without token", Auth{Type: AuthBearer, Token: "tok"}, map[string]string{"Authorization": "Bearer"}, false},
 		{"basic ok", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("u", "p")}, true},
 		{"basic wrong password", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("u", "x")}, false},
 		{"basic wrong user", Auth{Type: AuthBasic, Username: "u", Password: "p"}, map[string]string{"Authorization": basic("x", "p")}, false},
@@ -271,13 +273,21 @@ func TestHandlerAnswers(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, code, body, tc.want)
 			}
-			if code >= 400 && !strings.Contains(body, `"error"`) {
-				t.Fatalf("error body is not JSON with an error: %s", body)
+			if code >= 400 && (!strings.Contains(body, `"error"`) || !strings.Contains(body, `"source"`)) {
+				t.Fatalf("error body is not JSON with an error and a source: %s", body)
 			}
 			if strings.Contains(body, "t0k3n") {
 				t.Fatalf("secret echoed in %s", body)
 			}
 		})
+	}
+
+	// A 401 names the scheme to use (RFC 7235); a 404 names the source asked for.
+	if code, _, hdr := do(t, "POST", base+"/http/okta", []byte(`{}`), nil); code != 401 || hdr.Get("WWW-Authenticate") != `Bearer realm="caracal"` {
+		t.Errorf("401: %d, WWW-Authenticate %q", code, hdr.Get("WWW-Authenticate"))
+	}
+	if code, body, _ := do(t, "POST", base+"/http/nope", []byte(`{}`), auth); code != 404 || !strings.Contains(body, `"source":"nope"`) {
+		t.Errorf("404: %d %s", code, body)
 	}
 
 	// A body of unknown length (sent chunked: no Content-Length for a

@@ -298,7 +298,7 @@ func (s *Server) Close(ctx context.Context) error {
 
 type errorBody struct {
 	Error  string `json:"error"`
-	Source string `json:"source,omitempty"`
+	Source string `json:"source"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -316,6 +316,19 @@ type acceptedBody struct {
 
 func fail(w http.ResponseWriter, code int, source, msg string) {
 	writeJSON(w, code, errorBody{Error: msg, Source: source})
+}
+
+// unauthorized answers 401, naming the scheme a client should use when it
+// is a standard one (RFC 7235): the shared-secret and HMAC headers are the
+// source's own.
+func unauthorized(w http.ResponseWriter, src *Source) {
+	switch src.Auth.Type {
+	case AuthBearer:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="caracal"`)
+	case AuthBasic:
+		w.Header().Set("WWW-Authenticate", `Basic realm="caracal", charset="UTF-8"`)
+	}
+	fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
 }
 
 func newRequestID() string {
@@ -343,7 +356,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	src := s.sources[strings.Trim(path, "/")]
 	if src == nil {
-		fail(w, http.StatusNotFound, "", "unknown source")
+		fail(w, http.StatusNotFound, strings.Trim(path, "/"), "unknown source")
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -396,7 +409,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		return rawBytes, plainBytes, nEvents
 	}
 	if !src.AuthenticateHeaders(r) {
-		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
+		unauthorized(w, src)
 		return rawBytes, plainBytes, nEvents
 	}
 	// The body's room is taken before it is read (its declared length, or
@@ -431,7 +444,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	}
 	rawBytes = len(body)
 	if !src.Authenticate(r, body) {
-		fail(w, http.StatusUnauthorized, src.ID, "authentication failed")
+		unauthorized(w, src)
 		return rawBytes, plainBytes, nEvents
 	}
 	plain, inflated, err := s.decompress(r.Context(), body, src)

@@ -145,8 +145,9 @@ func (s *Source) Authenticate(r *http.Request, body []byte) bool {
 	case AuthSharedSecret:
 		return eq(r.Header.Get(a.Header), a.Secret)
 	case AuthBearer:
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return ok && eq(got, a.Token)
+		// The scheme's name is case-insensitive (RFC 7235), as in r.BasicAuth.
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		return ok && strings.EqualFold(scheme, "Bearer") && eq(strings.TrimSpace(got), a.Token)
 	case AuthBasic:
 		u, p, ok := r.BasicAuth()
 		// Both compared always, so timing does not tell which was wrong.
