@@ -2,6 +2,7 @@ package httpsource
 
 import (
 	"bytes"
+	stdflate "compress/flate"
 	stdgzip "compress/gzip"
 	stdzlib "compress/zlib"
 	"crypto/ecdsa"
@@ -251,12 +252,26 @@ func TestHandlerAnswers(t *testing.T) {
 		t.Fatalf("gzip events = %d", len(r.Events))
 	}
 
+	// Raw deflate has no magic bytes: its Content-Encoding says what it is.
+	var raw bytes.Buffer
+	fw, _ := stdflate.NewWriter(&raw, stdflate.BestSpeed)
+	fw.Write([]byte(`{"a":1}` + "\n" + `{"a":2}`))
+	fw.Close()
+	code, body, _ = do(t, "POST", base+"/http/okta", raw.Bytes(), map[string]string{"Authorization": "Bearer t0k3n", "Content-Encoding": "deflate"})
+	if code != 200 {
+		t.Fatalf("raw deflate POST = %d %s", code, body)
+	}
+	if r := <-got; len(r.Events) != 2 || string(r.Events[1]) != `{"a":2}` {
+		t.Fatalf("raw deflate events = %q", r.Events)
+	}
+
 	for _, tc := range []struct {
 		name, method, path string
 		body               []byte
 		hdr                map[string]string
 		want               int
 	}{
+		{"brotli", "POST", "/http/okta", []byte{0x8b, 0x05, 0x80, 0xff, 0xfe}, map[string]string{"Authorization": "Bearer t0k3n", "Content-Encoding": "br"}, 415},
 		{"wrong token", "POST", "/http/okta", []byte(`{}`), map[string]string{"Authorization": "Bearer nope"}, 401},
 		{"no auth", "POST", "/http/okta", []byte(`{}`), nil, 401},
 		{"unknown source", "POST", "/http/nope", []byte(`{}`), auth, 404},

@@ -447,7 +447,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		unauthorized(w, src)
 		return rawBytes, plainBytes, nEvents
 	}
-	plain, inflated, err := s.decompress(r.Context(), body, src)
+	plain, inflated, err := s.decompress(r.Context(), r, body, src)
 	switch {
 	case errors.Is(err, errBusy):
 		busy(w, src.ID)
@@ -588,8 +588,9 @@ var errBusy = errors.New("busy")
 // slots is free: each may allocate up to the source's limit (16 MiB by
 // default), so only as many run at once as there are cores to run them.
 // inflated says that plain is new memory rather than body itself.
-func (s *Server) decompress(ctx context.Context, body []byte, src *Source) (plain []byte, inflated bool, _ error) {
-	if inflate.Encoding(body) == "" {
+func (s *Server) decompress(ctx context.Context, r *http.Request, body []byte, src *Source) (plain []byte, inflated bool, _ error) {
+	enc := inflate.Declared(body, r.Header.Get("Content-Encoding"))
+	if enc == "" {
 		return body, false, nil
 	}
 	select {
@@ -600,7 +601,7 @@ func (s *Server) decompress(ctx context.Context, body []byte, src *Source) (plai
 		return nil, false, errBusy
 	}
 	defer func() { <-s.inflating }()
-	plain, _, err := inflate.Decompress(body, src.MaxInflated)
+	plain, _, err := inflate.DecompressAs(enc, body, src.MaxInflated)
 	return plain, true, err
 }
 

@@ -5,6 +5,7 @@ package inflate
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -48,11 +50,34 @@ func Encoding(body []byte) string {
 	return ""
 }
 
+// Declared is the encoding of a body whose sender declared one (an HTTP
+// Content-Encoding): the magic bytes decide, as senders get headers wrong,
+// and the declaration counts only for a body without magic that is not
+// text: raw deflate (what many send as "deflate"), or an encoding refused
+// by name (br, compress) rather than stored as binary.
+func Declared(body []byte, declared string) string {
+	if enc := Encoding(body); enc != "" {
+		return enc
+	}
+	switch declared = strings.ToLower(strings.TrimSpace(declared)); declared {
+	case "", "identity", "gzip", "x-gzip", "zstd":
+		return "" // said compressed but is not: the body as it is
+	}
+	if utf8.Valid(body) {
+		return ""
+	}
+	return declared
+}
+
 // Decompress detects gzip, zstd and zlib from the body's magic bytes (not
 // the headers, which senders get wrong) and inflates up to limit bytes.
 // Uncompressed bodies are returned as they are.
 func Decompress(body []byte, limit int64) ([]byte, string, error) {
-	enc := Encoding(body)
+	return DecompressAs(Encoding(body), body, limit)
+}
+
+// DecompressAs inflates body as enc (Encoding's or Declared's answer).
+func DecompressAs(enc string, body []byte, limit int64) ([]byte, string, error) {
 	var out []byte
 	var err error
 	switch enc {
@@ -64,8 +89,10 @@ func Decompress(body []byte, limit int64) ([]byte, string, error) {
 		out, err = unzstd(body, limit)
 	case "zlib":
 		out, err = unzlib(body, limit)
+	case "deflate":
+		out, err = readUpTo(flate.NewReader(bytes.NewReader(body)), 4*int64(len(body)), limit)
 	default:
-		return nil, enc, fmt.Errorf("%w: %s is not accepted; use gzip, zstd or zlib", ErrUnsupported, enc)
+		return nil, enc, fmt.Errorf("%w: %s is not accepted; use gzip, zstd, zlib or deflate", ErrUnsupported, enc)
 	}
 	switch {
 	case err != nil && enc == "zlib" && !errors.Is(err, ErrTooLarge) && utf8.Valid(body):

@@ -2,6 +2,7 @@ package inflate
 
 import (
 	"bytes"
+	stdflate "compress/flate"
 	stdgzip "compress/gzip"
 	stdzlib "compress/zlib"
 	"errors"
@@ -142,5 +143,51 @@ func BenchmarkDecompress(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A declared Content-Encoding counts only where the magic bytes say
+// nothing and the body is not text: raw deflate is inflated, brotli is
+// refused by name, a mislabelled body is read as it is.
+func TestDeclared(t *testing.T) {
+	plain := []byte(`{"eventName":"ConsoleLogin"}` + "\n")
+	var raw bytes.Buffer
+	w, _ := stdflate.NewWriter(&raw, stdflate.BestSpeed)
+	w.Write(plain)
+	w.Close()
+	binary := []byte{0x8b, 0x05, 0x80, 0xff, 0xfe, 0x00, 0x01}
+	for _, tc := range []struct {
+		name, declared string
+		body           []byte
+		want           string
+	}{
+		{"raw deflate", "deflate", raw.Bytes(), "deflate"},
+		{"raw deflate, any case", " Deflate ", raw.Bytes(), "deflate"},
+		{"gzip magic wins over the header", "deflate", gz(plain), "gzip"},
+		{"text said to be brotli", "br", plain, ""},
+		{"text said to be gzip", "gzip", plain, ""},
+		{"binary said to be brotli", "br", binary, "br"},
+		{"binary said to be gzip", "gzip", binary, ""},
+		{"binary without a header", "", binary, ""},
+	} {
+		if got := Declared(tc.body, tc.declared); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if out, _, err := DecompressAs("deflate", raw.Bytes(), 1<<20); err != nil || !bytes.Equal(out, plain) {
+		t.Errorf("raw deflate: %q, %v", out, err)
+	}
+	if _, _, err := DecompressAs("deflate", []byte{0xff, 0xff, 0xfe, 0x00}, 1<<20); err == nil || !strings.Contains(err.Error(), "corrupt deflate stream") {
+		t.Errorf("corrupt raw deflate: %v", err)
+	}
+	if _, _, err := DecompressAs("br", binary, 1<<20); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "br is not accepted") {
+		t.Errorf("brotli: %v", err)
+	}
+	bomb := bytes.Buffer{}
+	bw, _ := stdflate.NewWriter(&bomb, stdflate.BestCompression)
+	bw.Write(make([]byte, 4<<20))
+	bw.Close()
+	if _, _, err := DecompressAs("deflate", bomb.Bytes(), 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("deflate bomb: %v, want ErrTooLarge", err)
 	}
 }
