@@ -70,7 +70,7 @@ func event(id string, hour int) map[string]any {
 		"readOnly": false, "awsRegion": "us-east-1", "eventVersion": "1.08", "eventSource": "signin.amazonaws.com",
 		"userIdentity": map[string]any{"type": "Root", "accountId": "111122223333",
 			"sessionContext": map[string]any{"attributes": map[string]any{"mfaAuthenticated": "false"}}},
-		"resources":         []any{map[string]any{"arn": "arn:aws:s3:::b", "type": "AWS::S3::Bucket"}, map[string]any{"arn": "arn:aws:s3:::c"}},
+		"resources":         []any{map[string]any{"ARN": "arn:aws:s3:::b", "type": "AWS::S3::Bucket"}, map[string]any{"ARN": "arn:aws:s3:::c"}},
 		"responseElements":  map[string]any{"ConsoleLogin": "Success"},
 		"requestParameters": nil,
 	}
@@ -126,7 +126,7 @@ func TestWriteReadBackWithPyarrow(t *testing.T) {
 		t.Errorf("nested group: %v", ui)
 	}
 	res := a["resources"].([]any)
-	if len(res) != 2 || res[0].(map[string]any)["arn"] != "arn:aws:s3:::b" || res[1].(map[string]any)["type"] != nil {
+	if len(res) != 2 || res[0].(map[string]any)["ARN"] != "arn:aws:s3:::b" || res[1].(map[string]any)["type"] != nil {
 		t.Errorf("list of groups: %v", res)
 	}
 	if a["responseElements"] != `{"ConsoleLogin":"Success"}` || a["requestParameters"] != nil {
