@@ -54,6 +54,19 @@ func SplitAtMost(body []byte, max int) ([][]byte, error) {
 	default:
 		err = errNotStructured
 	}
+	if errors.Is(err, ErrTooManyEvents) && trimmed[0] != '{' {
+		// The count ran past max before the end was read: too many events
+		// only if the body reads to its end as what it opened as.
+		whole := splitter{max: math.MaxInt}
+		if trimmed[0] == '[' {
+			_, err = whole.array(trimmed)
+		} else {
+			_, err = whole.xml(trimmed)
+		}
+		if err == nil {
+			err = ErrTooManyEvents
+		}
+	}
 	if err == nil || errors.Is(err, ErrTooManyEvents) {
 		return events, err
 	}
