@@ -226,16 +226,17 @@ func destinationFindings(file string, data []byte, logTypes map[string]bool, rul
 		if err != nil {
 			continue // a wrong key or value: Benthos's lint reports it
 		}
-		built, err := alert.ParseDestination(conf, nil)
-		if err != nil {
+		if _, err := alert.ParseDestination(conf, nil); err != nil {
 			out = append(out, Finding{File: file, Line: entry.Line, Message: err.Error()})
-			continue
 		}
-		if first, ok := lines[built.ID()]; ok {
+		// An entry with an error still takes its id: fixing the error
+		// would not make the ids differ.
+		id, _ := conf.FieldString("id")
+		if first, ok := lines[id]; ok && id != "" {
 			out = append(out, Finding{File: file, Line: entry.Line,
-				Message: fmt.Sprintf("destination %s: the id is also used at line %d; give each destination its own id (rules' OutputIds name them)", built.ID(), first)})
+				Message: fmt.Sprintf("destination %s: the id is also used at line %d; give each destination its own id (rules' OutputIds name them)", id, first)})
 		}
-		lines[built.ID()] = entry.Line
+		lines[id] = entry.Line
 	}
 	return out
 }

@@ -813,7 +813,7 @@ associations:
       rule_ids: [AWS.CloudTrail.RootConsoleLgin]
     - id: oncall
       type: pagerduty
-      min_severity: High
+      min_severity: high
     - id: soc
       type: webhook
       url: https://hooks.example.com/soc
@@ -890,6 +890,7 @@ fields:
 		filepath.Join(dir, "rule.yml") + ":4: LogTypes: AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "process.yaml") + `:5: warning: filter for source "dmeo": no caracal_http source has that id (did you mean demo?), so the filter never applies`,
 		filepath.Join(dir, "process.yaml") + `:6: filter for source "dmeo": exclude: unknown function contans (did you mean the contains operator: a contains b?)`,
+		filepath.Join(dir, "destinations.yaml") + `:3: destination soc: min_severity: unknown severity "Hihg": use one of Info, Low, Medium, High, Critical`,
 		filepath.Join(dir, "destinations.yaml") + ":6: value Hihg is not a valid option for this field (did you mean High?)",
 		filepath.Join(dir, "destinations.yaml") + ":7: destination soc: log_types: AWS.Cloudtrail has no schema (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "destinations.yaml") + ":8: warning: destination soc: rule_ids: no rule AWS.CloudTrail.RootConsoleLgin in rules/ (did you mean AWS.CloudTrail.RootConsoleLogin?)",
@@ -913,6 +914,10 @@ fields:
 	// not missing.
 	if strings.Contains(string(out), "destination paging:") {
 		t.Errorf("lint calls an unset ${VAR} token missing:\n%s", out)
+	}
+	// A severity in lower case is one (the alert stage reads it so).
+	if strings.Contains(string(out), ":11: value high") || strings.Contains(string(out), "destination oncall: min_severity") {
+		t.Errorf("lint refuses min_severity: high:\n%s", out)
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -34,13 +36,25 @@ type Filter struct {
 	RuleIDs     []string
 }
 
+// Severities are Panther's alert severities, lowest first.
+var Severities = []string{"Info", "Low", "Medium", "High", "Critical"}
+
+// severityRank is s's place in Severities, in any case; -1 when s is none.
 func severityRank(s string) int {
-	for i, v := range []string{"Info", "Low", "Medium", "High", "Critical"} {
-		if v == s {
-			return i
-		}
+	return slices.IndexFunc(Severities, func(v string) bool { return strings.EqualFold(v, s) })
+}
+
+// NormalizeSeverity spells a configured severity as Severities do
+// ("high" is High); "" (no minimum) stays "". Anything else is an error:
+// read as Info, it would let every alert through.
+func NormalizeSeverity(s string) (string, error) {
+	if s == "" {
+		return "", nil
 	}
-	return 0
+	if i := severityRank(s); i >= 0 {
+		return Severities[i], nil
+	}
+	return "", fmt.Errorf("unknown severity %q: use one of %s", s, strings.Join(Severities, ", "))
 }
 
 func anyIn(have, want []string) bool {
@@ -60,7 +74,8 @@ func anyIn(have, want []string) bool {
 // Match reports whether the alert passes the filter. System errors pass
 // every filter but the severity: operators must hear about them.
 func (f Filter) Match(a *envelope.Alert) bool {
-	if f.MinSeverity != "" && severityRank(a.Severity) < severityRank(f.MinSeverity) {
+	// An alert of an unknown severity ranks as Info, as it always did.
+	if f.MinSeverity != "" && max(severityRank(a.Severity), 0) < severityRank(f.MinSeverity) {
 		return false
 	}
 	if a.Type == envelope.TypeSystemError {

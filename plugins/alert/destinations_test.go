@@ -221,20 +221,7 @@ func TestDestinationConfigErrors(t *testing.T) {
 // Destinations builds a root config's destinations, and refuses two with
 // one id: OutputIds and delivery records name destinations by id.
 func TestDestinationsNeedDistinctIDs(t *testing.T) {
-	spec := service.NewConfigSpec().Fields(settings.Fields(DestinationFields()...)...)
-	parse := func(yaml, webhookURL string) *settings.Settings {
-		t.Helper()
-		conf, err := spec.ParseYAML(yaml, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := settings.Parse(conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.AlertWebhookURL = webhookURL
-		return st
-	}
+	parse := func(yaml, webhookURL string) *settings.Settings { return parseSettings(t, yaml, webhookURL) }
 	two := `destinations:
   - {id: soc, type: slack, url: "https://hooks.slack.com/a"}
   - {id: oncall, type: pagerduty, token: k}
@@ -258,6 +245,43 @@ func TestDestinationsNeedDistinctIDs(t *testing.T) {
 		if _, err := Destinations(parse(c.yaml, c.webhook), nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+// parseSettings reads the caracal section of a root config, as the stages do.
+func parseSettings(t *testing.T, yaml, webhookURL string) *settings.Settings {
+	t.Helper()
+	spec := service.NewConfigSpec().Fields(settings.Fields(DestinationFields()...)...)
+	conf, err := spec.ParseYAML(yaml, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := settings.Parse(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.AlertWebhookURL = webhookURL
+	return st
+}
+
+// min_severity is read in any case (Benthos's lint accepts "high"), and a
+// severity that is none of Panther's refuses the config: read as Info, it
+// let every alert through.
+func TestDestinationMinSeverity(t *testing.T) {
+	dests, err := Destinations(parseSettings(t, `destinations: [{id: pager, type: pagerduty, token: k, min_severity: high}]`, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sev, want := range map[string]bool{"Medium": false, "High": true, "Critical": true} {
+		a := sampleAlert()
+		a.Severity = sev
+		if got := dests[0].Accepts(a); got != want {
+			t.Errorf("min_severity high: a %s alert accepted %v, want %v", sev, got, want)
+		}
+	}
+	_, err = Destinations(parseSettings(t, `destinations: [{id: pager, type: pagerduty, token: k, min_severity: severe}]`, ""), nil)
+	if want := `destination pager: min_severity: unknown severity "severe": use one of Info, Low, Medium, High, Critical`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("min_severity severe: error %v, want %q", err, want)
 	}
 }
 
