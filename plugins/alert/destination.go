@@ -28,7 +28,8 @@ type Destination interface {
 	Deliver(ctx context.Context, a *envelope.Alert) error
 }
 
-// Filter selects which alerts a destination gets.
+// Filter selects which alerts a destination gets, but for those of rules
+// that name it in OutputIds (see takes).
 type Filter struct {
 	MinSeverity string
 	LogTypes    []string

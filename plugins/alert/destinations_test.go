@@ -560,3 +560,32 @@ func TestSentSetIsBounded(t *testing.T) {
 		t.Errorf("holds %d keys, want at most %d", n, 2*sentGeneration)
 	}
 }
+
+// A rule's OutputIds name its destinations outright: a named destination
+// gets the alert whatever its filters (its min_severity, log types, tags,
+// rule ids), one not named does not; without OutputIds the filters route.
+func TestOutputIdsOverrideDestinationFilters(t *testing.T) {
+	pager, soc := newHTTPReceiver(t, 200), newHTTPReceiver(t, 200)
+	n := &notifier{log: testLogger(), dests: []Destination{
+		&Webhook{Name: "pager", URL: pager.URL, Retry: fastRetry(),
+			Filter: Filter{MinSeverity: "Critical", LogTypes: []string{"Okta.SystemLog"}, Tags: []string{"paging"}, RuleIDs: []string{"Other"}}},
+		&Webhook{Name: "soc", URL: soc.URL, Retry: fastRetry()},
+	}}
+	for i, ids := range [][]string{{"pager"}, nil} {
+		a := sampleAlert() // High, AWS.CloudTrail: the pager's filters refuse it
+		a.AlertID = fmt.Sprintf("a%d", i)
+		a.OutputIDs = ids
+		if err := n.deliver(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := func(r *httpReceiver) (out []string) {
+		for _, b := range r.bodies {
+			out = append(out, fmt.Sprintf("%v %v", b["type"], b["alertId"]))
+		}
+		return out
+	}
+	if fmt.Sprint(got(pager)) != "[RULE a0]" || fmt.Sprint(got(soc)) != "[RULE a1]" {
+		t.Fatalf("pager got %v, soc got %v; want the alert naming pager at pager only, the other at soc only", got(pager), got(soc))
+	}
+}

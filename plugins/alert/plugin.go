@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,7 +25,7 @@ var DestinationTypes = []string{"webhook", "slack", "msteams", "discord", "pager
 // DestinationFields are the fields of one caracal.destinations entry.
 func DestinationFields() []*service.ConfigField {
 	return []*service.ConfigField{
-		service.NewStringField("id").Description("Unique destination id; rules may name it in OutputIds.").Example("soc-slack"),
+		service.NewStringField("id").Description("Unique destination id; rules may name it in OutputIds (their alerts then come here whatever its filters).").Example("soc-slack"),
 		service.NewStringEnumField("type", DestinationTypes...).Description("Destination type: `webhook` (Panther's custom webhook payload, HMAC-signed), `slack` (incoming webhook, Block Kit), `msteams` (incoming webhook, Adaptive Card), `discord` (webhook), `pagerduty` (Events API v2), `opsgenie` (Alert API), `jira` (create issue), `github` (create issue), `splunk` (HTTP Event Collector), `email` (SMTP).").Default("webhook"),
 		service.NewStringField("url").Description("Endpoint: the webhook URL (webhook, slack, msteams, discord); the API URL (pagerduty, opsgenie and github have defaults); the Jira site (https://example.atlassian.net); the Splunk HEC base (https://splunk:8088); smtp://host:port or smtps://host:port for email.").Default("").Example("https://hooks.slack.com/services/T000/B000/XXXX"),
 		service.NewStringField("secret").Description("Webhook: HMAC-SHA256 key; the signature of the body goes in `X-Caracal-Signature: sha256=<hex>`. Use ${ENV_VAR}.").Default("").Secret(),
@@ -208,7 +209,7 @@ func init() {
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().
 		Categories("Services").
 		Summary("Delivers alerts to the destinations in the root config (caracal.destinations) and to the log.").
-		Description("Every alert is logged. It then goes to each destination whose filters accept it (a rule's OutputIds, when set, restrict it to those destinations), with retries and backoff; CARACAL_ALERT_WEBHOOK_URL adds a webhook destination `env-webhook`. The batch is acknowledged only when every accepting destination took it.").
+		Description("Every alert is logged. It then goes to each destination whose filters accept it; a rule's OutputIds, when set, send it to those destinations instead, whatever their filters, with retries and backoff; CARACAL_ALERT_WEBHOOK_URL adds a webhook destination `env-webhook`. The batch is acknowledged only when every accepting destination took it.").
 		Fields(service.NewOutputMaxInFlightField().Default(8)),
 		func(conf *service.ParsedConfig, res *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
 			var pol service.BatchPolicy
@@ -538,12 +539,12 @@ func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) e
 	return nil
 }
 
-// deliver logs the alert and hands it to every destination that accepts it
+// deliver logs the alert and hands it to every destination that takes it
 // and has not taken it already (see sentSet).
 func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 	var to []Destination
 	for _, d := range n.dests {
-		if d.Accepts(a) && outputAllowed(a, d.ID()) && !n.sent.has(sentKey(a, d)) {
+		if takes(a, d) && !n.sent.has(sentKey(a, d)) {
 			to = append(to, d)
 		}
 	}
@@ -594,12 +595,20 @@ func outputAllowed(a *envelope.Alert, dest string) bool {
 	if len(a.OutputIDs) == 0 || a.Type == envelope.TypeSystemError {
 		return true
 	}
-	for _, id := range a.OutputIDs {
-		if id == dest {
-			return true
-		}
+	return slices.Contains(a.OutputIDs, dest)
+}
+
+// takes reports whether destination d gets alert a. A rule's OutputIds
+// name its destinations outright, whatever their severity, log type, tag
+// and rule filters: as in Panther, a detection's destination overrides
+// come before the destinations' own routing, and a destination named on
+// purpose must not drop the alert silently. Other alerts go where the
+// filters let them.
+func takes(a *envelope.Alert, d Destination) bool {
+	if len(a.OutputIDs) == 0 || a.Type == envelope.TypeSystemError {
+		return d.Accepts(a)
 	}
-	return false
+	return slices.Contains(a.OutputIDs, d.ID())
 }
 
 func (n *notifier) Close(ctx context.Context) error {
