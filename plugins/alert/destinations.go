@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
@@ -94,14 +95,22 @@ var defaultURLs = map[string]string{
 	"github":    "https://api.github.com",
 }
 
+// truncate shortens s to at most n characters, the last of them "…".
+// The services' limits count characters, not bytes, and a cut through a
+// UTF-8 sequence would send them invalid text.
 func truncate(s string, n int) string {
-	if len(s) <= n {
+	if len(s) <= n || utf8.RuneCountInString(s) <= n {
 		return s
 	}
-	for n > 0 && (s[n]&0xC0) == 0x80 { // do not cut a UTF-8 sequence
-		n--
+	if n <= 0 {
+		return ""
 	}
-	return s[:n-1] + "…"
+	end := 0
+	for range n - 1 { // the characters kept before "…"
+		_, size := utf8.DecodeRuneInString(s[end:])
+		end += size
+	}
+	return s[:end] + "…"
 }
 
 func title(a *envelope.Alert) string {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -179,6 +180,37 @@ func TestDestinationRequests(t *testing.T) {
 			}
 			c.check(t, r.bodies[0])
 		})
+	}
+}
+
+// Text is cut to the services' limits in characters, never through a
+// UTF-8 sequence, with "…" as the last character.
+func TestTruncateCountsCharacters(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{strings.Repeat("é", 150), 150, strings.Repeat("é", 150)}, // 300 bytes, 150 characters: fits
+		{strings.Repeat("é", 151), 150, strings.Repeat("é", 149) + "…"},
+		{"a" + strings.Repeat("😀", 300), 256, "a" + strings.Repeat("😀", 254) + "…"},
+		{"abcdef", 4, "abc…"},
+	} {
+		got := truncate(c.s, c.n)
+		if got != c.want || !utf8.ValidString(got) || utf8.RuneCountInString(got) > c.n {
+			t.Errorf("truncate(%.12q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+	}
+	// Slack's header takes 150 characters.
+	r := newHTTPReceiver(t, 200)
+	a := sampleAlert()
+	a.Title = strings.Repeat("é", 200)
+	if err := build(t, "slack", Endpoint{URL: r.URL}).Deliver(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if h := fmt.Sprint(dig(r.bodies[0], "blocks", "0", "text", "text")); h != "[High] "+strings.Repeat("é", 142)+"…" {
+		t.Errorf("slack header %q (%d characters)", h, utf8.RuneCountInString(h))
 	}
 }
 
