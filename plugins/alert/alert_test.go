@@ -127,6 +127,60 @@ func TestThreshold(t *testing.T) {
 	}
 }
 
+// A Threshold alert's events are those of the matches that made it, the
+// first MaxEvents of them, kept in the state until it opens (so across a
+// restart too), and only those of its window.
+func TestThresholdAlertKeepsTheMatchesEvents(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	row := func(i int) map[string]any {
+		m := match("R", "a", 10, 3)
+		m["p_row_id"] = fmt.Sprint("row-", i)
+		return m
+	}
+	rows := func(a *envelope.Alert) (out []any) {
+		if a == nil {
+			return nil
+		}
+		for _, ev := range a.Events {
+			out = append(out, ev["p_row_id"])
+		}
+		return out
+	}
+	s := NewState(0)
+	s.Observe(row(0), t0)                     // its window ends before the threshold
+	s.Observe(row(1), t0.Add(11*time.Minute)) // a new window
+	s.Observe(row(2), t0.Add(12*time.Minute))
+	recs, err := s.Changes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := NewState(0)
+	for _, r := range recs {
+		if err := restored.Restore(r.Key, r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := restored.Observe(row(3), t0.Add(13*time.Minute)).Alert
+	if a == nil || a.EventCount != 3 || fmt.Sprint(rows(a)) != "[row-1 row-2 row-3]" {
+		t.Fatalf("threshold 3 after a restart: alert %v with events %v, want row-1 row-2 row-3", a != nil, rows(a))
+	}
+	if g := restored.groups["R\x00a"]; g.Events != nil {
+		t.Errorf("the group keeps %d events once the alert has them", len(g.Events))
+	}
+
+	// Past MaxEvents matches the first ones are kept.
+	s = NewState(0)
+	var opened *envelope.Alert
+	for i := 0; i < MaxEvents+5 && opened == nil; i++ {
+		m := row(i)
+		m["p_rule_threshold"] = int64(MaxEvents + 5)
+		opened = s.Observe(m, t0.Add(time.Duration(i)*time.Second)).Alert
+	}
+	if opened == nil || len(opened.Events) != MaxEvents || opened.Events[0]["p_row_id"] != "row-0" || opened.EventCount != MaxEvents+5 {
+		t.Fatalf("threshold %d: alert %v, events %v", MaxEvents+5, opened != nil, rows(opened))
+	}
+}
+
 func TestStormLimiter(t *testing.T) {
 	s := NewState(3)
 	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
@@ -193,7 +247,8 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func testAlert() *envelope.Alert {
-	return newAlert(match("AWS.Test", "d", 60, 1), 1, 1, time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
+	m := match("AWS.Test", "d", 60, 1)
+	return newAlert(m, 1, 1, keep(nil, m), time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
 }
 
 func TestWebhookShapeSignatureAndRetry(t *testing.T) {

@@ -29,24 +29,23 @@ const MaxEvents = 10
 // one too large to produce would stop the alert stage for every rule.
 const MaxEventsBytes = 256 << 10
 
-// keep appends the match's event to the alert's events while there are
+// keep appends the match's event to an alert's events while there are
 // fewer than MaxEvents; an event that would take them past MaxEventsBytes
 // is kept as a stub naming it (the lake has it whole).
-func keep(a *envelope.Alert, match map[string]any) {
-	if len(a.Events) >= MaxEvents {
-		return
+func keep(events []map[string]any, match map[string]any) []map[string]any {
+	if len(events) >= MaxEvents {
+		return events
 	}
 	ev := eventOf(match)
 	bound := envelope.JSONSizeAtMost(ev)
-	for _, kept := range a.Events {
+	for _, kept := range events {
 		bound += envelope.JSONSizeAtMost(kept)
 	}
 	if bound <= MaxEventsBytes {
-		a.Events = append(a.Events, ev) // fits, without measuring
-		return
+		return append(events, ev) // fits, without measuring
 	}
 	used := 0
-	for _, ev := range a.Events {
+	for _, ev := range events {
 		used += encodedSize(ev)
 	}
 	if n := encodedSize(ev); used+n > MaxEventsBytes {
@@ -58,7 +57,7 @@ func keep(a *envelope.Alert, match map[string]any) {
 		}
 		ev = stub
 	}
-	a.Events = append(a.Events, ev)
+	return append(events, ev)
 }
 
 func encodedSize(v any) int {
@@ -88,6 +87,10 @@ type group struct {
 	// the alert is emitted again, with the same id, instead of being lost.
 	OpenedBy string          `json:"opened_by"`
 	Alert    *envelope.Alert `json:"alert,omitempty"`
+	// Events are those of the window's matches until the alert opens
+	// (Threshold > 1): the alert shows the matches that made it. Bounded
+	// as an alert's events are, and handed to the alert when it opens.
+	Events []map[string]any `json:"events,omitempty"`
 	// Period is the rule's dedup period when the group last saw a match
 	// (0 in state written before it was kept: see Sweep).
 	Period time.Duration `json:"period,omitempty"`
@@ -101,7 +104,7 @@ func (g *group) inWindow() bool {
 // endWindow forgets the window's matches and alert, keeping the alert
 // number (and when the window started).
 func (g *group) endWindow() {
-	g.Alert, g.Open, g.Matches, g.OpenedBy = nil, false, 0, ""
+	g.Alert, g.Open, g.Matches, g.OpenedBy, g.Events = nil, false, 0, "", nil
 }
 
 // State holds every rule's dedup groups and storm counters. Changes are
@@ -321,11 +324,12 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 		if a != nil {
 			a.EventCount++
 			a.UpdatedAt = envelope.FormatTime(now)
-			keep(a, match)
+			a.Events = keep(a.Events, match)
 		}
 		out.Attached = a
 		return out
 	}
+	g.Events = keep(g.Events, match)
 	if g.Matches < threshold {
 		return out
 	}
@@ -336,13 +340,13 @@ func (s *State) Observe(match map[string]any, now time.Time) Outcome {
 	}
 	if suppressed, storm := s.stormCheck(ruleID, limit, now); suppressed {
 		out.Storm = storm
-		g.Open = true // recorded, not notified
+		g.Open, g.Events = true, nil // recorded, not notified
 		return out
 	}
 	g.Number++
 	g.Open, g.WindowStart, g.OpenedBy = true, now, rowID
-	a := newAlert(match, g.Number, g.Matches, now)
-	g.Alert = a
+	a := newAlert(match, g.Number, g.Matches, g.Events, now)
+	g.Alert, g.Events = a, nil
 	out.Alert = a
 	return out
 }
@@ -393,7 +397,9 @@ func eventOf(match map[string]any) map[string]any {
 	return ev
 }
 
-func newAlert(match map[string]any, number, count int, now time.Time) *envelope.Alert {
+// newAlert builds the alert a match opens; events are those of the
+// matches that made it (this one included).
+func newAlert(match map[string]any, number, count int, events []map[string]any, now time.Time) *envelope.Alert {
 	ruleID := str(match, envelope.FieldRuleID)
 	dedup := str(match, envelope.FieldDedupString)
 	typ := str(match, envelope.FieldMatchType)
@@ -427,10 +433,9 @@ func newAlert(match map[string]any, number, count int, now time.Time) *envelope.
 		Description: str(match, envelope.FieldRuleDesc), Runbook: str(match, envelope.FieldRuleRunbook),
 		Tags: strs(match, envelope.FieldRuleTags), Version: "1", AlertContext: ctx,
 		DedupString: dedup, EventCount: count, LogTypes: []string{str(match, envelope.FieldLogType)},
-		Events: []map[string]any{}, Reports: reports,
+		Events: events, Reports: reports,
 		OutputIDs: strs(match, envelope.FieldRuleOutputs),
 	}
-	keep(a, match)
 	return a
 }
 
