@@ -91,10 +91,10 @@ func caracalLinters() linters {
 			})
 			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
-		rules: func(files []string) []Finding {
+		rules: func(files []string, rootConfig string) []Finding {
 			var out []Finding
 			known := fields()
-			dests := destinationIDs("config.yaml")
+			dests := destinationIDs(rootConfig)
 			for _, f := range files {
 				data, r, err := readParsed(f, detect.ParseRule)
 				if err != nil {
@@ -108,7 +108,7 @@ func caracalLinters() linters {
 					for _, id := range r.OutputIds {
 						if !slices.Contains(dests, id) {
 							out = append(out, Finding{File: f, Line: lineOf(data, id), Warning: true,
-								Message: fmt.Sprintf("OutputIds: no destination %q in config.yaml%s: the rule's alerts would reach no destination", id, suggest.DidYouMean(id, dests))})
+								Message: fmt.Sprintf("OutputIds: no destination %q in %s%s: the rule's alerts would reach no destination", id, rootConfig, suggest.DidYouMean(id, dests))})
 						}
 					}
 				}

@@ -827,7 +827,7 @@ Enabled: true
 LogTypes: [AWS.Cloudtrail]
 Severity: High
 Condition: 'eventName == "X"'
-OutputIds: [env-webhok]
+OutputIds: [soc, env-webhok]
 `,
 		"schema.yml": `schema: Custom.Thing
 parser:
@@ -900,7 +900,8 @@ fields:
 		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
-		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in config.yaml (did you mean env-webhook?)`,
+		// Checked against the root config given, not ./config.yaml.
+		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in ` + filepath.Join(dir, "destinations.yaml") + ` (did you mean env-webhook?)`,
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
 		filepath.Join(dir, "schema3.yml") + `:3: schema Custom.Third: unknown native parser "AWS.ALBB" (did you mean AWS.ALB?)`,
@@ -914,6 +915,9 @@ fields:
 	// not missing.
 	if strings.Contains(string(out), "destination paging:") {
 		t.Errorf("lint calls an unset ${VAR} token missing:\n%s", out)
+	}
+	if strings.Contains(string(out), `no destination "soc"`) {
+		t.Errorf("lint checks OutputIds against another root config than the one given:\n%s", out)
 	}
 	// A severity in lower case is one (the alert stage reads it so).
 	if strings.Contains(string(out), ":11: value high") || strings.Contains(string(out), "destination oncall: min_severity") {

@@ -13,6 +13,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/settings"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
@@ -64,7 +65,8 @@ func classify(data []byte) yamlKind {
 // linters are the Caracal-specific checks, by kind; each returns findings
 // for the given files. Plugins provide them (see commands.go).
 type linters struct {
-	rules   func(files []string) []Finding
+	// rules checks rules; their OutputIds name destinations of rootConfig.
+	rules   func(files []string, rootConfig string) []Finding
 	schemas func(files []string) []Finding
 	lookups func(files []string) []Finding
 	// pipelines checks Benthos configs for Caracal concerns (e.g. a source
@@ -124,7 +126,7 @@ func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.
 		}
 	}
 	if fn := l.rules; fn != nil && len(byKind[kindRule]) > 0 {
-		findings = append(findings, fn(byKind[kindRule])...)
+		findings = append(findings, fn(byKind[kindRule], rootConfig(paths))...)
 	}
 	if fn := l.schemas; fn != nil && len(byKind[kindSchema]) > 0 {
 		findings = append(findings, fn(byKind[kindSchema])...)
@@ -149,8 +151,10 @@ const lintUsage = `Usage: caracal lint [--deprecated] [--labels] [--skip-env-var
 
 Checks Benthos configs and pipelines (Benthos's own checks and Caracal's: source auth, limits,
 log types), rules, log schemas and lookup tables; directories are walked for *.yml and *.yaml.
-With no path: config.yaml pipelines rules schemas lookups. Each finding is file:line: message,
-with the name meant when a key or name is misspelt. Exit 1 on an error (warnings pass).
+With no path: config.yaml pipelines rules schemas lookups. Rules' OutputIds are checked against
+the first file named that has a caracal: section, else config.yaml. Each finding is
+file:line: message, with the name meant when a key or name is misspelt. Exit 1 on an error
+(warnings pass).
 
   --deprecated          deprecated Benthos fields are errors
   --labels              Benthos components must have labels
@@ -169,6 +173,27 @@ func eachComponent(data []byte, name string, fn func(conf *yaml.Node)) {
 			fn(v)
 		}
 	})
+}
+
+// rootConfig is the root config the checks of other files refer to: the
+// first file argument with a caracal section (`caracal lint prod.yaml
+// rules/` checks the rules against prod.yaml's destinations), else
+// ./config.yaml. Walked directories hold pipelines, rules and the like.
+func rootConfig(paths []string) string {
+	for _, p := range paths {
+		if info, err := os.Stat(p); err != nil || info.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var top map[string]any
+		if yaml.Unmarshal(data, &top) == nil && top[settings.Section] != nil {
+			return p
+		}
+	}
+	return "config.yaml"
 }
 
 // expand walks directories for YAML files; it returns the files (sorted) and
