@@ -104,6 +104,13 @@ func compileMatch(file string, n *yaml.Node) (predicate, error) {
 		}
 		return combine(comb, ps), nil
 	}
+	if cn, ok := f["Condition"]; ok {
+		// AlwaysTrue and AlwaysFalse do not look at the event, so they
+		// need no key (a key given with them changes nothing).
+		if holds, absolute := absoluteConditions[cn.Value]; absolute {
+			return func(any) bool { return holds }, nil
+		}
+	}
 	get, err := compileKey(file, n, f)
 	if err != nil {
 		return nil, err
@@ -240,7 +247,7 @@ func compileKey(file string, n *yaml.Node, f map[string]*yaml.Node) (getter, err
 			}
 		}
 	default:
-		return nil, fmt.Errorf("line %[2]d: a match expression needs Key, DeepKey or KeyPath (or All/Any/OnlyOne/None)", file, n.Line)
+		return nil, fmt.Errorf("line %[2]d: a match expression needs Key, DeepKey or KeyPath with a Condition, Condition AlwaysTrue or AlwaysFalse alone, or All/Any/OnlyOne/None", file, n.Line)
 	}
 	for _, step := range path {
 		if step == "[*]" {
@@ -309,6 +316,9 @@ func resolve(v any, path []string) ([]any, bool) {
 	}
 	return cur, true
 }
+
+// absoluteConditions hold, or fail, whatever the event.
+var absoluteConditions = map[string]bool{"AlwaysTrue": true, "AlwaysFalse": false}
 
 // negated conditions hold for a missing key and must hold for every value
 // a wildcard path yields.
@@ -452,10 +462,6 @@ func compileCondition(file string, cn *yaml.Node, f map[string]*yaml.Node) (test
 		return cidr(false)
 	case "IsIPAddressNotInCIDR":
 		return cidr(true)
-	case "AlwaysTrue":
-		return func(any, bool) bool { return true }, nil
-	case "AlwaysFalse":
-		return func(any, bool) bool { return false }, nil
 	}
 	return nil, fmt.Errorf("line %[2]d: unknown Condition %q%s", file, cn.Line, cond, suggest.Hint(cond, conditions))
 }
