@@ -121,6 +121,29 @@ DynamicSeverity: 'user == "root" ? "Critical" : "DEFAULT"'
 	}
 }
 
+// DynamicSeverity is read as Panther's severity() is: "HIGH", what Python
+// rules return, is High, and DEFAULT in any case is the YAML severity. A
+// value that is no severity keeps the YAML severity in the match, and the
+// rule's tests fail on it.
+func TestDynamicSeverityCase(t *testing.T) {
+	for gave, want := range map[string]string{"HIGH": "High", "critical": "Critical", "Low": "Low",
+		"DEFAULT": "Medium", "default": "Medium", "Severe": "Medium", "": "Medium"} {
+		r := rule(t, base+"Condition: 'true'\nDynamicSeverity: sev\n")
+		ev := map[string]any{"p_log_type": "AWS.CloudTrail", "sev": gave}
+		if got := r.Match(ev)[envelope.FieldRuleSeverity]; got != want {
+			t.Errorf("DynamicSeverity %q: severity %v, want %s", gave, got, want)
+		}
+		r.Tests = []Test{{Name: "t", ExpectedResult: true, Log: ev}}
+		res := RunTests([]*Rule{r})[0]
+		if valid := want != "Medium" || strings.EqualFold(gave, "DEFAULT"); res.Passed != valid {
+			t.Errorf("DynamicSeverity %q: rule test passed %v (%s), want %v", gave, res.Passed, res.Reason, valid)
+		}
+		if !res.Passed && !strings.Contains(res.Reason, "DynamicSeverity gave "+gave+"; want one of Info, Low") {
+			t.Errorf("DynamicSeverity %q: rule test reason %q", gave, res.Reason)
+		}
+	}
+}
+
 // A rule that copies a large field into its title, dedup string or alert
 // context gets a bounded match: it must still fit in a broker record.
 func TestMatchOutputsAreBounded(t *testing.T) {

@@ -493,14 +493,32 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		}
 	}
 	m[envelope.FieldAlertContext] = ctx
-	if r.dynSeverity != nil {
-		if v, err := run(r.dynSeverity, event); err == nil {
-			if s, ok := v.(string); ok && validSeverity(s) {
-				m[envelope.FieldRuleSeverity] = s
-			}
-		}
-	}
+	// A DynamicSeverity that fails keeps the YAML severity, as a failing
+	// Title keeps the default title; rule tests report it (CheckOutputs).
+	m[envelope.FieldRuleSeverity], _ = r.severityOf(event)
 	return m
+}
+
+// severityOf is the severity of the rule's match on the event: what
+// DynamicSeverity gives, else Severity. Python rules' severity() returns
+// upper case ("HIGH"), so its result is read case-insensitively; DEFAULT
+// means Severity. err says why DynamicSeverity's result was not used.
+func (r *Rule) severityOf(event map[string]any) (string, error) {
+	if r.dynSeverity == nil {
+		return r.Severity, nil
+	}
+	v, err := run(r.dynSeverity, event)
+	if err != nil {
+		return r.Severity, fmt.Errorf("DynamicSeverity: %w", err)
+	}
+	s, _ := v.(string)
+	if strings.EqualFold(s, "DEFAULT") {
+		return r.Severity, nil
+	}
+	if sev, ok := canonicalSeverity(s); ok {
+		return sev, nil
+	}
+	return r.Severity, fmt.Errorf("DynamicSeverity gave %v; want one of %s or DEFAULT (any case)", v, strings.Join(Severities, ", "))
 }
 
 // What a match carries besides its event is bounded: it travels through
@@ -537,7 +555,7 @@ func firstLine(s string) string {
 // DynamicSeverity over an event and returns the first error: Match falls
 // back to defaults when they fail, so rule tests check them here.
 func (r *Rule) CheckOutputs(event map[string]any) error {
-	named := map[string]*exprs.Program{"Title": r.title, "Dedup": r.dedup, "DynamicSeverity": r.dynSeverity}
+	named := map[string]*exprs.Program{"Title": r.title, "Dedup": r.dedup}
 	for i, name := range r.contextNames {
 		named["AlertContext."+name] = r.contextPrograms[i]
 	}
@@ -545,17 +563,12 @@ func (r *Rule) CheckOutputs(event map[string]any) error {
 		if p == nil {
 			continue
 		}
-		v, err := run(p, event)
-		if err != nil {
+		if _, err := run(p, event); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if name == "DynamicSeverity" {
-			if s, ok := v.(string); !ok || (s != "DEFAULT" && !validSeverity(s)) {
-				return fmt.Errorf("DynamicSeverity gave %v; want one of %s or DEFAULT", v, strings.Join(Severities, ", "))
-			}
-		}
 	}
-	return nil
+	_, err := r.severityOf(event)
+	return err
 }
 
 func (r *Rule) record(event map[string]any) map[string]any {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -228,12 +229,17 @@ func (r *Rule) compile() error {
 }
 
 func validSeverity(s string) bool {
+	return slices.Contains(Severities, s)
+}
+
+// canonicalSeverity is s, in any case, as Severities spell it.
+func canonicalSeverity(s string) (string, bool) {
 	for _, v := range Severities {
-		if v == s {
-			return true
+		if strings.EqualFold(v, s) {
+			return v, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Enabled reports whether the rule runs (default true).
