@@ -20,7 +20,7 @@ func TestDecodeAndEvaluateMatchesFullDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []*Engine{NewEngine(rules), NewEngine(withWholeRules(t, rules))} {
+	for _, e := range []*Engine{NewEngine(rules), NewEngine(withWholeRules(t, rules)), NewEngine(withPantherKeyRules(t, rules))} {
 		decodeAndEvaluateMatchesFullDecode(t, e, rules)
 	}
 }
@@ -71,7 +71,7 @@ func FuzzDecodeAndEvaluate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	engines := []*Engine{NewEngine(rules), NewEngine(withWholeRules(f, rules))}
+	engines := []*Engine{NewEngine(rules), NewEngine(withWholeRules(f, rules)), NewEngine(withPantherKeyRules(f, rules))}
 	for _, r := range rules {
 		for _, tc := range r.Tests {
 			ev := map[string]any{"p_log_type": r.LogTypes[0], "p_row_id": "abc"}
@@ -121,6 +121,8 @@ func TestConditionKeys(t *testing.T) {
 		`Condition: 'deep_get(requestParameters, "a.b") != nil'`:                  {"deep_get", "requestParameters"},
 		// The Title is evaluated for a match only, from the whole event.
 		`Condition: 'errorCode == nil'` + "\nTitle: 'upper(sourceIPAddress)'": {"errorCode"},
+		// InlineFilters decide a match as the condition does.
+		"Condition: 'errorCode == nil'\nInlineFilters:\n  - {KeyPath: userIdentity.type, Condition: Equals, Value: Root}": {"errorCode", "userIdentity"},
 	} {
 		keys, all := rule(t, base+src+"\n").conditionKeys()
 		if all || !reflect.DeepEqual(sortedKeys(keys), want) {
@@ -153,6 +155,34 @@ func withWholeRules(t testing.TB, rules []*Rule) []*Rule {
 	return append(slices.Clip(rules),
 		rule(t, strings.Replace(base, "Test.Rule", "Test.Whole.Guarded", 1)+`Condition: 'eventSource == "s3.amazonaws.com" && len($env) > 3'`+"\n"),
 		rule(t, strings.NewReplacer("Test.Rule", "Test.Whole.Any", "AWS.CloudTrail", "AWS.GuardDuty").Replace(base)+`Condition: '$env[type] != nil'`+"\n"))
+}
+
+// withPantherKeyRules is rules and two CloudTrail rules whose
+// InlineFilters read keys no rule of the pack reads (awsRegion,
+// recipientAccountId), one with an expr Condition and one with a
+// Detection: DecodeAndEvaluate must decode those keys for them.
+func withPantherKeyRules(t testing.TB, rules []*Rule) []*Rule {
+	filters := "InlineFilters:\n  - {Key: awsRegion, Condition: Equals, Value: us-east-1}\n  - {KeyPath: recipientAccountId, Condition: IsNotNullOrEmpty}\n"
+	return append(slices.Clip(rules),
+		rule(t, strings.Replace(base, "Test.Rule", "Test.Panther.Condition", 1)+"Condition: eventName != nil\n"+filters),
+		rule(t, strings.Replace(base, "Test.Rule", "Test.Panther.Detection", 1)+"Detection:\n  - {Key: eventSource, Condition: Exists}\n"+filters))
+}
+
+// A key only InlineFilters read is decoded for them: the filter holds on
+// the event as on the whole event.
+func TestDecodeAndEvaluateReadsInlineFilters(t *testing.T) {
+	e := NewEngine([]*Rule{rule(t, base+"Detection:\n  - {Key: eventName, Condition: Equals, Value: X}\n"+
+		"InlineFilters:\n  - {Key: awsRegion, Condition: Equals, Value: eu-west-1}\n")})
+	for region, want := range map[string]int{"eu-west-1": 1, "us-east-1": 0} {
+		raw, err := envelope.EncodeEvent(map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": "X", "awsRegion": region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.DecodeAndEvaluate(raw)
+		if err != nil || len(got) != want {
+			t.Errorf("awsRegion %s: %d matches (%v), want %d", region, len(got), err, want)
+		}
+	}
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -422,6 +422,11 @@ func run(p *exprs.Program, env map[string]any) (any, error) {
 
 // Eval runs the rule's condition: true, false, or an error.
 func (r *Rule) Eval(event map[string]any) (bool, error) {
+	// As in Panther, an event the InlineFilters drop never reaches the
+	// logic (nor any error it would have).
+	if r.inlineFilters != nil && !r.inlineFilters(event) {
+		return false, nil
+	}
 	if r.detection != nil {
 		return r.detection(event), nil
 	}

@@ -11,8 +11,8 @@ import (
 
 // FieldsUsed lists the top-level event fields a rule reads: the free
 // identifiers of its expressions (not functions, not let variables) and
-// the first segment of its Detection keys. `caracal lint` checks them
-// against the fields of the rule's log types.
+// the first segment of its match expressions' keys. `caracal lint` checks
+// them against the fields of the rule's log types.
 func (r *Rule) FieldsUsed() []string {
 	seen := map[string]bool{}
 	for _, src := range r.expressions() {
@@ -22,8 +22,8 @@ func (r *Rule) FieldsUsed() []string {
 		}
 		ast.Walk(&tree.Node, &identVisitor{found: seen})
 	}
-	if r.Detection.Kind != 0 {
-		detectionKeys(&r.Detection, seen)
+	for _, list := range r.logicLists() {
+		detectionKeys(list, seen)
 	}
 	out := make([]string, 0, len(seen))
 	for k := range seen {
@@ -33,12 +33,12 @@ func (r *Rule) FieldsUsed() []string {
 	return out
 }
 
-// conditionKeys lists every top-level key the rule's Condition or
-// Detection might read, erring on the side of more: all identifiers in
-// the condition (function and let names too) and its Detection keys. all
-// is set when it reads the event as a whole ($env, other than $env["key"])
-// or through a key that is not a plain name. Title, Dedup and the rest
-// are evaluated for a match, from the whole event.
+// conditionKeys lists every top-level key the rule's Condition, Detection
+// or InlineFilters might read, erring on the side of more: all identifiers
+// in the condition (function and let names too) and the match expressions'
+// keys. all is set when it reads the event as a whole ($env, other than
+// $env["key"]) or through a key that is not a plain name. Title, Dedup and
+// the rest are evaluated for a match, from the whole event.
 func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
 	keys = map[string]bool{}
 	if src := r.Condition; src != "" {
@@ -67,8 +67,8 @@ func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
 			return false
 		})
 	}
-	if r.Detection.Kind != 0 {
-		detectionKeys(&r.Detection, keys)
+	for _, list := range r.logicLists() {
+		detectionKeys(list, keys)
 	}
 	for k := range keys {
 		if k == "" || strings.HasPrefix(k, "$") || strings.ContainsAny(k, "*[]") {
@@ -76,6 +76,12 @@ func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
 		}
 	}
 	return keys, false
+}
+
+// logicLists are the rule's match-expression lists that decide whether it
+// matches: Detection and InlineFilters (empty when not given).
+func (r *Rule) logicLists() []*yaml.Node {
+	return []*yaml.Node{&r.Detection, &r.InlineFilters}
 }
 
 // expressions are the rule's expr sources that are set: Condition, Title,

@@ -20,6 +20,17 @@ import (
 // same result as running it.
 type guards map[string]map[string]bool
 
+// and is the guards of g and h both holding (of a conjunction).
+func (g guards) and(h guards) guards {
+	out := guards{}
+	for _, side := range []guards{g, h} {
+		for f, vals := range side {
+			out.add(f, slices.Collect(maps.Keys(vals))...)
+		}
+	}
+	return out
+}
+
 func (g guards) add(field string, values ...string) {
 	if prev, ok := g[field]; ok {
 		// Two guards on one field in a conjunction: both must hold.
@@ -65,9 +76,7 @@ func guardsOf(n ast.Node) guards {
 		if !infallible(b.Left) {
 			return g
 		}
-		for f, vals := range guardsOf(b.Right) {
-			g.add(f, slices.Collect(maps.Keys(vals))...)
-		}
+		g = g.and(guardsOf(b.Right))
 	case "||", "or":
 		left, right := guardsOf(b.Left), guardsOf(b.Right)
 		for f, lv := range left {

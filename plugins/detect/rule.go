@@ -60,6 +60,9 @@ type Spec struct {
 	AlertContext      map[string]string   `yaml:"AlertContext"`
 	DynamicSeverity   string              `yaml:"DynamicSeverity"`
 	SummaryAttributes []string            `yaml:"SummaryAttributes"`
+	// InlineFilters are match expressions (as Detection's) that must all
+	// hold before the logic runs.
+	InlineFilters yaml.Node `yaml:"InlineFilters"`
 }
 
 // Rule is a compiled rule.
@@ -70,6 +73,7 @@ type Rule struct {
 	ThresholdN      int
 	condition       *exprs.Program
 	detection       predicate // a compiled Detection list, instead of condition
+	inlineFilters   predicate // nil: no InlineFilters
 	guards          guards    // top-level fields the logic requires (for the engine's index)
 	title           *exprs.Program
 	dedup           *exprs.Program
@@ -103,10 +107,10 @@ func ParseRule(file string, data []byte) (*Rule, error) {
 
 // keyLine is the line of the rule key a compile error begins with
 // ("Severity ...", "Condition: ...", "AlertContext.ip: ..."), or 0.
-// Detection's errors give the line of the match expression themselves.
+// Errors in match expressions give their own line ("Detection: line 9: ...").
 func keyLine(doc *yaml.Node, msg string) int {
 	key := msg[:len(msg)-len(strings.TrimLeftFunc(msg, unicode.IsLetter))]
-	if key == "Detection" || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+	if strings.HasPrefix(msg[len(key):], ": line ") || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return 0
 	}
 	k, v := yamlnode.Entry(doc.Content[0], key)
@@ -125,7 +129,7 @@ func keyLine(doc *yaml.Node, msg string) int {
 // knownKeyList are a rule file's keys, in the order errors list them.
 var knownKeyList = []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
 	"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
-	"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "Filename"}
+	"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "InlineFilters", "Filename"}
 
 var knownKeys = setOf(knownKeyList)
 
@@ -185,7 +189,7 @@ func (r *Rule) compile() error {
 	case r.Condition != "" && hasDetection:
 		return errors.New("give Condition or Detection, not both")
 	case hasDetection:
-		if r.detection, err = compileDetection(r.File, &r.Detection); err != nil {
+		if r.detection, err = compileMatchList(r.File, "Detection", &r.Detection); err != nil {
 			return fmt.Errorf("Detection: %w", err)
 		}
 		r.guards = detectionGuards(&r.Detection)
@@ -196,6 +200,13 @@ func (r *Rule) compile() error {
 			return fmt.Errorf("Condition: %w", err)
 		}
 		r.guards = conditionGuards(r.Condition)
+	}
+	if r.InlineFilters.Kind != 0 {
+		if r.inlineFilters, err = compileMatchList(r.File, "InlineFilters", &r.InlineFilters); err != nil {
+			return fmt.Errorf("InlineFilters: %w", err)
+		}
+		// The filters run first: what they require, the rule requires.
+		r.guards = r.guards.and(detectionGuards(&r.InlineFilters))
 	}
 	if r.Title != "" {
 		if r.title, err = compileExpr(r.Title); err != nil {

@@ -31,10 +31,11 @@ var conditions = []string{"Equals", "DoesNotEqual", "IsIn", "IsNotIn", "Contains
 	"IsNull", "IsNotNull", "IsNullOrEmpty", "IsNotNullOrEmpty", "IsIPAddressInCIDR", "IsIPAddressNotInCIDR", "AlwaysTrue", "AlwaysFalse",
 	"AnyElement", "AllElements", "NoElement", "OnlyOneElement"}
 
-// compileDetection compiles the Detection list of a rule file.
-func compileDetection(file string, n *yaml.Node) (predicate, error) {
+// compileMatchList compiles a rule key's list of match expressions
+// (Detection, InlineFilters), all of which must hold.
+func compileMatchList(file, key string, n *yaml.Node) (predicate, error) {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		return nil, fmt.Errorf("line %[2]d: Detection must be a non-empty list of match expressions", file, n.Line)
+		return nil, fmt.Errorf("line %[2]d: %s must be a non-empty list of match expressions", file, n.Line, key)
 	}
 	return compileAll(file, n.Content)
 }

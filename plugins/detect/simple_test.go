@@ -138,6 +138,40 @@ func TestDetectionCompileErrors(t *testing.T) {
 	}
 }
 
+// InlineFilters must all hold before the logic, an expr Condition or a
+// Detection, runs: an event they drop does not match, nor fails.
+func TestInlineFilters(t *testing.T) {
+	filters := "InlineFilters:\n  - {Key: awsRegion, Condition: Equals, Value: us-east-1}\n  - Any:\n      - {KeyPath: userIdentity.type, Condition: Equals, Value: Root}\n      - {Condition: AlwaysFalse}\n"
+	detection := detectionRule(t, "  - {Key: eventName, Condition: Equals, Value: ConsoleLogin}\n"+filters)
+	condition := rule(t, base+"Condition: 'eventName == \"ConsoleLogin\" && nested.deeper == 1'\n"+filters)
+	root := map[string]any{"type": "Root"}
+	for _, c := range []struct {
+		name  string
+		event map[string]any
+		want  bool
+	}{
+		{"filters hold", map[string]any{"eventName": "ConsoleLogin", "awsRegion": "us-east-1", "userIdentity": root}, true},
+		{"a filter fails", map[string]any{"eventName": "ConsoleLogin", "awsRegion": "eu-west-1", "userIdentity": root}, false},
+		{"a filter's key is missing", map[string]any{"eventName": "ConsoleLogin", "awsRegion": "us-east-1"}, false},
+	} {
+		if got, err := detection.Eval(c.event); err != nil || got != c.want {
+			t.Errorf("Detection, %s: %v, %v; want %v", c.name, got, err, c.want)
+		}
+		// The condition fails (nested is missing) whenever it runs.
+		if _, err := condition.Eval(c.event); (err != nil) != c.want {
+			t.Errorf("Condition, %s: error %v; want the condition run: %v", c.name, err, c.want)
+		}
+	}
+	// What the filters require indexes the rule as the logic's guards do.
+	if g := detection.guards; !g["eventName"]["ConsoleLogin"] || !g["awsRegion"]["us-east-1"] {
+		t.Errorf("guards %v, want eventName and awsRegion", g)
+	}
+	y := "AnalysisType: rule\nRuleID: T.Bad\nLogTypes: [AWS.CloudTrail]\nSeverity: Low\nCondition: 'true'\nInlineFilters:\n  - {Key: a, Condition: Equal, Value: 1}\n"
+	if _, err := ParseRule("t.yml", []byte(y)); err == nil || !strings.Contains(err.Error(), "InlineFilters: line 7: unknown Condition \"Equal\"") {
+		t.Errorf("a bad filter: %v", err)
+	}
+}
+
 // Every condition suggested for a misspelt one is one compileMatch knows.
 func TestSuggestedConditionsExist(t *testing.T) {
 	for _, c := range conditions {
