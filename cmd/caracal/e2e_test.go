@@ -829,6 +829,24 @@ Severity: High
 Condition: 'eventName == "X"'
 OutputIds: [soc, env-webhok]
 `,
+		"rule2.yml": `AnalysisType: rule
+RuleID: T.TwoTitles
+LogTypes: [AWS.CloudTrail]
+Severity: High
+Condition: 'eventName == "X"'
+Title: '"X by " + sourceIPAddress'
+AlertTitle: 'X by {sourceIPAddress}'
+`,
+		"rule3.yml": `AnalysisType: rule
+RuleID: T.PantherKeys
+LogTypes: [AWS.CloudTrail]
+Severity: High
+Detection:
+  - {Condition: AlwaysTrue}
+InlineFilters:
+  - {Key: awsRegon, Condition: Equals, Value: us-east-1}
+AlertTitle: 'X by {sourceIPAdress}'
+`,
 		"schema.yml": `schema: Custom.Thing
 parser:
   native:
@@ -902,6 +920,9 @@ fields:
 		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
 		// Checked against the root config given, not ./config.yaml.
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in ` + filepath.Join(dir, "destinations.yaml") + ` (did you mean env-webhook?)`,
+		filepath.Join(dir, "rule2.yml") + ":7: rule T.TwoTitles: AlertTitle: give Title (an expr) or AlertTitle (a template with {field} placeholders), not both",
+		filepath.Join(dir, "rule3.yml") + `:8: field "awsRegon" is not in the schema of AWS.CloudTrail (did you mean awsRegion?)`,
+		filepath.Join(dir, "rule3.yml") + `:9: field "sourceIPAdress" is not in the schema of AWS.CloudTrail (did you mean sourceIPAddress?)`,
 		filepath.Join(dir, "schema.yml") + `:6: field a: unknown type "strng" (did you mean string?)`, // the field's line
 		filepath.Join(dir, "schema2.yml") + `:6: field b.c: unknown key "requried" (did you mean required?)`,
 		filepath.Join(dir, "schema3.yml") + `:3: schema Custom.Third: unknown native parser "AWS.ALBB" (did you mean AWS.ALB?)`,

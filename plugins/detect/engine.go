@@ -461,9 +461,16 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	if title == "" {
 		title = r.RuleID
 	}
-	if r.title != nil {
+	switch {
+	case r.title != nil:
 		if v, err := run(r.title, event); err == nil && v != nil {
 			title = fmt.Sprint(v)
+		}
+	case r.alertTitle != nil:
+		// A template whose placeholders all came out empty says
+		// nothing: keep the default title (and so the dedup string).
+		if s := r.alertTitle.render(event); strings.TrimSpace(s) != "" {
+			title = s
 		}
 	}
 	title = truncate(title, maxTitle)

@@ -11,8 +11,9 @@ import (
 
 // FieldsUsed lists the top-level event fields a rule reads: the free
 // identifiers of its expressions (not functions, not let variables) and
-// the first segment of its match expressions' keys. `caracal lint` checks
-// them against the fields of the rule's log types.
+// the first segment of its match expressions' keys and AlertTitle's
+// placeholders. `caracal lint` checks them against the fields of the
+// rule's log types.
 func (r *Rule) FieldsUsed() []string {
 	seen := map[string]bool{}
 	for _, src := range r.expressions() {
@@ -24,6 +25,11 @@ func (r *Rule) FieldsUsed() []string {
 	}
 	for _, list := range r.logicLists() {
 		detectionKeys(list, seen)
+	}
+	for _, p := range r.alertTitle {
+		if len(p.path) > 0 && p.path[0] != "[*]" {
+			seen[p.path[0]] = true
+		}
 	}
 	out := make([]string, 0, len(seen))
 	for k := range seen {

@@ -56,6 +56,7 @@ type Spec struct {
 	Condition         string              `yaml:"Condition"`
 	Detection         yaml.Node           `yaml:"Detection"` // Panther's simple detection list
 	Title             string              `yaml:"Title"`
+	AlertTitle        string              `yaml:"AlertTitle"` // Panther's title template: text with {KeyPath} placeholders
 	Dedup             string              `yaml:"Dedup"`
 	AlertContext      map[string]string   `yaml:"AlertContext"`
 	DynamicSeverity   string              `yaml:"DynamicSeverity"`
@@ -76,6 +77,7 @@ type Rule struct {
 	inlineFilters   predicate // nil: no InlineFilters
 	guards          guards    // top-level fields the logic requires (for the engine's index)
 	title           *exprs.Program
+	alertTitle      titleTemplate // nil: no AlertTitle
 	dedup           *exprs.Program
 	dynSeverity     *exprs.Program
 	contextNames    []string
@@ -129,7 +131,7 @@ func keyLine(doc *yaml.Node, msg string) int {
 // knownKeyList are a rule file's keys, in the order errors list them.
 var knownKeyList = []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
 	"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
-	"Title", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "InlineFilters", "Filename"}
+	"Title", "AlertTitle", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "InlineFilters", "Filename"}
 
 var knownKeys = setOf(knownKeyList)
 
@@ -208,9 +210,16 @@ func (r *Rule) compile() error {
 		// The filters run first: what they require, the rule requires.
 		r.guards = r.guards.and(detectionGuards(&r.InlineFilters))
 	}
-	if r.Title != "" {
+	switch {
+	case r.Title != "" && r.AlertTitle != "":
+		return errors.New("AlertTitle: give Title (an expr) or AlertTitle (a template with {field} placeholders), not both")
+	case r.Title != "":
 		if r.title, err = compileExpr(r.Title); err != nil {
 			return fmt.Errorf("Title: %w", err)
+		}
+	case r.AlertTitle != "":
+		if r.alertTitle, err = compileTitleTemplate(r.AlertTitle); err != nil {
+			return fmt.Errorf("AlertTitle: %w", err)
 		}
 	}
 	if r.Dedup != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -234,26 +235,40 @@ func compileKey(file string, n *yaml.Node, f map[string]*yaml.Node) (getter, err
 			path = append(path, k.Value)
 		}
 	case f["KeyPath"] != nil:
-		kp := f["KeyPath"].Value
-		for _, part := range strings.Split(kp, ".") {
-			name, wild := strings.CutSuffix(part, "[*]")
-			if name == "" && !wild {
-				return nil, fmt.Errorf("line %[2]d: KeyPath %q has an empty segment", file, f["KeyPath"].Line, kp)
-			}
-			if name != "" {
-				path = append(path, name)
-			}
-			if wild {
-				path = append(path, "[*]")
-			}
+		kp := f["KeyPath"]
+		var err error
+		if path, err = keyPathSteps(kp.Value); err != nil {
+			return nil, fmt.Errorf("line %[2]d: %w", file, kp.Line, err)
 		}
 	default:
 		return nil, fmt.Errorf("line %[2]d: a match expression needs Key, DeepKey or KeyPath with a Condition, Condition AlwaysTrue or AlwaysFalse alone, or All/Any/OnlyOne/None", file, n.Line)
 	}
-	for _, step := range path {
-		if step == "[*]" {
-			return func(v any) ([]any, bool) { return resolve(v, path) }, nil
+	return pathGetter(path), nil
+}
+
+// keyPathSteps splits a KeyPath ("a.b[*].c") into the steps resolve
+// takes ("a", "b", "[*]", "c").
+func keyPathSteps(kp string) ([]string, error) {
+	var path []string
+	for _, part := range strings.Split(kp, ".") {
+		name, wild := strings.CutSuffix(part, "[*]")
+		if name == "" && !wild {
+			return nil, fmt.Errorf("KeyPath %q has an empty segment", kp)
 		}
+		if name != "" {
+			path = append(path, name)
+		}
+		if wild {
+			path = append(path, "[*]")
+		}
+	}
+	return path, nil
+}
+
+// pathGetter resolves path in a value.
+func pathGetter(path []string) getter {
+	if slices.Contains(path, "[*]") {
+		return func(v any) ([]any, bool) { return resolve(v, path) }
 	}
 	// Without a wildcard there is one value at most: walk the path
 	// directly instead of building a slice per step.
@@ -263,7 +278,7 @@ func compileKey(file string, n *yaml.Node, f map[string]*yaml.Node) (getter, err
 			return nil, false
 		}
 		return []any{x}, true
-	}, nil
+	}
 }
 
 func resolveOne(v any, path []string) (any, bool) {

@@ -172,6 +172,43 @@ func TestInlineFilters(t *testing.T) {
 	}
 }
 
+// AlertTitle, Panther's title template, takes the event's values at its
+// {KeyPath} placeholders; the title is the dedup string, as Title's is.
+func TestAlertTitle(t *testing.T) {
+	ev := map[string]any{"eventName": "ConsoleLogin", "n": int64(3), "ok": true, "none": nil,
+		"userIdentity": map[string]any{"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
+		"resources":    []any{map[string]any{"type": "A"}, map[string]any{"type": "B"}},
+	}
+	for tmpl, want := range map[string]string{
+		"{eventName} by {userIdentity.arn}":                   "ConsoleLogin by arn:aws:iam::111122223333:root",
+		"n={n} ok={ok} id={userIdentity}":                     `n=3 ok=true id={"arn":"arn:aws:iam::111122223333:root","type":"Root"}`,
+		"missing [{nope}] [{none}] [{n.deep}]":                "missing [] [] []",
+		"types {resources[*].type}, first {resources.0.type}": `types ["A","B"], first A`,
+		"no placeholders, a { alone":                          "no placeholders, a { alone",
+		"{nope}":                                              "T.Simple", // nothing to say: the default title
+	} {
+		r := detectionRule(t, "  - {Condition: AlwaysTrue}\nAlertTitle: '"+tmpl+"'\n")
+		m := r.Match(ev)
+		if m["p_alert_title"] != want || m["p_dedup_string"] != want {
+			t.Errorf("AlertTitle %q: title %q, dedup %q; want %q", tmpl, m["p_alert_title"], m["p_dedup_string"], want)
+		}
+	}
+	r := detectionRule(t, "  - {Condition: AlwaysTrue}\nAlertTitle: '{userIdentity.arn} {resources[*].type} {p_log_type}'\n")
+	if got := r.FieldsUsed(); strings.Join(got, ",") != "p_log_type,resources,userIdentity" {
+		t.Errorf("FieldsUsed %v, want AlertTitle's placeholders", got)
+	}
+	for title, want := range map[string]string{
+		"AlertTitle: 'a {}'\n":                  "t.yml:6: rule T.Simple: AlertTitle: placeholder {}: KeyPath \"\" has an empty segment",
+		"AlertTitle: '{a..b}'\n":                "t.yml:6: rule T.Simple: AlertTitle: placeholder {a..b}",
+		"Title: eventName\nAlertTitle: '{a}'\n": "t.yml:7: rule T.Simple: AlertTitle: give Title (an expr) or AlertTitle",
+	} {
+		y := "AnalysisType: rule\nRuleID: T.Simple\nLogTypes: [AWS.CloudTrail]\nSeverity: Low\nCondition: 'true'\n" + title
+		if _, err := ParseRule("t.yml", []byte(y)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", title, err, want)
+		}
+	}
+}
+
 // Every condition suggested for a misspelt one is one compileMatch knows.
 func TestSuggestedConditionsExist(t *testing.T) {
 	for _, c := range conditions {
