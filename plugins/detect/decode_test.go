@@ -161,13 +161,14 @@ func withWholeRules(t testing.TB, rules []*Rule) []*Rule {
 // InlineFilters read keys no rule of the pack reads (awsRegion,
 // recipientAccountId), one with an expr Condition and one with a
 // Detection: DecodeAndEvaluate must decode those keys for them. Their
-// AlertTitle reads keys their logic does not.
+// AlertTitle and DynamicSeverities read keys their logic does not.
 func withPantherKeyRules(t testing.TB, rules []*Rule) []*Rule {
 	filters := "InlineFilters:\n  - {Key: awsRegion, Condition: Equals, Value: us-east-1}\n  - {KeyPath: recipientAccountId, Condition: IsNotNullOrEmpty}\n" +
 		"AlertTitle: '{eventName} by {userIdentity.arn} from {sourceIPAddress}'\n"
 	return append(slices.Clip(rules),
 		rule(t, strings.Replace(base, "Test.Rule", "Test.Panther.Condition", 1)+"Condition: eventName != nil\n"+filters),
-		rule(t, strings.Replace(base, "Test.Rule", "Test.Panther.Detection", 1)+"Detection:\n  - {Key: eventSource, Condition: Exists}\n"+filters))
+		rule(t, strings.Replace(base, "Test.Rule", "Test.Panther.Detection", 1)+"Detection:\n  - {Key: eventSource, Condition: Exists}\n"+filters+
+			"DynamicSeverities:\n  - {ChangeTo: HIGH, Conditions: [{Key: errorCode, Condition: IsNotNull}, {Key: eventVersion, Condition: Exists}]}\n"))
 }
 
 // A key only InlineFilters read is decoded for them: the filter holds on

@@ -511,11 +511,17 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	return m
 }
 
-// severityOf is the severity of the rule's match on the event: what
+// severityOf is the severity of the rule's match on the event: that of
+// the first DynamicSeverities entry whose conditions hold, or what
 // DynamicSeverity gives, else Severity. Python rules' severity() returns
 // upper case ("HIGH"), so its result is read case-insensitively; DEFAULT
 // means Severity. err says why DynamicSeverity's result was not used.
 func (r *Rule) severityOf(event map[string]any) (string, error) {
+	for _, c := range r.severityChanges {
+		if c.when(event) {
+			return c.to, nil
+		}
+	}
 	if r.dynSeverity == nil {
 		return r.Severity, nil
 	}

@@ -7,6 +7,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // FieldsUsed lists the top-level event fields a rule reads: the free
@@ -23,7 +25,7 @@ func (r *Rule) FieldsUsed() []string {
 		}
 		ast.Walk(&tree.Node, &identVisitor{found: seen})
 	}
-	for _, list := range r.logicLists() {
+	for _, list := range r.matchLists() {
 		detectionKeys(list, seen)
 	}
 	for _, p := range r.alertTitle {
@@ -88,6 +90,18 @@ func (r *Rule) conditionKeys() (keys map[string]bool, all bool) {
 // matches: Detection and InlineFilters (empty when not given).
 func (r *Rule) logicLists() []*yaml.Node {
 	return []*yaml.Node{&r.Detection, &r.InlineFilters}
+}
+
+// matchLists are all the rule's match-expression lists: logicLists and
+// the Conditions of DynamicSeverities.
+func (r *Rule) matchLists() []*yaml.Node {
+	lists := r.logicLists()
+	for _, entry := range r.DynamicSeverities.Content {
+		if conditions := yamlnode.Value(entry, "Conditions"); conditions != nil {
+			lists = append(lists, conditions)
+		}
+	}
+	return lists
 }
 
 // expressions are the rule's expr sources that are set: Condition, Title,

@@ -64,6 +64,10 @@ type Spec struct {
 	// InlineFilters are match expressions (as Detection's) that must all
 	// hold before the logic runs.
 	InlineFilters yaml.Node `yaml:"InlineFilters"`
+	// DynamicSeverities are {ChangeTo: <Severity>, Conditions: [match
+	// expressions]}: the first whose conditions all hold sets a match's
+	// severity.
+	DynamicSeverities yaml.Node `yaml:"DynamicSeverities"`
 }
 
 // Rule is a compiled rule.
@@ -80,6 +84,7 @@ type Rule struct {
 	alertTitle      titleTemplate // nil: no AlertTitle
 	dedup           *exprs.Program
 	dynSeverity     *exprs.Program
+	severityChanges []severityChange // DynamicSeverities
 	contextNames    []string
 	contextPrograms []*exprs.Program
 }
@@ -131,7 +136,7 @@ func keyLine(doc *yaml.Node, msg string) int {
 // knownKeyList are a rule file's keys, in the order errors list them.
 var knownKeyList = []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
 	"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
-	"Title", "AlertTitle", "Dedup", "AlertContext", "DynamicSeverity", "SummaryAttributes", "Detection", "InlineFilters", "Filename"}
+	"Title", "AlertTitle", "Dedup", "AlertContext", "DynamicSeverity", "DynamicSeverities", "SummaryAttributes", "Detection", "InlineFilters", "Filename"}
 
 var knownKeys = setOf(knownKeyList)
 
@@ -227,9 +232,16 @@ func (r *Rule) compile() error {
 			return fmt.Errorf("Dedup: %w", err)
 		}
 	}
-	if r.DynamicSeverity != "" {
+	switch {
+	case r.DynamicSeverity != "" && r.DynamicSeverities.Kind != 0:
+		return errors.New("DynamicSeverities: give DynamicSeverity (an expr) or DynamicSeverities (Panther's list), not both")
+	case r.DynamicSeverity != "":
 		if r.dynSeverity, err = compileExpr(r.DynamicSeverity); err != nil {
 			return fmt.Errorf("DynamicSeverity: %w", err)
+		}
+	case r.DynamicSeverities.Kind != 0:
+		if r.severityChanges, err = compileSeverityChanges(r.File, &r.DynamicSeverities); err != nil {
+			return fmt.Errorf("DynamicSeverities: %w", err)
 		}
 	}
 	names := make([]string, 0, len(r.AlertContext))

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/caracal-sec/caracal/plugins/suggest"
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Panther's simple detections: a `Detection:` list of match expressions,
@@ -39,6 +40,48 @@ func compileMatchList(file, key string, n *yaml.Node) (predicate, error) {
 		return nil, fmt.Errorf("line %[2]d: %s must be a non-empty list of match expressions", file, n.Line, key)
 	}
 	return compileAll(file, n.Content)
+}
+
+// severityChange is a compiled DynamicSeverities entry: the severity a
+// match takes when the conditions hold.
+type severityChange struct {
+	to   string
+	when predicate
+}
+
+var severityChangeKeys = []string{"ChangeTo", "Conditions"}
+
+// compileSeverityChanges compiles DynamicSeverities, a list of
+// {ChangeTo: <Severity>, Conditions: [match expressions]}.
+func compileSeverityChanges(file string, n *yaml.Node) ([]severityChange, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return nil, fmt.Errorf("line %[2]d: DynamicSeverities must be a non-empty list of {ChangeTo, Conditions}", file, n.Line)
+	}
+	var out []severityChange
+	for _, entry := range n.Content {
+		if entry.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("line %[2]d: a DynamicSeverities entry is a mapping (ChangeTo, Conditions)", file, entry.Line)
+		}
+		for i := 0; i+1 < len(entry.Content); i += 2 {
+			if k := entry.Content[i]; !slices.Contains(severityChangeKeys, k.Value) {
+				return nil, fmt.Errorf("line %[2]d: unknown key %q in a DynamicSeverities entry%[4]s", file, k.Line, k.Value, suggest.Hint(k.Value, severityChangeKeys))
+			}
+		}
+		to, conditions := yamlnode.Value(entry, "ChangeTo"), yamlnode.Value(entry, "Conditions")
+		if to == nil || conditions == nil {
+			return nil, fmt.Errorf("line %[2]d: a DynamicSeverities entry needs ChangeTo (a severity) and Conditions (match expressions)", file, entry.Line)
+		}
+		severity, ok := canonicalSeverity(to.Value)
+		if !ok {
+			return nil, fmt.Errorf("line %[2]d: ChangeTo %q: use one of %s", file, to.Line, to.Value, strings.Join(Severities, ", "))
+		}
+		when, err := compileMatchList(file, "Conditions", conditions)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, severityChange{severity, when})
+	}
+	return out, nil
 }
 
 func compileAll(file string, items []*yaml.Node) (predicate, error) {

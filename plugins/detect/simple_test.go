@@ -209,6 +209,55 @@ func TestAlertTitle(t *testing.T) {
 	}
 }
 
+// DynamicSeverities: the first entry whose Conditions all hold sets the
+// match's severity; when none holds the match keeps Severity.
+func TestDynamicSeverities(t *testing.T) {
+	r := detectionRule(t, `  - {Key: eventName, Condition: Exists}
+DynamicSeverities:
+  - ChangeTo: CRITICAL
+    Conditions:
+      - {KeyPath: userIdentity.type, Condition: Equals, Value: Root}
+      - {Key: errorCode, Condition: DoesNotExist}
+  - ChangeTo: Medium
+    Conditions:
+      - {KeyPath: userIdentity.type, Condition: Equals, Value: Root}
+  - ChangeTo: info
+    Conditions:
+      - {Key: eventName, Condition: StartsWith, Value: Describe}
+`)
+	for _, c := range []struct {
+		name  string
+		event map[string]any
+		want  string
+	}{
+		{"the first entry holds", map[string]any{"eventName": "X", "userIdentity": map[string]any{"type": "Root"}}, "Critical"},
+		{"the second entry holds", map[string]any{"eventName": "X", "userIdentity": map[string]any{"type": "Root"}, "errorCode": "Denied"}, "Medium"},
+		{"the third entry holds", map[string]any{"eventName": "DescribeInstances"}, "Info"},
+		{"no entry holds", map[string]any{"eventName": "X"}, "Low"},
+	} {
+		if got := r.Match(c.event)["p_rule_severity"]; got != c.want {
+			t.Errorf("%s: severity %v, want %s", c.name, got, c.want)
+		}
+	}
+	if got := strings.Join(r.FieldsUsed(), ","); got != "errorCode,eventName,userIdentity" {
+		t.Errorf("FieldsUsed %s, want the Conditions' keys too", got)
+	}
+	for dyn, want := range map[string]string{
+		"DynamicSeverities:\n  - {ChangeTo: Urgent, Conditions: [{Condition: AlwaysTrue}]}\n":                     "t.yml: rule T.Simple: DynamicSeverities: line 7: ChangeTo \"Urgent\": use one of Info, Low",
+		"DynamicSeverities:\n  - {ChangeTo: High, Condition: [{Condition: AlwaysTrue}]}\n":                        "line 7: unknown key \"Condition\" in a DynamicSeverities entry (did you mean Conditions?)",
+		"DynamicSeverities:\n  - {ChangeTo: High}\n":                                                              "line 7: a DynamicSeverities entry needs ChangeTo (a severity) and Conditions",
+		"DynamicSeverities:\n  - {ChangeTo: High, Conditions: []}\n":                                              "line 7: Conditions must be a non-empty list of match expressions",
+		"DynamicSeverities:\n  - ChangeTo: High\n    Conditions:\n      - {Key: a, Condition: Equal, Value: 1}\n": "line 9: unknown Condition \"Equal\"",
+		"DynamicSeverities: []\n": "DynamicSeverities must be a non-empty list",
+		"DynamicSeverity: '\"High\"'\nDynamicSeverities:\n  - {ChangeTo: High, Conditions: [{Condition: AlwaysTrue}]}\n": "t.yml:7: rule T.Simple: DynamicSeverities: give DynamicSeverity (an expr) or DynamicSeverities",
+	} {
+		y := "AnalysisType: rule\nRuleID: T.Simple\nLogTypes: [AWS.CloudTrail]\nSeverity: Low\nCondition: 'true'\n" + dyn
+		if _, err := ParseRule("t.yml", []byte(y)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", dyn, err, want)
+		}
+	}
+}
+
 // Every condition suggested for a misspelt one is one compileMatch knows.
 func TestSuggestedConditionsExist(t *testing.T) {
 	for _, c := range conditions {
