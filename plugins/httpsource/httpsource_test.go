@@ -2,9 +2,6 @@ package httpsource
 
 import (
 	"bytes"
-	stdflate "compress/flate"
-	stdgzip "compress/gzip"
-	stdzlib "compress/zlib"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -33,29 +30,10 @@ import (
 	"time"
 
 	"github.com/caracal-sec/caracal/plugins/inflate"
-	"github.com/klauspost/compress/zstd"
+	"github.com/caracal-sec/caracal/plugins/inflate/inflatetest"
 )
 
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := stdgzip.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func zl(b []byte) []byte {
-	var buf bytes.Buffer
-	w := stdzlib.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func zs(b []byte) []byte {
-	enc, _ := zstd.NewWriter(nil)
-	return enc.EncodeAll(b, nil)
-}
+var gz, zl, zs = inflatetest.Gzip, inflatetest.Zlib, inflatetest.Zstd
 
 func TestSplit(t *testing.T) {
 	for _, tc := range []struct {
@@ -253,11 +231,8 @@ func TestHandlerAnswers(t *testing.T) {
 	}
 
 	// Raw deflate has no magic bytes: its Content-Encoding says what it is.
-	var raw bytes.Buffer
-	fw, _ := stdflate.NewWriter(&raw, stdflate.BestSpeed)
-	fw.Write([]byte(`{"a":1}` + "\n" + `{"a":2}`))
-	fw.Close()
-	code, body, _ = do(t, "POST", base+"/http/okta", raw.Bytes(), map[string]string{"Authorization": "Bearer t0k3n", "Content-Encoding": "deflate"})
+	raw := inflatetest.Deflate([]byte(`{"a":1}` + "\n" + `{"a":2}`))
+	code, body, _ = do(t, "POST", base+"/http/okta", raw, map[string]string{"Authorization": "Bearer t0k3n", "Content-Encoding": "deflate"})
 	if code != 200 {
 		t.Fatalf("raw deflate POST = %d %s", code, body)
 	}

@@ -11,28 +11,11 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/caracal-sec/caracal/plugins/inflate/inflatetest"
 )
 
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := stdgzip.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func zl(b []byte) []byte {
-	var buf bytes.Buffer
-	w := stdzlib.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
-
-func zs(b []byte) []byte {
-	enc, _ := zstd.NewWriter(nil)
-	return enc.EncodeAll(b, nil)
-}
+var gz, zl, zs = inflatetest.Gzip, inflatetest.Zlib, inflatetest.Zstd
 
 func TestDecompress(t *testing.T) {
 	plain := []byte(strings.Repeat(`{"eventName":"ConsoleLogin"}`+"\n", 100))
@@ -151,10 +134,7 @@ func BenchmarkDecompress(b *testing.B) {
 // refused by name, a mislabelled body is read as it is.
 func TestDeclared(t *testing.T) {
 	plain := []byte(`{"eventName":"ConsoleLogin"}` + "\n")
-	var raw bytes.Buffer
-	w, _ := stdflate.NewWriter(&raw, stdflate.BestSpeed)
-	w.Write(plain)
-	w.Close()
+	raw := bytes.NewBuffer(inflatetest.Deflate(plain))
 	binary := []byte{0x8b, 0x05, 0x80, 0xff, 0xfe, 0x00, 0x01}
 	for _, tc := range []struct {
 		name, declared string

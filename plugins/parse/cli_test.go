@@ -2,12 +2,10 @@ package parse
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/caracal-sec/caracal/plugins/inflate/inflatetest"
 )
 
 // Files given to `caracal parse` and `caracal detect` may be kept
@@ -16,27 +14,6 @@ import (
 // zip, bzip2 or xz are refused by name rather than read as text lines.
 func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 	plain := []byte(`{"Records":[{"eventID":"a"},{"eventID":"b"}]}` + "\n")
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(plain); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zst := enc.EncodeAll(plain, nil)
-	var zl bytes.Buffer
-	zlw := zlib.NewWriter(&zl)
-	if _, err := zlw.Write(plain); err != nil {
-		t.Fatal(err)
-	}
-	if err := zlw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	events := func(data []byte) ([]string, error) {
 		var out []string
 		err := ReadEvents(bytes.NewReader(data), func(raw []byte) error {
@@ -49,7 +26,7 @@ func TestReadEventsInflatesCompressedFiles(t *testing.T) {
 	if err != nil || len(want) != 2 {
 		t.Fatalf("plain: %q, %v; want the two records", want, err)
 	}
-	for name, data := range map[string][]byte{"gzip": gz.Bytes(), "zstd": zst, "zlib": zl.Bytes()} {
+	for name, data := range map[string][]byte{"gzip": inflatetest.Gzip(plain), "zstd": inflatetest.Zstd(plain), "zlib": inflatetest.Zlib(plain)} {
 		got, err := events(data)
 		if err != nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
