@@ -328,11 +328,11 @@ func (st *state) emitText(b []byte, f *node, v *native.Value, rec *native.Record
 			}
 		case schema.TypeInt, schema.TypeBigInt, schema.TypeSmallInt:
 			text := trimSpace(v.Text)
-			if canonicalInt(text) { // written as it reads
+			if canonicalInt(text) && len(text) <= f.intDigits { // written as it reads, and in range
 				st.res.Indicators.AddPlain(f.indicators, text, true)
 				return append(b, text...), true, nil
 			}
-			if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+			if n, err := strconv.ParseInt(text, 10, 64); err == nil && f.fits(n) {
 				mark := len(b)
 				b = strconv.AppendInt(b, n, 10)
 				if len(f.indicators) > 0 {
@@ -606,7 +606,7 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
 		len(f.indicators) == 0 && v.Type() == fastjson.TypeNumber:
-		if n, err := v.Int64(); err == nil {
+		if n, err := v.Int64(); err == nil && f.fits(n) {
 			return strconv.AppendInt(b, n, 10), true, nil
 		}
 	case f.typ == schema.TypeTimestamp && v.Type() == fastjson.TypeString:

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,25 @@ type node struct {
 	// onlyKept nodes are not fields, only keys they read.
 	keep     int
 	onlyKept bool
+	// An integer type's range, and how many characters of an integer's
+	// text surely fit it (a sign counts), so that most need no check.
+	lo, hi    int64
+	intDigits int
+}
+
+// fits reports whether v is in the range of the field's integer type.
+func (n *node) fits(v int64) bool { return v >= n.lo && v <= n.hi }
+
+// checkInt refuses an integer outside the field type's range.
+func (n *node) checkInt(v int64) error {
+	if !n.fits(v) {
+		return n.rangeErr(strconv.FormatInt(v, 10))
+	}
+	return nil
+}
+
+func (n *node) rangeErr(text string) error {
+	return fmt.Errorf("%s is out of range for %s (%d to %d)", text, n.typ, n.lo, n.hi)
 }
 
 // Compile prepares a parser for a schema.
@@ -140,6 +160,8 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 	if f.Rename != nil {
 		n.in = f.Rename.From
 	}
+	n.lo, n.hi, _ = schema.IntRange(f.Type)
+	n.intDigits = len(strconv.FormatInt(n.hi, 10)) - 1 // 32767: 4
 	xf, err := compileTransform(f)
 	if err != nil {
 		return nil, fmt.Errorf("field %s: %w", f.Name, err)
@@ -422,7 +444,7 @@ func (st *state) value(f *node, v any, path fieldPath) (any, error) {
 		st.res.Indicators.Add(f.indicators, s)
 		return s, nil
 	case schema.TypeInt, schema.TypeSmallInt, schema.TypeBigInt:
-		n, err := asInt(v)
+		n, err := f.asInt(v)
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %w", path, err)
 		}
@@ -543,31 +565,44 @@ func asString(v any) (string, error) {
 	}
 }
 
-func asInt(v any) (int64, error) {
+// asInt reads an integer for f, refusing one outside its type's range.
+func (f *node) asInt(v any) (int64, error) {
 	switch t := v.(type) {
 	case int64:
-		return t, nil
+		return t, f.checkInt(t)
 	case float64:
-		if t == float64(int64(t)) {
-			return int64(t), nil
-		}
-		return 0, fmt.Errorf("%v is not an integer", t)
+		return f.floatInt(t, strconv.FormatFloat(t, 'g', -1, 64)) // as %v writes it
 	case json.Number:
 		if n, err := t.Int64(); err == nil {
-			return n, nil
+			return n, f.checkInt(n)
 		}
-		if f, err := t.Float64(); err == nil && f == float64(int64(f)) {
-			return int64(f), nil
+		if x, err := t.Float64(); err == nil {
+			return f.floatInt(x, t.String()) // 1e3, or past an int64
 		}
 		return 0, fmt.Errorf("%s is not an integer", t)
 	case string:
-		n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+		s := strings.TrimSpace(t)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, f.rangeErr(s)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("%q is not an integer", t)
 		}
-		return n, nil
+		return n, f.checkInt(n)
 	}
 	return 0, fmt.Errorf("want an integer, got %s", kind(v))
+}
+
+// floatInt is asInt for a number read as a float, written text.
+func (f *node) floatInt(x float64, text string) (int64, error) {
+	switch {
+	case x != math.Trunc(x):
+		return 0, fmt.Errorf("%s is not an integer", text)
+	case x < math.MinInt64 || x >= math.MaxInt64: // past an int64
+		return 0, f.rangeErr(text)
+	}
+	return int64(x), f.checkInt(int64(x))
 }
 
 func asFloat(v any) (float64, error) {

@@ -140,7 +140,7 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 		if err != nil {
 			return nil, false, err
 		}
-		if n, err := strconv.ParseInt(unsafe.String(unsafe.SliceData(text), len(text)), 10, 64); err == nil {
+		if n, err := strconv.ParseInt(unsafe.String(unsafe.SliceData(text), len(text)), 10, 64); err == nil && f.fits(n) {
 			return strconv.AppendInt(b, n, 10), true, nil
 		}
 	case f.typ == schema.TypeTimestamp && c == '"':

@@ -3,7 +3,11 @@
 // interprets it; the lake derives Parquet columns from it.
 package schema
 
-import "gopkg.in/yaml.v3"
+import (
+	"math"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Schema is one log type's schema file.
 type Schema struct {
@@ -81,6 +85,22 @@ const (
 	TypeJSON      = "json"
 	TypeRef       = "ref"
 )
+
+// IntRange is the range of an integer type's values, as Panther sizes
+// them (smallint 16 bits, int 32, bigint 64); ok is false for the other
+// types. The parse stage refuses a value outside it: the lake's column
+// would wrap it.
+func IntRange(typ string) (lo, hi int64, ok bool) {
+	switch typ {
+	case TypeSmallInt:
+		return math.MinInt16, math.MaxInt16, true
+	case TypeInt:
+		return math.MinInt32, math.MaxInt32, true
+	case TypeBigInt:
+		return math.MinInt64, math.MaxInt64, true
+	}
+	return 0, 0, false
+}
 
 // Field is one column of a log type (or the element of an array).
 type Field struct {
