@@ -136,20 +136,7 @@ func Command() *cli.Command {
 			if err := cl.CheckLogTypes(c.StringSlice("log-type")); err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			failed := 0
-			err = Each(cl, c.Args().Slice(), c.StringSlice("log-type"), c.String("source-id"), func(ev map[string]any, f *envelope.ClassificationFailure, name string) error {
-				if f != nil {
-					failed++
-					fmt.Fprintf(os.Stderr, "%s: %s\n", name, Describe(f))
-					return nil
-				}
-				b, err := json.Marshal(ev)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(c.App.Writer, "%s\n", b)
-				return err
-			})
+			failed, err := printEvents(cl, c.Args().Slice(), c.StringSlice("log-type"), c.String("source-id"), c.App.Writer, os.Stderr)
 			if err != nil {
 				return err
 			}
@@ -159,6 +146,28 @@ func Command() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// printEvents writes each normalized event of the files to out as a JSON
+// line, and each failure to errOut; failed counts the failures. An event
+// that cannot be written as JSON is one of them, not the end of the run.
+func printEvents(cl *Classifier, files, logTypes []string, sourceID string, out, errOut io.Writer) (failed int, err error) {
+	err = Each(cl, files, logTypes, sourceID, func(ev map[string]any, f *envelope.ClassificationFailure, name string) error {
+		if f != nil {
+			failed++
+			fmt.Fprintf(errOut, "%s: %s\n", name, Describe(f))
+			return nil
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			failed++
+			fmt.Fprintf(errOut, "%s: the event is not written: %v\n", name, err)
+			return nil
+		}
+		_, err = fmt.Fprintf(out, "%s\n", b)
+		return err
+	})
+	return failed, err
 }
 
 // Each parses every event of the files (stdin when none) and calls fn with

@@ -618,6 +618,11 @@ func asFloat(v any) (float64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("%q is not a number", t)
 		}
+		// ParseFloat reads NaN and Inf(inity), which JSON cannot hold:
+		// the event would fail to encode.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, fmt.Errorf("%q is not a finite number", t)
+		}
 		return f, nil
 	}
 	return 0, fmt.Errorf("want a number, got %s", kind(v))

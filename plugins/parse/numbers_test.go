@@ -1,6 +1,10 @@
 package parse
 
 import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -86,4 +90,44 @@ func TestIntegerRanges(t *testing.T) {
 		{"b", `"99999999999999999999"`, "99999999999999999999", "field b: 99999999999999999999 is out of range for bigint"},
 		{"b", "1e20", "100000000000000000000", "0 is out of range for bigint"},
 	})
+}
+
+// A float is a finite number: strconv reads NaN and Inf(inity), which JSON
+// cannot hold, and an event with one failed to encode (caracal parse
+// stopped there).
+func TestFloatsAreFinite(t *testing.T) {
+	checkNumbers(t, []numberCase{
+		{"f", "1.5", "1.5", ""},
+		{"f", `"-2.5e3"`, "-2.5e3", ""},
+		{"f", `"NaN"`, "NaN", `field f: "NaN" is not a finite number`},
+		{"f", `"nan"`, "nan", `field f: "nan" is not a finite number`},
+		{"f", `"Infinity"`, "Infinity", `field f: "Infinity" is not a finite number`},
+		{"f", `"-Inf"`, "-Inf", `field f: "-Inf" is not a finite number`},
+		{"f", `" +inf "`, " +inf ", `field f: " +inf " is not a finite number`},
+		{"f", `"1e400"`, "1e400", `field f: "1e400" is not a number`},
+	})
+}
+
+// caracal parse reports an event it cannot write as JSON as it reports a
+// failure, and goes on with the next.
+func TestParseCommandGoesOnPastAnEventNotWritten(t *testing.T) {
+	cl := classifierOf(t, numbersSchema)
+	cl.Enrich = func(ev map[string]any) bool {
+		if ev["i"] == int64(2) {
+			ev["bad"] = math.NaN() // what no parse gives any more
+		}
+		return true
+	}
+	file := filepath.Join(t.TempDir(), "events.json")
+	if err := os.WriteFile(file, []byte(`{"i":1}`+"\n"+`{"i":2}`+"\n"+`{"i":3}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	failed, err := printEvents(cl, []string{file}, nil, "cli", &out, &errOut)
+	if err != nil || failed != 1 || strings.Count(out.String(), "\n") != 2 || !strings.Contains(out.String(), `"i":3`) {
+		t.Fatalf("failed %d, %v; out %s", failed, err, out.String())
+	}
+	if want := file + ":2: the event is not written: json: unsupported value: NaN"; !strings.Contains(errOut.String(), want) {
+		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
 }

@@ -77,7 +77,7 @@ func TestTypedJSONMatchesDecodedMap(t *testing.T) {
 
 var replacements = []any{nil, "text", "198.51.100.7", "2026-11-23T21:04:05Z", int64(12), 1.5, int64(1700000000), int64(70000), int64(3000000000),
 	true, []any{}, []any{"a", int64(1)}, map[string]any{}, map[string]any{"x": "y"}, `{"k":"v"}`, `["a"]`, "  42 ",
-	"q\"b\\s/é\n<&>\u2028", []any{nil, "x"}, map[string]any{"x": nil, "y": []any{nil}}}
+	"q\"b\\s/é\n<&>\u2028", "NaN", "-Infinity", []any{nil, "x"}, map[string]any{"x": nil, "y": []any{nil}}}
 
 // dupMarker stands for a key given twice: mutate writes it as the key of
 // the same object it was put in.
@@ -299,7 +299,7 @@ func emitsAsMaps(t testing.TB, c *Classifier, lt string, in []byte, candidates [
 	return true
 }
 
-var lineTokens = []string{"-", "abc", "12", "", "1.5", "70000", "3000000000", "2026-11-23T21:04:05Z", `"a quoted token"`, "[bracketed x]", "198.51.100.7:443"}
+var lineTokens = []string{"-", "abc", "12", "", "1.5", "70000", "3000000000", "NaN", "Inf", "2026-11-23T21:04:05Z", `"a quoted token"`, "[bracketed x]", "198.51.100.7:443"}
 
 // mutateLine returns line with a token replaced, two tokens swapped or the
 // line cut short.
