@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -670,25 +671,61 @@ func TestSamplesClassifyAsTheirLogTypeAmongAll(t *testing.T) {
 	}
 }
 
-// Whole unix seconds are read without a float, to the same time as the
-// float path (seconds times 1e9 as a float64, then to an integer).
-func TestUnixSecondsIsTheFloatPath(t *testing.T) {
-	texts := []string{"0", "1", "0000000001", "1418530010", "2147483648", "4294967295", "4294967296", "9999999999", "99999999999", "-1", "1.5", "1e9", ""}
+// Unix times written in decimal are read exactly: the time is the text's
+// value in nanoseconds, digits below a nanosecond dropped toward zero (a
+// float64 made 1700000000.25 s 1700000000.249999872). Exponents are read
+// as floats; past int64 nanoseconds is an error.
+func TestUnixTimesAreExact(t *testing.T) {
+	texts := []string{"0", "1", "0000000001", "1418530010", "2147483648", "4294967295", "4294967296", "9999999999", "99999999999",
+		"-1", "1.5", "+2", "1700000000.25", "1700000000.123456789", "1700000000.1234567899", "-1700000000.75", ".5", "5.",
+		"1700000000123.456", "1700000000123456.7", "1700000000123456789", "9223372036.854775807", "1e9", "1.7e9", "", ".", "-", "1..2", "1.2.3", "NaN", "Inf", "0x10"}
 	rng := rand.New(rand.NewPCG(7, 8))
 	for range 20000 {
-		texts = append(texts, strconv.FormatInt(rng.Int64N(1<<32), 10))
+		texts = append(texts, strconv.FormatInt(rng.Int64N(1<<32), 10), fmt.Sprintf("%d.%0*d", rng.Int64N(1<<32), 1+rng.IntN(12), rng.Int64N(1e12)))
 	}
-	for _, s := range texts {
-		got, err := parseOne(s, false, "unix")
-		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || math.Abs(f*1e9) > math.MaxInt64 {
-			if err == nil {
-				t.Errorf("%q: %v, want an error", s, got)
+	for format, unit := range map[string]int64{"unix": 1e9, "unix_ms": 1e6, "unix_us": 1e3, "unix_ns": 1} {
+		for _, s := range texts {
+			got, err := parseOne(s, false, format)
+			want, ok := new(big.Rat).SetString(s)
+			if !ok || strings.ContainsAny(s, "eEx") { // the float path's
+				if f, ferr := strconv.ParseFloat(s, 64); ferr == nil && math.Abs(f*float64(unit)) < math.MaxInt64 {
+					if err != nil || !got.Equal(time.Unix(0, int64(f*float64(unit)))) {
+						t.Errorf("%s %q: %v (%v), float path %v", format, s, got, err, time.Unix(0, int64(f*float64(unit))))
+					}
+				} else if err == nil {
+					t.Errorf("%s %q: %v, want an error", format, s, got)
+				}
+				continue
 			}
-			continue
+			ns := new(big.Int).Quo(new(big.Int).Mul(want.Num(), big.NewInt(unit)), want.Denom()) // toward zero
+			if !ns.IsInt64() {
+				if err == nil {
+					t.Errorf("%s %q: %v, want an error", format, s, got)
+				}
+				continue
+			}
+			if err != nil || got.UnixNano() != ns.Int64() {
+				t.Errorf("%s %q: %v (%v), want %v", format, s, got, err, time.Unix(0, ns.Int64()))
+			}
 		}
-		if want := time.Unix(0, int64(f*1e9)); err != nil || !got.Equal(want) {
-			t.Errorf("%q: %v (%v), float path %v", s, got, err, want)
+	}
+}
+
+// A fractional unix time keeps its digits through both paths, from a JSON
+// number, a JSON string and a line's text.
+func TestFractionalUnixTimeEvents(t *testing.T) {
+	for _, tc := range []struct{ schema, lt, in string }{
+		{"schema: Custom.T\nfields:\n  - {name: t, type: timestamp, timeFormat: unix, isEventTime: true}\n", "Custom.T", `{"t":1700000000.25}`},
+		{"schema: Custom.T\nfields:\n  - {name: t, type: timestamp, timeFormat: unix, isEventTime: true}\n", "Custom.T", `{"t":"1700000000.25"}`},
+		{"schema: Custom.T\nparser:\n  csv:\n    columns: [t]\nfields:\n  - {name: t, type: timestamp, timeFormat: unix_ms, isEventTime: true}\n", "Custom.T", `1700000000250.000`},
+	} {
+		c := classifierOf(t, tc.schema)
+		if !emitsAsMaps(t, c, tc.lt, []byte(tc.in), nil, Origin{}) {
+			t.Fatalf("%s: refused", tc.in)
+		}
+		ev, _ := c.Classify([]byte(tc.in), nil, Origin{})
+		if ev["t"] != "2023-11-14T22:13:20.250000000Z" || ev["p_event_time"] != ev["t"] {
+			t.Errorf("%s: t %v, p_event_time %v", tc.in, ev["t"], ev["p_event_time"])
 		}
 	}
 }

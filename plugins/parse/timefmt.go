@@ -64,32 +64,18 @@ func parseOne(s string, isNum bool, format string) (time.Time, error) {
 		}
 		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
 	case "unix", "unix_ms", "unix_us", "unix_ns":
-		if format == "unix" {
-			if sec, ok := unixSeconds(s); ok {
-				return time.Unix(sec, 0), nil
-			}
+		digits := unixDigits(format)
+		if t, ok := unixTime(s, digits); ok {
+			return t, nil
 		}
+		// What else ParseFloat reads (1.7e9) is read as a float.
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("%q is not a %s time", s, format)
 		}
-		scale := 1.0 // unix_ns
-		switch format {
-		case "unix":
-			scale = 1e9
-		case "unix_ms":
-			scale = 1e6
-		case "unix_us":
-			scale = 1e3
-		}
-		ns := f * scale
-		if math.IsNaN(ns) || math.Abs(ns) > math.MaxInt64 {
+		ns := f * math.Pow10(digits)
+		if math.IsNaN(ns) || math.Abs(ns) >= math.MaxInt64 { // 2^63 as a float: not an int64
 			return time.Time{}, fmt.Errorf("%q is out of range for %s", s, format)
-		}
-		if format == "unix_ns" || (format != "unix" && !strings.Contains(s, ".")) {
-			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-				return time.Unix(0, n*int64(scale)), nil
-			}
 		}
 		return time.Unix(0, int64(ns)), nil
 	}
@@ -196,22 +182,68 @@ func strftimeLayout(f string) (string, error) {
 	return b.String(), nil
 }
 
-// unixSeconds reads whole seconds below 2^32 (until 2106), as VPC Flow
-// and most unix times are written, without a float: their nanoseconds are
-// exact in a float64 too, so the result is the float path's
-// (TestUnixSecondsIsTheFloatPath). Parsing the float was 4% of typing a
-// VPC Flow line.
-func unixSeconds(s string) (int64, bool) {
-	if s == "" || len(s) > 10 {
+// unixDigits is how many decimal digits of a second a unix format's unit
+// is.
+func unixDigits(format string) int {
+	switch format {
+	case "unix":
+		return 9
+	case "unix_ms":
+		return 6
+	case "unix_us":
+		return 3
+	}
+	return 0
+}
+
+// unixTime reads a unix time written in decimal (a sign, digits, a point,
+// digits) exactly, in units of 10^-digits seconds: as a float64 times 1e9,
+// 1700000000.25 s was 1700000000.249999872. Digits below a nanosecond are
+// dropped (toward zero, as the float path's conversion does). ok is false
+// for other texts (an exponent) and past what int64 nanoseconds hold
+// (1677 to 2262), which the float path decides.
+func unixTime(s string, digits int) (_ time.Time, ok bool) {
+	neg := len(s) > 0 && s[0] == '-'
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	if whole == "" && frac == "" {
+		return time.Time{}, false
+	}
+	var ns int64 // in the format's units, then in nanoseconds
+	for i := 0; i < len(whole); i++ {
+		if ns, ok = shiftDigit(ns, whole[i]); !ok {
+			return time.Time{}, false
+		}
+	}
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' {
+			return time.Time{}, false
+		}
+		if i < digits {
+			if ns, ok = shiftDigit(ns, frac[i]); !ok {
+				return time.Time{}, false
+			}
+		}
+	}
+	for i := len(frac); i < digits; i++ {
+		if ns, ok = shiftDigit(ns, '0'); !ok {
+			return time.Time{}, false
+		}
+	}
+	if neg {
+		ns = -ns
+	}
+	return time.Unix(0, ns), true
+}
+
+// shiftDigit is n*10 plus the digit c; ok is false when c is not a digit
+// or the result would pass an int64.
+func shiftDigit(n int64, c byte) (_ int64, ok bool) {
+	d := int64(c - '0')
+	if c < '0' || c > '9' || n > (math.MaxInt64-d)/10 {
 		return 0, false
 	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, n < 1<<32
+	return n*10 + d, true
 }
