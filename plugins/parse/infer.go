@@ -16,8 +16,9 @@ import (
 )
 
 // Infer derives a schema from sample JSON events: every field seen, typed by
-// the values seen (timestamps recognised, conflicting types widened to
-// string or json), required only when present in every sample.
+// the values seen (timestamps recognised, integers and fractions widened
+// to float, other conflicting types to string or json), required only
+// when present in every sample.
 func Infer(name string, samples []map[string]any) *schema.Schema {
 	s := &schema.Schema{Schema: name, Description: fmt.Sprintf("Inferred from %d sample events.", len(samples))}
 	s.Fields = inferFields(samples)
@@ -67,6 +68,9 @@ func inferField(name string, vals []any) schema.Field {
 	kinds := map[string]bool{}
 	for _, v := range vals {
 		kinds[valueKind(v)] = true
+	}
+	if kinds[schema.TypeBigInt] && kinds[schema.TypeFloat] {
+		delete(kinds, schema.TypeBigInt) // 1 and 0.5: a float holds both
 	}
 	if len(kinds) != 1 {
 		if kinds["object"] || kinds["array"] {

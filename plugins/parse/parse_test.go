@@ -296,6 +296,41 @@ func TestInferredSchemaParsesItsSamples(t *testing.T) {
 	}
 }
 
+// A field seen with integers and fractions is a float (it was a string,
+// so rules compared text and the lake stored text); with other kinds it
+// is still a string.
+func TestInferWidensIntegersToFloat(t *testing.T) {
+	raw := []string{`{"ratio":0.5,"n":1,"list":[1,2.5],"mixed":1}`, `{"ratio":1,"n":2,"list":[3],"mixed":"x"}`}
+	var samples []map[string]any
+	for _, r := range raw {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r), &m); err != nil {
+			t.Fatal(err)
+		}
+		samples = append(samples, m)
+	}
+	s := Infer("Custom.Numbers", samples)
+	types := map[string]string{}
+	for _, f := range s.Fields {
+		types[f.Name] = f.Type
+		if f.Element != nil {
+			types[f.Name] += " of " + f.Element.Type
+		}
+	}
+	if want := map[string]string{"ratio": "float", "n": "bigint", "list": "array of float", "mixed": "string"}; !reflect.DeepEqual(types, want) {
+		t.Errorf("types %v, want %v", types, want)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range raw {
+		if ev, f := c.Classify([]byte(r), nil, Origin{}); f != nil || ev["ratio"] == nil {
+			t.Errorf("%s: %v %v", r, ev, f)
+		}
+	}
+}
+
 // A lone timestamp field is the event time even when its name does not
 // say so; with two, neither named as one, none is guessed.
 func TestInferredEventTime(t *testing.T) {
