@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,6 +87,7 @@ func LoadDir(dir string) ([]*Schema, error) {
 var (
 	schemaKeys = yamlnode.Keys(Schema{})
 	fieldKeys  = yamlnode.Keys(Field{})
+	parserKeys = yamlnode.Keys(Parser{})
 )
 
 // types are the field types, in the order errors list them.
@@ -103,7 +105,44 @@ func (s *Schema) Validate() error {
 	for k := range s.Extra {
 		return fmt.Errorf("unknown key %q%s", k, suggest.Hint(k, schemaKeys))
 	}
+	if s.Parser != nil {
+		if err := s.Parser.check(); err != nil {
+			return atLine(s.Parser.Line, err)
+		}
+	}
 	return validateFields(s, s.Fields, "")
+}
+
+// check refuses a parser block that does not name exactly one parser:
+// with two, one would silently win.
+func (p *Parser) check() error {
+	for k := range p.Extra {
+		if k == "script" {
+			return errors.New("parser: script (Starlark) is not supported: use native, csv, fastmatch or regex")
+		}
+		return fmt.Errorf("parser: unknown parser %q%s", k, suggest.Hint(k, parserKeys))
+	}
+	var set []string
+	for _, c := range []struct {
+		name string
+		set  bool
+	}{{"native", p.Native != nil}, {"csv", p.CSV != nil}, {"fastmatch", p.FastMatch != nil}, {"regex", p.Regex != nil}} {
+		if c.set {
+			set = append(set, c.name)
+		}
+	}
+	if len(set) > 1 {
+		return fmt.Errorf("parser: %s are given, a schema has exactly one parser", strings.Join(set, " and "))
+	}
+	return nil
+}
+
+// atLine prefixes err with the line it is about, when known.
+func atLine(line int, err error) error {
+	if line > 0 {
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
 }
 
 func validateFields(s *Schema, fields []Field, prefix string) error {

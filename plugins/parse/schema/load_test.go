@@ -31,3 +31,20 @@ func TestLoadDirNamesAMissingDirectory(t *testing.T) {
 		t.Fatalf("LoadDir of a missing directory: %v", err)
 	}
 }
+
+// A parser block names exactly one parser: with two, one won silently.
+func TestOneParser(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"schema: X\nparser:\n  csv: {columns: [a]}\n  regex: {match: ['(?P<a>.*)']}\nfields: [{name: a, type: string}]":                               `x.yml: line 3: parser: csv and regex are given, a schema has exactly one parser`,
+		"schema: X\nparser:\n  native: {name: x}\n  fastmatch: {match: ['%{a}']}\n  regex: {match: ['(?P<a>.*)']}\nfields: [{name: a, type: string}]": `parser: native and fastmatch and regex are given`,
+		"schema: X\nparser:\n  cvs: {columns: [a]}\nfields: [{name: a, type: string}]":                                                                `line 3: parser: unknown parser "cvs" (did you mean csv?)`,
+		"schema: X\nparser:\n  script: {function: f}\nfields: [{name: a, type: string}]":                                                              `parser: script (Starlark) is not supported`,
+	} {
+		if _, err := Parse("x.yml", []byte(yaml)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", yaml, err, want)
+		}
+	}
+	if _, err := Parse("x.yml", []byte("schema: X\nparser:\n  csv: {columns: [a]}\nfields: [{name: a, type: string}]")); err != nil {
+		t.Errorf("one parser: %v", err)
+	}
+}

@@ -30,6 +30,19 @@ type Parser struct {
 	CSV       *CSVParser       `yaml:"csv,omitempty" json:"csv,omitempty"`
 	FastMatch *FastMatchParser `yaml:"fastmatch,omitempty" json:"fastmatch,omitempty"`
 	Regex     *RegexParser     `yaml:"regex,omitempty" json:"regex,omitempty"`
+
+	Extra map[string]any `yaml:",inline" json:"-"` // unknown keys: a typo, reported
+	Line  int            `yaml:"-" json:"-"`       // in the schema file, for errors
+}
+
+// UnmarshalYAML decodes a parser and notes its line.
+func (p *Parser) UnmarshalYAML(n *yaml.Node) error {
+	type plain Parser // without this method
+	if err := n.Decode((*plain)(p)); err != nil {
+		return err
+	}
+	p.Line = n.Line
+	return nil
 }
 
 // NativeParser names a parser written in Go (for formats a schema alone
