@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -308,6 +309,39 @@ const (
 	TableSystemErrors = "system_errors"
 	TableDeliveries   = "alert_deliveries"
 )
+
+// systemTables are the lake tables that are not log types.
+var systemTables = []string{TableFailures, TableRuleMatches, TableRuleErrors, TableAlerts, TableSystemErrors, TableDeliveries}
+
+// ValidTableName reports whether the lake writes a table of that name:
+// lowercase ASCII letters, digits and underscores. A table is a directory
+// of the lake's object keys: nothing else (a '/', "..") gets into one.
+func ValidTableName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckLogType refuses a log type name the lake has no table for: one
+// whose table (TableName) is not a ValidTableName, or is one of the
+// lake's own tables. Such a schema's events would all be refused when
+// written, so it is refused where it is loaded.
+func CheckLogType(logType string) error {
+	table := TableName(logType)
+	if !ValidTableName(table) {
+		return fmt.Errorf("log type name %q: use only ASCII letters, digits, '_' and '.' (it names the lake table %q)", logType, table)
+	}
+	if slices.Contains(systemTables, table) {
+		return fmt.Errorf("log type name %q: its lake table %q is one of Caracal's own tables", logType, table)
+	}
+	return nil
+}
 
 // ClassificationFailure is the JSON value written to caracal.classification_failures:
 // what arrived, from where, and why no log type accepted it. Never dropped.

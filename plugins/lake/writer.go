@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -102,8 +101,6 @@ func (t *Tables) all() []*Table {
 	}
 	return out
 }
-
-var tableNameRe = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // For picks the table for a record and shapes its row; a nil table (and no
 // error) means the record is a control record with no place in the lake.
@@ -439,7 +436,7 @@ func (b *Batch) place(r *Record, tab *Table, hour time.Time, err error, row rowE
 	k := fileKey{table: tab.Name, hour: hour, topic: r.Topic, partition: r.Partition, claim: r.Turn.Claim()}
 	f := b.files[k]
 	if f == nil {
-		if !tableNameRe.MatchString(tab.Name) {
+		if !envelope.ValidTableName(tab.Name) {
 			return b.fail(r, fmt.Errorf("table name %q", tab.Name))
 		}
 		f = newOpenFile(tab, k, b.w.rowGroupRows())

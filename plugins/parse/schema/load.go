@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/suggest"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
@@ -71,12 +72,15 @@ func LoadDir(dir string) ([]*Schema, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	seen := map[string]string{}
+	seen := map[string]*Schema{} // by lake table: each log type has its own
 	for _, s := range out {
-		if prev, dup := seen[s.Schema]; dup {
-			return nil, fmt.Errorf("schema %s defined twice: %s and %s", s.Schema, prev, s.File)
+		table := envelope.TableName(s.Schema)
+		if prev, dup := seen[table]; dup && prev.Schema == s.Schema {
+			return nil, fmt.Errorf("schema %s defined twice: %s and %s", s.Schema, prev.File, s.File)
+		} else if dup {
+			return nil, fmt.Errorf("schemas %s (%s) and %s (%s) would share the lake table %s: rename one", prev.Schema, prev.File, s.Schema, s.File, table)
 		}
-		seen[s.Schema] = s.File
+		seen[table] = s
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Schema < out[j].Schema })
 	return out, nil
@@ -98,6 +102,9 @@ var types = []string{TypeString, TypeInt, TypeSmallInt, TypeBigInt, TypeFloat, T
 func (s *Schema) Validate() error {
 	if s.Schema == "" {
 		return errors.New("missing `schema` (the log type name, e.g. Custom.MyApp)")
+	}
+	if err := envelope.CheckLogType(s.Schema); err != nil {
+		return atLine(s.Line, err)
 	}
 	if len(s.Fields) == 0 {
 		return errors.New("missing `fields`")

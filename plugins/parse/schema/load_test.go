@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,5 +48,38 @@ func TestOneParser(t *testing.T) {
 	}
 	if _, err := Parse("x.yml", []byte("schema: X\nparser:\n  csv: {columns: [a]}\nfields: [{name: a, type: string}]")); err != nil {
 		t.Errorf("one parser: %v", err)
+	}
+}
+
+// A log type's name makes its lake table's (envelope.TableName), so it is
+// what the lake accepts: a name the lake refused was loaded and linted,
+// and its every event failed at write time.
+func TestLogTypeNames(t *testing.T) {
+	for name, want := range map[string]string{
+		"Custom.My-App":      `x.yml: line 2: log type name "Custom.My-App": use only ASCII letters, digits, '_' and '.' (it names the lake table "custom_my-app")`,
+		"Custom.Foo/../../x": `log type name "Custom.Foo/../../x": use only ASCII letters`,
+		"Custom.Café":        `use only ASCII letters`,
+		"'Custom.My App'":    `use only ASCII letters`,
+		"Alerts":             `log type name "Alerts": its lake table "alerts" is one of Caracal's own tables`,
+		"Custom.My_App2":     ``,
+	} {
+		_, err := Parse("x.yml", []byte("# a log type\nschema: "+name+"\nfields: [{name: a, type: string}]"))
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: error %v, want %q", name, err, want)
+		}
+	}
+}
+
+// Two log types whose names differ only where the table name does not
+// (case, '.' or '_') would write one lake table.
+func TestLoadDirRefusesASharedTable(t *testing.T) {
+	dir := t.TempDir()
+	for file, name := range map[string]string{"a.yml": "Custom.My_App", "b.yml": "custom.my.app"} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte("schema: "+name+"\nfields: [{name: a, type: string}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "would share the lake table custom_my_app") {
+		t.Fatalf("LoadDir: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
 // Schema is one log type's schema file.
@@ -21,6 +23,19 @@ type Schema struct {
 	Tests        []Test             `yaml:"tests,omitempty" json:"tests,omitempty"`
 	File         string             `yaml:"-" json:"-"`       // where it was loaded from
 	Extra        map[string]any     `yaml:",inline" json:"-"` // unknown keys, reported by lint
+	Line         int                `yaml:"-" json:"-"`       // of the schema key, for errors
+}
+
+// UnmarshalYAML decodes a schema and notes the line of its name.
+func (s *Schema) UnmarshalYAML(n *yaml.Node) error {
+	type plain Schema // without this method
+	if err := n.Decode((*plain)(s)); err != nil {
+		return err
+	}
+	if v := yamlnode.Value(n, "schema"); v != nil {
+		s.Line = v.Line
+	}
+	return nil
 }
 
 // Parser selects how raw bytes become a record. Exactly one is set; none
