@@ -556,8 +556,9 @@ func writeSchemaSamples(t *testing.T) (string, map[string][]map[string]any) {
 			if tc.Fails {
 				continue
 			}
-			_ = parse.ReadStream(strings.NewReader(tc.Input), func(raw, header []byte) error {
-				ev, f := c.Classify(raw, []string{s.Schema}, parse.Origin{Header: header, Offset: int64(len(in))})
+			_ = parse.ReadStream(strings.NewReader(tc.Input), func(raw []byte, o parse.Origin) error {
+				o.Offset = int64(len(in))
+				ev, f := c.Classify(raw, []string{s.Schema}, o)
 				if f != nil {
 					t.Fatalf("%s: %s", s.Schema, parse.Describe(f))
 				}

@@ -251,8 +251,8 @@ func TestEncodeJSONMatchesReference(t *testing.T) {
 				continue
 			}
 			// The events as the process stage writes them.
-			_ = parse.ReadStream(strings.NewReader(tc.Input), func(raw, header []byte) error {
-				ev, f := c.ClassifyJSON(raw, []string{s.Schema}, parse.Origin{Header: header})
+			_ = parse.ReadStream(strings.NewReader(tc.Input), func(raw []byte, o parse.Origin) error {
+				ev, f := c.ClassifyJSON(raw, []string{s.Schema}, o)
 				if f != nil || ev == nil {
 					return nil
 				}

@@ -84,6 +84,19 @@ type Origin struct {
 	// Header is the stream's header line the sender sent before this
 	// event (CSV with hasHeader, VPC Flow custom formats), if any.
 	Header []byte
+	// FirstLine is the first line of the stream the event came in, when
+	// known (the CLI reads whole files). A CSV schema with hasHeader and
+	// no columns takes its header from it when there is no Header: a CSV
+	// header has no mark ('#') that tells it from an event.
+	FirstLine []byte
+}
+
+// header is the header line p reads the event with (Parser.ParseLine).
+func (p *Parser) header(o Origin) []byte {
+	if len(o.Header) == 0 && p.firstLineHeader {
+		return o.FirstLine
+	}
+	return o.Header
 }
 
 // Classify normalizes raw as the first of candidates that accepts it (all
@@ -93,7 +106,7 @@ type Origin struct {
 func (c *Classifier) Classify(raw []byte, candidates []string, o Origin) (map[string]any, *envelope.ClassificationFailure) {
 	var ev map[string]any
 	fail := c.first(raw, candidates, o, func(p *Parser, keys *keySearch) error {
-		res, err := p.parse(raw, o.Header, keys)
+		res, err := p.parse(raw, p.header(o), keys)
 		if err == nil {
 			ev = c.standardize(p, res, o)
 		}
@@ -124,7 +137,7 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 		// to the map path, which reports errors in the fields' order.
 		if !p.emits || err != nil && p.derived != nil && !errors.Is(err, errSkip) {
 			var res *Result
-			if res, err = p.parse(raw, o.Header, keys); err == nil {
+			if res, err = p.parse(raw, p.header(o), keys); err == nil {
 				b, err = envelope.EncodeEvent(c.standardize(p, res, o))
 			}
 		}

@@ -19,20 +19,23 @@ import (
 )
 
 // ReadStream is ReadEvents for a stream that may open with a header line
-// (native.IsHeader), which is passed along with every event after it, as
-// the HTTP source does.
-func ReadStream(r io.Reader, fn func(raw, header []byte) error) error {
-	var header []byte
+// (native.IsHeader), which is passed along with every event after it
+// (Origin.Header), as the HTTP source does. Any other first line is an
+// event, and is passed along as Origin.FirstLine, for CSV schemas whose
+// header has no mark.
+func ReadStream(r io.Reader, fn func(raw []byte, o Origin) error) error {
+	var o Origin
 	first := true
 	return ReadEvents(r, func(raw []byte) error {
 		if first {
 			first = false
 			if native.IsHeader(raw) {
-				header = raw
+				o.Header = raw
 				return nil
 			}
+			o.FirstLine = raw
 		}
-		return fn(raw, header)
+		return fn(raw, o)
 	})
 }
 
@@ -187,8 +190,8 @@ func Each(cl *Classifier, files, logTypes []string, sourceID string, fn func(ev 
 			r = f
 		}
 		line := 0
-		err := ReadStream(r, func(raw, header []byte) error {
-			o := Origin{SourceID: sourceID, SourceLabel: sourceID, ReceivedAt: time.Now(), Offset: int64(line), Header: header}
+		err := ReadStream(r, func(raw []byte, o Origin) error {
+			o.SourceID, o.SourceLabel, o.ReceivedAt, o.Offset = sourceID, sourceID, time.Now(), int64(line)
 			line++
 			ev, fail := cl.Classify(raw, logTypes, o)
 			if ev == nil && fail == nil {

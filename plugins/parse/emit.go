@@ -96,7 +96,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 		rec := getRecord()
 		defer putRecord(rec)
 		rec.Borrow() // written out below, while raw is ours
-		if err := p.read(rec, raw, o.Header); err != nil {
+		if err := p.read(rec, raw, p.header(o)); err != nil {
 			return nil, err
 		}
 		var err error

@@ -30,6 +30,9 @@ type Parser struct {
 	keyHashes []uint64 // keyHash of each required key
 	missing   []error  // the pre-check's answer for each required key
 	read      reader   // nil for JSON
+	// firstLineHeader: CSV with hasHeader and no columns, whose header is
+	// the stream's first line when no header came with the event.
+	firstLineHeader bool
 	// derives is set when a field's value comes from elsewhere in the
 	// event (copy, concat, split): those read the decoded map, so the map
 	// path decodes the whole event first. A rename only changes the key a
@@ -98,6 +101,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
 	}
 	p.read = read
+	p.firstLineHeader = s.Parser != nil && s.Parser.CSV != nil && s.Parser.CSV.HasHeader && len(s.Parser.CSV.Columns) == 0
 	for _, f := range s.Fields {
 		n, err := compileField(s, f, 0)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -109,6 +110,9 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 	}
 	tv := newTextValues(c.EmptyValues, c.TrimSpace)
 	split := newCSVSplitter(delim, c.TrimSpace).split
+	// The columns of the last header seen: the lines of a stream share
+	// one, and splitting it again cost a copy of it for every line.
+	var last atomic.Pointer[csvHeader]
 	return func(m *native.Record, line, header []byte) error {
 		if c.SkipPrefix != "" && bytes.HasPrefix(line, []byte(c.SkipPrefix)) {
 			return errSkip
@@ -119,8 +123,16 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 		}
 		cols := c.Columns
 		if c.HasHeader && len(header) > 0 {
-			if cols, err = split(header); err != nil {
-				return fmt.Errorf("csv header: %w", err)
+			h := last.Load()
+			if h == nil || h.text != string(header) {
+				if h, err = newCSVHeader(header, split); err != nil {
+					return err
+				}
+				last.Store(h)
+			}
+			cols = h.cols
+			if bytes.Equal(line, header) {
+				return errSkip // the header itself ('#' and all)
 			}
 		}
 		if c.HasHeader && sameStrings(rec, cols) {
@@ -137,6 +149,25 @@ func newCSVReader(c *schema.CSVParser) (reader, error) {
 		}
 		return nil
 	}, nil
+}
+
+// csvHeader is a CSV header line and the columns it names.
+type csvHeader struct {
+	text string
+	cols []string
+}
+
+// newCSVHeader splits a header line into its columns. A header marked
+// with '#' (#time,ip,msg) names its first column without the mark.
+func newCSVHeader(header []byte, split func([]byte) ([]string, error)) (*csvHeader, error) {
+	cols, err := split(header)
+	if err != nil {
+		return nil, fmt.Errorf("csv header: %w", err)
+	}
+	if header[0] == '#' && len(cols) > 0 {
+		cols[0] = strings.TrimSpace(strings.TrimPrefix(cols[0], "#"))
+	}
+	return &csvHeader{text: string(header), cols: cols}, nil
 }
 
 // csvSplitter splits lines as encoding/csv reads them (LazyQuotes, any

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -100,6 +102,67 @@ fields:
 		t.Fatalf("the header line itself: %v, want errSkip", err)
 	}
 	parseFails(t, p, "5,x", "no header line")
+	// A '#' header names its first column without the mark.
+	got = parseOK(t, p, "5,x", "#b,a")
+	if got["a"] != "x" || got["b"] != int64(5) {
+		t.Fatalf("'#' header: %v", got)
+	}
+	got = parseOK(t, p, "x,5", "# a,b")
+	if got["a"] != "x" || got["b"] != int64(5) {
+		t.Fatalf("'# ' header: %v", got)
+	}
+}
+
+const csvHeaderSchema = `
+schema: Custom.CSVHeader
+parser:
+  csv:
+    hasHeader: true
+fields:
+  - {name: time, type: timestamp, timeFormat: unix, isEventTime: true, required: true}
+  - {name: ip, type: string, indicators: [ip]}
+  - {name: msg, type: string}
+`
+
+// A CSV header without a '#' is the file's first line: caracal parse,
+// detect and schemas test take a CSV schema's columns from it (with
+// hasHeader and no columns), where every line failed with "no header line
+// arrived"; a '#' header still comes as Origin.Header, its mark dropped.
+// The header is not an event, and other log types still read the first
+// line as one.
+func TestCSVHeaderIsTheFirstLine(t *testing.T) {
+	c := classifierOf(t, csvHeaderSchema)
+	for _, header := range []string{"time,ip,msg", "msg,time,ip", "#time,ip,msg"} {
+		var lines []string
+		for _, row := range [][3]string{{"1700000000", "192.0.2.1", "hello"}, {"1700000001", "192.0.2.2", "bye"}} {
+			vals := map[string]string{"time": row[0], "ip": row[1], "msg": row[2]}
+			var cols []string
+			for _, col := range strings.Split(strings.TrimPrefix(header, "#"), ",") {
+				cols = append(cols, vals[col])
+			}
+			lines = append(lines, strings.Join(cols, ","))
+		}
+		file := filepath.Join(t.TempDir(), "events.csv")
+		if err := os.WriteFile(file, []byte(header+"\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		failed, err := printEvents(c, []string{file}, []string{"Custom.CSVHeader"}, "cli", &out, &errOut)
+		if err != nil || failed != 0 || strings.Count(out.String(), "\n") != 2 {
+			t.Fatalf("%s: failed %d, %v: %s%s", header, failed, err, out.String(), errOut.String())
+		}
+		if !strings.Contains(out.String(), `"msg":"bye"`) || !strings.Contains(out.String(), `"p_any_ip_addresses":["192.0.2.2"]`) {
+			t.Errorf("%s: %s", header, out.String())
+		}
+		// Both paths agree, on the header line and on an event.
+		o := Origin{FirstLine: []byte(header)}
+		if strings.HasPrefix(header, "#") {
+			o = Origin{Header: []byte(header)}
+		}
+		for _, in := range append([]string{header}, lines...) {
+			emitsAsMaps(t, c, "Custom.CSVHeader", []byte(in), nil, o)
+		}
+	}
 }
 
 func TestFastMatchParser(t *testing.T) {

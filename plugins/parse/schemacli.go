@@ -26,8 +26,8 @@ func TestSchema(s *schema.Schema) []string {
 	for _, t := range s.Tests {
 		var got []map[string]any
 		failed := ""
-		_ = ReadStream(strings.NewReader(t.Input), func(raw, header []byte) error {
-			ev, f := c.Classify(raw, []string{s.Schema}, Origin{Header: header})
+		_ = ReadStream(strings.NewReader(t.Input), func(raw []byte, o Origin) error {
+			ev, f := c.Classify(raw, []string{s.Schema}, o)
 			if ev == nil && f == nil {
 				return nil // a header or skipped line
 			}
