@@ -382,11 +382,15 @@ func TestCSVDelimiterRefused(t *testing.T) {
 // BenchmarkCustomReaders types a line of each custom line parser, by the
 // schemas of the tests above.
 func BenchmarkCustomReaders(b *testing.B) {
-	for _, tc := range []struct{ name, schema, line string }{
-		{"csv", csvSchema, `1700000000;alice;192.0.2.1;42`},
-		{"csv-quoted", csvSchema, `1700000000;"alice; the admin";192.0.2.1;42`},
-		{"fastmatch", accessSchema, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`},
-		{"regex", syslogSchema, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`},
+	for _, tc := range []struct {
+		name, schema, line string
+		o                  Origin
+	}{
+		{"csv", csvSchema, `1700000000;alice;192.0.2.1;42`, Origin{}},
+		{"csv-quoted", csvSchema, `1700000000;"alice; the admin";192.0.2.1;42`, Origin{}},
+		{"csv-header", csvHeaderSchema, `192.0.2.1,1700000000,hello`, Origin{Header: []byte("#ip,time,msg")}},
+		{"fastmatch", accessSchema, `192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326`, Origin{}},
+		{"regex", syslogSchema, `web1 sshd[4242]: Failed password for invalid user root from 203.0.113.5`, Origin{}},
 	} {
 		c := classifierOf(b, tc.schema)
 		lt, raw := c.order[0], []byte(tc.line)
@@ -394,7 +398,7 @@ func BenchmarkCustomReaders(b *testing.B) {
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, f := c.ClassifyJSON(raw, []string{lt}, Origin{}); f != nil {
+				if _, f := c.ClassifyJSON(raw, []string{lt}, tc.o); f != nil {
 					b.Fatal(Describe(f))
 				}
 			}
