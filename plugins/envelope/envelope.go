@@ -49,6 +49,11 @@ const (
 	// MetaHeader carries the header line of a text stream (a VPC Flow
 	// custom format, a CSV header, W3C #Fields) on each of its lines.
 	MetaHeader = "caracal_header"
+	// MetaFirstLine carries the first line of a text stream, for a source
+	// whose log types include a CSV schema with hasHeader and no columns:
+	// a CSV header has no mark that tells it from a record, so that
+	// schema takes its header from it (the line is also an event).
+	MetaFirstLine = "caracal_first_line"
 )
 
 // Metadata set by stages to route a message: the caracal_kafka output uses

@@ -2,6 +2,8 @@ package httpsource
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -68,4 +70,44 @@ func BenchmarkEventMessages(b *testing.B) {
 		eventMessages(req)
 	}
 	b.ReportMetric(float64(b.N*len(req.Events))/b.Elapsed().Seconds(), "events/s")
+}
+
+// A source whose log types include a CSV schema taking its header from
+// the first line sends that line with every event of a text body; other
+// sources, and JSON bodies, do not.
+func TestFirstLineTravelsForCSVHeaderSources(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hosts.yml"), []byte(`schema: Custom.Hosts
+parser:
+  csv:
+    delimiter: ","
+    hasHeader: true
+fields:
+  - {name: host, type: string}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	named := &Source{ID: "hosts", Path: "hosts", LogTypes: []string{"Custom.Hosts"}, Auth: Auth{Type: AuthNone}}
+	all := &Source{ID: "all", Path: "all", Auth: Auth{Type: AuthNone}}
+	other := &Source{ID: "alb", Path: "alb", LogTypes: []string{"AWS.ALB"}, Auth: Auth{Type: AuthNone}}
+	markFirstLineSources([]*Source{named, all, other}, dir)
+	if !named.FirstLine || !all.FirstLine || other.FirstLine {
+		t.Fatalf("FirstLine: named %v, all log types %v, other %v; want true, true, false", named.FirstLine, all.FirstLine, other.FirstLine)
+	}
+	srv, got := server(t, nil, named, other)
+	base := "http://" + srv.Addr()
+	for _, tc := range []struct{ path, body, first string }{
+		{"/http/hosts", "host,ip\nweb1,10.0.0.1\n", "host,ip"},
+		{"/http/hosts", `{"host":"web1"}` + "\n" + `{"host":"web2"}`, ""},
+		{"/http/alb", "host,ip\nweb1,10.0.0.1\n", ""},
+	} {
+		if code, body, _ := do(t, "POST", base+tc.path, []byte(tc.body), nil); code != 200 {
+			t.Fatalf("%s: %d %s", tc.path, code, body)
+		}
+		r := <-got
+		meta, _ := eventMessages(r)[1].MetaGet(envelope.MetaFirstLine)
+		if len(r.Events) != 2 || meta != tc.first {
+			t.Errorf("%s %q: %d events, first line %q; want 2 and %q", tc.path, tc.body, len(r.Events), meta, tc.first)
+		}
+	}
 }

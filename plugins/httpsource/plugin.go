@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/kafka"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -45,7 +47,7 @@ func inputSpec() *service.ConfigSpec {
 				service.NewStringField("label").Description("Human name, recorded as p_source_label.").Default(""),
 				service.NewStringField("path").Description("The source's URL is /http/<path>.").Example("okta"),
 				service.NewStringListField("log_types").
-					Description("Log types to classify this source's events among; empty tries all known types.").
+					Description("Log types to classify this source's events among; empty tries all known types. When one is a CSV schema with hasHeader: true and no columns, a text body's first line (its CSV header) travels with each of its events, and that schema names its columns from it.").
 					Default([]string{}).Example([]string{"AWS.CloudTrail"}),
 				service.NewObjectField("auth",
 					service.NewStringEnumField("type", AuthSharedSecret, AuthHMAC, AuthBearer, AuthBasic, AuthNone).
@@ -129,7 +131,24 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		}
 		in.sources = append(in.sources, src)
 	}
+	markFirstLineSources(in.sources, settings.From(res).SchemasDir)
 	return in, nil
+}
+
+// markFirstLineSources sets FirstLine on the sources whose log types (all
+// of them for a source that names none) include a CSV schema taking its
+// header from the first line. Schemas that do not load are the process
+// stage's to report; here they only count as none.
+func markFirstLineSources(sources []*Source, schemasDir string) {
+	schemas, _ := schema.LoadDir(schemasDir)
+	for _, s := range schemas {
+		if !s.HeaderFromFirstLine() {
+			continue
+		}
+		for _, src := range sources {
+			src.FirstLine = src.FirstLine || len(src.LogTypes) == 0 || slices.Contains(src.LogTypes, s.Schema)
+		}
+	}
 }
 
 func parseSource(c *service.ParsedConfig) (*Source, error) {
@@ -307,6 +326,9 @@ func eventMessages(req *Request) service.MessageBatch {
 	meta.MetaSetMut(envelope.MetaKey, req.ID)
 	if len(req.Header) > 0 {
 		meta.MetaSetMut(envelope.MetaHeader, string(req.Header))
+	}
+	if len(req.FirstLine) > 0 {
+		meta.MetaSetMut(envelope.MetaFirstLine, string(req.FirstLine))
 	}
 	batch := make(service.MessageBatch, len(req.Events))
 	for i, ev := range req.Events {

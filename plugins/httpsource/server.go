@@ -34,6 +34,7 @@ type Request struct {
 	Source     *Source
 	Events     [][]byte
 	Header     []byte // the stream's header line, if it had one
+	FirstLine  []byte // its first line, for a source with Source.FirstLine
 	ReceivedAt time.Time
 	System     *envelope.Alert
 	done       chan error
@@ -515,6 +516,9 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		return rawBytes, plainBytes, nEvents
 	}
 	req := &Request{ID: reqID, Source: src, Events: events, Header: header, ReceivedAt: time.Now().UTC(), done: make(chan error, 1), release: release}
+	if src.FirstLine && header == nil && len(events) > 1 && events[0][0] != '{' && events[0][0] != '<' {
+		req.FirstLine = events[0]
+	}
 	timer := time.NewTimer(s.timeout)
 	defer timer.Stop()
 	select {

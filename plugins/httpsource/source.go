@@ -54,6 +54,10 @@ type Source struct {
 	// SilentFor raises a SYSTEM_ERROR alert when nothing arrived for this
 	// long (0 disables).
 	SilentFor time.Duration
+	// FirstLine: a text body's first line travels with its events
+	// (envelope.MetaFirstLine), as one of the source's log types takes its
+	// CSV header from it.
+	FirstLine bool
 }
 
 // bucket is a token bucket: rate tokens a second, at most burst.

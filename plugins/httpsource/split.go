@@ -316,6 +316,12 @@ func (sp *splitter) lines(b []byte) ([][]byte, error) {
 // header alone stays an event, so the request is not empty.
 func SplitHeader(events [][]byte) (header []byte, rest [][]byte) {
 	if len(events) > 1 && events[0][0] != '{' && events[0][0] != '<' && native.IsHeader(events[0]) {
+		if events[0][0] == '#' {
+			// It may be a comment, not a header: it stays an event too, so
+			// that it is not lost (a schema skips it, or it is kept as a
+			// classification failure).
+			return events[0], events
+		}
 		return events[0], events[1:]
 	}
 	return nil, events

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/parse/schema"
 )
 
 func TestFilter(t *testing.T) {
@@ -105,5 +107,57 @@ func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
 	want := []string{"demo:GetObject", "elsewhere:ConsoleLogin", envelope.TopicFailures}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("handed on %v, want %v (the demo login filtered out)", got, want)
+	}
+}
+
+// Over HTTP, a CSV schema with hasHeader and no columns gets its header from
+// the request's first line, which the input sends along with every event
+// (envelope.MetaFirstLine): the header line itself is no event, the rows are
+// named by it, and the metadata is not carried on.
+func TestProcessorReadsCSVHeaderFromFirstLine(t *testing.T) {
+	s, err := schema.Parse("hosts.yml", []byte(`schema: Custom.Hosts
+parser:
+  csv:
+    delimiter: ","
+    hasHeader: true
+fields:
+  - {name: host, type: string}
+  - {name: ip, type: string, indicators: [ip]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := service.MockResources()
+	p := &processor{c: c, skipped: res.Metrics().NewCounter("skipped"), filtered: res.Metrics().NewCounter("filtered", "source")}
+	var batch service.MessageBatch
+	for i, line := range []string{"host,ip", "web1,10.0.0.1", "web2,10.0.0.2"} {
+		m := service.NewMessage([]byte(line))
+		m.MetaSetMut(envelope.MetaSourceID, "hosts")
+		m.MetaSetMut(envelope.MetaFirstLine, "host,ip")
+		m.MetaSetMut(envelope.MetaKafkaOffset, int64(i))
+		batch = append(batch, m)
+	}
+	out, err := p.ProcessBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range out[0] {
+		if _, ok := m.MetaGet(envelope.MetaFirstLine); ok {
+			t.Error("the first line went on with the event")
+		}
+		ev, err := m.AsStructured()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := ev.(map[string]any)
+		got = append(got, fmt.Sprint(e["p_log_type"], " ", e["host"], " ", e["ip"]))
+	}
+	if want := []string{"Custom.Hosts web1 10.0.0.1", "Custom.Hosts web2 10.0.0.2"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }

@@ -101,7 +101,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 		return nil, fmt.Errorf("schema %s: %w", s.Schema, err)
 	}
 	p.read = read
-	p.firstLineHeader = s.Parser != nil && s.Parser.CSV != nil && s.Parser.CSV.HasHeader && len(s.Parser.CSV.Columns) == 0
+	p.firstLineHeader = s.HeaderFromFirstLine()
 	for _, f := range s.Fields {
 		n, err := compileField(s, f, 0)
 		if err != nil {

@@ -121,13 +121,16 @@ func originOf(m *service.Message) Origin {
 	if s, ok := m.MetaGet(envelope.MetaHeader); ok && s != "" {
 		o.Header = []byte(s)
 	}
+	if s, ok := m.MetaGet(envelope.MetaFirstLine); ok && s != "" {
+		o.FirstLine = []byte(s)
+	}
 	return o
 }
 
 // rawMetadata is the metadata of a caracal.raw record that the event or
 // its failure carries on.
 var rawMetadata = []string{envelope.MetaSourceID, envelope.MetaSourceLabel, envelope.MetaLogTypes, envelope.MetaReceivedAt, envelope.MetaRequestID,
-	envelope.MetaHeader, envelope.MetaKafkaPartition, envelope.MetaKafkaOffset}
+	envelope.MetaHeader, envelope.MetaFirstLine, envelope.MetaKafkaPartition, envelope.MetaKafkaOffset}
 
 func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch) ([]service.MessageBatch, error) {
 	out := make(service.MessageBatch, 0, len(batch))

@@ -38,6 +38,12 @@ func (s *Schema) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// HeaderFromFirstLine reports whether the schema reads its columns from
+// its stream's first line: CSV with hasHeader and no columns.
+func (s *Schema) HeaderFromFirstLine() bool {
+	return s.Parser != nil && s.Parser.CSV != nil && s.Parser.CSV.HasHeader && len(s.Parser.CSV.Columns) == 0
+}
+
 // Parser selects how raw bytes become a record. Exactly one is set; none
 // means JSON.
 type Parser struct {
