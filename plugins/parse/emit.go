@@ -614,8 +614,12 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 			return nb, true, nil
 		}
 	case f.typ == schema.TypeJSON && (v.Type() != fastjson.TypeString || !f.embedded):
+		mark := len(b)
 		if b, err = envelope.AppendValue(b, v); err != nil {
 			return nil, false, fmt.Errorf("invalid JSON: %w", err)
+		}
+		if f.json != nil && f.json.mayHold(b[mark:]) {
+			st.res.Indicators.addFastJSON(f.json, f.name, v)
 		}
 		return b, true, nil
 	case f.typ == schema.TypeBoolean && v.Type() == fastjson.TypeTrue:

@@ -66,6 +66,7 @@ type node struct {
 	eventTime  bool
 	embedded   bool
 	indicators []string
+	json       *jsonKinds // a json field's indicators, found within it
 	xf         *transform // how the value is derived from the input, and checked
 	// keep, from 1, is the place in state.kept of the value a top-level
 	// node's key holds in a JSON event, for derived fields to read;
@@ -163,6 +164,9 @@ func compileField(s *schema.Schema, f schema.Field, depth int) (*node, error) {
 	}
 	if f.Rename != nil {
 		n.in = f.Rename.From
+	}
+	if f.Type == schema.TypeJSON {
+		n.json = newJSONKinds(f.Indicators)
 	}
 	n.lo, n.hi, _ = schema.IntRange(f.Type)
 	n.intDigits = len(strconv.FormatInt(n.hi, 10)) - 1 // 32767: 4
@@ -479,6 +483,9 @@ func (st *state) value(f *node, v any, path fieldPath) (any, error) {
 			if err := json.Unmarshal([]byte(s), &inner); err == nil {
 				v = inner
 			}
+		}
+		if f.json != nil {
+			st.res.Indicators.addJSON(f.json, f.name, v)
 		}
 		return envelope.PlainNumbers(v), nil
 	case schema.TypeObject, schema.TypeRef:

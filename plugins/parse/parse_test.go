@@ -375,6 +375,10 @@ func FuzzClassify(f *testing.F) {
 	}
 	one, _ := os.ReadFile("../../testdata/cloudtrail/root_console_login.json")
 	f.Add(one)
+	// Indicators within json fields, one behind an escape.
+	f.Add([]byte(`{"eventVersion":"1.08","eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-1",` +
+		`"requestParameters":{"a":{"arn":"arn:aws:iam::210987654321:instance-profile/web"},"ownerAccountId":"444455556666","x":"\u0061rn:aws:s3:::b"},` +
+		`"responseElements":{"items":[{"instanceId":"i-0123456789abcdef0"}]},"eventID":"x","eventType":"AwsApiCall","recipientAccountId":"111122223333"}`))
 	// Every schema test input, one line at a time: the line formats' and
 	// the JSON types' own samples.
 	schemas, err := schema.LoadDir("../../schemas")
@@ -762,5 +766,45 @@ func TestFractionalUnixTimeEvents(t *testing.T) {
 		if ev["t"] != "2023-11-14T22:13:20.250000000Z" || ev["p_event_time"] != ev["t"] {
 			t.Errorf("%s: t %v, p_event_time %v", tc.in, ev["t"], ev["p_event_time"])
 		}
+	}
+}
+
+// A json field's indicators are looked for within it, as Panther's
+// CloudTrail parser took ARNs, account ids and instance ids from anywhere
+// in the event: both paths (the map and the emitted JSON) find the same.
+func TestIndicatorsWithinJSONFields(t *testing.T) {
+	c := classifier(t)
+	raw := []byte(`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/ci/x","accountId":"111122223333"},` +
+		`"eventTime":"2026-11-23T21:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23",` +
+		`"requestParameters":{"iamInstanceProfile":{"arn":"arn:aws:iam::210987654321:instance-profile/web"},"ownerAccountId":"444455556666","note":"123456789012",` +
+		`"userName":"not-an-indicator-here","text":"launch i-0aaaaaaaaaaaaaaaa now"},` +
+		`"responseElements":{"instancesSet":{"items":[{"instanceId":"i-0123456789abcdef0"}]}},"eventID":"x","eventType":"AwsApiCall","recipientAccountId":"111122223333"}`)
+	want := map[string]string{
+		"p_any_aws_account_ids":  "[111122223333 210987654321 444455556666]", // not the note's 12 digits
+		"p_any_aws_arns":         "[arn:aws:iam::210987654321:instance-profile/web arn:aws:sts::111122223333:assumed-role/ci/x]",
+		"p_any_aws_instance_ids": "[i-0123456789abcdef0]", // a whole value only
+	}
+	ev, fail := c.Classify(raw, []string{"AWS.CloudTrail"}, Origin{})
+	if fail != nil {
+		t.Fatal(Describe(fail))
+	}
+	n, fail := c.ClassifyJSON(raw, []string{"AWS.CloudTrail"}, Origin{})
+	if fail != nil {
+		t.Fatal(Describe(fail))
+	}
+	emitted, err := envelope.DecodeEvent(n.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, w := range want {
+		if got := fmt.Sprint(ev[field]); got != w {
+			t.Errorf("map path: %s = %s, want %s", field, got, w)
+		}
+		if got := fmt.Sprint(emitted[field]); got != w {
+			t.Errorf("emit path: %s = %s, want %s", field, got, w)
+		}
+	}
+	if _, ok := ev["p_any_usernames"]; ok {
+		t.Error("a shapeless kind was looked for within a json field")
 	}
 }

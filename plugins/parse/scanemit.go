@@ -152,8 +152,18 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 			return nb, true, nil
 		}
 	case f.typ == schema.TypeJSON && (c != '"' || !f.embedded):
+		mark := len(b)
 		if b, err = s.AppendValue(b, depth+scanMargin); err != nil {
 			return nil, false, err
+		}
+		if f.json != nil && f.json.mayHold(b[mark:]) {
+			// Read again, only for a value that may hold indicators.
+			end := s.Pos()
+			s.Seek(start)
+			if err := st.res.Indicators.scanJSON(f.json, f.name, s, depth+scanMargin); err != nil {
+				return nil, false, err
+			}
+			s.Seek(end)
 		}
 		return b, true, nil
 	case f.typ == schema.TypeBoolean && c == 't':
