@@ -2,8 +2,6 @@ package httpsource
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,17 +74,7 @@ func BenchmarkEventMessages(b *testing.B) {
 // the first line sends that line with every event of a text body; other
 // sources, and JSON bodies, do not.
 func TestFirstLineTravelsForCSVHeaderSources(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hosts.yml"), []byte(`schema: Custom.Hosts
-parser:
-  csv:
-    delimiter: ","
-    hasHeader: true
-fields:
-  - {name: host, type: string}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := "../../testdata/csv" // Custom.Hosts
 	named := &Source{ID: "hosts", Path: "hosts", LogTypes: []string{"Custom.Hosts"}, Auth: Auth{Type: AuthNone}}
 	all := &Source{ID: "all", Path: "all", Auth: Auth{Type: AuthNone}}
 	other := &Source{ID: "alb", Path: "alb", LogTypes: []string{"AWS.ALB"}, Auth: Auth{Type: AuthNone}}

@@ -70,12 +70,8 @@ func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
 		m.MetaSetMut(envelope.MetaKafkaOffset, int64(7))
 		batch = append(batch, m)
 	}
-	out, err := p.ProcessBatch(context.Background(), batch)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, m := range out[0] {
+	for _, m := range process(t, p, batch) {
 		topic, _ := m.MetaGet(envelope.MetaTopic)
 		key, _ := m.MetaGet(envelope.MetaKey)
 		// Only what the processor sets: the raw record's metadata is in the
@@ -115,15 +111,7 @@ func TestProcessorFiltersAndHandsOnJSON(t *testing.T) {
 // (envelope.MetaFirstLine): the header line itself is no event, the rows are
 // named by it, and the metadata is not carried on.
 func TestProcessorReadsCSVHeaderFromFirstLine(t *testing.T) {
-	s, err := schema.Parse("hosts.yml", []byte(`schema: Custom.Hosts
-parser:
-  csv:
-    delimiter: ","
-    hasHeader: true
-fields:
-  - {name: host, type: string}
-  - {name: ip, type: string, indicators: [ip]}
-`))
+	s, err := schema.Load("../../testdata/csv/hosts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +129,8 @@ fields:
 		m.MetaSetMut(envelope.MetaKafkaOffset, int64(i))
 		batch = append(batch, m)
 	}
-	out, err := p.ProcessBatch(context.Background(), batch)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, m := range out[0] {
+	for _, m := range process(t, p, batch) {
 		if _, ok := m.MetaGet(envelope.MetaFirstLine); ok {
 			t.Error("the first line went on with the event")
 		}
@@ -160,4 +144,14 @@ fields:
 	if want := []string{"Custom.Hosts web1 10.0.0.1", "Custom.Hosts web2 10.0.0.2"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events %q, want %q", got, want)
 	}
+}
+
+// process runs the processor over a batch and returns what it hands on.
+func process(t *testing.T, p *processor, batch service.MessageBatch) service.MessageBatch {
+	t.Helper()
+	out, err := p.ProcessBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
 }
