@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -599,6 +600,49 @@ func TestRunStartsWithoutARemoteLookupTable(t *testing.T) {
 	waitAlertTitled(t, hook, "Lookup table remote_bad_ips could not be loaded")
 	if err := p.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// While `caracal run` waits for its broker at start, the ingest address
+// answers as the HTTP input does when the broker is out of reach (503
+// with Retry-After, /readyz 503) and /healthz says the process is alive;
+// before, the port was closed.
+func TestIngestAnswersWhileWaitingForTheBroker(t *testing.T) {
+	away, err := systest.FreeAddr() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := launch(t, "caracal", systest.Options{DataDir: t.TempDir(), Args: []string{"--stages", "ingest"},
+		Env: []string{"CARACAL_BROKERS=" + away}})
+	base := "http://" + p.HTTPAddr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("/healthz = %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) || p.Exited() {
+			t.Fatalf("the ingest address never answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := http.Post(base+"/http/demo", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"source":"demo"`) {
+		t.Errorf("POST while waiting = %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 503 {
+		t.Errorf("/readyz while waiting = %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
 

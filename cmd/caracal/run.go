@@ -60,6 +60,9 @@ func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 		}
 		out = append(out, p)
 		rt.stages = append(rt.stages, s)
+		if s == "ingest" {
+			rt.ingestPipeline = p
+		}
 	}
 	return append(out, fs.Args()...), nil
 }
@@ -74,9 +77,12 @@ func mainSchema() *service.ConfigSchema {
 
 // runtime holds what `caracal run` starts besides the streams.
 type runtime struct {
-	stages   []string // those `caracal run` runs
-	embedded *kafka.Embedded
-	stop     context.CancelFunc // ends the hanging-transaction watch
+	stages []string // those `caracal run` runs
+	// ingestPipeline is the ingest stage's file, when it runs: its
+	// address is answered while the broker is awaited (waiting.go).
+	ingestPipeline string
+	embedded       *kafka.Embedded
+	stop           context.CancelFunc // ends the hanging-transaction watch
 }
 
 // onConfigParse resolves the `caracal:` section once the root config is
@@ -125,13 +131,25 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	defer cancel()
 	topics := kafka.DefaultTopics(s.Partitions, s.Retention)
 	var warned time.Time
-	if err := kafka.EnsureTopicsWaiting(ctx, s.Brokers, s.ReplicationFactor, topics, func(err error) {
+	var waiting *waitingListener
+	err := kafka.EnsureTopicsWaiting(ctx, s.Brokers, s.ReplicationFactor, topics, func(err error) {
+		if waiting == nil && rt.ingestPipeline != "" {
+			var lerr error
+			if waiting, lerr = listenWhileWaiting(rt.ingestPipeline); lerr != nil {
+				log.Warnf("Could not answer on the ingest address while waiting for the broker: %v", lerr)
+				rt.ingestPipeline = "" // tried once
+			} else {
+				log.Infof("Answering 503 (Retry-After) on the ingest address until the broker is reachable")
+			}
+		}
 		if time.Since(warned) < 10*time.Second {
 			return // a refused connection fails at once: say it every 10 s
 		}
 		warned = time.Now()
 		log.Warnf("Waiting for the broker at %s (caracal.brokers, CARACAL_BROKERS) to create Caracal's topics: %v", strings.Join(s.Brokers, ","), err)
-	}); err != nil {
+	})
+	waiting.close() // the HTTP input listens there next
+	if err != nil {
 		return fmt.Errorf("no broker at %s answered in 2 minutes (is it running and reachable? caracal.brokers or CARACAL_BROKERS names it; empty runs the embedded one): %w", strings.Join(s.Brokers, ","), err)
 	}
 	if small, err := kafka.SmallRecordTopics(ctx, s.Brokers, topics); err != nil {
