@@ -342,6 +342,10 @@ func checkSearchAndReplay(t *testing.T, lakeDir, eventID string) {
 			t.Errorf("caracal search %s %s did not find event %s:\n%s", indicator[0], indicator[1], eventID, out)
 		}
 	}
+	// The event's alert, stored now, is found by the indicators of its events.
+	if out := run("search", "--lake", lakeDir, "--ip", "198.51.100.23", "--since", "1d", "--tables", "alerts"); !strings.Contains(out, `"p_table":"alerts"`) || !strings.Contains(out, eventID) {
+		t.Errorf("caracal search did not find the alert of event %s:\n%s", eventID, out)
+	}
 	if out := run("search", "--lake", lakeDir, "--ip", "192.0.2.254", "--since", "2026-11-23"); strings.TrimSpace(out) != "" {
 		t.Errorf("search for an absent IP printed rows:\n%s", out)
 	}

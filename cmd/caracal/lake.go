@@ -131,7 +131,7 @@ func searchCommand() *cli.Command {
 	)
 	return &cli.Command{
 		Name:  "search",
-		Usage: "Find the events and rule matches that mention an indicator, across every lake table",
+		Usage: "Find the events, rule matches and alerts that mention an indicator, across every lake table",
 		Description: "Searches the p_any_* indicator columns of every table in the time range. Files outside the range are " +
 			"skipped by their hour partition and row groups by their bloom filters, so only candidate row groups are read. " +
 			"The value is looked for as log parsing records it: hashes, domains, emails and MAC addresses in lower case, " +

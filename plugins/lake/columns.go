@@ -183,14 +183,20 @@ func MatchesTable(name string) *Table {
 	return t
 }
 
-// AlertsTable holds alerts (or system errors), with Panther's webhook names.
+// AlertsTable holds alerts (or system errors), with Panther's webhook
+// names, and the indicators of the events they carry (alertRow), by which
+// `caracal search` finds them.
 func AlertsTable(name string) *Table {
-	t, _ := NewTable(name, []schema.Field{
+	fields := []schema.Field{
 		str("id"), str("alertId"), ts("createdAt"), ts("updatedAt"), str("severity"), str("type"),
 		str("link"), str("title"), str("name"), str("description"), str("runbook"), strList("tags"),
 		str("version"), js("alertContext"), str("dedupString"), {Name: "eventCount", Type: schema.TypeBigInt},
 		strList("logTypes"), js("events"), js("reports"), strList("outputIds"),
-	}, "createdAt", nil)
+	}
+	for _, f := range envelope.IndicatorFields {
+		fields = append(fields, strList(f))
+	}
+	t, _ := NewTable(name, fields, "createdAt", nil)
 	return t
 }
 

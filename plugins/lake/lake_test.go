@@ -98,6 +98,10 @@ func TestWriteReadBackWithPyarrow(t *testing.T) {
 	in = append(in, recs(envelope.TopicAlerts, 0, 3, map[string]any{
 		"id": "R", "alertId": "x1", "createdAt": "2026-11-24T00:11:00Z", "updatedAt": "2026-11-24T00:11:00Z",
 		"type": "SYSTEM_ERROR", "tags": []any{}, "eventCount": int64(1), "alertContext": map[string]any{},
+	}, map[string]any{
+		"id": "AWS.CloudTrail.RootConsoleLogin", "alertId": "a1", "createdAt": "2026-11-24T00:12:00Z", "updatedAt": "2026-11-24T00:12:00Z",
+		"type": "RULE", "tags": []any{}, "eventCount": int64(2), "alertContext": map[string]any{},
+		"events": []any{event("a", 21), map[string]any{"eventID": "d", "p_any_ip_addresses": []any{"192.0.2.9", "10.0.0.1"}}},
 	})...)
 	if err := w.Write(context.Background(), in); err != nil {
 		t.Fatal(err)
@@ -142,6 +146,11 @@ func TestWriteReadBackWithPyarrow(t *testing.T) {
 	}
 	if s := laketest.ReadTable(t, filepath.Join(dir, "system_errors")); len(s) != 1 || s[0]["alertId"] != "x1" {
 		t.Errorf("system errors: %v", s)
+	}
+	// An alert carries the indicators of its events, each once, by which
+	// search finds it.
+	if al := laketest.ReadTable(t, filepath.Join(dir, "alerts")); len(al) != 1 || fmt.Sprint(al[0]["p_any_ip_addresses"]) != "[10.0.0.1 192.0.2.9 198.51.100.23]" {
+		t.Errorf("alerts: %v", al)
 	}
 	checkTypes(t, filepath.Join(dir, "aws_cloudtrail"))
 }

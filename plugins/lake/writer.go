@@ -130,7 +130,7 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 		if v["type"] == envelope.TypeSystemError {
 			tab = t.sysErrs
 		}
-		return tab, v, nil
+		return tab, alertRow(v), nil
 	case envelope.TopicDeliveries:
 		return t.delivery, v, nil
 	}
@@ -143,6 +143,41 @@ func (t *Tables) logTable(logType string) (*Table, error) {
 		return tab, nil
 	}
 	return nil, fmt.Errorf("event of log type %q has no schema", logType)
+}
+
+// alertRow is an alert with the indicators of the events it carries, each
+// value once, so that an alert is found by what its events mention.
+func alertRow(v map[string]any) map[string]any {
+	events, _ := v["events"].([]any)
+	if len(events) == 0 {
+		return v
+	}
+	row := maps.Clone(v)
+	for _, f := range envelope.IndicatorFields {
+		var vals []string
+		for _, e := range events {
+			ev, _ := e.(map[string]any)
+			list, _ := ev[f].([]any)
+			for _, x := range list {
+				if s, ok := x.(string); ok && !slices.Contains(vals, s) {
+					vals = append(vals, s)
+				}
+			}
+		}
+		if len(vals) > 0 {
+			slices.Sort(vals)
+			row[f] = toAny(vals)
+		}
+	}
+	return row
+}
+
+func toAny(vals []string) []any {
+	out := make([]any, len(vals))
+	for i, s := range vals {
+		out[i] = s
+	}
+	return out
 }
 
 // matchRow keeps p_* fields as columns and nests the rest as "event".
