@@ -346,3 +346,23 @@ func TestRunawayRuleIsARuleError(t *testing.T) {
 		}
 	}
 }
+
+// A match always encodes: an alert context of NaN or ±Inf (expr's 0.0 / 0,
+// 1.0 / 0), even nested, is written as text; json.Marshal refused it, and
+// the detect stage failed the whole batch's matches with it. The event's
+// own values are not changed.
+func TestMatchWithNonFiniteContextEncodes(t *testing.T) {
+	r := rule(t, base+`Condition: eventName == "X"
+AlertContext: {ratio: '1.0 / 0', nan: '0.0 / 0', nested: '{"a": [1, -1.0 / 0]}', user: user}
+`)
+	user := map[string]any{"name": "root"}
+	m := r.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "eventName": "X", "user": user})
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatalf("match does not encode: %v", err)
+	}
+	ctx := m[envelope.FieldAlertContext].(map[string]any)
+	if ctx["ratio"] != "+Inf" || ctx["nan"] != "NaN" || fmt.Sprint(ctx["nested"]) != "map[a:[1 -Inf]]" || !strings.Contains(string(b), `"name":"root"`) {
+		t.Errorf("context %v", ctx)
+	}
+}

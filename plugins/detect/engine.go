@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -489,6 +491,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		if err != nil {
 			v = "error: " + err.Error()
 		}
+		v, _ = jsonable(v)
 		ctx[name] = v
 		bound += envelope.JSONSizeAtMost(v)
 	}
@@ -621,4 +624,55 @@ func (r *Rule) record(event map[string]any) map[string]any {
 	}
 	m[envelope.FieldRuleOutputs] = outputs
 	return m
+}
+
+// jsonable is v with what JSON cannot hold written as text: NaN and ±Inf
+// (expr's 0.0 / 0 and 1.0 / 0) and values of kinds json.Marshal refuses.
+// A match must always encode: one that does not failed its whole batch in
+// the detect stage. changed says a new value was made; maps and lists are
+// copied only then (they may be the event's own).
+func jsonable(v any) (_ any, changed bool) {
+	switch t := v.(type) {
+	case nil, bool, string, json.Number, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, []string:
+		return v, false
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return strconv.FormatFloat(t, 'g', -1, 64), true
+		}
+		return v, false
+	case float32:
+		return jsonable(float64(t))
+	case map[string]any:
+		var out map[string]any
+		for k, x := range t {
+			if y, ch := jsonable(x); ch {
+				if out == nil {
+					out = maps.Clone(t)
+				}
+				out[k] = y
+			}
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	case []any:
+		var out []any
+		for i, x := range t {
+			if y, ch := jsonable(x); ch {
+				if out == nil {
+					out = slices.Clone(t)
+				}
+				out[i] = y
+			}
+		}
+		if out == nil {
+			return v, false
+		}
+		return out, true
+	}
+	if _, err := json.Marshal(v); err != nil {
+		return fmt.Sprint(v), true
+	}
+	return v, false
 }

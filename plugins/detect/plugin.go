@@ -155,7 +155,12 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		for _, match := range matches {
 			b, err := json.Marshal(match)
 			if err != nil {
-				return nil, err
+				// Not expected (Match makes its context encodable), but one
+				// match must not fail its batch's others: keep it, saying why.
+				match[envelope.FieldAlertContext] = map[string]any{"error": "not encodable: " + err.Error()}
+				if b, err = json.Marshal(match); err != nil {
+					return nil, err
+				}
 			}
 			msg := m.Copy()
 			msg.SetBytes(b)
