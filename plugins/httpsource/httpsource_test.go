@@ -652,3 +652,20 @@ func BenchmarkSplitJSONArray(b *testing.B) {
 		}
 	}
 }
+
+// A body past the event limit is refused without the list of its events:
+// deciding that it reads to its end as the array it opened as (and is not
+// text lines) keeps none of them. Decoding each of 2M values took
+// allocations by the million and seconds.
+func TestTooManyEventsKeepsNoList(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"numbers": []byte("[" + strings.Repeat("1,", 2_000_000) + "1]"),
+		"objects": []byte("[" + strings.Repeat("{},", 2_000_000) + "{}]"),
+	} {
+		var err error
+		allocs := testing.AllocsPerRun(1, func() { _, err = SplitAtMost(body, 1000) })
+		if !errors.Is(err, ErrTooManyEvents) || allocs > 10*1000 { // the first 1,000 values read, not 2M
+			t.Errorf("%s: %v with %.0f allocations, want ErrTooManyEvents with few", name, err, allocs)
+		}
+	}
+}
