@@ -39,7 +39,7 @@ func listenWhileWaiting(pipeline string) (*waitingListener, error) {
 		}
 		t := yamlnode.Value(conf, "tls")
 		if v := yamlnode.Value(t, "enabled"); v != nil {
-			tlsOn = v.Value == "true"
+			_ = v.Decode(&tlsOn) // true, True, yes... as Benthos reads it
 		}
 		if v := yamlnode.Value(t, "cert_file"); v != nil {
 			certFile = v.Value

@@ -618,7 +618,7 @@ func (st *state) emitValue(b []byte, f *node, v *fastjson.Value, path fieldPath)
 		if b, err = envelope.AppendValue(b, v); err != nil {
 			return nil, false, fmt.Errorf("invalid JSON: %w", err)
 		}
-		if f.json != nil && f.json.mayHold(b[mark:]) {
+		if f.json != nil && f.json.mayHold(b[mark:], f.name) {
 			st.res.Indicators.addFastJSON(f.json, f.name, v)
 		}
 		return b, true, nil

@@ -49,11 +49,13 @@ func newJSONKinds(kinds []string) *jsonKinds {
 	return k
 }
 
-// mayHold reports whether a value written as raw JSON may hold an
+// mayHold reports whether a value (of the named field) written as raw JSON may hold an
 // indicator: most CloudTrail parameters hold none, and are not walked.
 // An escaped character (\u...) may hide any text, so such a value is.
-func (k *jsonKinds) mayHold(raw []byte) bool {
+func (k *jsonKinds) mayHold(raw []byte, field string) bool {
 	switch {
+	case k.account && namesAccount(field): // its own strings are under it
+		return true
 	case !k.arnOnly || bytes.Contains(raw, []byte(`\u`)):
 		return true
 	case len(k.shaped) > 0 && bytes.Contains(raw, []byte("arn:")):

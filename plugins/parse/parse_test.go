@@ -808,3 +808,28 @@ func TestIndicatorsWithinJSONFields(t *testing.T) {
 		t.Error("a shapeless kind was looked for within a json field")
 	}
 }
+
+// A json field whose own name names an account takes an account id that is
+// its whole value, on both paths (the emit path's pre-check missed it).
+func TestAccountIDAsAJSONFieldsValue(t *testing.T) {
+	s, err := schema.Parse("x.yml", []byte("schema: Custom.Owner\nfields:\n  - {name: name, type: string, required: true}\n  - {name: ownerAccountId, type: json, indicators: [aws_arn, aws_account_id]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClassifier([]*schema.Schema{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"name":"x","ownerAccountId":"123456789012"}`)
+	ev, fail := c.Classify(raw, nil, Origin{})
+	n, nfail := c.ClassifyJSON(raw, nil, Origin{})
+	if fail != nil || nfail != nil {
+		t.Fatal(Describe(fail), Describe(nfail))
+	}
+	emitted, _ := envelope.DecodeEvent(n.JSON)
+	for path, e := range map[string]map[string]any{"map": ev, "emit": emitted} {
+		if fmt.Sprint(e["p_any_aws_account_ids"]) != "[123456789012]" {
+			t.Errorf("%s path: p_any_aws_account_ids = %v", path, e["p_any_aws_account_ids"])
+		}
+	}
+}

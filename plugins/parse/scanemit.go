@@ -156,7 +156,7 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 		if b, err = s.AppendValue(b, depth+scanMargin); err != nil {
 			return nil, false, err
 		}
-		if f.json != nil && f.json.mayHold(b[mark:]) {
+		if f.json != nil && f.json.mayHold(b[mark:], f.name) {
 			// Read again, only for a value that may hold indicators.
 			end := s.Pos()
 			s.Seek(start)
