@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -27,6 +28,9 @@ const (
 	MaxNodes = 5000      // a program's size
 	MaxSteps = 1_000_000 // loop iterations per evaluation
 	MaxBytes = 64 << 20  // bytes of strings built per evaluation
+	// MaxTime bounds an evaluation that builds or loops: a step may be
+	// dear (indexOf over a large string), so steps alone do not bound it.
+	MaxTime = time.Second
 )
 
 // ErrBudget is the error of an evaluation that went past MaxSteps or MaxBytes.
@@ -43,22 +47,40 @@ type Program struct {
 // value of the evaluation they can see.
 const budgetKey = "\x00caracal_budget"
 
-type budget struct{ steps, bytes int }
+type budget struct {
+	steps, bytes int
+	start        time.Time
+}
+
+// overtime is the budget error of an evaluation past MaxTime.
+func (b *budget) overtime() error {
+	if time.Since(b.start) > MaxTime {
+		return fmt.Errorf("%w: ran for more than %s", ErrBudget, MaxTime)
+	}
+	return nil
+}
 
 // charged names the functions Compile calls in place of the builtins that
 // build strings; step wraps each loop body and add each +.
-var charged = map[string]string{"repeat": "_repeat", "replace": "_replace", "join": "_join", "toJSON": "_toJSON"}
+var charged = map[string]string{"repeat": "_repeat", "replace": "_replace", "join": "_join", "toJSON": "_toJSON",
+	"string": "_string", "split": "_split"}
+
+// heavyOperators take time in proportion to their strings; in a budgeted
+// program they are ticked (_tick), as the other builtins are.
+var heavyOperators = map[string]bool{"contains": true, "startsWith": true, "endsWith": true, "matches": true, "in": true}
 
 // internal are the functions Compile adds, which users do not call.
-var internal = []string{"_step", "_add", "_repeat", "_replace", "_join", "_toJSON"}
+var internal = []string{"_step", "_add", "_repeat", "_replace", "_join", "_toJSON", "_string", "_split", "_tick", "_env"}
 
 // Compile compiles src with the budget's patch and functions, and checks
 // that it calls only builtins and functions (see CheckCalls).
 func Compile(src string, functions []string, opts ...expr.Option) (*Program, error) {
-	p := &patch{}
-	opts = append(opts, expr.MaxNodes(MaxNodes), expr.Patch(p),
+	p := &patch{ours: map[*ast.IdentifierNode]bool{}, member: map[*ast.IdentifierNode]bool{}}
+	opts = append(opts, expr.MaxNodes(MaxNodes), expr.Patch(&members{p}), expr.Patch(p), expr.Patch(&ticks{p}),
 		expr.Function("_step", step), expr.Function("_add", add), expr.Function("_repeat", repeat),
-		expr.Function("_replace", replace), expr.Function("_join", join), expr.Function("_toJSON", toJSON))
+		expr.Function("_replace", replace), expr.Function("_join", join), expr.Function("_toJSON", toJSON),
+		expr.Function("_string", toString), expr.Function("_split", split), expr.Function("_tick", tick),
+		expr.Function("_env", envOf))
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, err
@@ -81,39 +103,100 @@ func Run(m *vm.VM, p *Program, env map[string]any) (any, error) {
 	if env == nil {
 		env = map[string]any{}
 	}
-	env[budgetKey] = &budget{}
+	env[budgetKey] = &budget{start: time.Now()}
 	defer delete(env, budgetKey)
 	return m.Run(p.Program, env)
 }
 
 // patch routes loop bodies, + and the string-building builtins through
-// the charging functions.
-type patch struct{ patched bool }
+// the charging functions, and hides the budget from the rule's own $env.
+type patch struct {
+	patched bool
+	ours    map[*ast.IdentifierNode]bool // the $env the patch passes
+	member  map[*ast.IdentifierNode]bool // $env.x, $env["x"]: no copy needed
+}
+
+func (p *patch) env() ast.Node {
+	id := &ast.IdentifierNode{Value: "$env"}
+	p.ours[id] = true
+	return id
+}
+
+func (p *patch) call(name string, args ...ast.Node) *ast.CallNode {
+	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: append([]ast.Node{p.env()}, args...)}
+}
 
 func (p *patch) Visit(node *ast.Node) {
-	envNode := func() ast.Node { return &ast.IdentifierNode{Value: "$env"} }
-	call := func(name string, args ...ast.Node) *ast.CallNode {
-		return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: append([]ast.Node{envNode()}, args...)}
-	}
 	switch n := (*node).(type) {
 	case *ast.PredicateNode:
 		if c, ok := n.Node.(*ast.CallNode); ok && isCallOf(c, "_step") {
 			return // patched already (visitors may run twice)
 		}
-		n.Node = call("_step", n.Node)
+		n.Node = p.call("_step", n.Node)
 		p.patched = true
 	case *ast.BinaryNode:
 		if n.Operator != "+" || isNumber(n.Left.Type()) && isNumber(n.Right.Type()) || isLiteral(n.Left) && isLiteral(n.Right) {
 			return
 		}
-		ast.Patch(node, call("_add", n.Left, n.Right))
+		ast.Patch(node, p.call("_add", n.Left, n.Right))
 		p.patched = true
 	case *ast.BuiltinNode:
 		if name, ok := charged[n.Name]; ok {
-			ast.Patch(node, call(name, n.Arguments...))
+			ast.Patch(node, p.call(name, n.Arguments...))
 			p.patched = true
 		}
+	case *ast.IdentifierNode:
+		// The rule's own $env (keys($env), toJSON($env)) must not show the
+		// budget: it gets the environment without it.
+		if n.Value == "$env" && !p.ours[n] && !p.member[n] {
+			ast.Patch(node, p.call("_env"))
+		}
 	}
+}
+
+// members notes the $env of member accesses ($env.x, $env["x"]), which
+// read one key and need no copy without the budget (patch runs after).
+type members struct{ p *patch }
+
+func (m *members) Visit(node *ast.Node) {
+	if n, ok := (*node).(*ast.MemberNode); ok {
+		if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "$env" {
+			m.p.member[id] = true
+		}
+	}
+}
+
+// ticks wraps, in a budgeted program, every other builtin call and the
+// operators whose time grows with their strings in _tick, which checks
+// the evaluation's time and charges large results (toBase64, upper, ...).
+type ticks struct{ p *patch }
+
+func (t *ticks) Visit(node *ast.Node) {
+	if !t.p.patched {
+		return
+	}
+	switch n := (*node).(type) {
+	case *ast.BuiltinNode:
+		if _, ok := charged[n.Name]; ok || hasPredicate(n) {
+			return
+		}
+	case *ast.BinaryNode:
+		if !heavyOperators[n.Operator] {
+			return
+		}
+	default:
+		return
+	}
+	ast.Patch(node, t.p.call("_tick", *node))
+}
+
+func hasPredicate(n *ast.BuiltinNode) bool {
+	for _, a := range n.Arguments {
+		if _, ok := a.(*ast.PredicateNode); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func isCallOf(c *ast.CallNode, name string) bool {
@@ -157,7 +240,7 @@ func chargeBytes(env any, n int) error {
 	if b.bytes += n; n < 0 || b.bytes > MaxBytes {
 		return fmt.Errorf("%w: strings of more than %d MiB built in one evaluation", ErrBudget, MaxBytes>>20)
 	}
-	return nil
+	return b.overtime()
 }
 
 // step counts one loop iteration and charges the string it produced
@@ -166,6 +249,9 @@ func step(params ...any) (any, error) {
 	if b := budgetOf(params[0]); b != nil {
 		if b.steps++; b.steps > MaxSteps {
 			return nil, fmt.Errorf("%w: more than %d loop steps in one evaluation", ErrBudget, MaxSteps)
+		}
+		if err := b.overtime(); err != nil {
+			return nil, err
 		}
 	}
 	if s, ok := params[1].(string); ok {
@@ -277,7 +363,7 @@ func toJSON(params ...any) (any, error) {
 	if len(params) != 2 {
 		return nil, errors.New("toJSON(value)")
 	}
-	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1)); err != nil {
+	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1, 0)); err != nil {
 		return nil, err
 	}
 	b, err := json.MarshalIndent(params[1], "", "  ")
@@ -287,27 +373,121 @@ func toJSON(params ...any) (any, error) {
 	return string(b), nil
 }
 
-// jsonSize estimates the bytes v encodes to, stopping past limit.
-func jsonSize(v reflect.Value, limit int) int {
+// tick follows a builtin call or a string operator of a budgeted
+// program: it checks the evaluation's time and charges a large result.
+func tick(params ...any) (any, error) {
+	if b := budgetOf(params[0]); b != nil {
+		if err := b.overtime(); err != nil {
+			return nil, err
+		}
+	}
+	if n := resultSize(params[1]); n >= 4096 {
+		if err := chargeBytes(params[0], n); err != nil {
+			return nil, err
+		}
+	}
+	return params[1], nil
+}
+
+// resultSize is the bytes a string or list result took.
+func resultSize(v any) int {
+	switch t := v.(type) {
+	case string:
+		return len(t)
+	case []string:
+		return 16 * len(t)
+	case []any:
+		return 16 * len(t)
+	}
+	return 0
+}
+
+// toString is expr's string(), charging what it will print first: nested
+// lists that share one large string print it many times.
+func toString(params ...any) (any, error) {
+	if len(params) != 2 {
+		return nil, errors.New("string(value)")
+	}
+	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1, 0)); err != nil {
+		return nil, err
+	}
+	return fmt.Sprintf("%v", params[1]), nil
+}
+
+// split is expr's split(), charging its list first (split(s, "") makes a
+// string header per character).
+func split(params ...any) (any, error) {
+	if len(params) != 3 && len(params) != 4 {
+		return nil, errors.New("split(string, separator[, count])")
+	}
+	s, ok1 := params[1].(string)
+	sep, ok2 := params[2].(string)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("split(%T, %T): want two strings", params[1], params[2])
+	}
+	n := -1
+	if len(params) == 4 {
+		var ok bool
+		if n, ok = toInt(params[3]); !ok {
+			return nil, fmt.Errorf("split: count is %T, want an integer", params[3])
+		}
+	}
+	parts := len(s) + 1 // at most: split(s, "") gives one per character
+	if sep != "" {
+		parts = strings.Count(s, sep) + 1
+	}
+	if n >= 0 {
+		parts = min(parts, n)
+	}
+	if err := chargeBytes(params[0], 16*parts); err != nil {
+		return nil, err
+	}
+	return strings.SplitN(s, sep, n), nil
+}
+
+// envOf is the rule's own $env: the environment without the budget.
+func envOf(params ...any) (any, error) {
+	m, ok := params[0].(map[string]any)
+	if !ok {
+		return params[0], nil
+	}
+	if _, ok := m[budgetKey]; !ok {
+		return m, nil
+	}
+	out := make(map[string]any, len(m)-1)
+	for k, v := range m {
+		if k != budgetKey {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// jsonSize estimates the bytes v encodes to, indented as toJSON indents
+// at depth, stopping past limit.
+func jsonSize(v reflect.Value, limit, depth int) int {
 	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return 4
 		}
 		v = v.Elem()
 	}
+	// Each item of a list or map takes its line: a newline and two
+	// spaces a level of indentation (MarshalIndent's "  ").
+	line := 2 + 2*(depth+1)
 	switch v.Kind() {
 	case reflect.String:
 		return len(v.String()) + 2
 	case reflect.Slice, reflect.Array:
 		n := 2
 		for i := 0; i < v.Len() && n <= limit; i++ {
-			n += jsonSize(v.Index(i), limit-n) + 1
+			n += line + jsonSize(v.Index(i), limit-n, depth+1)
 		}
 		return n
 	case reflect.Map:
 		n := 2
 		for it := v.MapRange(); it.Next() && n <= limit; {
-			n += jsonSize(it.Key(), limit-n) + jsonSize(it.Value(), limit-n) + 2
+			n += line + 2 + jsonSize(it.Key(), limit-n, depth+1) + jsonSize(it.Value(), limit-n, depth+1)
 		}
 		return n
 	}

@@ -3,6 +3,7 @@ package exprs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"testing"
 
@@ -62,6 +63,14 @@ func TestBudgetStopsRunawayExpressions(t *testing.T) {
 		`len(join(map(1..100000, {repeat("x", 1000)}), ",")) > 0`,
 		`let s = repeat("x", 1000000); len(toJSON(map(1..1000, {s}))) > 0`,
 		`let s = repeat("x", 1000000); let t = [s, s, s, s, s, s, s, s]; len(toJSON([t, t, t, t, t, t, t, t, t, t])) > 0`,
+		// Found in review: string() and toJSON's indentation over shared
+		// lists, builders other than the charged ones, dear steps.
+		`let s = repeat("x", 100000); let a = [s,s,s,s,s,s,s,s]; let b = [a,a,a,a,a,a,a,a]; let c = [b,b,b,b,b,b,b,b]; let d = [c,c,c,c,c,c,c,c]; let e = [d,d,d,d,d,d,d,d]; len(string(e)) > 0`,
+		`let a = [0,0,0,0,0,0,0,0]; let b = [a,a,a,a,a,a,a,a]; let c = [b,b,b,b,b,b,b,b]; let d = [c,c,c,c,c,c,c,c]; let e = [d,d,d,d,d,d,d,d]; let f = [e,e,e,e,e,e,e,e]; len(toJSON(reduce(1..1000, [#acc], f))) > 0`,
+		`len(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(toBase64(repeat("x", 4000000)))))))))))) > 0`,
+		`len(split(repeat("a", 32000000), "")) > 0`,
+		`let s = repeat("a", 50000000); all(1..1000, {indexOf(s, "b") < 0})`,
+		`let s = repeat("a", 50000000); all(1..100, {upper(s) != ""})`,
 	} {
 		_, err := Run(nil, compileBudgeted(t, src), map[string]any{})
 		if !errors.Is(err, ErrBudget) {
@@ -73,6 +82,33 @@ func TestBudgetStopsRunawayExpressions(t *testing.T) {
 	for i := range 5 {
 		if v, err := Run(nil, p, map[string]any{}); err != nil || v != true {
 			t.Fatalf("run %d: %v, %v", i, v, err)
+		}
+	}
+}
+
+// A budgeted program's own $env does not show the budget, and the
+// builtins it ticks give what they gave.
+func TestBudgetedEnvAndBuiltins(t *testing.T) {
+	env := map[string]any{"p_log_type": "AWS.CloudTrail", "user": "root"}
+	for src, want := range map[string]any{
+		`len(keys($env)) == 2 && any(keys($env), {# == "user"})`:                                       true,
+		`any([1], {true}) && toJSON($env) == toJSON({"p_log_type": "AWS.CloudTrail", "user": "root"})`: true,
+		`any([1], {true}) && $env.user + $env["user"] == "rootroot"`:                                   true,
+		`any([1], {true}) && date("2026-01-02") > date("2026-01-01") && now() > date("2026-01-01")`:    true,
+		`any([1], {true}) ? upper(user) + lower("X") + string(1.5) : ""`:                               "ROOTx1.5",
+		`any([1], {true}) && "oo" in user`:                                                             nil, // an error, as without the budget
+	} {
+		plain, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		wantV, wantErr := expr.Run(plain, maps.Clone(env))
+		got, err := Run(nil, compileBudgeted(t, src), maps.Clone(env))
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, wantV) {
+			t.Errorf("%s = %#v, %v; expr gives %#v, %v", src, got, err, wantV, wantErr)
+		}
+		if want != nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %#v, want %#v", src, got, want)
 		}
 	}
 }
