@@ -153,7 +153,7 @@ func (s *Set) Lookup(table string, key any) any {
 	if t == nil || key == nil {
 		return nil
 	}
-	if row := t.Index().Get(fmt.Sprint(key)); row != nil {
+	if row := t.Index().Get(KeyString(key)); row != nil {
 		return row
 	}
 	return nil
@@ -179,7 +179,7 @@ func values(v any, keys []string, out []string) []string {
 			out = append(out, t...)
 		case map[string]any:
 		default:
-			out = append(out, fmt.Sprint(t))
+			out = append(out, KeyString(t))
 		}
 		return out
 	}

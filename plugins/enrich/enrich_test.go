@@ -249,6 +249,7 @@ func TestBadDefinitionsAndData(t *testing.T) {
 		"name: x\nprimary_key: k\ndata: y.csv\nkey_type: regex\n", // bad key type
 		"name: x\nprimary_key: k\ndata: y.csv\nfrmat: csv\n",      // unknown key
 		"name: x\nprimary_key: k\ndata: ftp://h/y.csv\n",          // unsupported scheme
+		"name: x\nprimary_key: k\ndata: y.csv\nrefresh: -5m\n",    // refreshing would silently stop
 	} {
 		d, err := ParseDef("x.yml", []byte(def))
 		if err == nil {
@@ -612,5 +613,36 @@ func TestStartSetOutlivesAFeedOutOfReach(t *testing.T) {
 	writeTable(t, local, "gone", "name: gone\nprimary_key: k\ndata: gone.csv\n", "", "other.csv")
 	if _, err := StartSet(ctx, local, func(*Table, error) {}); err == nil {
 		t.Fatal("StartSet accepted a local table whose file is missing")
+	}
+}
+
+// Tables as security teams keep them: account ids as JSON numbers (which
+// decode to floats and printed as 1.11122223333e+11 never matched), a CSV
+// saved by Excel with a byte order mark, a CIDR with a space before it.
+func TestTablesAsTeamsWriteThem(t *testing.T) {
+	rows, err := Parse("json", []byte(`[{"account_id": 111122223333, "name": "prod-root"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := Build(&Def{Name: "accounts", PrimaryKey: "account_id", KeyType: "string"}, rows, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row := ix.Get(KeyString("111122223333")); row == nil || row["name"] != "prod-root" {
+		t.Errorf("numeric key: %v", row)
+	}
+	if row := ix.Get(KeyString(float64(111122223333))); row == nil {
+		t.Error("a numeric value looked up does not find the numeric key")
+	}
+	rows, err = Parse("csv", []byte("\ufeffcidr,source\n 192.0.2.0/24,feed\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err = Build(&Def{Name: "bad_ips", PrimaryKey: "cidr", KeyType: "cidr"}, rows, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row := ix.Get("192.0.2.7"); row == nil || row["source"] != "feed" {
+		t.Errorf("BOM'd CSV: %v", row)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -134,6 +135,9 @@ func ParseDef(file string, data []byte) (*Def, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: refresh: %w", file, err)
 		}
+		if r <= 0 {
+			return nil, fmt.Errorf("%s: refresh %s: give a positive duration such as 5m (leave it out for the default)", file, d.Refresh)
+		}
 		d.refresh = r
 	}
 	if !d.Remote() && !filepath.IsAbs(d.Data) {
@@ -159,6 +163,19 @@ func (ix *Index) Rows() int { return len(ix.rows) }
 
 // Get finds the row for a key: exact for string tables, longest prefix for
 // CIDR tables (key is then an IP address).
+// KeyString is a key as the table indexes it and a lookup asks for it: a
+// number that is whole as its digits (JSON decodes account ids such as
+// 111122223333 to floats, which fmt prints as 1.11122223333e+11).
+func KeyString(k any) string {
+	switch t := k.(type) {
+	case string:
+		return t
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64)
+	}
+	return fmt.Sprint(k)
+}
+
 func (ix *Index) Get(key string) map[string]any {
 	if ix.mmdb != nil {
 		a, err := netip.ParseAddr(strings.TrimSpace(key))
@@ -204,8 +221,9 @@ func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
 		if !ok || k == nil {
 			return nil, fmt.Errorf("table %s row %d has no %s", d.Name, i+1, d.PrimaryKey)
 		}
-		ks := fmt.Sprint(k)
+		ks := KeyString(k)
 		if ix.cidr != nil {
+			ks = strings.TrimSpace(ks) // as Get trims the address looked up
 			p, err := netip.ParsePrefix(ks)
 			if err != nil {
 				a, aerr := netip.ParseAddr(ks)
@@ -251,6 +269,9 @@ func Parse(format string, data []byte) ([]map[string]any, error) {
 		header, err := r.Read()
 		if err != nil {
 			return nil, fmt.Errorf("csv header: %w", err)
+		}
+		if len(header) > 0 { // Excel's "CSV UTF-8" opens with a byte order mark
+			header[0] = strings.TrimPrefix(header[0], "\ufeff")
 		}
 		var rows []map[string]any
 		for line := 2; ; line++ {
