@@ -28,8 +28,8 @@ const embeddedAddressFile = "address"
 // brokerFlags say how a command reaches the running system's broker.
 func brokerFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "brokers", Value: os.Getenv("CARACAL_BROKERS"), Usage: "Kafka/Redpanda seed brokers (default $CARACAL_BROKERS; else the embedded broker of `caracal run` in --data-dir)"},
-		&cli.StringFlag{Name: "data-dir", Value: envOr("CARACAL_DATA_DIR", "./data"), Usage: "data directory of `caracal run` (for its embedded broker's address)"},
+		&cli.StringFlag{Name: "brokers", Value: os.Getenv("CARACAL_BROKERS"), Usage: "Kafka/Redpanda seed brokers (default $CARACAL_BROKERS; else the embedded broker of caracal run in --data-dir)"},
+		&cli.StringFlag{Name: "data-dir", Value: envOr("CARACAL_DATA_DIR", "./data"), Usage: "data directory of caracal run (for its embedded broker's address)"},
 	}
 }
 

@@ -56,7 +56,11 @@ func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 	for _, s := range settings.SplitList(*stages) {
 		p := filepath.Join(*dir, s+".yaml")
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("stage %q: %w%s", s, err, suggest.Hint(s, allStages))
+			hint := ""
+			if !slices.Contains(allStages, s) {
+				hint = suggest.Hint(s, allStages)
+			}
+			return nil, fmt.Errorf("stage %q: %w%s", s, err, hint)
 		}
 		out = append(out, p)
 		rt.stages = append(rt.stages, s)

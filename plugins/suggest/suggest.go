@@ -11,8 +11,12 @@ import "strings"
 // if none.
 func Nearest(name string, candidates []string) string {
 	best, bestDist := "", max(1, len(name)/3)+1
+	typed := name
 	name = strings.ToLower(name)
 	for _, c := range candidates {
+		if c == typed {
+			continue // the name itself is no suggestion ("did you mean name?")
+		}
 		if d := editDistance(name, strings.ToLower(c)); d < bestDist || d == bestDist && c < best {
 			best, bestDist = c, d
 		}
@@ -21,7 +25,7 @@ func Nearest(name string, candidates []string) string {
 		return best
 	}
 	for _, c := range candidates {
-		if len(name) >= 4 && strings.HasPrefix(strings.ToLower(c), name) && (best == "" || len(c) < len(best) || len(c) == len(best) && c < best) {
+		if c != typed && len(name) >= 4 && strings.HasPrefix(strings.ToLower(c), name) && (best == "" || len(c) < len(best) || len(c) == len(best) && c < best) {
 			best = c
 		}
 	}

@@ -74,3 +74,14 @@ func TestHint(t *testing.T) {
 		t.Errorf("Hint far = %q", got)
 	}
 }
+
+// The name typed is no suggestion for itself: a top-level `name:` in an
+// unrelated YAML file was told "did you mean name?".
+func TestNearestIsNotTheNameItself(t *testing.T) {
+	if got := Nearest("name", []string{"name", "label"}); got != "" {
+		t.Errorf("Nearest(name) = %q", got)
+	}
+	if got := Nearest("Severity", []string{"severity"}); got != "severity" {
+		t.Errorf("a case typo: %q, want severity", got)
+	}
+}
