@@ -117,6 +117,7 @@ func caracalLinters() linters {
 		},
 		lookups: func(files []string) []Finding {
 			var out []Finding
+			defined := map[string]string{} // table name → where (the stages refuse a second)
 			for _, f := range files {
 				data, d, err := readParsed(f, enrich.ParseDef)
 				if err != nil {
@@ -131,6 +132,13 @@ func caracalLinters() linters {
 					out = append(out, Finding{File: f, Line: line, Message: msg})
 					continue
 				}
+				where := fmt.Sprintf("%s:%d", f, lineOf(data, "name:"))
+				if first, ok := defined[d.Name]; ok {
+					out = append(out, Finding{File: f, Line: lineOf(data, "name:"),
+						Message: fmt.Sprintf("lookup table %s is also defined at %s; give each table its own name (the stages refuse to start)", d.Name, first)})
+					continue
+				}
+				defined[d.Name] = where
 				out = append(out, lookupFindings(f, data, d, fields())...)
 			}
 			return out

@@ -836,6 +836,7 @@ key_type: cidr
 data: bad_ips.csv
 refreh: 5m
 `,
+		"lookup3.yml": "name: bad_ips\nprimary_key: cidr\nkey_type: cidr\ndata: bad_ips.csv\n",
 		"lookup2.yml": `name: bad_ips
 primary_key: cidr
 key_type: cidr
@@ -966,6 +967,7 @@ fields:
 		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
+		filepath.Join(dir, "lookup3.yml") + ":1: lookup table bad_ips is also defined at " + filepath.Join(dir, "lookup2.yml") + ":1; give each table its own name (the stages refuse to start)",
 		// Checked against the root config given, not ./config.yaml.
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in ` + filepath.Join(dir, "destinations.yaml") + ` (did you mean env-webhook?)`,
 		filepath.Join(dir, "rule2.yml") + ":7: rule T.TwoTitles: AlertTitle: give Title (an expr) or AlertTitle (a template with {field} placeholders), not both",
