@@ -248,6 +248,20 @@ func TestDestinationConfigErrors(t *testing.T) {
 	if _, err := NewDestination("x", "github", Endpoint{Token: "t", Repository: "norepo"}, "", "", "", nil, Filter{}, Retry{}, nil); err == nil {
 		t.Error("github repository without owner accepted")
 	}
+	// A URL no delivery could use is refused at once (it passed lint and
+	// the start, then failed every alert), without quoting it: a Slack
+	// webhook URL is a secret.
+	for _, tc := range []struct{ kind, url string }{
+		{"webhook", "notaurl"}, {"slack", "htp://hooks.slack.com/services/T0/B0/SECRET"}, {"email", "https://smtp.example.com"}, {"splunk", "https://"},
+	} {
+		_, err := NewDestination("x", tc.kind, Endpoint{URL: tc.url, Token: "t"}, "", "", "f@example.com", []string{"t@example.com"}, Filter{}, Retry{}, nil)
+		if err == nil || !strings.Contains(err.Error(), "url: ") || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%s %s: %v, want the URL refused without quoting it", tc.kind, tc.url, err)
+		}
+	}
+	if _, err := NewDestination("x", "email", Endpoint{URL: "smtps://smtp.example.com:465"}, "", "", "f@example.com", []string{"t@example.com"}, Filter{}, Retry{}, nil); err != nil {
+		t.Errorf("smtps URL refused: %v", err)
+	}
 }
 
 // Destinations builds a root config's destinations, and refuses two with

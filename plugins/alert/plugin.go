@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -123,6 +124,9 @@ func NewDestination(id, kind string, e Endpoint, secret, password, from string, 
 	f.MinSeverity = sev
 	if e.URL == "" {
 		e.URL = defaultURLs[kind]
+	}
+	if err := checkURL(kind, e.URL); err != nil {
+		return nil, fmt.Errorf("destination %s: url: %w", id, err)
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	switch kind {
@@ -614,6 +618,30 @@ func takes(a *envelope.Alert, d Destination) bool {
 func (n *notifier) Close(ctx context.Context) error {
 	if n.records != nil {
 		return n.records.Close(ctx)
+	}
+	return nil
+}
+
+// checkURL refuses a destination URL no delivery could use ("notaurl",
+// "htp://..."), which otherwise passed lint and the start and failed every
+// alert. The URL itself is not quoted: a Slack or Teams webhook URL is a
+// secret.
+func checkURL(kind, raw string) error {
+	if raw == "" {
+		return nil // "needs url" says it
+	}
+	schemes := []string{"http", "https"}
+	if kind == "email" {
+		schemes = []string{"smtp", "smtps"}
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case !slices.Contains(schemes, u.Scheme):
+		return fmt.Errorf("scheme %q: give an absolute %s URL", u.Scheme, strings.Join(schemes, " or "))
+	case u.Host == "":
+		return fmt.Errorf("no host: give an absolute %s URL", strings.Join(schemes, " or "))
 	}
 	return nil
 }
