@@ -20,6 +20,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/detect"
 	"github.com/caracal-sec/caracal/plugins/enrich"
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
 	_ "github.com/caracal-sec/caracal/plugins/lake"
@@ -326,6 +327,11 @@ func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]ma
 		}
 		for _, path := range d.Associations[lt] {
 			top, _, _ := strings.Cut(path, ".")
+			if std := standardAssociable(); strings.HasPrefix(top, "p_") && !slices.Contains(std, top) {
+				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
+					Message: fmt.Sprintf("associations: %q is no standard field%s: the table is never consulted for it", top, suggest.DidYouMean(top, std))})
+				continue
+			}
 			if !fs[top] && !strings.HasPrefix(top, "p_") {
 				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
 					Message: fmt.Sprintf("associations: %s has no field %q%s: the table is never consulted for it", lt, top, suggest.DidYouMean(top, sortedKeys(fs)))})
@@ -433,4 +439,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// standardAssociable are the p_* fields a lookup table may be keyed on.
+func standardAssociable() []string {
+	return append([]string{envelope.FieldLogType, envelope.FieldRowID, envelope.FieldSourceID, envelope.FieldSourceLabel}, envelope.IndicatorFields...)
 }

@@ -844,6 +844,7 @@ data: missing.csv
 associations:
   AWS.Cloudtrail: [sourceIPAddress]
   AWS.VPCFlow: [srcAdr]
+  AWS.ALB: [p_any_ip_adresses]
 `,
 		"process.yaml": `pipeline:
   processors:
@@ -967,6 +968,7 @@ fields:
 		filepath.Join(dir, "lookup2.yml") + ":4: data: lookup table bad_ips: open " + filepath.Join(dir, "missing.csv") + ": no such file or directory",
 		filepath.Join(dir, "lookup2.yml") + ":6: associations: log type AWS.Cloudtrail has no schema in schemas/ (did you mean AWS.CloudTrail?)",
 		filepath.Join(dir, "lookup2.yml") + `:7: warning: associations: AWS.VPCFlow has no field "srcAdr" (did you mean srcAddr?)`,
+		filepath.Join(dir, "lookup2.yml") + `:8: warning: associations: "p_any_ip_adresses" is no standard field (did you mean p_any_ip_addresses?): the table is never consulted for it`,
 		filepath.Join(dir, "lookup3.yml") + ":1: lookup table bad_ips is also defined at " + filepath.Join(dir, "lookup2.yml") + ":1; give each table its own name (the stages refuse to start)",
 		// Checked against the root config given, not ./config.yaml.
 		filepath.Join(dir, "rule.yml") + `:7: warning: OutputIds: no destination "env-webhok" in ` + filepath.Join(dir, "destinations.yaml") + ` (did you mean env-webhook?)`,
