@@ -95,7 +95,7 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 			Description("When set, alerts are also POSTed as JSON to this URL (a webhook destination named `env-webhook`). CARACAL_ALERT_WEBHOOK_URL sets it too.").
 			Example("https://hooks.example.com/caracal").Default(""),
 		service.NewIntField(fieldAlertStormLimit).
-			Description("Alerts per hour from one rule above which further alerts of that rule are suppressed (matches are still stored).").
+			Description("Alerts per hour from one rule above which further alerts of that rule are suppressed (matches are still stored); 0 or less turns the suppression off.").
 			Default(defaultStormLimit),
 		service.NewStringField(fieldRulesDir).Description("Directory of detection rules (`**/*.yml`).").Default("./rules"),
 		service.NewStringField(fieldSchemasDir).Description("Directory of log schemas in Panther's schema YAML.").Default("./schemas"),
