@@ -46,20 +46,22 @@ const (
 	kindLookup                  // lookup table definition (data + primary_key, associations or format)
 )
 
-func classify(data []byte) yamlKind {
+// classify also says whether the file is a root config (a caracal
+// section), which the checks of other files may refer to (rootConfig).
+func classify(data []byte) (_ yamlKind, root bool) {
 	var top map[string]any
 	if yaml.Unmarshal(data, &top) != nil {
-		return kindBenthos
+		return kindBenthos, false
 	}
 	switch {
 	case top["AnalysisType"] != nil || top["RuleID"] != nil:
-		return kindRule
+		return kindRule, false
 	case top["schema"] != nil && top["fields"] != nil:
-		return kindSchema
+		return kindSchema, false
 	case top["data"] != nil && (top["primary_key"] != nil || top["associations"] != nil || top["format"] != nil):
-		return kindLookup // (a MaxMind table has no primary_key)
+		return kindLookup, false // (a MaxMind table has no primary_key)
 	}
-	return kindBenthos
+	return kindBenthos, top[settings.Section] != nil
 }
 
 // linters are the Caracal-specific checks, by kind; each returns findings
@@ -108,13 +110,15 @@ func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.
 		}
 	}
 	byKind := map[yamlKind][]string{}
+	roots := map[string]bool{} // files with a caracal section
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			findings = append(findings, Finding{File: f, Message: err.Error()})
 			continue
 		}
-		k := classify(data)
+		k, root := classify(data)
+		roots[f] = root
 		byKind[k] = append(byKind[k], f)
 		if k == kindBenthos {
 			found := benthos.lint(f, data)
@@ -126,7 +130,7 @@ func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.
 		}
 	}
 	if fn := l.rules; fn != nil && len(byKind[kindRule]) > 0 {
-		findings = append(findings, fn(byKind[kindRule], rootConfig(paths))...)
+		findings = append(findings, fn(byKind[kindRule], rootConfig(paths, roots))...)
 	}
 	if fn := l.schemas; fn != nil && len(byKind[kindSchema]) > 0 {
 		findings = append(findings, fn(byKind[kindSchema])...)
@@ -179,17 +183,9 @@ func eachComponent(data []byte, name string, fn func(conf *yaml.Node)) {
 // first file argument with a caracal section (`caracal lint prod.yaml
 // rules/` checks the rules against prod.yaml's destinations), else
 // ./config.yaml. Walked directories hold pipelines, rules and the like.
-func rootConfig(paths []string) string {
+func rootConfig(paths []string, roots map[string]bool) string {
 	for _, p := range paths {
-		if info, err := os.Stat(p); err != nil || info.IsDir() {
-			continue
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		var top map[string]any
-		if yaml.Unmarshal(data, &top) == nil && top[settings.Section] != nil {
+		if roots[p] {
 			return p
 		}
 	}
