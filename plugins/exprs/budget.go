@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,8 +23,9 @@ import (
 // not loops over an array that exists already (nested all(...) over one
 // 1,000-element list is 10^12 steps) nor strings that grow (reduce doubling
 // a string reaches gigabytes in 30 steps). Compile rewrites the program so
-// that every loop step and every string built by +, repeat, replace, join
-// or toJSON is charged to a budget per evaluation, which Run enforces: an
+// that every loop step, every string or list built (+, repeat, replace,
+// join, split, string, toJSON, other builtins' large results) and the time
+// taken are charged to a budget per evaluation, which Run enforces: an
 // evaluation past it fails with an error, like any other runtime error.
 const (
 	MaxNodes = 5000      // a program's size
@@ -33,7 +36,8 @@ const (
 	MaxTime = time.Second
 )
 
-// ErrBudget is the error of an evaluation that went past MaxSteps or MaxBytes.
+// ErrBudget is the error of an evaluation that went past MaxSteps,
+// MaxBytes or MaxTime.
 var ErrBudget = errors.New("expression budget exceeded")
 
 // Program is a compiled expression and whether Run must give it a budget.
@@ -52,12 +56,28 @@ type budget struct {
 	start        time.Time
 }
 
-// overtime is the budget error of an evaluation past MaxTime.
+// largeResult is the size from which a result is charged: smaller ones
+// (a title's few +) are not worth looking the budget up for.
+const largeResult = 4096
+
+// overtime is the budget error of an evaluation past MaxTime. A nil budget
+// (a program run without Run) has no bounds.
 func (b *budget) overtime() error {
-	if time.Since(b.start) > MaxTime {
+	if b != nil && time.Since(b.start) > MaxTime {
 		return fmt.Errorf("%w: ran for more than %s", ErrBudget, MaxTime)
 	}
 	return nil
+}
+
+// charge counts n bytes about to be built.
+func (b *budget) charge(n int) error {
+	if b == nil {
+		return nil
+	}
+	if b.bytes += n; n < 0 || b.bytes > MaxBytes {
+		return fmt.Errorf("%w: strings of more than %d MiB built in one evaluation", ErrBudget, MaxBytes>>20)
+	}
+	return b.overtime()
 }
 
 // charged names the functions Compile calls in place of the builtins that
@@ -65,27 +85,30 @@ func (b *budget) overtime() error {
 var charged = map[string]string{"repeat": "_repeat", "replace": "_replace", "join": "_join", "toJSON": "_toJSON",
 	"string": "_string", "split": "_split"}
 
+// internal are the functions Compile adds, which users do not call; each
+// takes the evaluation's $env first.
+var internal = map[string]func(params ...any) (any, error){
+	"_step": step, "_add": add, "_tick": tick, "_env": envOf,
+	"_repeat": repeat, "_replace": replace, "_join": join, "_toJSON": toJSON, "_string": toString, "_split": split,
+}
+
 // heavyOperators take time in proportion to their strings; in a budgeted
 // program they are ticked (_tick), as the other builtins are.
 var heavyOperators = map[string]bool{"contains": true, "startsWith": true, "endsWith": true, "matches": true, "in": true}
-
-// internal are the functions Compile adds, which users do not call.
-var internal = []string{"_step", "_add", "_repeat", "_replace", "_join", "_toJSON", "_string", "_split", "_tick", "_env"}
 
 // Compile compiles src with the budget's patch and functions, and checks
 // that it calls only builtins and functions (see CheckCalls).
 func Compile(src string, functions []string, opts ...expr.Option) (*Program, error) {
 	p := &patch{ours: map[*ast.IdentifierNode]bool{}, member: map[*ast.IdentifierNode]bool{}}
-	opts = append(opts, expr.MaxNodes(MaxNodes), expr.Patch(&members{p}), expr.Patch(p), expr.Patch(&ticks{p}),
-		expr.Function("_step", step), expr.Function("_add", add), expr.Function("_repeat", repeat),
-		expr.Function("_replace", replace), expr.Function("_join", join), expr.Function("_toJSON", toJSON),
-		expr.Function("_string", toString), expr.Function("_split", split), expr.Function("_tick", tick),
-		expr.Function("_env", envOf))
+	opts = append(opts, expr.MaxNodes(MaxNodes), expr.Patch(&members{p}), expr.Patch(p), expr.Patch(&ticks{p}))
+	for name, fn := range internal {
+		opts = append(opts, expr.Function(name, fn))
+	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckCalls(prog, append(functions, internal...)); err != nil {
+	if err := CheckCalls(prog, slices.AppendSeq(slices.Clip(functions), maps.Keys(internal))); err != nil {
 		return nil, err
 	}
 	return &Program{Program: prog, budgeted: p.patched}, nil
@@ -232,32 +255,21 @@ func budgetOf(env any) *budget {
 }
 
 // chargeBytes charges n bytes about to be built.
-func chargeBytes(env any, n int) error {
-	b := budgetOf(env)
-	if b == nil {
-		return nil
-	}
-	if b.bytes += n; n < 0 || b.bytes > MaxBytes {
-		return fmt.Errorf("%w: strings of more than %d MiB built in one evaluation", ErrBudget, MaxBytes>>20)
-	}
-	return b.overtime()
-}
+func chargeBytes(env any, n int) error { return budgetOf(env).charge(n) }
 
 // step counts one loop iteration and charges the string it produced
 // (map and reduce keep what their body returns).
 func step(params ...any) (any, error) {
-	if b := budgetOf(params[0]); b != nil {
-		if b.steps++; b.steps > MaxSteps {
-			return nil, fmt.Errorf("%w: more than %d loop steps in one evaluation", ErrBudget, MaxSteps)
-		}
-		if err := b.overtime(); err != nil {
-			return nil, err
-		}
+	b := budgetOf(params[0])
+	if b == nil {
+		return params[1], nil
 	}
-	if s, ok := params[1].(string); ok {
-		if err := chargeBytes(params[0], len(s)); err != nil {
-			return nil, err
-		}
+	if b.steps++; b.steps > MaxSteps {
+		return nil, fmt.Errorf("%w: more than %d loop steps in one evaluation", ErrBudget, MaxSteps)
+	}
+	s, _ := params[1].(string)
+	if err := b.charge(len(s)); err != nil { // also checks the time
+		return nil, err
 	}
 	return params[1], nil
 }
@@ -267,7 +279,7 @@ func step(params ...any) (any, error) {
 func add(params ...any) (any, error) {
 	if s, ok := params[1].(string); ok {
 		if t, ok := params[2].(string); ok {
-			if n := len(s) + len(t); n >= 4096 {
+			if n := len(s) + len(t); n >= largeResult {
 				if err := chargeBytes(params[0], n); err != nil {
 					return nil, err
 				}
@@ -306,12 +318,9 @@ func replace(params ...any) (any, error) {
 	if !ok1 || !ok2 || !ok3 {
 		return nil, fmt.Errorf("replace(%T, %T, %T): want three strings", params[1], params[2], params[3])
 	}
-	n := -1
-	if len(params) == 5 {
-		var ok bool
-		if n, ok = toInt(params[4]); !ok {
-			return nil, fmt.Errorf("replace: count is %T, want an integer", params[4])
-		}
+	n, err := countArg("replace", params, 4)
+	if err != nil {
+		return nil, err
 	}
 	if grow := len(repl) - len(old); grow > 0 {
 		count := strings.Count(s, old)
@@ -363,7 +372,7 @@ func toJSON(params ...any) (any, error) {
 	if len(params) != 2 {
 		return nil, errors.New("toJSON(value)")
 	}
-	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1, 0)); err != nil {
+	if err := chargePrinted(params[0], params[1]); err != nil {
 		return nil, err
 	}
 	b, err := json.MarshalIndent(params[1], "", "  ")
@@ -376,15 +385,13 @@ func toJSON(params ...any) (any, error) {
 // tick follows a builtin call or a string operator of a budgeted
 // program: it checks the evaluation's time and charges a large result.
 func tick(params ...any) (any, error) {
-	if b := budgetOf(params[0]); b != nil {
-		if err := b.overtime(); err != nil {
-			return nil, err
-		}
+	b := budgetOf(params[0])
+	n := resultSize(params[1])
+	if n < largeResult {
+		n = 0
 	}
-	if n := resultSize(params[1]); n >= 4096 {
-		if err := chargeBytes(params[0], n); err != nil {
-			return nil, err
-		}
+	if err := b.charge(n); err != nil { // also checks the time
+		return nil, err
 	}
 	return params[1], nil
 }
@@ -408,7 +415,7 @@ func toString(params ...any) (any, error) {
 	if len(params) != 2 {
 		return nil, errors.New("string(value)")
 	}
-	if err := chargeBytes(params[0], jsonSize(reflect.ValueOf(params[1]), MaxBytes+1, 0)); err != nil {
+	if err := chargePrinted(params[0], params[1]); err != nil {
 		return nil, err
 	}
 	return fmt.Sprintf("%v", params[1]), nil
@@ -425,12 +432,9 @@ func split(params ...any) (any, error) {
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("split(%T, %T): want two strings", params[1], params[2])
 	}
-	n := -1
-	if len(params) == 4 {
-		var ok bool
-		if n, ok = toInt(params[3]); !ok {
-			return nil, fmt.Errorf("split: count is %T, want an integer", params[3])
-		}
+	n, err := countArg("split", params, 3)
+	if err != nil {
+		return nil, err
 	}
 	parts := len(s) + 1 // at most: split(s, "") gives one per character
 	if sep != "" {
@@ -463,6 +467,12 @@ func envOf(params ...any) (any, error) {
 	return out, nil
 }
 
+// chargePrinted charges what printing v (toJSON, string) will build,
+// before it is built.
+func chargePrinted(env, v any) error {
+	return chargeBytes(env, jsonSize(reflect.ValueOf(v), MaxBytes+1, 0))
+}
+
 // jsonSize estimates the bytes v encodes to, indented as toJSON indents
 // at depth, stopping past limit.
 func jsonSize(v reflect.Value, limit, depth int) int {
@@ -492,6 +502,19 @@ func jsonSize(v reflect.Value, limit, depth int) int {
 		return n
 	}
 	return 8
+}
+
+// countArg is the optional count at params[i] (replace's and split's
+// last argument), -1 (all) when it is not given.
+func countArg(fn string, params []any, i int) (int, error) {
+	if len(params) <= i {
+		return -1, nil
+	}
+	n, ok := toInt(params[i])
+	if !ok {
+		return 0, fmt.Errorf("%s: count is %T, want an integer", fn, params[i])
+	}
+	return n, nil
 }
 
 func toInt(v any) (int, bool) {
