@@ -516,7 +516,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 		return rawBytes, plainBytes, nEvents
 	}
 	req := &Request{ID: reqID, Source: src, Events: events, Header: header, ReceivedAt: time.Now().UTC(), done: make(chan error, 1), release: release}
-	if src.FirstLine && header == nil && len(events) > 1 && events[0][0] != '{' && events[0][0] != '<' {
+	if src.FirstLine && header == nil && opensWithText(events) {
 		req.FirstLine = events[0]
 	}
 	timer := time.NewTimer(s.timeout)

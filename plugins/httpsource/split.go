@@ -335,7 +335,7 @@ func (sp *splitter) lines(b []byte) ([][]byte, error) {
 // travels with each of them (envelope.MetaHeader) instead of being one. A
 // header alone stays an event, so the request is not empty.
 func SplitHeader(events [][]byte) (header []byte, rest [][]byte) {
-	if len(events) > 1 && events[0][0] != '{' && events[0][0] != '<' && native.IsHeader(events[0]) {
+	if opensWithText(events) && native.IsHeader(events[0]) {
 		if events[0][0] == '#' {
 			// It may be a comment, not a header: it stays an event too, so
 			// that it is not lost (a schema skips it, or it is kept as a
@@ -345,4 +345,10 @@ func SplitHeader(events [][]byte) (header []byte, rest [][]byte) {
 		return events[0], events[1:]
 	}
 	return nil, events
+}
+
+// opensWithText reports whether a body of more than one event opens with
+// a text line (not JSON or XML), which may define the lines after it.
+func opensWithText(events [][]byte) bool {
+	return len(events) > 1 && events[0][0] != '{' && events[0][0] != '<'
 }
