@@ -327,9 +327,9 @@ func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]ma
 		}
 		for _, path := range d.Associations[lt] {
 			top, _, _ := strings.Cut(path, ".")
-			if std := standardAssociable(); strings.HasPrefix(top, "p_") && !slices.Contains(std, top) {
+			if strings.HasPrefix(top, "p_") && !slices.Contains(standardAssociable, top) {
 				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
-					Message: fmt.Sprintf("associations: %q is no standard field%s: the table is never consulted for it", top, suggest.DidYouMean(top, std))})
+					Message: fmt.Sprintf("associations: %q is no standard field%s: the table is never consulted for it", top, suggest.DidYouMean(top, standardAssociable))})
 				continue
 			}
 			if !fs[top] && !strings.HasPrefix(top, "p_") {
@@ -442,6 +442,4 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // standardAssociable are the p_* fields a lookup table may be keyed on.
-func standardAssociable() []string {
-	return append([]string{envelope.FieldLogType, envelope.FieldRowID, envelope.FieldSourceID, envelope.FieldSourceLabel}, envelope.IndicatorFields...)
-}
+var standardAssociable = append([]string{envelope.FieldLogType, envelope.FieldRowID, envelope.FieldSourceID, envelope.FieldSourceLabel}, envelope.IndicatorFields...)
