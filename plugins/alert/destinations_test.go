@@ -287,6 +287,7 @@ func TestDestinationsNeedDistinctIDs(t *testing.T) {
 		{two + `  - {id: soc, type: webhook, url: "http://127.0.0.1:9/x"}` + "\n", "", "two destinations have the id soc: give each"},
 		{`destinations: [{id: env-webhook, url: "http://127.0.0.1:9/x"}]`, "http://127.0.0.1:9/y", "CARACAL_ALERT_WEBHOOK_URL adds"},
 		{`destinations: [{id: pd, type: pagerduty}]`, "", "destination pd: type pagerduty needs token"},
+		{`destinations: []`, "notaurl", "CARACAL_ALERT_WEBHOOK_URL: destination env-webhook: url: scheme"},
 	} {
 		if _, err := Destinations(parse(c.yaml, c.webhook), nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.yaml, err, c.want)

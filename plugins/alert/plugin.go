@@ -99,8 +99,11 @@ func Destinations(st *settings.Settings, onAttempt func(Attempt)) ([]Destination
 		}
 	}
 	if st.AlertWebhookURL != "" {
-		webhook := &Webhook{Name: EnvWebhookID, URL: st.AlertWebhookURL,
-			Client: &http.Client{Timeout: 30 * time.Second}, OnAttempt: onAttempt}
+		// Built as a configured webhook is, so that its URL is checked too.
+		webhook, err := NewDestination(EnvWebhookID, "webhook", Endpoint{URL: st.AlertWebhookURL}, "", "", "", nil, Filter{}, Retry{}, onAttempt)
+		if err != nil {
+			return nil, fmt.Errorf("CARACAL_ALERT_WEBHOOK_URL: %w", err)
+		}
 		if err := add(webhook); err != nil {
 			return nil, err
 		}
@@ -596,10 +599,13 @@ func (n *notifier) routable(a *envelope.Alert) bool {
 // outputAllowed applies a rule's OutputIds: when set, only those
 // destinations get the rule's alerts.
 func outputAllowed(a *envelope.Alert, dest string) bool {
-	if len(a.OutputIDs) == 0 || a.Type == envelope.TypeSystemError {
-		return true
-	}
-	return slices.Contains(a.OutputIDs, dest)
+	return !routedByOutputIDs(a) || slices.Contains(a.OutputIDs, dest)
+}
+
+// routedByOutputIDs: the alert's rule names its destinations (a
+// SYSTEM_ERROR goes wherever the filters let it).
+func routedByOutputIDs(a *envelope.Alert) bool {
+	return len(a.OutputIDs) > 0 && a.Type != envelope.TypeSystemError
 }
 
 // takes reports whether destination d gets alert a. A rule's OutputIds
@@ -609,10 +615,10 @@ func outputAllowed(a *envelope.Alert, dest string) bool {
 // purpose must not drop the alert silently. Other alerts go where the
 // filters let them.
 func takes(a *envelope.Alert, d Destination) bool {
-	if len(a.OutputIDs) == 0 || a.Type == envelope.TypeSystemError {
-		return d.Accepts(a)
+	if routedByOutputIDs(a) {
+		return outputAllowed(a, d.ID())
 	}
-	return slices.Contains(a.OutputIDs, d.ID())
+	return d.Accepts(a)
 }
 
 func (n *notifier) Close(ctx context.Context) error {
