@@ -12,7 +12,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,25 +36,17 @@ type Filter struct {
 	RuleIDs     []string
 }
 
-// Severities are Panther's alert severities, lowest first.
-var Severities = []string{"Info", "Low", "Medium", "High", "Critical"}
-
-// severityRank is s's place in Severities, in any case; -1 when s is none.
-func severityRank(s string) int {
-	return slices.IndexFunc(Severities, func(v string) bool { return strings.EqualFold(v, s) })
-}
-
-// NormalizeSeverity spells a configured severity as Severities do
+// NormalizeSeverity spells a configured severity as envelope.Severities do
 // ("high" is High); "" (no minimum) stays "". Anything else is an error:
 // read as Info, it would let every alert through.
 func NormalizeSeverity(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	if i := severityRank(s); i >= 0 {
-		return Severities[i], nil
+	if i := envelope.SeverityRank(s); i >= 0 {
+		return envelope.Severities[i], nil
 	}
-	return "", fmt.Errorf("unknown severity %q: use one of %s", s, strings.Join(Severities, ", "))
+	return "", fmt.Errorf("unknown severity %q: use one of %s", s, strings.Join(envelope.Severities, ", "))
 }
 
 func anyIn(have, want []string) bool {
@@ -76,7 +67,7 @@ func anyIn(have, want []string) bool {
 // every filter but the severity: operators must hear about them.
 func (f Filter) Match(a *envelope.Alert) bool {
 	// An alert of an unknown severity ranks as Info, as it always did.
-	if f.MinSeverity != "" && max(severityRank(a.Severity), 0) < severityRank(f.MinSeverity) {
+	if f.MinSeverity != "" && max(envelope.SeverityRank(a.Severity), 0) < envelope.SeverityRank(f.MinSeverity) {
 		return false
 	}
 	if a.Type == envelope.TypeSystemError {

@@ -539,7 +539,7 @@ func (r *Rule) severityOf(event map[string]any) (string, error) {
 	if sev, ok := canonicalSeverity(s); ok {
 		return sev, nil
 	}
-	return r.Severity, fmt.Errorf("DynamicSeverity gave %v; want one of %s or DEFAULT (any case)", v, strings.Join(Severities, ", "))
+	return r.Severity, fmt.Errorf("DynamicSeverity gave %v; want one of %s or DEFAULT (any case)", v, strings.Join(envelope.Severities, ", "))
 }
 
 // What a match carries besides its event is bounded: it travels through

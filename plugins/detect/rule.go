@@ -18,13 +18,11 @@ import (
 	"github.com/expr-lang/expr"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/exprs"
 	"github.com/caracal-sec/caracal/plugins/suggest"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
-
-// Severities, lowest first.
-var Severities = []string{"Info", "Low", "Medium", "High", "Critical"}
 
 // Test is one of a rule's embedded tests.
 type Test struct {
@@ -175,7 +173,7 @@ func (r *Rule) compile() error {
 		return errors.New("missing LogTypes")
 	}
 	if !validSeverity(r.Severity) {
-		return fmt.Errorf("Severity %q: use one of %s", r.Severity, strings.Join(Severities, ", "))
+		return fmt.Errorf("Severity %q: use one of %s", r.Severity, strings.Join(envelope.Severities, ", "))
 	}
 	if r.DedupPeriodMinutes != nil {
 		if r.DedupPeriod = *r.DedupPeriodMinutes; r.DedupPeriod < 0 {
@@ -261,15 +259,13 @@ func (r *Rule) compile() error {
 }
 
 func validSeverity(s string) bool {
-	return slices.Contains(Severities, s)
+	return slices.Contains(envelope.Severities, s)
 }
 
-// canonicalSeverity is s, in any case, as Severities spell it.
+// canonicalSeverity is s, in any case, as envelope.Severities spells it.
 func canonicalSeverity(s string) (string, bool) {
-	for _, v := range Severities {
-		if strings.EqualFold(v, s) {
-			return v, true
-		}
+	if i := envelope.SeverityRank(s); i >= 0 {
+		return envelope.Severities[i], true
 	}
 	return "", false
 }

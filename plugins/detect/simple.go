@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/suggest"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
@@ -73,7 +74,7 @@ func compileSeverityChanges(file string, n *yaml.Node) ([]severityChange, error)
 		}
 		severity, ok := canonicalSeverity(to.Value)
 		if !ok {
-			return nil, fmt.Errorf("line %[2]d: ChangeTo %q: use one of %s", file, to.Line, to.Value, strings.Join(Severities, ", "))
+			return nil, fmt.Errorf("line %[2]d: ChangeTo %q: use one of %s", file, to.Line, to.Value, strings.Join(envelope.Severities, ", "))
 		}
 		when, err := compileMatchList(file, "Conditions", conditions)
 		if err != nil {

@@ -490,3 +490,12 @@ func PlainNumbers(v any) any {
 	}
 	return v
 }
+
+// Severities are Panther's rule and alert severities, lowest first.
+var Severities = []string{"Info", "Low", "Medium", "High", "Critical"}
+
+// SeverityRank is s's place in Severities, in any case ("HIGH", as Python
+// rules return it, and "high" in a config are High); -1 when s is none.
+func SeverityRank(s string) int {
+	return slices.IndexFunc(Severities, func(v string) bool { return strings.EqualFold(v, s) })
+}
