@@ -40,7 +40,7 @@ func DestinationFields() []*service.ConfigField {
 		service.NewStringField("from").Description("Email sender address.").Default("").Example("caracal@example.com"),
 		service.NewStringListField("to").Description("Email recipients.").Default([]string{}).Example([]string{"soc@example.com"}),
 		service.NewStringMapField("headers").Description("Extra request headers (HTTP destinations).").Default(map[string]any{}),
-		service.NewStringEnumField("min_severity", "", "Info", "Low", "Medium", "High", "Critical").Description("Only alerts at least this severe (in any case: `high` is High).").Default(""),
+		service.NewStringEnumField("min_severity", append([]string{""}, envelope.Severities...)...).Description("Only alerts at least this severe (in any case: `high` is High).").Default(""),
 		service.NewStringListField("log_types").Description("Only alerts of these log types (empty: all).").Default([]string{}),
 		service.NewStringListField("tags").Description("Only alerts of rules with one of these tags (empty: all).").Default([]string{}),
 		service.NewStringListField("rule_ids").Description("Only alerts of these rules (empty: all).").Default([]string{}),
