@@ -3,16 +3,15 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/httpsource"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
@@ -60,21 +59,9 @@ func listenWhileWaiting(pipeline string) (*waitingListener, error) {
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	w := &waitingListener{srv: &http.Server{Handler: http.HandlerFunc(answerWaiting), ReadHeaderTimeout: 10 * time.Second}}
+	w := &waitingListener{srv: &http.Server{Handler: httpsource.StartingHandler("starting: waiting for the broker"), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w, nil
-}
-
-func answerWaiting(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	if r.URL.Path == "/healthz" {
-		_ = json.NewEncoder(w).Encode(map[string]string{"status": "ok"})
-		return
-	}
-	w.Header().Set("Retry-After", "5")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	source := strings.Trim(strings.TrimPrefix(r.URL.Path, "/http/"), "/")
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": "starting: waiting for the broker", "source": source})
 }
 
 // close frees the address for the HTTP input.

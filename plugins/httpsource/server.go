@@ -555,6 +555,19 @@ func busy(w http.ResponseWriter, source string) {
 	overloaded(w, source, "too many requests being received at once: try again later")
 }
 
+// StartingHandler answers as the input does while it cannot take events
+// yet (caracal run waiting for its broker): live (/healthz), and 503 with
+// Retry-After to everything else, readiness and POSTs alike.
+func StartingHandler(msg string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			return
+		}
+		overloaded(w, strings.Trim(strings.TrimPrefix(r.URL.Path, "/http/"), "/"), msg)
+	})
+}
+
 func overloaded(w http.ResponseWriter, source, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(5))
 	fail(w, http.StatusServiceUnavailable, source, msg)
