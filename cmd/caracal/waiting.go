@@ -52,12 +52,12 @@ func listenWhileWaiting(pipeline string) (*waitingListener, error) {
 		return nil, err
 	}
 	if tlsOn {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		conf, err := httpsource.NewTLSConfig(certFile, keyFile) // the input's own
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, conf)
 	}
 	w := &waitingListener{srv: &http.Server{Handler: httpsource.StartingHandler("starting: waiting for the broker"), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = w.srv.Serve(ln) }()
