@@ -166,18 +166,10 @@ func alertRow(v map[string]any) map[string]any {
 		}
 		if len(vals) > 0 {
 			slices.Sort(vals)
-			row[f] = toAny(vals)
+			row[f] = vals
 		}
 	}
 	return row
-}
-
-func toAny(vals []string) []any {
-	out := make([]any, len(vals))
-	for i, s := range vals {
-		out[i] = s
-	}
-	return out
 }
 
 // matchRow keeps p_* fields as columns and nests the rest as "event".
