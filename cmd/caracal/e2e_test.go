@@ -303,7 +303,25 @@ func runEndToEnd(t *testing.T, env []string) {
 		t.Fatal(err)
 	}
 	checkLakeRow(t, lakeRow(t, filepath.Join(data, "lake"), eventID))
+	checkMatchRow(t, filepath.Join(data, "lake"), eventID, a)
 	checkSearchAndReplay(t, filepath.Join(data, "lake"), eventID)
+}
+
+// checkMatchRow finds the event's rule match in the lake, and in it the
+// alert it opened, as Panther's rule-match rows have it.
+func checkMatchRow(t *testing.T, lakeDir, eventID string, a map[string]any) {
+	t.Helper()
+	for _, r := range laketest.ReadTable(t, filepath.Join(lakeDir, "rule_matches")) {
+		if !strings.Contains(fmt.Sprint(r["event"]), eventID) {
+			continue
+		}
+		if r["p_rule_id"] != "AWS.CloudTrail.RootConsoleLogin" || r["p_alert_id"] != a["alertId"] ||
+			r["p_alert_severity"] != a["severity"] || r["p_alert_creation_time"] == nil || r["p_alert_update_time"] == nil {
+			t.Errorf("rule_matches row of event %s: %v; want alert %v (%v)", eventID, r, a["alertId"], a["severity"])
+		}
+		return
+	}
+	t.Errorf("event %s has no rule_matches row", eventID)
 }
 
 // checkSearchAndReplay finds the event in the lake by its source IP with

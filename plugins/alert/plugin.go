@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -197,7 +199,7 @@ func init() {
 	service.MustRegisterBatchProcessor("caracal_alert", service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Turns rule matches into deduplicated alerts.").
-		Description("Input: matches from caracal.matches (and SYSTEM_ERROR alerts from caracal.system_errors, passed through). The first match of a (rule, dedup string) opens an alert once the rule's Threshold is reached within its window; matches within DedupPeriodMinutes of the alert's creation attach to it without a new alert. Each new alert becomes a message (Panther custom-webhook fields), routed to caracal.alerts and keyed by alert id. More than `storm_limit` alerts an hour from one rule suppresses that rule's alerts and raises one SYSTEM_ERROR. A record that cannot be read is skipped rather than refused (refusing would stop the stage on it): it is logged with its topic, partition and offset, counted in `caracal_alert_skipped_records`, and raised as a SYSTEM_ERROR at most once an hour.").
+		Description("Input: matches from caracal.matches (and SYSTEM_ERROR alerts from caracal.system_errors, passed through). The first match of a (rule, dedup string) opens an alert once the rule's Threshold is reached within its window; matches within DedupPeriodMinutes of the alert's creation attach to it without a new alert. Each new alert becomes a message (Panther custom-webhook fields), routed to caracal.alerts and keyed by alert id. Every match also goes on to caracal.rule_matches (keyed by rule id, for the lake's rule_matches table) with the alert it opened or joined: `p_alert_id`, `p_alert_creation_time`, `p_alert_update_time`, `p_alert_severity` (none below the rule's Threshold or while its alerts are suppressed). More than `storm_limit` alerts an hour from one rule suppresses that rule's alerts and raises one SYSTEM_ERROR. A record that cannot be read is skipped rather than refused (refusing would stop the stage on it): it is logged with its topic, partition and offset, counted in `caracal_alert_skipped_records`, and raised as a SYSTEM_ERROR at most once an hour.").
 		Fields(service.NewIntField("storm_limit").
 			Description("Alerts per hour per rule before suppression; 0: the root config's caracal.alert_storm_limit.").Default(0)),
 		func(conf *service.ParsedConfig, res *service.Resources) (service.BatchProcessor, error) {
@@ -355,6 +357,11 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 				}
 			}
 		}
+		stored := m.Copy()
+		stored.SetBytes(withAlert(raw, cmp.Or(o.Alert, o.Attached)))
+		stored.MetaSetMut(envelope.MetaTopic, envelope.TopicRuleMatches)
+		stored.MetaSetMut(envelope.MetaKey, str(match, envelope.FieldRuleID))
+		out = append(out, stored)
 	}
 	if now := p.now(); now.Sub(p.swept) >= time.Minute {
 		p.state.Sweep(now)
@@ -379,6 +386,34 @@ func (p *processor) ProcessBatch(ctx context.Context, batch service.MessageBatch
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
+}
+
+// withAlert is a match as the lake stores it: with the alert it opened or
+// joined, if any (none below a rule's Threshold or while its alerts are
+// suppressed), so that an alert's matches are found by its id.
+func withAlert(match []byte, a *envelope.Alert) []byte {
+	if a == nil {
+		return match
+	}
+	// An object DecodeObject read: its closing brace goes after the fields.
+	body := bytes.TrimRight(match, " \t\r\n")
+	body = bytes.TrimRight(body[:len(body)-1], " \t\r\n")
+	out := make([]byte, 0, len(body)+200)
+	out = append(out, body...)
+	for _, f := range [...][2]string{
+		{envelope.FieldAlertID, a.AlertID},
+		{envelope.FieldAlertCreationTime, a.CreatedAt},
+		{envelope.FieldAlertUpdateTime, a.UpdatedAt},
+		{envelope.FieldAlertSeverity, a.Severity},
+	} {
+		if out[len(out)-1] != '{' {
+			out = append(out, ',')
+		}
+		out = envelope.AppendString(out, f[0])
+		out = append(out, ':')
+		out = envelope.AppendString(out, f[1])
+	}
+	return append(out, '}')
 }
 
 // skip deals with a record the stage cannot read (see Skips): logged,
@@ -528,8 +563,8 @@ func (n *notifier) flushAttempts(ctx context.Context) {
 func (n *notifier) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	defer n.flushAttempts(ctx)
 	for _, m := range batch {
-		if topic, _ := m.MetaGet(envelope.MetaTopic); topic == envelope.TopicAlertState {
-			continue // the stage's own state, not an alert
+		if topic, _ := m.MetaGet(envelope.MetaTopic); topic == envelope.TopicAlertState || topic == envelope.TopicRuleMatches {
+			continue // the stage's own state, or a match for the lake
 		}
 		raw, err := m.AsBytes()
 		if err != nil {

@@ -33,10 +33,14 @@ const (
 	TopicSystemError = "caracal.system_errors"
 	// TopicDeliveries records every attempt to deliver an alert.
 	TopicDeliveries = "caracal.alert_deliveries"
+	// TopicRuleMatches holds the matches as the lake stores them: each
+	// with the alert it opened or joined (p_alert_id), which only the
+	// alert stage knows. Keyed by rule id, as caracal.matches.
+	TopicRuleMatches = "caracal.rule_matches"
 )
 
 // AllTopics lists every topic Caracal creates when missing.
-var AllTopics = []string{TopicRaw, TopicEvents, TopicFailures, TopicMatches, TopicAlerts, TopicAlertState, TopicSystemError, TopicDeliveries}
+var AllTopics = []string{TopicRaw, TopicEvents, TopicFailures, TopicMatches, TopicAlerts, TopicAlertState, TopicSystemError, TopicDeliveries, TopicRuleMatches}
 
 // Record headers on caracal.raw, carried as Benthos message metadata with the
 // same keys.
@@ -128,6 +132,15 @@ const (
 	FieldRuleDesc       = "p_rule_description"
 	FieldRuleRunbook    = "p_rule_runbook"
 	FieldRuleRef        = "p_rule_reference"
+)
+
+// Fields the alert stage adds to a match that opened or joined an alert
+// (caracal.rule_matches), as Panther's rule-match rows have them.
+const (
+	FieldAlertID           = "p_alert_id"
+	FieldAlertCreationTime = "p_alert_creation_time"
+	FieldAlertUpdateTime   = "p_alert_update_time"
+	FieldAlertSeverity     = "p_alert_severity"
 )
 
 // Indicator fields, in DESIGN.md order. Present on an event only when non-empty.

@@ -176,7 +176,8 @@ func MatchesTable(name string) *Table {
 		str(envelope.FieldRuleID), str(envelope.FieldRuleSeverity), strList(envelope.FieldRuleTags),
 		js(envelope.FieldRuleReports), str(envelope.FieldAlertTitle), js(envelope.FieldAlertContext),
 		str(envelope.FieldDedupString), str(envelope.FieldMatchType), str(envelope.FieldRuleError),
-		js("event"),
+		str(envelope.FieldAlertID), ts(envelope.FieldAlertCreationTime), ts(envelope.FieldAlertUpdateTime),
+		str(envelope.FieldAlertSeverity), js("event"),
 	}
 	fields = append(fields, standardFields()...)
 	t, _ := NewTable(name, fields, envelope.FieldEventTime, nil)

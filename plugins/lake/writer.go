@@ -116,7 +116,7 @@ func (t *Tables) For(r *Record) (*Table, map[string]any, error) {
 		return tab, v, nil
 	case envelope.TopicFailures:
 		return t.failures, v, nil
-	case envelope.TopicMatches:
+	case envelope.TopicRuleMatches, envelope.TopicMatches: // the latter: lake pipelines of before p_alert_id
 		if v[envelope.FieldControl] != nil {
 			return nil, nil, nil // e.g. an unsuppress command for the alert stage
 		}
