@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -667,5 +668,54 @@ func TestTooManyEventsKeepsNoList(t *testing.T) {
 		if !errors.Is(err, ErrTooManyEvents) || allocs > 10*1000 { // the first 1,000 values read, not 2M
 			t.Errorf("%s: %v with %.0f allocations, want ErrTooManyEvents with few", name, err, allocs)
 		}
+	}
+}
+
+// GET / shows each source as a sender's operator needs it: what it takes,
+// what it accepted, and its last refusal with the reason (never a secret).
+func TestStatusPageShowsEachSource(t *testing.T) {
+	okta := &Source{ID: "okta", Label: "Okta", Path: "okta", LogTypes: []string{"Okta.SystemLog"}, Auth: Auth{Type: AuthBearer, Token: "t0k3n-s3cret"}}
+	demo := &Source{ID: "demo", Path: "/demo/", Auth: Auth{Type: AuthNone}}
+	srv, _ := server(t, nil, okta, demo)
+	base := "http://" + srv.Addr()
+	status := func() (st struct {
+		Version string         `json:"version"`
+		Sources []SourceStatus `json:"sources"`
+	}, raw string) {
+		t.Helper()
+		code, body, _ := do(t, "GET", base+"/", nil, nil)
+		if code != 200 {
+			t.Fatalf("GET / = %d %s", code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("GET / = %s: %v", body, err)
+		}
+		return st, body
+	}
+	st, _ := status()
+	want := []SourceStatus{
+		{ID: "demo", Path: "/http/demo", Auth: "none"},
+		{ID: "okta", Label: "Okta", Path: "/http/okta", LogTypes: []string{"Okta.SystemLog"}, Auth: "bearer"},
+	}
+	if st.Version != "test" || !reflect.DeepEqual(st.Sources, want) {
+		t.Fatalf("status before any request: %+v, want %+v", st, want)
+	}
+	if code, body, _ := do(t, "POST", base+"/http/okta", []byte(`{"a":1}`+"\n"+`{"a":2}`), map[string]string{"Authorization": "Bearer t0k3n-s3cret"}); code != 200 {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if code, _, _ := do(t, "POST", base+"/http/okta", []byte(`{"a":3}`), map[string]string{"Authorization": "Bearer wrong"}); code != 401 {
+		t.Fatalf("wrong token = %d", code)
+	}
+	st, raw := status()
+	o := st.Sources[1]
+	if o.Requests != 1 || o.Events != 2 || o.LastAccepted == "" || o.Refused != 1 || o.LastRefused == nil ||
+		o.LastRefused.Status != 401 || !strings.Contains(o.LastRefused.Error, "authentication failed") || o.LastRefused.At == "" {
+		t.Errorf("okta after one accepted and one refused request: %+v (last refused %+v)", o, o.LastRefused)
+	}
+	if d := st.Sources[0]; d.Requests != 0 || d.Refused != 0 || d.LastAccepted != "" || d.LastRefused != nil {
+		t.Errorf("demo took nothing: %+v", d)
+	}
+	if strings.Contains(raw, "s3cret") || strings.Contains(raw, "wrong") {
+		t.Errorf("the status page shows a token: %s", raw)
 	}
 }

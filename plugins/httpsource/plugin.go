@@ -238,9 +238,6 @@ func (in *input) Connect(ctx context.Context) error {
 		if !st.Embedded {
 			out.Broker = strings.Join(st.Brokers, ",")
 		}
-		for _, s := range in.sources {
-			out.Sources = append(out.Sources, fmt.Sprintf("%s /http/%s", s.ID, strings.Trim(s.Path, "/")))
-		}
 		return out
 	}
 	srv, err := NewServer(in.sources, in.timeout, status)

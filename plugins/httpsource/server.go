@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,8 +52,37 @@ type Observer interface {
 type sourceState struct {
 	events, bytes *bucket
 	mu            sync.Mutex
-	lastSeen      time.Time
-	silent        bool // a silence alert is out
+	lastSeen      time.Time // the last accepted request, or the start
+	silent        bool      // a silence alert is out
+	// What the status page shows, since the process started.
+	accepted, acceptedEvents, refused int64
+	lastAccepted                      time.Time
+	lastRefused                       *Refusal
+}
+
+// Refusal is a source's last refused request, on the status page: what a
+// sender whose posts fail needs to see first.
+type Refusal struct {
+	Status int    `json:"status"`
+	Error  string `json:"error"`
+	At     string `json:"at"`
+}
+
+// SourceStatus is one source on the status page.
+type SourceStatus struct {
+	ID       string   `json:"id"`
+	Label    string   `json:"label,omitempty"`
+	Path     string   `json:"path"`
+	LogTypes []string `json:"log_types"`
+	Auth     string   `json:"auth"`
+	// Since the process started.
+	Requests     int64    `json:"requests_accepted"`
+	Events       int64    `json:"events_accepted"`
+	LastAccepted string   `json:"last_accepted,omitempty"`
+	Refused      int64    `json:"requests_refused"`
+	LastRefused  *Refusal `json:"last_refused,omitempty"`
+	// Silent: a SYSTEM_ERROR said it received nothing for alert_if_silent_for.
+	Silent bool `json:"silent"`
 }
 
 // Ack reports the outcome; the HTTP handler answers from it. The request's
@@ -67,12 +97,12 @@ func (r *Request) Ack(err error) {
 	}
 }
 
-// Status is what GET / shows.
+// Status is what GET / shows; the server fills in Sources.
 type Status struct {
-	Version string   `json:"version"`
-	Sources []string `json:"sources"`
-	Broker  string   `json:"broker"`
-	Lake    string   `json:"lake"`
+	Version string         `json:"version"`
+	Broker  string         `json:"broker"`
+	Lake    string         `json:"lake"`
+	Sources []SourceStatus `json:"sources"`
 }
 
 // Server is the HTTP listener shared by all sources.
@@ -265,12 +295,15 @@ func (s *Server) system(src *Source, key, title, severity string) {
 	}
 }
 
-// seen records data from a source and sends a recovery notice if it had
-// been reported silent.
-func (s *Server) seen(src *Source) {
+// seen records an accepted request of a source and sends a recovery
+// notice if it had been reported silent.
+func (s *Server) seen(src *Source, events int) {
 	st := s.state[src]
 	st.mu.Lock()
 	st.lastSeen = time.Now()
+	st.lastAccepted = st.lastSeen
+	st.accepted++
+	st.acceptedEvents += int64(events)
 	recovered := st.silent
 	st.silent = false
 	st.mu.Unlock()
@@ -316,6 +349,9 @@ type acceptedBody struct {
 }
 
 func fail(w http.ResponseWriter, code int, source, msg string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.reason = msg
+	}
 	writeJSON(w, code, errorBody{Error: msg, Source: source})
 }
 
@@ -341,7 +377,9 @@ func newRequestID() string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-		writeJSON(w, http.StatusOK, s.status())
+		st := s.status()
+		st.Sources = s.sourceStatuses()
+		writeJSON(w, http.StatusOK, st)
 		return
 	case r.URL.Path == "/healthz":
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -382,6 +420,27 @@ func headerBytes(r *http.Request) int64 {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	reason string // of an error answer (fail)
+}
+
+// sourceStatuses are the sources as the status page shows them, by id.
+func (s *Server) sourceStatuses() []SourceStatus {
+	out := make([]SourceStatus, 0, len(s.state))
+	for src, st := range s.state {
+		st.mu.Lock()
+		ss := SourceStatus{
+			ID: src.ID, Label: src.Label, Path: "/http/" + strings.Trim(src.Path, "/"), LogTypes: src.LogTypes,
+			Auth: src.Auth.Type, Requests: st.accepted, Events: st.acceptedEvents,
+			Refused: st.refused, LastRefused: st.lastRefused, Silent: st.silent,
+		}
+		if !st.lastAccepted.IsZero() {
+			ss.LastAccepted = envelope.FormatTime(st.lastAccepted)
+		}
+		st.mu.Unlock()
+		out = append(out, ss)
+	}
+	slices.SortFunc(out, func(a, b SourceStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -396,6 +455,13 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request, src *Source)
 	defer func() {
 		if s.observer != nil {
 			s.observer.Request(src.ID, rec.status, raw, plain, events, time.Since(start))
+		}
+		if rec.status >= 400 {
+			st := s.state[src]
+			st.mu.Lock()
+			st.refused++
+			st.lastRefused = &Refusal{Status: rec.status, Error: rec.reason, At: envelope.FormatTime(time.Now())}
+			st.mu.Unlock()
 		}
 	}()
 	raw, plain, events = s.post(rec, r, src)
@@ -537,7 +603,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 			overloaded(w, src.ID, "the broker did not acknowledge the events: try again later")
 			return rawBytes, plainBytes, nEvents
 		}
-		s.seen(src)
+		s.seen(src, len(events))
 		writeJSON(w, http.StatusOK, acceptedBody{RequestID: reqID, Events: len(events)})
 	case <-timer.C:
 		overloaded(w, src.ID, "the broker did not acknowledge the events in time: try again later")
