@@ -42,7 +42,8 @@ func destinationFields() []*service.ConfigField { return alert.DestinationFields
 // caracalLinters are the plugins' checks for `caracal lint`.
 func caracalLinters() linters {
 	// The schemas, read once for all the files checked against them.
-	fields := sync.OnceValue(func() map[string]map[string]bool { return schemaFields("./schemas") })
+	schemas := sync.OnceValue(func() map[string]*schema.Schema { return loadSchemas("./schemas") })
+	fields := sync.OnceValue(func() map[string]map[string]bool { return schemaFields(schemas()) })
 	logTypes := sync.OnceValue(func() map[string]bool {
 		if fields() == nil {
 			return nil
@@ -140,7 +141,7 @@ func caracalLinters() linters {
 					continue
 				}
 				defined[d.Name] = where
-				out = append(out, lookupFindings(f, data, d, fields())...)
+				out = append(out, lookupFindings(f, data, d, schemas())...)
 			}
 			return out
 		},
@@ -302,9 +303,9 @@ var unknownYAMLField = regexp.MustCompile(`field (\S+) not found in type`)
 
 // lookupFindings checks a lookup table against what it will meet: local
 // data that does not load (the process stage would not start), and
-// associations naming a log type without a schema or a field its schema
-// lacks (the table would never be consulted for it).
-func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]map[string]bool) []Finding {
+// associations naming a log type without a schema or a field path its
+// schema lacks, at any depth (the table would never be consulted for it).
+func lookupFindings(file string, data []byte, d *enrich.Def, schemas map[string]*schema.Schema) []Finding {
 	var out []Finding
 	if !d.Remote() { // a local file is loaded as the process stage loads it
 		if t, err := enrich.NewTable(context.Background(), d); err != nil {
@@ -313,28 +314,39 @@ func lookupFindings(file string, data []byte, d *enrich.Def, known map[string]ma
 			out = append(out, Finding{File: file, Line: lineOf(data, "data:"), Warning: true, Message: "data: the table has no rows"})
 		}
 	}
-	if known == nil {
+	if schemas == nil {
 		return out
 	}
-	for _, lt := range slices.Sorted(maps.Keys(d.Associations)) {
-		if lt == "*" { // every log type
+	// The associations as written, for the line of each log type and path.
+	var doc yaml.Node
+	_ = yaml.Unmarshal(data, &doc) // (ParseDef has read it)
+	var assocs *yaml.Node
+	if len(doc.Content) > 0 {
+		assocs = yamlnode.Value(doc.Content[0], "associations")
+	}
+	for i := 0; assocs != nil && i+1 < len(assocs.Content); i += 2 {
+		lt, paths := assocs.Content[i], assocs.Content[i+1]
+		if lt.Value == "*" { // every log type
 			continue
 		}
-		fs, ok := known[lt]
+		s, ok := schemas[lt.Value]
 		if !ok {
-			out = append(out, Finding{File: file, Line: lineOf(data, lt+":"), Message: fmt.Sprintf("associations: log type %s has no schema in schemas/%s", lt, suggest.Hint(lt, sortedKeys(known)))})
+			out = append(out, Finding{File: file, Line: lt.Line, Message: fmt.Sprintf("associations: log type %s has no schema in schemas/%s", lt.Value, suggest.Hint(lt.Value, sortedKeys(schemas)))})
 			continue
 		}
-		for _, path := range d.Associations[lt] {
+		for _, p := range paths.Content {
+			path := p.Value
 			top, _, _ := strings.Cut(path, ".")
-			if strings.HasPrefix(top, "p_") && !slices.Contains(standardAssociable, top) {
-				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
-					Message: fmt.Sprintf("associations: %q is no standard field%s: the table is never consulted for it", top, suggest.DidYouMean(top, standardAssociable))})
+			if strings.HasPrefix(top, "p_") {
+				if !slices.Contains(standardAssociable, top) {
+					out = append(out, Finding{File: file, Line: p.Line, Warning: true,
+						Message: fmt.Sprintf("associations: %q is no standard field%s: the table is never consulted for it", top, suggest.DidYouMean(top, standardAssociable))})
+				}
 				continue
 			}
-			if !fs[top] && !strings.HasPrefix(top, "p_") {
-				out = append(out, Finding{File: file, Line: lineOf(data, path), Warning: true,
-					Message: fmt.Sprintf("associations: %s has no field %q%s: the table is never consulted for it", lt, top, suggest.DidYouMean(top, sortedKeys(fs)))})
+			if _, err := s.FieldPath(enrich.SplitPath(path)); err != nil {
+				out = append(out, Finding{File: file, Line: p.Line, Warning: true,
+					Message: fmt.Sprintf("associations: %s %v: the table is never consulted for it", lt.Value, err)})
 			}
 		}
 	}
@@ -376,20 +388,32 @@ func stripFile(file, msg string) string {
 
 var lineWordRe = regexp.MustCompile(`^line \d+: `)
 
-// schemaFields maps each log type in dir to its top-level fields, nil when
-// the schemas cannot be read (then rule fields are not checked).
-func schemaFields(dir string) map[string]map[string]bool {
+// loadSchemas maps each log type in dir to its schema, nil when the
+// schemas cannot be read (then fields are not checked).
+func loadSchemas(dir string) map[string]*schema.Schema {
 	schemas, err := schema.LoadDir(dir)
 	if err != nil {
 		return nil
 	}
-	out := map[string]map[string]bool{}
+	out := map[string]*schema.Schema{}
 	for _, s := range schemas {
+		out[s.Schema] = s
+	}
+	return out
+}
+
+// schemaFields maps each log type to its top-level fields (nil for nil).
+func schemaFields(schemas map[string]*schema.Schema) map[string]map[string]bool {
+	if schemas == nil {
+		return nil
+	}
+	out := map[string]map[string]bool{}
+	for lt, s := range schemas {
 		fs := map[string]bool{}
 		for _, f := range s.Fields {
 			fs[f.Name] = true
 		}
-		out[s.Schema] = fs
+		out[lt] = fs
 	}
 	return out
 }

@@ -71,7 +71,7 @@ func loadSet(ctx context.Context, dir string, unreachable func(t *Table, err err
 		s.order = append(s.order, t)
 		for lt, paths := range d.Associations {
 			for _, p := range paths {
-				s.byLogType[lt] = append(s.byLogType[lt], assoc{t: t, path: p, keys: splitPath(p)})
+				s.byLogType[lt] = append(s.byLogType[lt], assoc{t: t, path: p, keys: SplitPath(p)})
 			}
 		}
 	}
@@ -159,7 +159,10 @@ func (s *Set) Lookup(table string, key any) any {
 	return nil
 }
 
-func splitPath(p string) []string {
+// SplitPath is an association's field path as it is looked up: its field
+// names ("resources[*].ARN" and "resources.ARN" both read the ARN of
+// each element of resources).
+func SplitPath(p string) []string {
 	p = strings.ReplaceAll(p, "[*]", "")
 	return strings.Split(p, ".")
 }
