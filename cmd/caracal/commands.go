@@ -93,10 +93,11 @@ func caracalLinters() linters {
 			})
 			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
-		rules: func(files []string, rootConfig string) []Finding {
+		rules: func(files []string, rootConfig string, lookups []string) []Finding {
 			var out []Finding
 			known := fields()
 			dests := destinationIDs(rootConfig)
+			tables := lookupTableNames(lookups)
 			for _, f := range files {
 				data, r, err := readParsed(f, detect.ParseRule)
 				if err != nil {
@@ -105,6 +106,9 @@ func caracalLinters() linters {
 				}
 				if known != nil {
 					out = append(out, ruleFieldFindings(f, data, r, known)...)
+				}
+				if tables != nil {
+					out = append(out, lookupCallFindings(f, data, r, tables)...)
 				}
 				if dests != nil {
 					for _, id := range r.OutputIds {
@@ -414,6 +418,44 @@ func schemaFields(schemas map[string]*schema.Schema) map[string]map[string]bool 
 			fs[f.Name] = true
 		}
 		out[lt] = fs
+	}
+	return out
+}
+
+// lookupTableNames are the names of the tables the lookup definition
+// files define, as far as they can be read (their errors are reported on
+// their own); nil when there are no files: the tables are unknown.
+func lookupTableNames(files []string) []string {
+	if len(files) == 0 {
+		return nil
+	}
+	names := []string{}
+	for _, f := range files {
+		var d struct {
+			Name string `yaml:"name"`
+		}
+		if data, err := os.ReadFile(f); err == nil && yaml.Unmarshal(data, &d) == nil && d.Name != "" {
+			names = append(names, d.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// lookupCallFindings reports lookup() calls naming a table none of tables
+// is: such a call finds nothing, on every event.
+func lookupCallFindings(file string, data []byte, r *detect.Rule, tables []string) []Finding {
+	var out []Finding
+	for _, c := range r.LookupCalls() {
+		if slices.Contains(tables, c.Table) {
+			continue
+		}
+		hint := " (no lookup table is defined)"
+		if len(tables) > 0 {
+			hint = suggest.Hint(c.Table, tables)
+		}
+		out = append(out, Finding{File: file, Line: detect.KeyLine(data, c.Key),
+			Message: fmt.Sprintf("%s: lookup(%q, ...): there is no lookup table %s%s, so the call always returns nil", c.Key, c.Table, c.Table, hint)})
 	}
 	return out
 }

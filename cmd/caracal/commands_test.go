@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +49,51 @@ associations:
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A rule's lookup() call naming a table no definition linted with it
+// defines is reported at its expression's line, with the table meant;
+// a table named by an event value is not checked, and without lookup
+// definitions nothing is (the tables are unknown).
+func TestLintLookupCallsNameDefinedTables(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	rule := write("rule.yml", `AnalysisType: rule
+RuleID: T.Lookups
+LogTypes: [AWS.CloudTrail]
+Severity: High
+Condition: lookup("known_bad_ip", sourceIPAddress) != nil
+AlertContext:
+  known: lookup("known_bad_ips", sourceIPAddress)
+  computed: lookup(table, sourceIPAddress)
+  account: lookup("acounts", recipientAccountId)?.owner
+`)
+	tables := []string{
+		write("bad.yml", "name: known_bad_ips\nprimary_key: cidr\nkey_type: cidr\ndata: bad.csv\n"),
+		// A definition with a mistake still names its table (the mistake
+		// is reported on its own).
+		write("accounts.yml", "name: accounts\nprimary_key: id\ndata: accounts.csv\nrefreh: 5m\n"),
+	}
+	lint := caracalLinters().rules
+	var got []string
+	for _, f := range lint([]string{rule}, "config.yaml", tables) {
+		got = append(got, f.String())
+	}
+	want := []string{
+		rule + `:5: Condition: lookup("known_bad_ip", ...): there is no lookup table known_bad_ip (did you mean known_bad_ips?), so the call always returns nil`,
+		rule + `:9: AlertContext.account: lookup("acounts", ...): there is no lookup table acounts (did you mean accounts?), so the call always returns nil`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if found := lint([]string{rule}, "config.yaml", nil); len(found) != 0 {
+		t.Errorf("lookup() calls checked without lookup definitions: %v", found)
 	}
 }

@@ -67,8 +67,10 @@ func classify(data []byte) (_ yamlKind, root bool) {
 // linters are the Caracal-specific checks, by kind; each returns findings
 // for the given files. Plugins provide them (see commands.go).
 type linters struct {
-	// rules checks rules; their OutputIds name destinations of rootConfig.
-	rules   func(files []string, rootConfig string) []Finding
+	// rules checks rules; their OutputIds name destinations of rootConfig,
+	// and their lookup() calls tables of the lookup definitions linted
+	// with them (when none are, the tables are unknown).
+	rules   func(files []string, rootConfig string, lookups []string) []Finding
 	schemas func(files []string) []Finding
 	lookups func(files []string) []Finding
 	// pipelines checks Benthos configs for Caracal concerns (e.g. a source
@@ -130,7 +132,7 @@ func lintMain(args []string, l linters, schema *service.ConfigSchema, stdout io.
 		}
 	}
 	if fn := l.rules; fn != nil && len(byKind[kindRule]) > 0 {
-		findings = append(findings, fn(byKind[kindRule], rootConfig(paths, roots))...)
+		findings = append(findings, fn(byKind[kindRule], rootConfig(paths, roots), byKind[kindLookup])...)
 	}
 	if fn := l.schemas; fn != nil && len(byKind[kindSchema]) > 0 {
 		findings = append(findings, fn(byKind[kindSchema])...)
@@ -156,7 +158,8 @@ const lintUsage = `Usage: caracal lint [--deprecated] [--labels] [--skip-env-var
 Checks Benthos configs and pipelines (Benthos's own checks and Caracal's: source auth, limits,
 log types), rules, log schemas and lookup tables; directories are walked for *.yml and *.yaml.
 With no path: config.yaml pipelines rules schemas lookups. Rules' OutputIds are checked against
-the first file named that has a caracal: section, else config.yaml. Each finding is
+the first file named that has a caracal: section, else config.yaml; the tables their lookup()
+calls name, against the lookup table definitions linted with them, if any. Each finding is
 file:line: message, with the name meant when a key or name is misspelt. Exit 1 on an error
 (warnings pass).
 

@@ -8,6 +8,7 @@ import (
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/caracal-sec/caracal/plugins/exprs"
 	"github.com/caracal-sec/caracal/plugins/yamlnode"
 )
 
@@ -168,4 +169,41 @@ func detectionKeys(n *yaml.Node, out map[string]bool) {
 			}
 		}
 	}
+}
+
+// LookupCall is a lookup("<table>", key) call in a rule's expression.
+type LookupCall struct {
+	Key   string // the expression's rule key: Condition, Title, AlertContext.<name>, ...
+	Table string
+}
+
+// LookupCalls lists the lookup() calls of the rule's compiled expressions
+// that name their table with a constant (folded: "bad_" + "ips" names
+// bad_ips), in key order; a table named by a value of the event is known
+// only when the rule runs. `caracal lint` checks the tables exist.
+func (r *Rule) LookupCalls() []LookupCall {
+	keys := []string{"Condition", "Title", "Dedup", "DynamicSeverity"}
+	progs := []*exprs.Program{r.condition, r.title, r.dedup, r.dynSeverity}
+	for i, name := range r.contextNames {
+		keys, progs = append(keys, "AlertContext."+name), append(progs, r.contextPrograms[i])
+	}
+	var out []LookupCall
+	for i, p := range progs {
+		if p == nil {
+			continue
+		}
+		ast.Find(p.Node(), func(n ast.Node) bool {
+			call, ok := n.(*ast.CallNode)
+			if !ok || len(call.Arguments) == 0 {
+				return false
+			}
+			fn, isIdent := call.Callee.(*ast.IdentifierNode)
+			table, isConst := call.Arguments[0].(*ast.StringNode)
+			if isIdent && isConst && fn.Value == "lookup" {
+				out = append(out, LookupCall{Key: keys[i], Table: table.Value})
+			}
+			return false
+		})
+	}
+	return out
 }

@@ -131,6 +131,16 @@ func keyLine(doc *yaml.Node, msg string) int {
 	return k.Line
 }
 
+// KeyLine is the line of a key in a rule file's YAML ("Condition",
+// "AlertContext.ip"), or 0.
+func KeyLine(data []byte, key string) int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return 0
+	}
+	return keyLine(&doc, key+":")
+}
+
 // knownKeyList are a rule file's keys, in the order errors list them.
 var knownKeyList = []string{"AnalysisType", "RuleID", "DisplayName", "Description", "Enabled", "LogTypes", "Severity",
 	"DedupPeriodMinutes", "Threshold", "AlertStormLimit", "Runbook", "Reference", "Tags", "Reports", "OutputIds", "Tests", "Condition",
