@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -63,7 +65,16 @@ func RulesCommand() *cli.Command {
 			Name:      "test",
 			Usage:     "Run every rule's embedded Tests; exit 1 on any failure",
 			ArgsUsage: "[dir]",
+			Description: "A test's Log is a normalized event; p_enrichment in it is what the rule sees, as in Panther.\n" +
+				"With --lookups the rules' lookup(table, key) finds rows in those tables, loaded as the detect stage\n" +
+				"loads them; without it lookup() finds nothing.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "lookups", Usage: "lookup tables for the rules' lookup(): a `dir` of definitions such as lookups, or one definition (.yml)"},
+			},
 			Action: func(c *cli.Context) error {
+				if c.NArg() > 1 {
+					return cli.Exit(fmt.Sprintf("caracal rules test takes one rules directory, got %s: flags go before it (caracal rules test --lookups lookups rules)", strings.Join(c.Args().Slice(), " ")), 2)
+				}
 				dir := c.Args().First()
 				if dir == "" {
 					dir = "./rules"
@@ -72,11 +83,20 @@ func RulesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				var set *enrich.Set
+				if path := c.String("lookups"); path != "" {
+					if set, err = enrich.LoadSetFrom(c.Context, path); err != nil {
+						return err
+					}
+				}
+				SetLookup(set.Lookup) // (a nil set finds nothing)
 				passed, failed, untested := 0, 0, 0
+				callsLookup := map[string]bool{}
 				for _, r := range rules {
 					if len(r.Tests) == 0 {
 						untested++
 					}
+					callsLookup[r.RuleID] = len(r.LookupCalls()) > 0
 				}
 				for _, res := range RunTests(rules) {
 					if res.Passed {
@@ -85,6 +105,9 @@ func RulesCommand() *cli.Command {
 						continue
 					}
 					failed++
+					if set == nil && callsLookup[res.Rule] {
+						res.Reason += " (the rule calls lookup(), which finds nothing without --lookups: give its tables, e.g. --lookups lookups)"
+					}
 					fmt.Fprintf(c.App.Writer, "FAIL %s / %s: %s\n", res.Rule, res.Test, res.Reason)
 				}
 				fmt.Fprintf(c.App.Writer, "rules: %d rules, %d tests: %d passed, %d failed (%d rules without tests)\n", len(rules), passed+failed, passed, failed, untested)

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 )
 
@@ -200,7 +202,8 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// The shipped pack's own tests run in go test too.
+// The shipped pack's own tests run in go test too, with the shipped
+// lookup tables (as make yaml-test gives them).
 func TestShippedRules(t *testing.T) {
 	rules, err := LoadDir("../../rules")
 	if err != nil {
@@ -209,6 +212,12 @@ func TestShippedRules(t *testing.T) {
 	if len(rules) == 0 {
 		t.Fatal("no rules shipped")
 	}
+	set, err := enrich.LoadSetFrom(context.Background(), "../../lookups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetLookup(set.Lookup)
+	defer SetLookup(nil)
 	for _, res := range RunTests(rules) {
 		if !res.Passed {
 			t.Errorf("%s / %s: %s", res.Rule, res.Test, res.Reason)

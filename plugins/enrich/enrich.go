@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -29,6 +31,20 @@ type assoc struct {
 // such directory); any table that cannot be loaded is an error.
 func LoadSet(ctx context.Context, dir string) (*Set, error) {
 	return loadSet(ctx, dir, nil)
+}
+
+// LoadSetFrom is LoadSet for a path a user named (a command's --lookups):
+// a directory of definitions or one definition file, which must be there.
+// (A stage's lookups_dir may be absent: it has no tables.)
+func LoadSetFrom(ctx context.Context, path string) (*Set, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("lookup tables: %w", err)
+	}
+	if ext := filepath.Ext(path); !info.IsDir() && ext != ".yml" && ext != ".yaml" {
+		return nil, fmt.Errorf("lookup tables %s: name a table definition (*.yml, which names its data) or a directory of them", path)
+	}
+	return LoadSet(ctx, path)
 }
 
 // StartSet is LoadSet for a running stage, refreshing the tables until ctx

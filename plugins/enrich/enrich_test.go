@@ -646,3 +646,37 @@ func TestTablesAsTeamsWriteThem(t *testing.T) {
 		t.Errorf("BOM'd CSV: %v", row)
 	}
 }
+
+// A path a user names loads the tables of a directory or of one
+// definition; one that is not there, or is not a definition, is an error
+// rather than no tables.
+func TestLoadSetFrom(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"bad.yml":   "name: bad_ips\nprimary_key: cidr\nkey_type: cidr\ndata: bad.csv\n",
+		"bad.csv":   "cidr,reason\n192.0.2.0/24,scanner\n",
+		"users.yml": "name: users\nprimary_key: id\ndata: users.csv\n",
+		"users.csv": "id,name\nu1,alice\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	set, err := LoadSetFrom(ctx, dir)
+	if err != nil || set.Lookup("bad_ips", "192.0.2.7") == nil || set.Lookup("users", "u1") == nil {
+		t.Fatalf("directory: %v", err)
+	}
+	set, err = LoadSetFrom(ctx, filepath.Join(dir, "bad.yml"))
+	if err != nil || set.Lookup("bad_ips", "192.0.2.7") == nil || len(set.Tables()) != 1 {
+		t.Fatalf("one definition: %v", err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing"): "lookup tables: stat " + filepath.Join(dir, "missing") + ": no such file or directory",
+		filepath.Join(dir, "bad.csv"): "lookup tables " + filepath.Join(dir, "bad.csv") + ": name a table definition (*.yml, which names its data) or a directory of them",
+	} {
+		if _, err := LoadSetFrom(ctx, path); err == nil || err.Error() != want {
+			t.Errorf("LoadSetFrom(%s): %v, want %s", path, err, want)
+		}
+	}
+}
