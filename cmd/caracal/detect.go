@@ -24,7 +24,7 @@ func detectCommand() *cli.Command {
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) of the input; default: classify among all"},
 			&cli.BoolFlag{Name: "events", Usage: "input is already-normalized events (JSON lines, as in rule tests' Log)"},
-			&cli.StringFlag{Name: "lookups", Usage: "directory of lookup tables: enrich events and serve the rules' lookup()"},
+			&cli.StringFlag{Name: "lookups", Usage: "lookup tables (a directory of definitions, or one .yml): enrich events and serve the rules' lookup()"},
 		},
 		Action: func(c *cli.Context) error {
 			engine, err := detect.LoadEngine(c.String("rules"))
@@ -33,7 +33,7 @@ func detectCommand() *cli.Command {
 			}
 			var set *enrich.Set
 			if dir := c.String("lookups"); dir != "" {
-				if set, err = enrich.LoadSet(c.Context, dir); err != nil {
+				if set, err = enrich.LoadSetFrom(c.Context, dir); err != nil {
 					return err
 				}
 				detect.SetLookup(set.Lookup)

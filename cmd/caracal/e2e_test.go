@@ -782,6 +782,11 @@ func TestCommandsNameWhatWasMeant(t *testing.T) {
 		// clear an indicator that was never looked for.
 		{[]string{"search", "--lake", lakeDir + "x", "--ip", "192.0.2.1"}, "lake " + lakeDir + "x: no such directory"},
 		{[]string{"replay", "--rules", "rules", "--lake", lakeDir, "--from", "2026-11-30", "--to", "2026-11-01"}, "--to 2026-11-01 is before --from 2026-11-30"},
+		// A mistyped lookups path is no empty set of tables either.
+		{[]string{"parse", "--log-type", "AWS.CloudTrail", "--lookups", "lookupz", event}, "lookup tables: stat lookupz: no such file or directory"},
+		{[]string{"detect", "--rules", "rules", "--lookups", "lookupz", event}, "lookup tables: stat lookupz: no such file or directory"},
+		{[]string{"replay", "--rules", "rules", "--lake", lakeDir, "--from", "1h", "--lookups", "lookupz"}, "lookup tables: stat lookupz: no such file or directory"},
+		{[]string{"detect", "--rules", "rules", "--lookups", "lookups/known_bad_ips.csv", event}, "name a table definition (*.yml, which names its data) or a directory of them"},
 	} {
 		cmd := exec.Command(caracalBinary(t), c.args...)
 		cmd.Dir = "../.."

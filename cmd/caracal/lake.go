@@ -262,7 +262,7 @@ func (p *rowPrinter) flush() {
 func replayCommand() *cli.Command {
 	flags := append(lakeFlags(),
 		&cli.StringFlag{Name: "rules", Value: "./rules", Usage: "directory of rules to run"},
-		&cli.StringFlag{Name: "lookups", Usage: "directory of lookup tables for the rules' lookup()"},
+		&cli.StringFlag{Name: "lookups", Usage: "lookup tables (a directory of definitions, or one .yml) for the rules' lookup()"},
 		&cli.StringFlag{Name: "from", Value: "24h", Usage: "events from this time (RFC 3339, date, or a duration ago)"},
 		&cli.StringFlag{Name: "to", Usage: "events before this time (default: now)"},
 		&cli.StringSliceFlag{Name: "log-types", Usage: "only these log types (default: every log type a rule reads)"},
@@ -280,7 +280,7 @@ func replayCommand() *cli.Command {
 				return err
 			}
 			if dir := c.String("lookups"); dir != "" {
-				set, err := enrich.LoadSet(c.Context, dir)
+				set, err := enrich.LoadSetFrom(c.Context, dir)
 				if err != nil {
 					return err
 				}

@@ -126,7 +126,7 @@ func Command() *cli.Command {
 			&cli.StringSliceFlag{Name: "log-type", Usage: "log type(s) to try; default: all known"},
 			&cli.StringFlag{Name: "schemas", Value: "./schemas", Usage: "directory of log schemas"},
 			&cli.StringFlag{Name: "source-id", Value: "cli", Usage: "p_source_id for the events"},
-			&cli.StringFlag{Name: "lookups", Usage: "directory of lookup tables to enrich with, as the pipeline does"},
+			&cli.StringFlag{Name: "lookups", Usage: "lookup tables (a directory of definitions, or one .yml) to enrich with, as the pipeline does"},
 		},
 		Action: func(c *cli.Context) error {
 			cl, err := LoadClassifier(c.String("schemas"))
@@ -209,13 +209,13 @@ func Each(cl *Classifier, files, logTypes []string, sourceID string, fn func(ev 
 	return nil
 }
 
-// LoadEnricher loads the lookup tables in dir for the CLI (nil without a
-// directory).
+// LoadEnricher loads the lookup tables at dir (a directory of definitions,
+// or one) for the CLI: nil without one.
 func LoadEnricher(dir string) (func(map[string]any) bool, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	set, err := enrich.LoadSet(context.Background(), dir)
+	set, err := enrich.LoadSetFrom(context.Background(), dir)
 	if err != nil {
 		return nil, err
 	}
