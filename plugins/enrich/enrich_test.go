@@ -106,7 +106,7 @@ func TestCIDRTrieMatchesLinearScan(t *testing.T) {
 	}
 }
 
-func writeTable(t *testing.T, dir, name, def, data, dataFile string) {
+func writeTable(t testing.TB, dir, name, def, data, dataFile string) {
 	t.Helper()
 	os.WriteFile(filepath.Join(dir, name+".yml"), []byte(def), 0o644)
 	os.WriteFile(filepath.Join(dir, dataFile), []byte(data), 0o644)
