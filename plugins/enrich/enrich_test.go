@@ -30,10 +30,11 @@ import (
 )
 
 func TestCIDRLongestPrefix(t *testing.T) {
-	var c CIDRTrie
+	var b CIDRBuilder
 	for i, p := range []string{"10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "0.0.0.0/0", "2001:db8::/32", "2001:db8:bad::/48", "192.0.2.7/32"} {
-		c.Insert(netip.MustParsePrefix(p), i)
+		b.Add(netip.MustParsePrefix(p), i)
 	}
+	c := b.Index()
 	for _, tc := range []struct {
 		ip   string
 		want int
@@ -46,19 +47,51 @@ func TestCIDRLongestPrefix(t *testing.T) {
 			t.Errorf("%s → %d %v, want %d", tc.ip, got, ok, tc.want)
 		}
 	}
-	var v6only CIDRTrie
-	v6only.Insert(netip.MustParsePrefix("2001:db8::/32"), 0)
-	if _, ok := v6only.Lookup(netip.MustParseAddr("10.0.0.1")); ok {
+	var v6only CIDRBuilder
+	v6only.Add(netip.MustParsePrefix("2001:db8::/32"), 0)
+	if _, ok := v6only.Index().Lookup(netip.MustParseAddr("10.0.0.1")); ok {
 		t.Error("an IPv4 address matched an IPv6-only table")
 	}
 }
 
-// The trie agrees with a linear longest-prefix scan on random, heavily
+// Prefixes at the ends of the address spaces (whose ranges end at the
+// last address), nested ones ending together, and IPv4-mapped prefixes
+// (of /96 and longer: IPv4; shorter: IPv6, which IPv4 addresses are not).
+func TestCIDREdges(t *testing.T) {
+	var b CIDRBuilder
+	for i, p := range []string{
+		"255.255.255.255/32", "255.255.255.0/24", "255.0.0.0/8", "0.0.0.0/32",
+		"::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "ffff:ffff:ffff:ffff::/64",
+		"::ffff:192.0.2.0/120", "::ffff:0:0/95", "2001:db8::/32", "2001:db8::/32",
+	} {
+		b.Add(netip.MustParsePrefix(p), i)
+	}
+	c := b.Index()
+	for _, tc := range []struct {
+		ip   string
+		want int // -1: none
+	}{
+		{"255.255.255.255", 0}, {"255.255.255.254", 1}, {"255.255.254.255", 2}, {"254.255.255.255", -1},
+		{"0.0.0.0", 3}, {"0.0.0.1", -1}, {"192.0.2.9", 7}, {"::ffff:192.0.2.9", 7}, {"192.0.3.1", -1},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 5}, {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 6},
+		{"ffff:ffff:ffff:fffe::1", 4}, {"::", 4}, {"2001:db8::1", 10}, {"2001:db9::", 4},
+	} {
+		got, ok := c.Lookup(netip.MustParseAddr(tc.ip))
+		if !ok {
+			got = -1
+		}
+		if got != tc.want {
+			t.Errorf("%s → %d, want %d", tc.ip, got, tc.want)
+		}
+	}
+}
+
+// The index agrees with a linear longest-prefix scan on random, heavily
 // overlapping prefixes of every length (IPv4 below and above /16, IPv6),
 // including equal prefixes inserted twice (the later value wins).
-func TestCIDRTrieMatchesLinearScan(t *testing.T) {
+func TestCIDRIndexMatchesLinearScan(t *testing.T) {
 	rng := mathrand.New(mathrand.NewPCG(1, 2))
-	var c CIDRTrie
+	var b CIDRBuilder
 	var prefixes []netip.Prefix
 	values := map[netip.Prefix]int{}
 	addr := func(v6 bool) netip.Addr {
@@ -86,12 +119,13 @@ func TestCIDRTrieMatchesLinearScan(t *testing.T) {
 			bits = rng.IntN(129)
 		}
 		p := netip.PrefixFrom(addr(v6), bits).Masked()
-		c.Insert(p, i)
+		b.Add(p, i)
 		if _, seen := values[p]; !seen {
 			prefixes = append(prefixes, p)
 		}
 		values[p] = i
 	}
+	c := b.Index()
 	for i := 0; i < 20000; i++ {
 		a := addr(rng.IntN(4) == 0)
 		want, wantOK, best := 0, false, -1
@@ -368,12 +402,14 @@ func BenchmarkCIDRLookup1M(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	var c CIDRTrie
+	var c CIDRBuilder
 	for i, p := range prefixes {
-		c.Insert(p, i)
+		c.Add(p, i)
 	}
+	ix := c.Index()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(prefixes)
 	addrs := make([]netip.Addr, 4096)
 	for i := range addrs {
 		var a [4]byte
@@ -382,7 +418,7 @@ func BenchmarkCIDRLookup1M(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c.Lookup(addrs[i%len(addrs)])
+		ix.Lookup(addrs[i%len(addrs)])
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB/1M-prefixes")
 }

@@ -152,7 +152,7 @@ type Index struct {
 	mmdb    *maxminddb.Reader
 	rows    []map[string]any
 	byKey   map[string]int
-	cidr    *CIDRTrie
+	cidr    *CIDRIndex
 	version string // checksum or ETag of the data
 	Loaded  time.Time
 	Bytes   int // approximate memory
@@ -211,8 +211,9 @@ func (ix *Index) Get(key string) map[string]any {
 // Build indexes rows by the definition's primary key.
 func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
 	ix := &Index{rows: rows, version: version, Loaded: time.Now()}
+	var cidrs *CIDRBuilder
 	if d.KeyType == "cidr" {
-		ix.cidr = &CIDRTrie{}
+		cidrs = &CIDRBuilder{}
 	} else {
 		ix.byKey = make(map[string]int, len(rows))
 	}
@@ -222,7 +223,7 @@ func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
 			return nil, fmt.Errorf("table %s row %d has no %s", d.Name, i+1, d.PrimaryKey)
 		}
 		ks := KeyString(k)
-		if ix.cidr != nil {
+		if cidrs != nil {
 			ks = strings.TrimSpace(ks) // as Get trims the address looked up
 			p, err := netip.ParsePrefix(ks)
 			if err != nil {
@@ -232,13 +233,14 @@ func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
 				}
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
-			ix.cidr.Insert(p, i)
+			cidrs.Add(p, i)
 		} else {
 			ix.byKey[ks] = i
 		}
 	}
 	ix.Bytes = estimateBytes(rows)
-	if ix.cidr != nil {
+	if cidrs != nil {
+		ix.cidr = cidrs.Index()
 		ix.Bytes += ix.cidr.Bytes()
 	} else {
 		ix.Bytes += len(ix.byKey) * 48
