@@ -3,9 +3,11 @@ package enrich
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
@@ -125,7 +127,7 @@ func (s *Set) EnrichJSON(raw []byte) ([]byte, error) {
 		}
 		return envelope.EncodeEvent(ev)
 	}
-	if !s.Enrich(ev) {
+	if !s.enrich(ev, true) {
 		return nil, nil
 	}
 	body := bytes.TrimSpace(raw) // an object: DecodeEventKeys checked
@@ -216,7 +218,11 @@ func values(v any, keys []string, out []string) []string {
 // Enrich adds p_enrichment.<table>.<path> for every hit of the event's log
 // type's associations: the row, or a list of rows when several values of
 // the path hit. It reports whether anything was added.
-func (s *Set) Enrich(event map[string]any) bool {
+func (s *Set) Enrich(event map[string]any) bool { return s.enrich(event, false) }
+
+// enrich is Enrich; with asJSON, a row added is its JSON (json.RawMessage)
+// rather than a map, for an event about to be written out.
+func (s *Set) enrich(event map[string]any, asJSON bool) bool {
 	if s == nil {
 		return false
 	}
@@ -232,9 +238,23 @@ func (s *Set) Enrich(event map[string]any) bool {
 	for _, a := range as {
 		ix := a.t.Index()
 		var hits []any
+		var found []int // rows in hits: each once
 		for _, v := range values(event, a.keys, nil) {
-			if row := ix.Get(v); row != nil {
-				hits = appendUnique(hits, row)
+			if ix.mmdb != nil {
+				if row := ix.Get(v); row != nil {
+					hits = append(hits, row)
+				}
+				continue
+			}
+			i := ix.find(v)
+			if i < 0 || slices.Contains(found, i) {
+				continue
+			}
+			found = append(found, i)
+			if asJSON {
+				hits = append(hits, json.RawMessage(ix.rows.appendJSON(nil, i)))
+			} else {
+				hits = append(hits, ix.row(i))
 			}
 		}
 		if len(hits) == 0 {
@@ -258,13 +278,4 @@ func (s *Set) Enrich(event map[string]any) bool {
 		added = true
 	}
 	return added
-}
-
-func appendUnique(list []any, row map[string]any) []any {
-	for _, x := range list {
-		if m, ok := x.(map[string]any); ok && fmt.Sprintf("%p", m) == fmt.Sprintf("%p", row) {
-			return list
-		}
-	}
-	return append(list, row)
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
 	mathrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -296,8 +298,10 @@ func TestBadDefinitionsAndData(t *testing.T) {
 	if _, err := Build(&Def{Name: "c", PrimaryKey: "k", KeyType: "cidr"}, []map[string]any{{"k": "not-a-cidr"}}, ""); err == nil {
 		t.Error("a bad CIDR key was accepted")
 	}
-	if _, err := Parse("json", []byte(`{"not":"an array"}`)); err == nil {
-		t.Error("a JSON object was accepted as rows")
+	for _, data := range []string{`{"not":"an array"}`, `[{"k":"a"}] [{"k":"b"}]`, `[{"k":"a"},`, `[1]`, ``} {
+		if _, err := Load(&Def{Name: "j", PrimaryKey: "k", Format: "json"}, []byte(data), ""); err == nil {
+			t.Errorf("json %q was accepted as rows", data)
+		}
 	}
 }
 
@@ -656,11 +660,8 @@ func TestStartSetOutlivesAFeedOutOfReach(t *testing.T) {
 // decode to floats and printed as 1.11122223333e+11 never matched), a CSV
 // saved by Excel with a byte order mark, a CIDR with a space before it.
 func TestTablesAsTeamsWriteThem(t *testing.T) {
-	rows, err := Parse("json", []byte(`[{"account_id": 111122223333, "name": "prod-root"}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := Build(&Def{Name: "accounts", PrimaryKey: "account_id", KeyType: "string"}, rows, "")
+	ix, err := Load(&Def{Name: "accounts", PrimaryKey: "account_id", KeyType: "string", Format: "json"},
+		[]byte(`[{"account_id": 111122223333, "name": "prod-root"}]`), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,11 +671,8 @@ func TestTablesAsTeamsWriteThem(t *testing.T) {
 	if row := ix.Get(KeyString(float64(111122223333))); row == nil {
 		t.Error("a numeric value looked up does not find the numeric key")
 	}
-	rows, err = Parse("csv", []byte("\ufeffcidr,source\n 192.0.2.0/24,feed\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err = Build(&Def{Name: "bad_ips", PrimaryKey: "cidr", KeyType: "cidr"}, rows, "")
+	ix, err = Load(&Def{Name: "bad_ips", PrimaryKey: "cidr", KeyType: "cidr", Format: "csv"},
+		[]byte("\ufeffcidr,source\n 192.0.2.0/24,feed\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,6 +711,70 @@ func TestLoadSetFrom(t *testing.T) {
 	} {
 		if _, err := LoadSetFrom(ctx, path); err == nil || err.Error() != want {
 			t.Errorf("LoadSetFrom(%s): %v, want %s", path, err, want)
+		}
+	}
+}
+
+// Rows kept compactly come back as decoding the data gave them: JSON
+// values of every kind, rows with different columns, names and strings
+// that need escaping, strings that are not UTF-8 (CSV keeps their bytes),
+// a CSV column named twice (its last one's values); the last row of a
+// key given twice wins; and written as JSON a row is the same row.
+func TestRowsComeBackAsTheDataHadThem(t *testing.T) {
+	jsonl := `{"k":"a","n":1.5,"big":111122223333,"t":true,"z":null,"list":[1,"x",{"y":[]}],"obj":{"p":{"q":"r"}}}
+{"k":"b","only here":"\"quoted\"\n\u2028 ünï \u0001"}
+{"k":"c"}
+{"k":7,"n":-0.000001}
+{"k":"a","n":2}
+`
+	want := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(jsonl), "\n") {
+		var row map[string]any
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatal(err)
+		}
+		want[KeyString(row["k"])] = row
+	}
+	ix, err := Load(&Def{Name: "j", PrimaryKey: "k", Format: "jsonl"}, []byte(jsonl), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csvData := "k,\"col \"\"x\"\"\",k2,\"col \"\"x\"\"\"\na,\"1,2\",\xff\xfe,last\nb,\"multi\nline\",\"say \"\"hi\"\"\",\nb,again,,dup\n"
+	cix, err := Load(&Def{Name: "c", PrimaryKey: "k", Format: "csv"}, []byte(csvData), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want2 := map[string]map[string]any{
+		"a": {"k": "a", `col "x"`: "last", "k2": "\xff\xfe"},
+		"b": {"k": "b", `col "x"`: "dup", "k2": ""},
+	}
+	for _, tc := range []struct {
+		ix   *Index
+		rows int
+		want map[string]map[string]any
+	}{{ix, 5, want}, {cix, 3, want2}} {
+		if tc.ix.Rows() != tc.rows {
+			t.Errorf("%d rows, want %d", tc.ix.Rows(), tc.rows)
+		}
+		for k, row := range tc.want {
+			if got := tc.ix.Get(k); !reflect.DeepEqual(got, row) {
+				t.Errorf("%s: got %#v, want %#v", k, got, row)
+			}
+			var fromJSON map[string]any
+			b := tc.ix.rows.appendJSON(nil, tc.ix.find(k))
+			if err := json.Unmarshal(b, &fromJSON); err != nil {
+				t.Fatalf("%s: %s: %v", k, b, err)
+			}
+			if row["k2"] == "\xff\xfe" {
+				row = maps.Clone(row)
+				row["k2"] = "\ufffd\ufffd" // JSON has no other bytes
+			}
+			if !reflect.DeepEqual(fromJSON, row) {
+				t.Errorf("%s as JSON: %s, want %v", k, b, row)
+			}
+		}
+		if tc.ix.Get("d") != nil || tc.ix.Get("") != nil {
+			t.Error("a key not in the table was found")
 		}
 	}
 }

@@ -16,14 +16,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -150,19 +153,44 @@ func ParseDef(file string, data []byte) (*Def, error) {
 // swaps in a new one atomically.
 type Index struct {
 	mmdb    *maxminddb.Reader
-	rows    []map[string]any
-	byKey   map[string]int
+	rows    rowStore
+	byKey   map[string]int32 // keys: substrings of rows.buf, mostly
 	cidr    *CIDRIndex
 	version string // checksum or ETag of the data
 	Loaded  time.Time
 	Bytes   int // approximate memory
+	decoded decodedRows
+}
+
+// decodedRows keeps the rows Get decoded, so that a row hit again (rules'
+// lookup() of the same host or account, event after event) is not decoded
+// again: up to maxDecoded of them, a table's hot rows rather than all.
+type decodedRows struct {
+	once sync.Once
+	rows []atomic.Pointer[map[string]any]
+	n    atomic.Int32
+}
+
+const maxDecoded = 1 << 14
+
+// row is row i as a map; it is shared, as the table's rows always were.
+func (ix *Index) row(i int) map[string]any {
+	d := &ix.decoded
+	d.once.Do(func() { d.rows = make([]atomic.Pointer[map[string]any], ix.Rows()) })
+	if m := d.rows[i].Load(); m != nil {
+		return *m
+	}
+	m := ix.rows.decode(i)
+	if d.n.Load() < maxDecoded {
+		d.n.Add(1)
+		d.rows[i].Store(&m)
+	}
+	return m
 }
 
 // Rows is the number of rows.
-func (ix *Index) Rows() int { return len(ix.rows) }
+func (ix *Index) Rows() int { return len(ix.rows.ends) }
 
-// Get finds the row for a key: exact for string tables, longest prefix for
-// CIDR tables (key is then an IP address).
 // KeyString is a key as the table indexes it and a lookup asks for it: a
 // number that is whole as its digits (JSON decodes account ids such as
 // 111122223333 to floats, which fmt prints as 1.11122223333e+11).
@@ -176,6 +204,27 @@ func KeyString(k any) string {
 	return fmt.Sprint(k)
 }
 
+// find is the row of a key in a string or CIDR table (-1: none): exact
+// for string tables, longest prefix for CIDR tables (key is then an IP
+// address).
+func (ix *Index) find(key string) int {
+	if ix.cidr != nil {
+		a, err := netip.ParseAddr(strings.TrimSpace(key))
+		if err != nil {
+			return -1
+		}
+		if i, ok := ix.cidr.Lookup(a); ok {
+			return i
+		}
+		return -1
+	}
+	if i, ok := ix.byKey[key]; ok {
+		return int(i)
+	}
+	return -1
+}
+
+// Get finds the row for a key (see find; an mmdb table's is its record).
 func (ix *Index) Get(key string) map[string]any {
 	if ix.mmdb != nil {
 		a, err := netip.ParseAddr(strings.TrimSpace(key))
@@ -192,110 +241,187 @@ func (ix *Index) Get(key string) map[string]any {
 		}
 		return row
 	}
-	if ix.cidr != nil {
-		a, err := netip.ParseAddr(strings.TrimSpace(key))
-		if err != nil {
-			return nil
-		}
-		if i, ok := ix.cidr.Lookup(a); ok {
-			return ix.rows[i]
-		}
-		return nil
-	}
-	if i, ok := ix.byKey[key]; ok {
-		return ix.rows[i]
+	if i := ix.find(key); i >= 0 {
+		return ix.row(i)
 	}
 	return nil
 }
 
+// builder indexes rows by a definition's primary key as they are read.
+type builder struct {
+	d     *Def
+	rows  rowBuilder
+	cidrs *CIDRBuilder
+	// A string table's keys: where in the rows' buffer (most keys are
+	// stored there as they are), or in extra.
+	keys  []keyAt
+	extra []byte
+}
+
+type keyAt struct {
+	from, to uint32
+	extra    bool
+}
+
+func newBuilder(d *Def) *builder {
+	b := &builder{d: d}
+	if d.KeyType == "cidr" {
+		b.cidrs = &CIDRBuilder{}
+	}
+	return b
+}
+
+// key indexes the row being added by ks, whose value is buf[from:to].
+func (b *builder) key(ks string, from, to int) error {
+	row := len(b.rows.ends)
+	if b.cidrs != nil {
+		ks = strings.TrimSpace(ks) // as find trims the address looked up
+		p, err := netip.ParsePrefix(ks)
+		if err != nil {
+			a, aerr := netip.ParseAddr(ks)
+			if aerr != nil {
+				return fmt.Errorf("table %s row %d: %q is not a CIDR", b.d.Name, row+1, ks)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		b.cidrs.Add(p, row)
+		return nil
+	}
+	if string(b.rows.buf[from:to]) == ks {
+		b.keys = append(b.keys, keyAt{from: uint32(from), to: uint32(to)})
+		return nil
+	}
+	b.keys = append(b.keys, keyAt{from: uint32(len(b.extra)), to: uint32(len(b.extra) + len(ks)), extra: true})
+	b.extra = append(b.extra, ks...)
+	return nil
+}
+
+// add adds a row as JSON data decodes it.
+func (b *builder) add(r map[string]any) error {
+	k, ok := r[b.d.PrimaryKey]
+	if !ok || k == nil {
+		return fmt.Errorf("table %s row %d has no %s", b.d.Name, len(b.rows.ends)+1, b.d.PrimaryKey)
+	}
+	cols := slices.Sorted(maps.Keys(r))
+	b.rows.start(b.rows.shape(cols))
+	for _, c := range cols {
+		from, to, err := b.rows.add(r[c])
+		if err != nil {
+			return fmt.Errorf("table %s row %d: %s: %w", b.d.Name, len(b.rows.ends)+1, c, err)
+		}
+		if c == b.d.PrimaryKey {
+			if err := b.key(KeyString(k), from, to); err != nil {
+				return err
+			}
+		}
+	}
+	return b.rows.end()
+}
+
+// csv adds the rows of CSV data.
+func (b *builder) csv(data []byte) error {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	r.ReuseRecord = true
+	header, err := r.Read()
+	if err != nil {
+		return fmt.Errorf("csv header: %w", err)
+	}
+	header = slices.Clone(header)
+	if len(header) > 0 { // Excel's "CSV UTF-8" opens with a byte order mark
+		header[0] = strings.TrimPrefix(header[0], "\ufeff")
+	}
+	// The columns, each once: a name given twice has its last column's
+	// values, as a map per row had.
+	var cols []string
+	var fields []int
+	key := -1
+	for i, h := range header {
+		if j := slices.Index(cols, h); j >= 0 {
+			fields[j] = i
+			continue
+		}
+		if h == b.d.PrimaryKey {
+			key = len(cols)
+		}
+		cols, fields = append(cols, h), append(fields, i)
+	}
+	sh := b.rows.shape(cols)
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("csv: %w", err)
+		}
+		if len(rec) != len(header) {
+			return fmt.Errorf("csv line %d: %d fields, header has %d", line, len(rec), len(header))
+		}
+		if key < 0 {
+			return fmt.Errorf("table %s row %d has no %s", b.d.Name, len(b.rows.ends)+1, b.d.PrimaryKey)
+		}
+		b.rows.start(sh)
+		for c, f := range fields {
+			from, to := b.rows.addString(rec[f])
+			if c == key {
+				if err := b.key(rec[f], from, to); err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.rows.end(); err != nil {
+			return err
+		}
+	}
+}
+
+// index is the index of the rows added.
+func (b *builder) index(version string) *Index {
+	ix := &Index{rows: b.rows.store(), version: version, Loaded: time.Now()}
+	ix.Bytes = ix.rows.bytes()
+	if b.cidrs != nil {
+		ix.cidr = b.cidrs.Index()
+		ix.Bytes += ix.cidr.Bytes()
+		return ix
+	}
+	extra := string(b.extra)
+	ix.byKey = make(map[string]int32, len(b.keys))
+	for i, k := range b.keys {
+		s := ix.rows.buf
+		if k.extra {
+			s = extra
+		}
+		ix.byKey[s[k.from:k.to]] = int32(i) // the last row of a key stays
+	}
+	ix.Bytes += len(extra) + len(ix.byKey)*40
+	return ix
+}
+
 // Build indexes rows by the definition's primary key.
 func Build(d *Def, rows []map[string]any, version string) (*Index, error) {
-	ix := &Index{rows: rows, version: version, Loaded: time.Now()}
-	var cidrs *CIDRBuilder
-	if d.KeyType == "cidr" {
-		cidrs = &CIDRBuilder{}
-	} else {
-		ix.byKey = make(map[string]int, len(rows))
-	}
-	for i, r := range rows {
-		k, ok := r[d.PrimaryKey]
-		if !ok || k == nil {
-			return nil, fmt.Errorf("table %s row %d has no %s", d.Name, i+1, d.PrimaryKey)
-		}
-		ks := KeyString(k)
-		if cidrs != nil {
-			ks = strings.TrimSpace(ks) // as Get trims the address looked up
-			p, err := netip.ParsePrefix(ks)
-			if err != nil {
-				a, aerr := netip.ParseAddr(ks)
-				if aerr != nil {
-					return nil, fmt.Errorf("table %s row %d: %q is not a CIDR", d.Name, i+1, ks)
-				}
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
-			cidrs.Add(p, i)
-		} else {
-			ix.byKey[ks] = i
-		}
-	}
-	ix.Bytes = estimateBytes(rows)
-	if cidrs != nil {
-		ix.cidr = cidrs.Index()
-		ix.Bytes += ix.cidr.Bytes()
-	} else {
-		ix.Bytes += len(ix.byKey) * 48
-	}
-	return ix, nil
-}
-
-func estimateBytes(rows []map[string]any) int {
-	n := 0
+	b := newBuilder(d)
 	for _, r := range rows {
-		n += 48
-		for k, v := range r {
-			n += len(k) + 32
-			if s, ok := v.(string); ok {
-				n += len(s)
-			}
+		if err := b.add(r); err != nil {
+			return nil, err
 		}
 	}
-	return n
+	return b.index(version), nil
 }
 
-// Parse decodes table data in the given format.
-func Parse(format string, data []byte) ([]map[string]any, error) {
-	switch format {
+// Load reads table data in the definition's format (csv, jsonl, json)
+// and indexes its rows, a row at a time.
+func Load(d *Def, data []byte, version string) (*Index, error) {
+	b := newBuilder(d)
+	// The rows take about the data's size (less the JSON's keys): room
+	// for them from the start, not a buffer doubled a dozen times.
+	b.rows.buf = make([]byte, 0, len(data))
+	switch d.Format {
 	case "csv":
-		r := csv.NewReader(bytes.NewReader(data))
-		r.FieldsPerRecord = -1
-		header, err := r.Read()
-		if err != nil {
-			return nil, fmt.Errorf("csv header: %w", err)
+		if err := b.csv(data); err != nil {
+			return nil, err
 		}
-		if len(header) > 0 { // Excel's "CSV UTF-8" opens with a byte order mark
-			header[0] = strings.TrimPrefix(header[0], "\ufeff")
-		}
-		var rows []map[string]any
-		for line := 2; ; line++ {
-			rec, err := r.Read()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("csv: %w", err)
-			}
-			if len(rec) != len(header) {
-				return nil, fmt.Errorf("csv line %d: %d fields, header has %d", line, len(rec), len(header))
-			}
-			row := make(map[string]any, len(header))
-			for i, h := range header {
-				row[h] = rec[i]
-			}
-			rows = append(rows, row)
-		}
-		return rows, nil
 	case "jsonl":
-		var rows []map[string]any
 		for i, line := range bytes.Split(data, []byte("\n")) {
 			if len(bytes.TrimSpace(line)) == 0 {
 				continue
@@ -304,17 +430,40 @@ func Parse(format string, data []byte) ([]map[string]any, error) {
 			if err := json.Unmarshal(line, &row); err != nil {
 				return nil, fmt.Errorf("jsonl line %d: %w", i+1, err)
 			}
-			rows = append(rows, row)
+			if err := b.add(row); err != nil {
+				return nil, err
+			}
 		}
-		return rows, nil
 	case "json":
-		var rows []map[string]any
-		if err := json.Unmarshal(data, &rows); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		t, err := dec.Token()
+		if err != nil {
 			return nil, fmt.Errorf("json (an array of objects): %w", err)
 		}
-		return rows, nil
+		if t != json.Delim('[') && t != nil { // null: no rows
+			return nil, fmt.Errorf("json (an array of objects): the data is not an array")
+		}
+		for t != nil && dec.More() {
+			var row map[string]any
+			if err := dec.Decode(&row); err != nil {
+				return nil, fmt.Errorf("json (an array of objects): %w", err)
+			}
+			if err := b.add(row); err != nil {
+				return nil, err
+			}
+		}
+		if t != nil {
+			if _, err := dec.Token(); err != nil {
+				return nil, fmt.Errorf("json (an array of objects): %w", err)
+			}
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, fmt.Errorf("json (an array of objects): data after the array")
+		}
+	default:
+		return nil, fmt.Errorf("unknown format %q", d.Format)
 	}
-	return nil, fmt.Errorf("unknown format %q", format)
+	return b.index(version), nil
 }
 
 // Source fetches table data, reporting unchanged data cheaply.
@@ -511,11 +660,7 @@ func (t *Table) Refresh(ctx context.Context) error {
 		t.current.Store(&Index{mmdb: r, version: version, Loaded: time.Now(), Bytes: len(data)})
 		return nil
 	}
-	rows, err := Parse(t.Def.Format, data)
-	if err != nil {
-		return err
-	}
-	ix, err := Build(t.Def, rows, version)
+	ix, err := Load(t.Def, data, version)
 	if err != nil {
 		return err
 	}

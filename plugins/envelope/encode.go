@@ -87,6 +87,8 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			}
 		}
 		return append(b, ']'), nil
+	case json.RawMessage: // JSON already written (lookup table rows)
+		return append(b, x...), nil
 	case []string:
 		b = append(b, '[')
 		for i, s := range x {
