@@ -58,8 +58,11 @@ func init() {
 			if ldir == "" {
 				ldir = settings.From(res).LookupsDir
 			}
+			// The tables (in `caracal run`, the process stage's too) are
+			// held until the processor closes.
+			ctx, stop := context.WithCancel(context.Background())
 			// (The process stage's enrich raises the SYSTEM_ERROR alerts.)
-			set, err := enrich.StartSet(context.Background(), ldir, func(t *enrich.Table, err error) {
+			set, err := enrich.StartSet(ctx, ldir, func(t *enrich.Table, err error) {
 				if t.Loaded() {
 					res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
 				} else {
@@ -67,6 +70,7 @@ func init() {
 				}
 			})
 			if err != nil {
+				stop()
 				return nil, err
 			}
 			SetLookup(set.Lookup)
@@ -74,7 +78,6 @@ func init() {
 			log.Infof("Detecting with %d rules from %s", len(rl.Engine().Rules()), dir)
 			known := schemaNames(settings.From(res).SchemasDir)
 			warnUnknownLogTypes(log, rl.Engine().Rules(), known)
-			ctx, stop := context.WithCancel(context.Background())
 			if interval > 0 {
 				go rl.Watch(ctx, interval, func(changed bool, n int, errs []error) {
 					for _, err := range errs {

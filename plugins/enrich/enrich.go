@@ -32,7 +32,11 @@ type assoc struct {
 // LoadSet loads every table defined in dir (an empty set when there is no
 // such directory); any table that cannot be loaded is an error.
 func LoadSet(ctx context.Context, dir string) (*Set, error) {
-	return loadSet(ctx, dir, nil)
+	defs, err := LoadDefs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return newSet(defs, func(d *Def) (*Table, error) { return NewTable(ctx, d) })
 }
 
 // LoadSetFrom is LoadSet for a path a user named (a command's --lookups):
@@ -49,41 +53,51 @@ func LoadSetFrom(ctx context.Context, path string) (*Set, error) {
 	return LoadSet(ctx, path)
 }
 
-// StartSet is LoadSet for a running stage, refreshing the tables until ctx
-// ends (Set.Run). A remote table (s3://, https://) out of reach at start
-// does not stop the stage: it starts empty, onError hears why, and it is
-// retried (Table.Run). One feed out of reach must not stop every event's
-// processing; until it loads, events are not enriched from it.
+// StartSet is LoadSet for a running stage, its tables refreshed until ctx
+// ends. Stages of one process share a table of the same definition (one
+// copy, one refresh), which the last of them to stop releases. A remote
+// table (s3://, https://) out of reach at start does not stop the stage:
+// it starts empty, onError hears why, and it is retried (Table.Run). One
+// feed out of reach must not stop every event's processing; until it
+// loads, events are not enriched from it. onError also hears of failed
+// refreshes.
 func StartSet(ctx context.Context, dir string, onError func(t *Table, err error)) (*Set, error) {
-	s, err := loadSet(ctx, dir, onError)
-	if err != nil {
-		return nil, err
-	}
-	s.Run(ctx, onError)
-	return s, nil
-}
-
-// loadSet is LoadSet; with unreachable set, a remote table that fails to
-// load starts empty and is reported to it instead.
-func loadSet(ctx context.Context, dir string, unreachable func(t *Table, err error)) (*Set, error) {
 	defs, err := LoadDefs(dir)
 	if err != nil {
 		return nil, err
 	}
+	var releases []func()
+	releaseAll := func() {
+		for _, release := range releases {
+			release()
+		}
+	}
+	s, err := newSet(defs, func(d *Def) (*Table, error) {
+		t, release, err := acquire(ctx, d, onError)
+		if err != nil {
+			return nil, err
+		}
+		releases = append(releases, release)
+		return t, nil
+	})
+	if err != nil {
+		releaseAll()
+		return nil, err
+	}
+	context.AfterFunc(ctx, releaseAll)
+	return s, nil
+}
+
+// newSet is the set of the tables defined, each opened by open.
+func newSet(defs []*Def, open func(d *Def) (*Table, error)) (*Set, error) {
 	s := &Set{tables: map[string]*Table{}, byLogType: map[string][]assoc{}}
 	for _, d := range defs {
 		if _, dup := s.tables[d.Name]; dup {
 			return nil, fmt.Errorf("%s: lookup table %s defined twice", d.File, d.Name)
 		}
-		t, err := newTable(d)
+		t, err := open(d)
 		if err != nil {
 			return nil, err
-		}
-		if err := t.Refresh(ctx); err != nil {
-			if unreachable == nil || !d.Remote() {
-				return nil, fmt.Errorf("lookup table %s: %w", d.Name, err)
-			}
-			unreachable(t, err)
 		}
 		s.tables[d.Name] = t
 		s.order = append(s.order, t)
@@ -152,14 +166,6 @@ func (s *Set) Associates(lt string) bool {
 
 // Tables lists the tables, by name.
 func (s *Set) Tables() []*Table { return s.order }
-
-// Run refreshes every table in the background until ctx ends.
-func (s *Set) Run(ctx context.Context, onError func(t *Table, err error)) {
-	for _, t := range s.order {
-		t.OnError = onError
-		go t.Run(ctx)
-	}
-}
 
 // Lookup returns the row for key in the named table, or nil (the rules'
 // lookup(table, key)).

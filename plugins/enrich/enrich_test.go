@@ -778,3 +778,90 @@ func TestRowsComeBackAsTheDataHadThem(t *testing.T) {
 		}
 	}
 }
+
+// Stages of one process (caracal run's process and detect stages) started
+// on the same definitions share one copy of each table, loaded and
+// refreshed once; each stage releases it as it stops, and the last one to
+// stop forgets it. A definition that differs is a table of its own.
+func TestStartedSetsShareTables(t *testing.T) {
+	var gets atomic.Int32
+	var body atomic.Value
+	var down atomic.Bool
+	body.Store("ip,list\n198.51.100.0/24,one\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gets.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.Write([]byte(body.Load().(string)))
+	}))
+	defer srv.Close()
+	def := "name: feed\nprimary_key: ip\nkey_type: cidr\ndata: " + srv.URL + "/ips.csv\nrefresh: 20ms\nassociations:\n  %s: [ip]\n"
+	process, detect, other := t.TempDir(), t.TempDir(), t.TempDir()
+	writeTable(t, process, "feed", fmt.Sprintf(def, "AWS.CloudTrail"), "", "unused.csv")
+	// Associations are the stage's own: the table is the same.
+	writeTable(t, detect, "feed", fmt.Sprintf(def, "AWS.VPCFlow"), "", "unused.csv")
+	writeTable(t, other, "feed", strings.Replace(fmt.Sprintf(def, "AWS.VPCFlow"), "refresh: 20ms", "refresh: 1h", 1), "", "unused.csv")
+
+	var errs [2]atomic.Int32
+	start := func(dir string, i int) (*Set, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		set, err := StartSet(ctx, dir, func(*Table, error) { errs[i].Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set, cancel
+	}
+	p, stopP := start(process, 0)
+	defer stopP()
+	gotGets := gets.Load()
+	d, stopD := start(detect, 1)
+	defer stopD()
+	if p.Tables()[0] != d.Tables()[0] || gets.Load() != gotGets {
+		t.Fatalf("two stages with the same table: %p and %p, %d fetches; want one table loaded once", p.Tables()[0], d.Tables()[0], gets.Load())
+	}
+	o, stopO := start(other, 0)
+	if o.Tables()[0] == p.Tables()[0] {
+		t.Fatal("a table with another refresh was shared")
+	}
+	stopO()
+
+	// One refresh serves both stages.
+	body.Store("ip,list\n198.51.100.0/24,two\n")
+	waitFor(t, "the refresh", func() bool { return p.Lookup("feed", "198.51.100.1").(map[string]any)["list"] == "two" })
+	if p.Tables()[0].Index() != d.Tables()[0].Index() {
+		t.Fatal("the stages see different versions of the table")
+	}
+	if ev := (map[string]any{"p_log_type": "AWS.VPCFlow", "ip": "198.51.100.1"}); p.Enrich(ev) || !d.Enrich(ev) {
+		t.Fatal("each stage's associations: want VPC Flow enriched by detect's set only")
+	}
+
+	// A failed refresh is told to every stage holding the table.
+	down.Store(true)
+	waitFor(t, "both stages told of a failed refresh", func() bool { return errs[0].Load() > 0 && errs[1].Load() > 0 })
+
+	key := sharedKey(p.Tables()[0].Def)
+	held := func() bool {
+		shared.Lock()
+		defer shared.Unlock()
+		return shared.tables[key] != nil
+	}
+	stopP()
+	if !held() {
+		t.Fatal("the table was dropped while the detect stage holds it")
+	}
+	stopD()
+	waitFor(t, "the table released by its last stage", func() bool { return !held() })
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
