@@ -19,6 +19,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -863,5 +864,33 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("%s: not within 10 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stages that start together on a table that cannot be loaded each get
+// the error: one that waited for another's failed load loads it again
+// itself rather than share that failure (the other may only have stopped).
+func TestStartedSetsShareNoFailedLoad(t *testing.T) {
+	dir := t.TempDir()
+	writeTable(t, dir, "broken", "name: broken\nprimary_key: ip\ndata: missing.csv\n", "", "unused.csv")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = StartSet(context.Background(), dir, func(*Table, error) {})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "missing.csv") {
+			t.Errorf("stage %d: %v, want the table's load error", i, err)
+		}
+	}
+	shared.Lock()
+	defer shared.Unlock()
+	if len(shared.tables) != 0 {
+		t.Errorf("a failed table is kept: %v", shared.tables)
 	}
 }

@@ -64,6 +64,11 @@ func acquire(ctx context.Context, d *Def, onError func(t *Table, err error)) (t 
 	}
 	if st.err != nil {
 		st.release()
+		if !first {
+			// Another stage's load failed, perhaps only because that stage
+			// stopped while loading: load it for this one (it was forgotten).
+			return acquire(ctx, d, onError)
+		}
 		return nil, nil, st.err
 	}
 	st.mu.Lock()
