@@ -162,6 +162,12 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		log.Warnf("Topics taking records under %d bytes: %s. An event near max_event_bytes grows past that once normalized, and a record its topic refuses stops the stage producing it: set max.message.bytes=%d on them (kafka-configs.sh --alter --entity-type topics --add-config, or rpk topic alter-config)",
 			kafka.MaxRecordBytes, strings.Join(small, ", "), kafka.MaxRecordBytes)
 	}
+	if loose, err := kafka.UncompactedTopics(ctx, s.Brokers, topics); err != nil {
+		log.Warnf("Could not read the topics' cleanup.policy: %v", err)
+	} else if len(loose) > 0 {
+		log.Warnf("Topics that should be compacted but delete old records: %s. The alert stage restores its dedup windows, thresholds and alert numbers from them, so deleted records lose that state: repeated alerts, and alert ids reused that destinations take for duplicates. Set cleanup.policy=compact on them (kafka-configs.sh --alter --entity-type topics --entity-name <topic> --add-config cleanup.policy=compact, or rpk topic alter-config <topic> --set cleanup.policy=compact)",
+			strings.Join(loose, ", "))
+	}
 	// (The embedded broker serves one process: one worker per stage.)
 	if few, err := kafka.FewPartitionTopics(ctx, s.Brokers, topics); err != nil {
 		log.Warnf("Could not read the topics' partition counts: %v", err)

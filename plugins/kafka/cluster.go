@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -208,6 +209,56 @@ func createMissing(ctx context.Context, adm *kadm.Client, replication int16, top
 // hand), as "topic (N bytes)": a record a topic refuses stops the stage
 // that produces it.
 func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
+	configs, err := topicConfigs(ctx, brokers, topics)
+	if err != nil {
+		return nil, err
+	}
+	var small []string
+	for _, rc := range configs {
+		if v := configValue(rc, "max.message.bytes"); v != "" {
+			if n, err := strconv.Atoi(v); err == nil && n < MaxRecordBytes {
+				small = append(small, fmt.Sprintf("%s (%d bytes)", rc.Name, n))
+			}
+		}
+	}
+	sort.Strings(small)
+	return small, nil
+}
+
+// UncompactedTopics lists the topics whose spec asks cleanup.policy
+// compact but that delete old records instead (created by hand or by
+// another tool), as "topic (cleanup.policy=P)": the alert state would
+// lose its dedup windows and alert numbers with them, and a reused alert
+// number repeats an alert id that destinations take for a duplicate.
+func UncompactedTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
+	var compacted []TopicSpec
+	for _, t := range topics {
+		if p := t.Configs["cleanup.policy"]; p != nil && *p == "compact" {
+			compacted = append(compacted, t)
+		}
+	}
+	if len(compacted) == 0 {
+		return nil, nil
+	}
+	configs, err := topicConfigs(ctx, brokers, compacted)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rc := range configs {
+		// "compact,delete" also deletes records past retention.
+		if p := configValue(rc, "cleanup.policy"); p != "" && strings.ReplaceAll(p, " ", "") != "compact" {
+			out = append(out, fmt.Sprintf("%s (cleanup.policy=%s)", rc.Name, p))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// topicConfigs describes the configs of the topics the broker knows. A
+// topic just created may not be known yet to the broker asked: it is asked
+// again for up to 10 s, then left out (Caracal created it as specified).
+func topicConfigs(ctx context.Context, brokers []string, topics []TopicSpec) (kadm.ResourceConfigs, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return nil, err
@@ -215,9 +266,6 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 	defer cl.Close()
 	names := topicNames(topics)
 	adm := kadm.NewClient(cl)
-	// A topic just created may not be known yet to the broker asked:
-	// asked again for up to 10 s, then left out (Caracal created it, with
-	// the setting).
 	var configs kadm.ResourceConfigs
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if configs, err = adm.DescribeTopicConfigs(ctx, names...); err != nil {
@@ -229,7 +277,7 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var small []string
+	known := configs[:0]
 	for _, rc := range configs {
 		if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
 			continue
@@ -237,17 +285,19 @@ func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec
 		if rc.Err != nil {
 			return nil, fmt.Errorf("describe topic %s: %w", rc.Name, rc.Err)
 		}
-		for _, c := range rc.Configs {
-			if c.Key != "max.message.bytes" || c.Value == nil {
-				continue
-			}
-			if n, err := strconv.Atoi(*c.Value); err == nil && n < MaxRecordBytes {
-				small = append(small, fmt.Sprintf("%s (%d bytes)", rc.Name, n))
-			}
+		known = append(known, rc)
+	}
+	return known, nil
+}
+
+// configValue is the value of key in rc, "" when it is unset.
+func configValue(rc kadm.ResourceConfig, key string) string {
+	for _, c := range rc.Configs {
+		if c.Key == key && c.Value != nil {
+			return *c.Value
 		}
 	}
-	sort.Strings(small)
-	return small, nil
+	return ""
 }
 
 // FewPartitionTopics lists the topics with fewer partitions than their

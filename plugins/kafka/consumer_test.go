@@ -254,6 +254,36 @@ func TestSmallRecordTopicsEmbedded(t *testing.T) { testSmallRecordTopics(t, kafk
 
 func TestSmallRecordTopicsRealKafka(t *testing.T) { testSmallRecordTopics(t, kafkatest.Real(t)) }
 
+// A topic Caracal would compact (the alert state) that exists with
+// another cleanup.policy is reported; one created compacted is not.
+func testUncompactedTopics(t *testing.T, brokers []string) {
+	ctx := context.Background()
+	topics := newTopicSpecs(1)
+	compact := "compact"
+	for i := range topics {
+		topics[i].Configs = map[string]*string{"cleanup.policy": &compact}
+	}
+	del := "delete"
+	old := kafka.TopicSpec{Name: topics[0].Name, Partitions: 1, Configs: map[string]*string{"cleanup.policy": &del}} // created by hand
+	if err := kafka.EnsureTopics(ctx, brokers, -1, []kafka.TopicSpec{old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
+		t.Fatal(err)
+	}
+	loose, err := kafka.UncompactedTopics(ctx, brokers, topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := topics[0].Name + " (cleanup.policy=delete)"; len(loose) != 1 || loose[0] != want {
+		t.Fatalf("uncompacted topics: %v, want only %s", loose, want)
+	}
+}
+
+func TestUncompactedTopicsEmbedded(t *testing.T) { testUncompactedTopics(t, kafkatest.Embedded(t)) }
+
+func TestUncompactedTopicsRealKafka(t *testing.T) { testUncompactedTopics(t, kafkatest.Real(t)) }
+
 // A topic created before topic_partitions was raised keeps its partitions:
 // it is reported with how many it has and how many are asked for.
 func testFewPartitionTopics(t *testing.T, brokers []string) {
