@@ -467,6 +467,49 @@ func TestHTTPSourceMetrics(t *testing.T) {
 	}
 }
 
+// Benthos's /ready, the readiness probe docs/operations.md names, covers
+// every stage of the process: with all stages in one process and a lake it
+// cannot write, it answers 503 naming the lake (it used to answer only for
+// the stream that registered /ready last, 200 here), and 200 once the lake
+// can be written.
+func TestReadyCoversEveryStage(t *testing.T) {
+	data := t.TempDir()
+	blocker := filepath.Join(data, "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, data, []string{"CARACAL_LAKE_URL=" + filepath.Join(blocker, "lake")})
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + p.MetricsAddr + "/ready")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	if !waitUntil(60*time.Second, 200*time.Millisecond, func() bool {
+		code, body = ready()
+		return code == 503 && strings.Contains(body, "lake")
+	}) {
+		t.Fatalf("/ready with an unwritable lake = %d %q, want 503 naming the lake", code, body)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(60*time.Second, 200*time.Millisecond, func() bool {
+		code, body = ready()
+		return code == 200
+	}) {
+		t.Fatalf("/ready once the lake can be written = %d %q, want 200", code, body)
+	}
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The alert stage's dedup state lives in caracal.alert_state: after a
 // restart, a match in the open alert's window attaches to it rather than
 // sending the alert again.

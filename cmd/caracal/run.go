@@ -47,7 +47,7 @@ func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 	if *chilled {
 		out = append(out, "--chilled")
 	}
-	out = append(out, "streams", "--no-api", "--prefix-stream-endpoints=false")
+	out = append(out, "streams", "--no-api")
 	if _, err := os.Stat(*config); err == nil {
 		out = append(out, "-o", *config)
 	} else if *config != "config.yaml" {
