@@ -510,6 +510,37 @@ func TestReadyCoversEveryStage(t *testing.T) {
 	}
 }
 
+// The counters docs/operations.md says to act on at their first increment
+// are exported at 0 from the start: a series that appears only once it is 1
+// gives increase() and rate() no earlier sample, so an alert rule would
+// miss those first records.
+func TestAlertingCountersExportedFromStart(t *testing.T) {
+	p := start(t, t.TempDir(), nil)
+	want := []string{"caracal_parse_skipped_lines", "caracal_detect_skipped_events",
+		"caracal_alert_skipped_records", "caracal_lake_store_retries", "caracal_lake_uncommitted_stores"}
+	var missing []string
+	if !waitUntil(60*time.Second, 200*time.Millisecond, func() bool {
+		resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		missing = missing[:0]
+		for _, name := range want {
+			if !strings.Contains(string(body), "\n"+name+"{") {
+				missing = append(missing, name)
+			}
+		}
+		return len(missing) == 0
+	}) {
+		t.Fatalf("no sample of %v on /metrics", missing)
+	}
+	if err := p.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The alert stage's dedup state lives in caracal.alert_state: after a
 // restart, a match in the open alert's window attaches to it rather than
 // sending the alert again.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/kafka"
+	"github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -212,7 +213,7 @@ func init() {
 			}
 			return &processor{state: NewState(limit), now: time.Now, brokers: settings.From(res).Brokers, log: res.Logger(),
 				skips: Skips{Key: "alert-skipped-records", Stage: "Alerting", Log: res.Logger(),
-					Counter: res.Metrics().NewCounter("alert_skipped_records")}}, nil
+					Counter: metrics.Zero(res.Metrics().NewCounter("alert_skipped_records"))}}, nil
 		})
 
 	service.MustRegisterBatchOutput("caracal_notify", service.NewConfigSpec().

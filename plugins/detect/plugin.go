@@ -11,6 +11,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/alert"
 	"github.com/caracal-sec/caracal/plugins/enrich"
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
@@ -91,7 +92,7 @@ func init() {
 			}
 			return &processor{rules: rl, stop: stop, now: time.Now,
 				skips: alert.Skips{Key: "detect-skipped-events", Stage: "Detection", Log: log,
-					Counter: res.Metrics().NewCounter("detect_skipped_events")}}, nil
+					Counter: metrics.Zero(res.Metrics().NewCounter("detect_skipped_events"))}}, nil
 		})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/claim"
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/lograte"
+	"github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
@@ -109,12 +110,12 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 	}}
 	log.Infof("Lake at %s (files roll at %d bytes, %d open files or %s)", store.URL(), rollBytes, maxFiles, rollPeriod)
 	r := NewRoller(w, rollBytes, rollPeriod, st.Draining)
-	refused := res.Metrics().NewCounter("lake_store_retries")
+	refused := metrics.Zero(res.Metrics().NewCounter("lake_store_retries"))
 	r.OnRetry = func(err error, attempt int, wait time.Duration) {
 		refused.Incr(1)
 		log.Errorf("Lake: could not store files (attempt %d), trying again in %s; the lake stage waits, nothing is dropped: %v", attempt, wait, err)
 	}
-	uncommitted := res.Metrics().NewCounter("lake_uncommitted_stores")
+	uncommitted := metrics.Zero(res.Metrics().NewCounter("lake_uncommitted_stores"))
 	r.OnCommitWait = func(partitions int) {
 		uncommitted.Incr(1)
 		log.Warnf("Lake: storing a roll though the one before it is not yet committed on %d partition(s) after %s (is the broker reachable?); a crash now could keep some rows twice, never lose them", partitions, r.CommitPatience)

@@ -261,3 +261,11 @@ func sanitize(s string) string {
 var labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 
 func escape(v string) string { return labelEscaper.Replace(v) }
+
+// Zero exports c at 0 now rather than at its first increment: a counter
+// that appears only once it is 1 is missed by increase() and rate() (they
+// need an earlier sample), so an alert on "any" would miss the first events.
+func Zero(c *service.MetricCounter, labelValues ...string) *service.MetricCounter {
+	c.Incr(0, labelValues...)
+	return c
+}

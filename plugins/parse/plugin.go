@@ -8,6 +8,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/settings"
 )
 
@@ -49,7 +50,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			p := &processor{c: c, skipped: res.Metrics().NewCounter("parse_skipped_lines"),
+			p := &processor{c: c, skipped: metrics.Zero(res.Metrics().NewCounter("parse_skipped_lines")),
 				filtered: res.Metrics().NewCounter("parse_filtered_events", "source")}
 			for _, fc := range fconfs {
 				f := &Filter{}
@@ -69,6 +70,7 @@ func init() {
 					return nil, err
 				}
 				p.filters = append(p.filters, f)
+				metrics.Zero(p.filtered, f.Source)
 			}
 			return p, nil
 		})
