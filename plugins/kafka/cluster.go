@@ -155,7 +155,7 @@ func DefaultTopics(partitions int32, retention time.Duration) []TopicSpec {
 const MaxRecordBytes = 4 << 20
 
 // EnsureTopics creates the topics that do not exist yet. A replication factor
-// of -1 leaves it to the broker's default. A broker that is still starting
+// of -1 leaves it to the broker's default, 0 is AutoReplication's. A broker that is still starting
 // is waited for, until ctx ends: each attempt gets 5 s, and Waiting (when
 // set) hears why each one failed.
 func EnsureTopics(ctx context.Context, brokers []string, replication int16, topics []TopicSpec) error {
@@ -191,7 +191,25 @@ func EnsureTopicsWaiting(ctx context.Context, brokers []string, replication int1
 	}
 }
 
+// AutoReplication is the replication factor of topics created with 0: 3
+// on a cluster of 3 or more brokers, so that losing one loses no
+// acknowledged event, else 1. Kafka and Redpanda default to 1 whatever the
+// cluster's size, and Redpanda takes only odd factors, so never 2.
+func AutoReplication(brokers int) int16 {
+	if brokers >= 3 {
+		return 3
+	}
+	return 1
+}
+
 func createMissing(ctx context.Context, adm *kadm.Client, replication int16, topics []TopicSpec) error {
+	if replication == 0 {
+		meta, err := adm.BrokerMetadata(ctx)
+		if err != nil {
+			return fmt.Errorf("count the brokers: %w", err)
+		}
+		replication = AutoReplication(len(meta.Brokers))
+	}
 	for _, t := range topics {
 		resp, err := adm.CreateTopic(ctx, t.Partitions, replication, t.Configs, t.Name)
 		if err == nil {

@@ -86,8 +86,8 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 			Description("Partitions for topics Caracal creates when missing. Stages scale out up to this many consumers.").
 			Default(defaultPartitions),
 		service.NewIntField(fieldReplication).
-			Description("Replication factor for topics Caracal creates; -1 uses the broker's default.").
-			Default(-1),
+			Description("Replication factor for topics Caracal creates; 0: 3 on a cluster of 3 or more brokers, else 1; -1 uses the broker's default (1 unless the cluster sets another).").
+			Default(0),
 		service.NewDurationField(fieldRetention).
 			Description("Retention of the topics Caracal creates (the lake keeps the data for good; topics only need to cover replays and outages). 0 uses the broker's default.").
 			Default("168h").Example("72h"),
@@ -181,7 +181,7 @@ func Default() *Settings {
 	s := &Settings{
 		DataDir:           defaultDataDir,
 		Partitions:        defaultPartitions,
-		ReplicationFactor: -1,
+		ReplicationFactor: 0,
 		Retention:         7 * 24 * time.Hour,
 		AlertStormLimit:   defaultStormLimit,
 		RulesDir:          "./rules",
