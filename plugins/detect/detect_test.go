@@ -146,6 +146,39 @@ func TestDynamicSeverityCase(t *testing.T) {
 	}
 }
 
+// A matching rule whose Title, Dedup or DynamicSeverity fails on an event
+// falls back to the default title, dedup string and severity, and its
+// alert says why in its context, so a rule broken in production is seen.
+func TestOutputErrorsAreInTheAlertContext(t *testing.T) {
+	r := rule(t, base+`Condition: 'true'
+Title: 'upper(missing)'
+Dedup: 'repeat(user, -1)'
+DynamicSeverity: sev
+AlertContext:
+  user: user
+`)
+	m := r.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "user": "alice", "sev": "Severe"})
+	ctx, _ := m[envelope.FieldAlertContext].(map[string]any)
+	errs, _ := ctx[OutputErrorsKey].([]any)
+	if m[envelope.FieldAlertTitle] != "Test.Rule" || m[envelope.FieldDedupString] != "Test.Rule" || m[envelope.FieldRuleSeverity] != "Medium" ||
+		ctx["user"] != "alice" || len(errs) != 3 {
+		t.Fatalf("match %v: want the defaults, the context, and 3 errors", m)
+	}
+	for i, want := range []string{"Title: ", "Dedup: ", "DynamicSeverity gave Severe"} {
+		if s, _ := errs[i].(string); !strings.HasPrefix(s, want) {
+			t.Errorf("error %d = %q, want it to start with %q", i, s, want)
+		}
+	}
+	if _, err := json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	// A rule whose outputs work has no such entry.
+	ok := rule(t, base+"Condition: 'true'\nTitle: user\n")
+	if ctx := ok.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "user": "alice"})[envelope.FieldAlertContext].(map[string]any); len(ctx) != 0 {
+		t.Errorf("a rule without errors has context %v", ctx)
+	}
+}
+
 // A rule that copies a large field into its title, dedup string or alert
 // context gets a bounded match: it must still fit in a broker record.
 func TestMatchOutputsAreBounded(t *testing.T) {

@@ -459,6 +459,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	}
 	m := r.record(event)
 	m[envelope.FieldMatchType] = envelope.TypeRule
+	var outErrs []string // of Title, Dedup, DynamicSeverity, which fall back to defaults
 	title := r.DisplayName
 	if title == "" {
 		title = r.RuleID
@@ -467,6 +468,8 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	case r.title != nil:
 		if v, err := run(r.title, event); err == nil && v != nil {
 			title = fmt.Sprint(v)
+		} else if err != nil {
+			outErrs = append(outErrs, "Title: "+err.Error())
 		}
 	case r.alertTitle != nil:
 		// A template whose placeholders all came out empty says
@@ -481,6 +484,8 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 	if r.dedup != nil {
 		if v, err := run(r.dedup, event); err == nil && v != nil {
 			dedup = fmt.Sprint(v)
+		} else if err != nil {
+			outErrs = append(outErrs, "Dedup: "+err.Error())
 		}
 	}
 	m[envelope.FieldDedupString] = truncate(dedup, maxDedup)
@@ -507,10 +512,22 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 			}
 		}
 	}
-	m[envelope.FieldAlertContext] = ctx
 	// A DynamicSeverity that fails keeps the YAML severity, as a failing
-	// Title keeps the default title; rule tests report it (CheckOutputs).
-	m[envelope.FieldRuleSeverity], _ = r.severityOf(event)
+	// Title keeps the default title; rule tests report it (CheckOutputs),
+	// and the alert says it, so that a rule failing in production is seen.
+	sev, err := r.severityOf(event)
+	if err != nil {
+		outErrs = append(outErrs, err.Error())
+	}
+	m[envelope.FieldRuleSeverity] = sev
+	if len(outErrs) > 0 {
+		list := make([]any, len(outErrs))
+		for i, e := range outErrs {
+			list[i] = truncate(e, maxOutputError)
+		}
+		ctx[OutputErrorsKey] = list
+	}
+	m[envelope.FieldAlertContext] = ctx
 	return m
 }
 
@@ -551,7 +568,13 @@ const (
 	maxDedup        = 1000
 	maxRuleError    = 4 << 10
 	maxAlertContext = 64 << 10
+	maxOutputError  = 1 << 10
 )
+
+// OutputErrorsKey is the alert context entry listing why a matching rule's
+// Title, Dedup or DynamicSeverity could not be used (the alert has the
+// default title, dedup string or severity instead).
+const OutputErrorsKey = "caracal_output_errors"
 
 // truncate cuts s to at most n bytes, at a character boundary.
 func truncate(s string, n int) string {
