@@ -2,6 +2,7 @@ package httpsource
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -717,5 +718,62 @@ func TestStatusPageShowsEachSource(t *testing.T) {
 	}
 	if strings.Contains(raw, "s3cret") || strings.Contains(raw, "wrong") {
 		t.Errorf("the status page shows a token: %s", raw)
+	}
+}
+
+// The status page lists every source's path, and a path is all that
+// guards a source with auth none: an unauthenticated client elsewhere
+// must not learn it (nor the auth types, brokers or /readyz's reason).
+func TestStatusPageDetailOnlyForLoopback(t *testing.T) {
+	demo := &Source{ID: "demo", Path: "hidden-7f3a9c", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 1 << 20}
+	srv, err := NewServer([]*Source{demo}, time.Second, func() Status { return Status{Version: "test", Broker: "kafka-1.internal:9092"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetReadiness(func(context.Context) error { return errors.New("broker [kafka-1.internal:9092] unreachable") })
+	get := func(path, remote string, hdr map[string]string) (int, string) {
+		r := httptest.NewRequest("GET", path, nil)
+		r.RemoteAddr = remote
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	leaks := func(body string) bool {
+		return strings.Contains(body, "hidden-7f3a9c") || strings.Contains(body, "kafka-1") || strings.Contains(body, `"none"`)
+	}
+	for _, tc := range []struct {
+		name, remote string
+		hdr          map[string]string
+	}{
+		{"remote", "203.0.113.9:5000", nil},
+		{"remote IPv6", "[2001:db8::1]:5000", nil},
+		{"through a proxy on this host", "127.0.0.1:5000", map[string]string{"X-Forwarded-For": "203.0.113.9"}},
+		{"through a proxy (Forwarded)", "[::1]:5000", map[string]string{"Forwarded": "for=203.0.113.9"}},
+	} {
+		if code, body := get("/", tc.remote, tc.hdr); code != 200 || leaks(body) || !strings.Contains(body, `"ok"`) {
+			t.Errorf("%s: GET / = %d %s, want 200 without the detail", tc.name, code, body)
+		}
+		if code, body := get("/readyz", tc.remote, tc.hdr); code != 503 || leaks(body) {
+			t.Errorf("%s: GET /readyz = %d %s, want 503 without the reason", tc.name, code, body)
+		}
+	}
+	for _, remote := range []string{"127.0.0.1:5000", "[::1]:5000"} {
+		if code, body := get("/", remote, nil); code != 200 || !strings.Contains(body, "/http/hidden-7f3a9c") {
+			t.Errorf("loopback %s: GET / = %d %s, want the detail", remote, code, body)
+		}
+		if code, body := get("/readyz", remote, nil); code != 503 || !strings.Contains(body, "unreachable") {
+			t.Errorf("loopback %s: GET /readyz = %d %s, want the reason", remote, code, body)
+		}
+	}
+	srv.SetStatusDetails(StatusDetailsAll)
+	if code, body := get("/", "203.0.113.9:5000", nil); code != 200 || !strings.Contains(body, "/http/hidden-7f3a9c") {
+		t.Errorf("status_details all: GET / = %d %s, want the detail", code, body)
+	}
+	srv.SetStatusDetails(StatusDetailsNone)
+	if code, body := get("/", "127.0.0.1:5000", nil); code != 200 || leaks(body) {
+		t.Errorf("status_details none: GET / = %d %s, want no detail", code, body)
 	}
 }

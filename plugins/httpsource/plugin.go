@@ -37,6 +37,9 @@ func inputSpec() *service.ConfigSpec {
 			service.NewDurationField("read_timeout").
 				Description("Time a sender has to send a whole request, headers and body; a sender that stalls is cut off and its buffer freed. Idle keep-alive connections are closed after 2 minutes.").
 				Default(DefaultReadTimeout.String()).Advanced(),
+			service.NewStringEnumField("status_details", StatusDetailsLoopback, StatusDetailsAll, StatusDetailsNone).
+				Description("Who sees the detail of `GET /` (each source's path, auth type, counts and last refusal; the broker and lake) and the reason of a 503 from `/readyz`: `loopback`, clients on this host not going through a proxy (a request with a Forwarded, X-Forwarded-For or X-Real-IP header is not one); `all`; or `none`. Others get `{\"status\":\"ok\"}`: a source's path is all that guards a source with auth none, and the page lists it.").
+				Default(StatusDetailsLoopback).Advanced(),
 			service.NewObjectField("tls",
 				service.NewBoolField("enabled").Description("Serve HTTPS.").Default(false),
 				service.NewStringField("cert_file").Description("PEM certificate (chain); re-read when it changes.").Default("").Example("/etc/caracal/tls.crt"),
@@ -85,6 +88,7 @@ type input struct {
 	addr        string
 	maxBuffered int
 	readTimeout time.Duration
+	details     string
 	probe       *kafka.Probe
 	metrics     *metrics // flushed on Close
 	server      *Server
@@ -109,6 +113,9 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		return nil, err
 	}
 	if in.readTimeout, err = conf.FieldDuration("read_timeout"); err != nil {
+		return nil, err
+	}
+	if in.details, err = conf.FieldString("status_details"); err != nil {
 		return nil, err
 	}
 	if in.tlsOn, err = conf.FieldBool("tls", "enabled"); err != nil {
@@ -247,6 +254,7 @@ func (in *input) Connect(ctx context.Context) error {
 	in.metrics = newMetrics(in.res.Metrics())
 	srv.SetObserver(in.metrics)
 	srv.SetLimits(int64(in.maxBuffered), in.readTimeout)
+	srv.SetStatusDetails(in.details)
 	in.probe = kafka.NewProbe(st.Brokers)
 	srv.SetReadiness(func(ctx context.Context) error {
 		select {

@@ -125,6 +125,9 @@ type Server struct {
 	inflating   chan struct{}
 	readTimeout time.Duration
 	ready       func(context.Context) error
+	// details is who sees the status page's detail and /readyz's reason
+	// (StatusDetails*).
+	details string
 
 	srv      *http.Server
 	ln       net.Listener
@@ -199,11 +202,48 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.ready != nil {
 		if err := s.ready(r.Context()); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			body := map[string]string{"status": "not ready"}
+			if s.showDetails(r) { // the reason names the brokers
+				body["reason"] = err.Error()
+			}
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Who sees the status page's detail: the sources' paths (all that guards a
+// source with auth none), auth types, broker addresses and the lake, and
+// /readyz's reason. Others get the status alone.
+const (
+	StatusDetailsLoopback = "loopback" // clients on this host, not through a proxy
+	StatusDetailsAll      = "all"
+	StatusDetailsNone     = "none"
+)
+
+// SetStatusDetails sets who sees the status page's detail (before Listen;
+// default StatusDetailsLoopback).
+func (s *Server) SetStatusDetails(who string) { s.details = who }
+
+// showDetails reports whether r may see the status page's detail. A
+// loopback request that carries forwarding headers came through a proxy
+// on this host, from anywhere.
+func (s *Server) showDetails(r *http.Request) bool {
+	switch s.details {
+	case StatusDetailsAll:
+		return true
+	case StatusDetailsNone:
+		return false
+	}
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // SetTLS serves HTTPS with the given config (before Listen).
@@ -377,6 +417,11 @@ func newRequestID() string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		if !s.showDetails(r) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok",
+				"details": "withheld from this client (caracal_http status_details)"})
+			return
+		}
 		st := s.status()
 		st.Sources = s.sourceStatuses()
 		writeJSON(w, http.StatusOK, st)
