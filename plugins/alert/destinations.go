@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -153,23 +154,47 @@ func contextText(a *envelope.Alert) string {
 	return b.String()
 }
 
+// slackText escapes what Slack's mrkdwn reads as control sequences: in
+// event text, <!channel> would page the channel and <url|text> would be a
+// disguised link.
+var slackText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
+
+// fence is a Markdown code fence longer than any backtick run in s, which
+// could otherwise close it (CommonMark).
+func fence(s string) string {
+	longest, run := 0, 0
+	for _, c := range s {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return strings.Repeat("`", max(3, longest+1))
+}
+
+// jiraNoformat keeps text from closing the {noformat} block that shows it,
+// after which it could add Jira markup: links, [~user] mentions.
+var jiraNoformat = regexp.MustCompile(`(?i)\{noformat`)
+
 func slackRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Request, error) {
 	return func(ctx context.Context, a *envelope.Alert) (*http.Request, error) {
 		var fields []map[string]any
 		for _, f := range facts(a) {
-			fields = append(fields, map[string]any{"type": "mrkdwn", "text": "*" + f[0] + "*\n" + f[1]})
+			fields = append(fields, map[string]any{"type": "mrkdwn", "text": "*" + f[0] + "*\n" + slackText(f[1])})
 		}
 		blocks := []map[string]any{
 			{"type": "header", "text": map[string]any{"type": "plain_text", "text": truncate("["+a.Severity+"] "+title(a), 150)}},
 			{"type": "section", "fields": fields[:min(len(fields), 10)]},
 		}
 		if c := contextText(a); c != "" {
-			blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": truncate("```"+c+"```", 3000)}})
+			blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": truncate("```"+slackText(c)+"```", 3000)}})
 		}
 		if a.Runbook != "" {
-			blocks = append(blocks, map[string]any{"type": "context", "elements": []map[string]any{{"type": "mrkdwn", "text": truncate("Runbook: "+a.Runbook, 3000)}}})
+			blocks = append(blocks, map[string]any{"type": "context", "elements": []map[string]any{{"type": "mrkdwn", "text": truncate("Runbook: "+slackText(a.Runbook), 3000)}}})
 		}
-		body := map[string]any{"text": truncate(fmt.Sprintf("[%s] %s", a.Severity, title(a)), 3000), "blocks": blocks}
+		body := map[string]any{"text": truncate(slackText(fmt.Sprintf("[%s] %s", a.Severity, title(a))), 3000), "blocks": blocks}
 		return jsonRequest(ctx, e.URL, body, e.Headers)
 	}
 }
@@ -210,7 +235,9 @@ func discordRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Re
 			"title": truncate(title(a), 256), "description": truncate(contextText(a), 4096),
 			"color": discordColors[a.Severity], "fields": fields, "timestamp": a.CreatedAt,
 		}
-		body := map[string]any{"content": truncate(fmt.Sprintf("[%s] %s", a.Severity, title(a)), 2000), "embeds": []any{embed}}
+		body := map[string]any{"content": truncate(fmt.Sprintf("[%s] %s", a.Severity, title(a)), 2000), "embeds": []any{embed},
+			// Event text in the title must not ping @everyone, roles or users.
+			"allowed_mentions": map[string]any{"parse": []string{}}}
 		return jsonRequest(ctx, e.URL, body, e.Headers)
 	}
 }
@@ -285,7 +312,7 @@ func jiraRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Reque
 			fmt.Fprintf(&desc, "*%s*: %s\n", f[0], f[1])
 		}
 		if c := contextText(a); c != "" {
-			fmt.Fprintf(&desc, "\n{noformat}\n%s{noformat}\n", c)
+			fmt.Fprintf(&desc, "\n{noformat}\n%s{noformat}\n", jiraNoformat.ReplaceAllString(c, "{ noformat"))
 		}
 		if a.Runbook != "" {
 			fmt.Fprintf(&desc, "\n*Runbook*: %s\n", a.Runbook)
@@ -311,7 +338,8 @@ func githubRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Req
 			fmt.Fprintf(&b, "| %s | %s |\n", f[0], strings.ReplaceAll(f[1], "|", `\|`))
 		}
 		if c := contextText(a); c != "" {
-			fmt.Fprintf(&b, "\n```\n%s```\n", c)
+			f := fence(c)
+			fmt.Fprintf(&b, "\n%s\n%s%s\n", f, c, f)
 		}
 		if a.Runbook != "" {
 			fmt.Fprintf(&b, "\n**Runbook**: %s\n", a.Runbook)

@@ -636,3 +636,48 @@ func TestOutputIdsOverrideDestinationFilters(t *testing.T) {
 		t.Fatalf("pager got %v, soc got %v; want the alert naming pager at pager only, the other at soc only", got(pager), got(soc))
 	}
 }
+
+// Titles and alert context carry event fields, which whoever writes into
+// the logs chooses (a user name, a SQL object, a user agent): they must not
+// page a whole channel or team, nor break out of the code block that shows
+// them to add links and mentions.
+func TestEventTextCannotMentionOrFormat(t *testing.T) {
+	a := sampleAlert()
+	a.Title = "DROP by <!channel> on <https://evil.example/|reset your password>"
+	a.AlertContext = map[string]any{"object": "x\n```\n@acme/security-team <!here> [login](https://evil.example/)\n{noformat}\n[~admin]\n````"}
+	deliver := func(kind string, e func(string) Endpoint) map[string]any {
+		t.Helper()
+		r := newHTTPReceiver(t, 200)
+		if err := build(t, kind, e(r.URL)).Deliver(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		return r.bodies[0]
+	}
+	slack := deliver("slack", func(u string) Endpoint { return Endpoint{URL: u} })
+	if s := fmt.Sprint(slack["text"]); strings.Contains(s, "<!channel>") || !strings.Contains(s, "&lt;!channel&gt;") {
+		t.Errorf("slack text %q: a title's <!channel> must be escaped", s)
+	}
+	for i, b := range slack["blocks"].([]any) {
+		if dig(b, "type") == "header" {
+			continue // plain_text: Slack parses no mentions there
+		}
+		if j, _ := json.Marshal(b); strings.Contains(string(j), `\u003c!`) || strings.Contains(string(j), "<!") {
+			t.Errorf("slack block %d lets event text mention: %s", i, j)
+		}
+	}
+	discord := deliver("discord", func(u string) Endpoint { return Endpoint{URL: u} })
+	if p, ok := dig(discord, "allowed_mentions", "parse").([]any); !ok || len(p) != 0 {
+		t.Errorf("discord allowed_mentions = %v, want parse: [] (no @everyone from event text)", discord["allowed_mentions"])
+	}
+	gh := fmt.Sprint(deliver("github", func(u string) Endpoint { return Endpoint{URL: u, Token: "ghp", Repository: "acme/sec"} })["body"])
+	// The fence must be longer than any backtick run inside it.
+	if !strings.Contains(gh, "\n`````\n") {
+		t.Errorf("github body: the context's ``` closes the code block:\n%s", gh)
+	}
+	jira := fmt.Sprint(dig(deliver("jira", func(u string) Endpoint {
+		return Endpoint{URL: u, Username: "bot@example.com", Token: "jt", Project: "SEC"}
+	}), "fields", "description"))
+	if n := strings.Count(strings.ToLower(jira), "{noformat}"); n != 2 {
+		t.Errorf("jira description has %d {noformat}, want 2 (the context's must not close the block):\n%s", n, jira)
+	}
+}
