@@ -1307,3 +1307,26 @@ func TestLargeEventsDoNotStopAlerting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A chat webhook URL grants posting to the channel, and extra headers
+// often carry API keys: `caracal echo`, whose output ends up in bug
+// reports and CI logs, must withhold them as it does tokens.
+func TestEchoWithholdsDestinationSecrets(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yml := "caracal:\n  alert_webhook_url: ${TEST_HOOK_URL}\n  destinations:\n" +
+		"    - id: soc-slack\n      type: slack\n      url: ${TEST_SLACK_URL}\n" +
+		"    - id: hook\n      type: webhook\n      url: https://hooks.example.com/in\n      headers:\n        X-Api-Key: k3y-s3cret\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caracalBinary(t), "echo", cfg)
+	cmd.Env = append(os.Environ(), "TEST_SLACK_URL=https://hooks.slack.com/services/T0/B0/sl4ck-s3cret",
+		"TEST_HOOK_URL=https://hooks.example.com/h00k-s3cret")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("caracal echo: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "soc-slack") {
+		t.Errorf("caracal echo shows a secret:\n%s", out)
+	}
+}

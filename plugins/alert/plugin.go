@@ -31,7 +31,7 @@ func DestinationFields() []*service.ConfigField {
 	return []*service.ConfigField{
 		service.NewStringField("id").Description("Unique destination id; rules may name it in OutputIds (their alerts then come here whatever its filters).").Example("soc-slack"),
 		service.NewStringEnumField("type", DestinationTypes...).Description("Destination type: `webhook` (Panther's custom webhook payload, HMAC-signed), `slack` (incoming webhook, Block Kit), `msteams` (incoming webhook, Adaptive Card), `discord` (webhook), `pagerduty` (Events API v2), `opsgenie` (Alert API), `jira` (create issue), `github` (create issue), `splunk` (HTTP Event Collector), `email` (SMTP).").Default("webhook"),
-		service.NewStringField("url").Description("Endpoint: the webhook URL (webhook, slack, msteams, discord); the API URL (pagerduty, opsgenie and github have defaults); the Jira site (https://example.atlassian.net); the Splunk HEC base (https://splunk:8088); smtp://host:port or smtps://host:port for email.").Default("").Example("https://hooks.slack.com/services/T000/B000/XXXX"),
+		service.NewStringField("url").Description("Endpoint: the webhook URL (webhook, slack, msteams, discord); the API URL (pagerduty, opsgenie and github have defaults); the Jira site (https://example.atlassian.net); the Splunk HEC base (https://splunk:8088); smtp://host:port or smtps://host:port for email. A chat webhook URL is a secret (its path grants posting): `caracal echo` withholds it; use ${ENV_VAR}.").Default("").Example("https://hooks.slack.com/services/T000/B000/XXXX").Secret(),
 		service.NewStringField("secret").Description("Webhook: HMAC-SHA256 key; the signature of the body goes in `X-Caracal-Signature: sha256=<hex>`. Use ${ENV_VAR}.").Default("").Secret(),
 		service.NewStringField("token").Description("Credential: PagerDuty routing (integration) key, Opsgenie API key, Jira API token, GitHub token, Splunk HEC token. Use ${ENV_VAR}.").Default("").Secret().Example("${PAGERDUTY_ROUTING_KEY}"),
 		service.NewStringField("username").Description("Jira account email; SMTP user name (PLAIN auth, only over TLS).").Default(""),
@@ -42,7 +42,7 @@ func DestinationFields() []*service.ConfigField {
 		service.NewStringField("index").Description("Splunk index (empty: the token's default).").Default(""),
 		service.NewStringField("from").Description("Email sender address.").Default("").Example("caracal@example.com"),
 		service.NewStringListField("to").Description("Email recipients.").Default([]string{}).Example([]string{"soc@example.com"}),
-		service.NewStringMapField("headers").Description("Extra request headers (HTTP destinations).").Default(map[string]any{}),
+		service.NewStringMapField("headers").Description("Extra request headers (HTTP destinations); values may be credentials, so `caracal echo` withholds them.").Default(map[string]any{}).Secret(),
 		service.NewStringEnumField("min_severity", append([]string{""}, envelope.Severities...)...).Description("Only alerts at least this severe (in any case: `high` is High).").Default(""),
 		service.NewStringListField("log_types").Description("Only alerts of these log types (empty: all).").Default([]string{}),
 		service.NewStringListField("tags").Description("Only alerts of rules with one of these tags (empty: all).").Default([]string{}),

@@ -92,8 +92,8 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 			Description("Retention of the topics Caracal creates (the lake keeps the data for good; topics only need to cover replays and outages). 0 uses the broker's default.").
 			Default("168h").Example("72h"),
 		service.NewStringField(fieldAlertWebhookURL).
-			Description("When set, alerts are also POSTed as JSON to this URL (a webhook destination named `env-webhook`). CARACAL_ALERT_WEBHOOK_URL sets it too.").
-			Example("https://hooks.example.com/caracal").Default(""),
+			Description("When set, alerts are also POSTed as JSON to this URL (a webhook destination named `env-webhook`). CARACAL_ALERT_WEBHOOK_URL sets it too. A secret (the URL may grant posting): `caracal echo` withholds it.").
+			Example("https://hooks.example.com/caracal").Default("").Secret(),
 		service.NewIntField(fieldAlertStormLimit).
 			Description("Alerts per hour from one rule above which further alerts of that rule are suppressed (matches are still stored); 0 or less turns the suppression off.").
 			Default(defaultStormLimit),
