@@ -144,11 +144,24 @@ func (w *Webhook) Deliver(ctx context.Context, a *envelope.Alert) error {
 	})
 }
 
+// newClient is the destinations' HTTP client. It follows no redirect:
+// Go's client re-sends a 307/308 with its body and custom headers (an API
+// key from headers:, a routing key in the body) to any host the Location
+// names. A destination that redirects gets its url updated instead.
+func newClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// defaultClient serves destinations built without a client.
+var defaultClient = newClient()
+
 // doHTTP sends a request and classifies the answer: 2xx ok; 429/5xx
 // retryable (with the server's Retry-After); other statuses permanent.
 func doHTTP(c *http.Client, req *http.Request) (int, time.Duration, error) {
 	if c == nil {
-		c = http.DefaultClient
+		c = defaultClient
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -167,6 +180,8 @@ func doHTTP(c *http.Client, req *http.Request) (int, time.Duration, error) {
 			wait = time.Duration(s) * time.Second
 		}
 		return resp.StatusCode, wait, fmt.Errorf("HTTP %d", resp.StatusCode)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return resp.StatusCode, 0, permanent{fmt.Errorf("HTTP %d redirect to %s, not followed: give the destination its new url", resp.StatusCode, redact.URL(resp.Header.Get("Location")))}
 	default:
 		return resp.StatusCode, 0, permanent{fmt.Errorf("HTTP %d (not retried)", resp.StatusCode)}
 	}

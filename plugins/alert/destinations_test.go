@@ -681,3 +681,30 @@ func TestEventTextCannotMentionOrFormat(t *testing.T) {
 		t.Errorf("jira description has %d {noformat}, want 2 (the context's must not close the block):\n%s", n, jira)
 	}
 }
+
+// A destination that redirects must not get the alert and its
+// credentials re-sent elsewhere: Go's client re-posts a 307/308 with the
+// body and every header but Authorization and Cookie (an X-Api-Key from
+// `headers:`, PagerDuty's routing key in the body) to whatever host the
+// Location names.
+func TestDestinationsDoNotFollowRedirects(t *testing.T) {
+	elsewhere := newHTTPReceiver(t, 200)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	for _, kind := range []string{"webhook", "slack", "pagerduty"} {
+		d, err := NewDestination("d-"+kind, kind, Endpoint{URL: redirector.URL + "/hook", Token: "r0uting", Headers: map[string]string{"X-Api-Key": "k3y"}},
+			"", "", "", nil, Filter{}, fastRetry(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = d.Deliver(context.Background(), sampleAlert())
+		if err == nil || !strings.Contains(err.Error(), "307") {
+			t.Errorf("%s: Deliver through a redirect = %v, want an error naming the 307", kind, err)
+		}
+	}
+	if len(elsewhere.reqs) != 0 {
+		t.Errorf("the redirect target got %d requests (X-Api-Key %q)", len(elsewhere.reqs), elsewhere.reqs[0].Header.Get("X-Api-Key"))
+	}
+}

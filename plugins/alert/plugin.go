@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -134,7 +133,7 @@ func NewDestination(id, kind string, e Endpoint, secret, password, from string, 
 	if err := checkURL(kind, e.URL); err != nil {
 		return nil, fmt.Errorf("destination %s: url: %w", id, err)
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := newClient()
 	switch kind {
 	case "webhook", "":
 		if err := need("url", e.URL); err != nil {
