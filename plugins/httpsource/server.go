@@ -587,7 +587,11 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	// of tiny lines made 5.6 million, 4 GB of memory. Splitting stops past
 	// what max_buffered_bytes could ever hold of one request.
 	maxEvents := (s.maxBuffered - hold) / EventOverhead
-	events, err := SplitAtMost(plain, int(maxEvents))
+	events, err := SplitLimited(plain, int(maxEvents), src.maxEvent())
+	if errors.Is(err, ErrEventTooLarge) {
+		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("an XML element larger than the %d bytes an event may be (max_event_bytes)", src.maxEvent()))
+		return rawBytes, plainBytes, nEvents
+	}
 	if errors.Is(err, ErrTooManyEvents) {
 		fail(w, http.StatusRequestEntityTooLarge, src.ID, fmt.Sprintf("more than %d events in one request, what max_buffered_bytes (%d) allows at %d bytes an event besides its own: send fewer events a request", maxEvents, s.maxBuffered, EventOverhead))
 		return rawBytes, plainBytes, nEvents
