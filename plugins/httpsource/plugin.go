@@ -32,7 +32,7 @@ func inputSpec() *service.ConfigSpec {
 				Description("How long a request waits for the broker's acknowledgment before it is answered 503.").
 				Default("30s"),
 			service.NewIntField("max_buffered_bytes").
-				Description("Bytes all requests may hold at once: bodies being read (each counted at its Content-Length, or its source's max_body_bytes when it has none) and decompressed events until the broker has them, each event also counted 512 bytes for its message in the pipeline (a request with more events than that allows is answered 413). A request beyond it is answered 503 with Retry-After at once, so however many connections senders open, the process does not buffer more. Must be at least each source's max_body_bytes + max_decompressed_bytes.").
+				Description("Bytes all requests may hold at once: bodies being read (each counted at its Content-Length, or its source's max_body_bytes when it has none; an HMAC source's as it arrives, its sender being known only once it is read) and decompressed events until the broker has them, each event also counted 512 bytes for its message in the pipeline (a request with more events than that allows is answered 413). A request beyond it is answered 503 with Retry-After at once, so however many connections senders open, the process does not buffer more. Must be at least each source's max_body_bytes + max_decompressed_bytes.").
 				Default(DefaultMaxBufferedBytes).Advanced(),
 			service.NewDurationField("read_timeout").
 				Description("Time a sender has to send a whole request, headers and body; a sender that stalls is cut off and its buffer freed. Idle keep-alive connections are closed after 2 minutes.").

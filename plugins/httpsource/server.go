@@ -527,13 +527,20 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 	// The body's room is taken before it is read (its declared length, or
 	// the limit when it has none), so senders cannot make the process
 	// buffer more than maxBuffered however many connections they open.
-	hold := limit
-	if r.ContentLength >= 0 {
-		hold = r.ContentLength
-	}
-	if !s.take(hold) {
-		busy(w, src.ID)
-		return rawBytes, plainBytes, nEvents
+	// An HMAC source's sender is known only once its body is read: its
+	// room is taken as the body arrives, or anyone could hold it all by
+	// declaring large bodies and sending nothing until read_timeout.
+	var hold int64
+	taking := src.Auth.Type == AuthHMAC
+	if !taking {
+		hold = limit
+		if r.ContentLength >= 0 {
+			hold = r.ContentLength
+		}
+		if !s.take(hold) {
+			busy(w, src.ID)
+			return rawBytes, plainBytes, nEvents
+		}
 	}
 	// Released when the request is answered without reaching the
 	// pipeline, or else once the pipeline is done with its events (the
@@ -545,7 +552,17 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, src *Source) (rawB
 			release()
 		}
 	}()
-	body, err := readBody(r, limit)
+	var body []byte
+	var err error
+	if taking {
+		body, err = s.readBodyTaking(r, limit, &hold)
+	} else {
+		body, err = readBody(r, limit)
+	}
+	if errors.Is(err, errBusy) {
+		busy(w, src.ID)
+		return rawBytes, plainBytes, nEvents
+	}
 	if err != nil {
 		fail(w, http.StatusBadRequest, src.ID, "reading body: "+err.Error())
 		return rawBytes, plainBytes, nEvents
@@ -750,4 +767,37 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return body, nil // net/http ends the body at its Content-Length
 	}
 	return io.ReadAll(io.LimitReader(r.Body, limit+1))
+}
+
+// readBodyTaking is readBody taking room in max_buffered_bytes for the
+// buffer as the body arrives (held adds up what it took); errBusy when
+// there is none.
+func (s *Server) readBodyTaking(r *http.Request, limit int64, held *int64) ([]byte, error) {
+	most := limit + 1
+	if r.ContentLength >= 0 && r.ContentLength < most {
+		most = r.ContentLength
+	}
+	var body []byte
+	chunk := make([]byte, 16<<10)
+	in := io.LimitReader(r.Body, most)
+	for {
+		n, err := in.Read(chunk)
+		if n > 0 {
+			if len(body)+n > cap(body) {
+				grown := min(max(2*cap(body), len(body)+n), int(most))
+				if !s.take(int64(grown - cap(body))) {
+					return nil, errBusy
+				}
+				*held += int64(grown - cap(body))
+				body = append(make([]byte, 0, grown), body...)
+			}
+			body = append(body, chunk[:n]...)
+		}
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
