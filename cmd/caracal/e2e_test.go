@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -1328,5 +1330,59 @@ func TestEchoWithholdsDestinationSecrets(t *testing.T) {
 	}
 	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "soc-slack") {
 		t.Errorf("caracal echo shows a secret:\n%s", out)
+	}
+}
+
+// `caracal streams` runs stages one by one; Benthos's streams API on
+// http.address would let anyone who reaches that port (0.0.0.0 in the
+// deploy examples, for /metrics) create a stream, and a stream can read
+// and write any file the process can.
+func TestStreamsServesNoAPI(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"caracal", "streams", "a.yaml"}, []string{"caracal", "streams", "--no-api", "a.yaml"}},
+		{[]string{"caracal", "--chilled", "streams", "-o", "c.yaml", "a.yaml"}, []string{"caracal", "--chilled", "streams", "--no-api", "-o", "c.yaml", "a.yaml"}},
+		{[]string{"caracal", "streams", "--no-api=false", "a.yaml"}, []string{"caracal", "streams", "--no-api=false", "a.yaml"}},
+		{[]string{"caracal", "lint", "a.yaml"}, []string{"caracal", "lint", "a.yaml"}},
+	} {
+		if got := streamsWithoutAPI(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("streamsWithoutAPI(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	root, stream := filepath.Join(dir, "root.yaml"), filepath.Join(dir, "s.yaml")
+	if err := os.WriteFile(root, []byte("http:\n  address: "+addr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stream, []byte("input:\n  generate:\n    interval: 1s\n    mapping: root = \"x\"\noutput:\n  drop: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caracalBinary(t), "streams", "-o", root, stream)
+	cmd.Dir = dir // its embedded broker's ./data
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if !waitUntil(30*time.Second, 100*time.Millisecond, func() bool {
+		resp, err := http.Get("http://" + addr + "/ping")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}) {
+		t.Fatal("caracal streams did not answer /ping")
+	}
+	resp, err := http.Post("http://"+addr+"/streams/evil", "application/yaml", strings.NewReader("input:\n  file:\n    paths: [/etc/hostname]\noutput:\n  drop: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST /streams/evil = %d, want 404 (no streams API)", resp.StatusCode)
 	}
 }

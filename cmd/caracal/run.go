@@ -28,7 +28,7 @@ var allStages = []string{"ingest", "process", "detect", "alert", "lake"}
 // every other command is passed through unchanged.
 func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 	if len(args) > 1 && args[1] != "run" {
-		return args, nil
+		return streamsWithoutAPI(args), nil
 	}
 	fs := flag.NewFlagSet("caracal run", flag.ContinueOnError)
 	config := fs.String("config", "config.yaml", "root config: http, logger, metrics and the caracal section")
@@ -77,6 +77,24 @@ func mainSchema() *service.ConfigSchema {
 		Field(service.NewObjectField(settings.Section, settings.Fields(destinationFields()...)...).
 			Description("Caracal's settings: the broker, the lake, topic defaults and alert destinations.").
 			Optional())
+}
+
+// streamsWithoutAPI adds --no-api to `caracal streams` (the way to run a
+// stage on its own) unless the command line sets it: Benthos's streams API
+// on http.address, which the deploy examples bind to 0.0.0.0 for
+// /metrics, lets anyone who reaches it create streams, and a stream can
+// read and write any file the process can. --no-api=false keeps it.
+func streamsWithoutAPI(args []string) []string {
+	i := slices.Index(args, "streams")
+	if i < 1 {
+		return args
+	}
+	for _, a := range args[i+1:] {
+		if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); strings.HasPrefix(a, "-") && name == "no-api" {
+			return args
+		}
+	}
+	return slices.Concat(args[:i+1], []string{"--no-api"}, args[i+1:])
 }
 
 // runtime holds what `caracal run` starts besides the streams.
