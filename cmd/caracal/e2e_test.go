@@ -666,6 +666,31 @@ func TestRunRefusesAnIncompleteDestination(t *testing.T) {
 	}
 }
 
+// A replication factor above the cluster's brokers stops the start at once
+// with the setting to change; it used to be waited on for 2 minutes as an
+// unreachable broker.
+func TestRunStopsWhenTheBrokerRefusesTheTopics(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	err := os.WriteFile(config, []byte("http:\n  address: ${CARACAL_METRICS_ADDRESS:127.0.0.1:4195}\ncaracal:\n  topic_replication_factor: 3\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, caracalBinary(t), "run", "--config", config, "--stages", "process")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir()) // the embedded broker: 1 of them
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("caracal run = %v, want exit 1 at once:\n%s", err, out)
+	}
+	const want = "config caracal: the broker refused to create topic caracal.raw: set caracal.topic_replication_factor (3) to at most 1,"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "Waiting for the broker") {
+		t.Errorf("caracal run output lacks %q or waited for the broker:\n%s", want, out)
+	}
+}
+
 // A remote lookup table out of reach at start does not stop the system:
 // events still flow and alert, and a SYSTEM_ERROR says the table is not
 // loaded. (caracal run used to exit, taking the HTTP input with it.)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -171,6 +172,9 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 		log.Warnf("Waiting for the broker at %s (caracal.brokers, CARACAL_BROKERS) to create Caracal's topics: %v", strings.Join(s.Brokers, ","), err)
 	})
 	waiting.close() // the HTTP input listens there next
+	if _, ok := errors.AsType[*kafka.RefusalError](err); ok {
+		return fmt.Errorf("config caracal: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("no broker at %s answered in 2 minutes (is it running and reachable? caracal.brokers or CARACAL_BROKERS names it; empty runs the embedded one): %w", strings.Join(s.Brokers, ","), err)
 	}

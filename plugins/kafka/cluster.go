@@ -178,6 +178,9 @@ func EnsureTopicsWaiting(ctx context.Context, brokers []string, replication int1
 		if err == nil {
 			return nil
 		}
+		if _, ok := errors.AsType[*RefusalError](err); ok {
+			return err // asking again gets the same answer
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("create topics on %v: %w", brokers, err)
 		}
@@ -203,6 +206,7 @@ func AutoReplication(brokers int) int16 {
 }
 
 func createMissing(ctx context.Context, adm *kadm.Client, replication int16, topics []TopicSpec) error {
+	asked := replication
 	if replication == 0 {
 		meta, err := adm.BrokerMetadata(ctx)
 		if err != nil {
@@ -212,14 +216,61 @@ func createMissing(ctx context.Context, adm *kadm.Client, replication int16, top
 	}
 	for _, t := range topics {
 		resp, err := adm.CreateTopic(ctx, t.Partitions, replication, t.Configs, t.Name)
-		if err == nil {
-			err = resp.Err
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			continue
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("topic %s: %w", t.Name, err)
+		if ke, ok := errors.AsType[*kerr.Error](err); ok && !ke.Retriable && ke != kerr.UnknownServerError {
+			return refusal(ctx, adm, asked, t, ke, resp.ErrMessage)
 		}
+		return fmt.Errorf("topic %s: %w", t.Name, err)
 	}
 	return nil
+}
+
+// RefusalError is a broker's definite answer that it will not create a
+// topic as asked (a replication factor above its brokers, a policy, an
+// ACL): the broker is up, and asking again would get the same answer, so
+// the setting or the cluster must change.
+type RefusalError struct {
+	Topic   string
+	Err     *kerr.Error
+	Message string // the broker's own, if any
+	Fix     string // what to change
+}
+
+func (e *RefusalError) Error() string {
+	why := e.Err.Error()
+	if e.Message != "" && e.Message != e.Err.Description {
+		why += " The broker says: " + e.Message
+	}
+	return fmt.Sprintf("the broker refused to create topic %s: %s (%s)", e.Topic, e.Fix, why)
+}
+
+func (e *RefusalError) Unwrap() error { return e.Err }
+
+// refusal explains the broker's refusal ke (with its message msg, if any)
+// to create t with the replication factor asked.
+func refusal(ctx context.Context, adm *kadm.Client, asked int16, t TopicSpec, ke *kerr.Error, msg string) *RefusalError {
+	r := &RefusalError{Topic: t.Name, Err: ke, Message: msg}
+	switch ke {
+	case kerr.InvalidReplicationFactor, kerr.InvalidReplicaAssignment:
+		brokers := "the brokers the cluster has"
+		if meta, err := adm.BrokerMetadata(ctx); err == nil {
+			brokers = fmt.Sprintf("%d, the brokers the cluster has", len(meta.Brokers))
+		}
+		r.Fix = fmt.Sprintf("set caracal.topic_replication_factor (%d) to at most %s, or to 0 (3 on a cluster of 3 or more brokers, else 1)", asked, brokers)
+	case kerr.InvalidPartitions:
+		r.Fix = fmt.Sprintf("set caracal.topic_partitions (%d) to a count the cluster accepts", t.Partitions)
+	case kerr.PolicyViolation, kerr.InvalidConfig:
+		r.Fix = "change caracal.topic_partitions, caracal.topic_replication_factor or caracal.topic_retention to what the cluster accepts, " +
+			fmt.Sprintf("or create Caracal's topics beforehand (with max.message.bytes=%d; docs/operations.md)", MaxRecordBytes)
+	case kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed:
+		r.Fix = "grant Caracal's principal CREATE on its topics (caracal.*) in the cluster's ACLs, " +
+			fmt.Sprintf("or create them beforehand (with max.message.bytes=%d; docs/operations.md)", MaxRecordBytes)
+	default:
+		r.Fix = "change the caracal topic settings (topic_partitions, topic_replication_factor, topic_retention) or the cluster"
+	}
+	return r
 }
 
 // SmallRecordTopics lists the topics that take records smaller than

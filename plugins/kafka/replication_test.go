@@ -2,10 +2,14 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -91,5 +95,80 @@ func TestAutoReplication(t *testing.T) {
 		if got := kafka.AutoReplication(brokers); got != want {
 			t.Errorf("AutoReplication(%d) = %d, want %d", brokers, got, want)
 		}
+	}
+}
+
+// A broker that refuses the topics outright is not waited on as an
+// unreachable one (`caracal run` used to retry for 2 minutes, then say no
+// broker answered): the error comes at once and names the setting to change.
+func TestEnsureTopicsStopsAtARefusal(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = kafka.EnsureTopics(ctx, c.ListenAddrs(), 3, newTopicSpecs(1))
+	if ctx.Err() != nil {
+		t.Fatalf("waited until the context ended: %v", err)
+	}
+	if _, ok := errors.AsType[*kafka.RefusalError](err); !ok || !errors.Is(err, kerr.InvalidReplicationFactor) ||
+		!strings.Contains(err.Error(), "set caracal.topic_replication_factor (3) to at most 1,") {
+		t.Fatalf("3 replicas on 1 broker: %v, want a refusal naming caracal.topic_replication_factor and 1 broker", err)
+	}
+
+	// An ACL refusal, with the broker's own words.
+	c.ControlKey(int16(kmsg.CreateTopics), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+		for _, rt := range req.(*kmsg.CreateTopicsRequest).Topics {
+			st := kmsg.NewCreateTopicsResponseTopic()
+			st.Topic, st.ErrorCode = rt.Topic, kerr.TopicAuthorizationFailed.Code
+			msg := "User:caracal may not CREATE"
+			st.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	err = kafka.EnsureTopics(ctx, c.ListenAddrs(), 1, newTopicSpecs(1))
+	if ctx.Err() != nil {
+		t.Fatalf("waited until the context ended: %v", err)
+	}
+	if !errors.Is(err, kerr.TopicAuthorizationFailed) || !strings.Contains(err.Error(), "grant Caracal's principal CREATE") ||
+		!strings.Contains(err.Error(), "User:caracal may not CREATE") {
+		t.Fatalf("an ACL refusal: %v, want the fix and the broker's message", err)
+	}
+}
+
+// A broker that answers with a transient error (its controller not ready
+// yet) is still asked again.
+func TestEnsureTopicsWaitsThroughTransientErrors(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.CreateTopics), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if refused.Add(1) > 3 {
+			return nil, nil, false // kfake creates it
+		}
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+		for _, rt := range req.(*kmsg.CreateTopicsRequest).Topics {
+			st := kmsg.NewCreateTopicsResponseTopic()
+			st.Topic, st.ErrorCode = rt.Topic, kerr.NotController.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, c.ListenAddrs(), 1, newTopicSpecs(1)); err != nil {
+		t.Fatalf("after transient errors: %v", err)
+	}
+	if refused.Load() <= 3 {
+		t.Fatal("the broker was not asked past its transient errors")
 	}
 }
