@@ -677,9 +677,14 @@ func TestRunStopsWhenTheBrokerRefusesTheTopics(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	addr, err := systest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctx, caracalBinary(t), "run", "--config", config, "--stages", "process")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir()) // the embedded broker: 1 of them
+	// The embedded broker: 1 of them.
+	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir(), "CARACAL_METRICS_ADDRESS="+addr)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 1 {
@@ -688,6 +693,42 @@ func TestRunStopsWhenTheBrokerRefusesTheTopics(t *testing.T) {
 	const want = "config caracal: the broker refused to create topic caracal.raw: set caracal.topic_replication_factor (3) to at most 1,"
 	if !strings.Contains(string(out), want) || strings.Contains(string(out), "Waiting for the broker") {
 		t.Errorf("caracal run output lacks %q or waited for the broker:\n%s", want, out)
+	}
+}
+
+// An ingest pipeline whose source could never be served (one request may
+// hold more than max_buffered_bytes) stops `caracal run` with the message
+// `caracal lint` gives; it used to run without a listener, logging
+// "Failed to connect" every second.
+func TestRunRefusesWhatLintRefusesInTheHTTPInput(t *testing.T) {
+	dir := t.TempDir()
+	shipped, err := os.ReadFile("../../pipelines/ingest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline := strings.Replace(string(shipped), "    sources:\n", "    max_buffered_bytes: 1000000\n    sources:\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "ingest.yaml"), []byte(pipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const want = "source demo may hold 17825792 bytes in one request (max_body_bytes + max_decompressed_bytes), more than max_buffered_bytes (1000000) for all requests at once: raise max_buffered_bytes or lower the source's limits"
+	lint := exec.Command(caracalBinary(t), "lint", filepath.Join(dir, "ingest.yaml"))
+	lint.Dir = "../.."
+	if out, err := lint.CombinedOutput(); err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("caracal lint = %v, want %q:\n%s", err, want, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	addr, err := systest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, caracalBinary(t), "run", "--pipelines", dir, "--stages", "ingest")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir(), "CARACAL_METRICS_ADDRESS="+addr)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() == 0 || !strings.Contains(string(out), want) {
+		t.Fatalf("caracal run = %v, want a non-zero exit with %q:\n%s", err, want, out)
 	}
 }
 

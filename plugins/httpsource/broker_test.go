@@ -2,6 +2,7 @@ package httpsource_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -89,4 +90,30 @@ output:
 	defer broker.Close()
 	waitFor(200)
 	_ = stream.Stop(context.Background())
+}
+
+// A source the input could never serve stops the stream from being built,
+// with lint's message, rather than leaving it without a listener and
+// retrying every second.
+func TestInputRefusesSourcesItCouldNeverServe(t *testing.T) {
+	for name, c := range map[string]struct{ conf, want string }{
+		"buffer": {"max_buffered_bytes: 1000000\n    sources: [{id: d, path: d, auth: {type: none}}]",
+			"source d may hold 17825792 bytes in one request (max_body_bytes + max_decompressed_bytes), more than max_buffered_bytes (1000000) for all requests at once: raise max_buffered_bytes or lower the source's limits"},
+		"path": {"sources: [{id: a, path: d, auth: {type: none}}, {id: b, path: /d/, auth: {type: none}}]",
+			`sources a and b both use path "d": give each its own`},
+	} {
+		sb := service.NewStreamBuilder()
+		if err := sb.SetYAML(fmt.Sprintf("input:\n  caracal_http:\n    address: 127.0.0.1:%d\n    %s\noutput:\n  drop: {}\n", freePort(t), c.conf)); err != nil {
+			t.Fatal(err)
+		}
+		stream, err := sb.Build()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = stream.Run(ctx)
+			cancel()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
 }

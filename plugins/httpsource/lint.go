@@ -37,9 +37,9 @@ func SourceIDs(http *yaml.Node) []string {
 // allowed, but worth a warning) and, when logTypes (those with a schema) is
 // given, sources naming a log type without a schema: every event of theirs
 // would fail classification; a max_event_bytes over MaxEventBytes; a
-// source whose one request may hold more than max_buffered_bytes; and what
-// Source.Validate rejects at start (no id or path, an auth type without
-// its secret).
+// source whose one request may hold more than max_buffered_bytes or uses
+// another's path (checkSources); and what Source.Validate rejects at start
+// (no id or path, an auth type without its secret).
 func LintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 	var out []Warning
 	sources := yamlnode.Value(http, "sources")
@@ -47,6 +47,7 @@ func LintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		return nil
 	}
 	buffered, ok0 := intValue(yamlnode.Value(http, "max_buffered_bytes"), DefaultMaxBufferedBytes)
+	var served []*Source // for checkPaths
 	for _, s := range sources.Content {
 		id := "?"
 		if n := yamlnode.Value(s, "id"); n != nil {
@@ -54,15 +55,19 @@ func LintSources(http *yaml.Node, logTypes map[string]bool) []Warning {
 		}
 		body, ok1 := intValue(yamlnode.Value(s, "max_body_bytes"), defaultMaxBody)
 		inflated, ok2 := intValue(yamlnode.Value(s, "max_decompressed_bytes"), 0)
-		if inflated == 0 {
-			inflated = 16 * body
-		}
 		if ok0 && ok1 && ok2 {
-			if err := checkBuffered(id, body, inflated, buffered); err != nil {
+			if err := checkBuffered(id, body, maxInflated(body, inflated), buffered); err != nil {
 				out = append(out, Warning{Line: s.Line, Error: true, Message: err.Error()})
 			}
 		}
 		auth := yamlnode.Value(s, "auth")
+		if src := lintAuth(s, auth); src.Path != "" {
+			if err := checkPaths(append(served, src)); err != nil {
+				out = append(out, Warning{Line: yamlnode.Value(s, "path").Line, Error: true, Message: err.Error()})
+			} else {
+				served = append(served, src)
+			}
+		}
 		typ := yamlnode.Value(auth, "type")
 		if typ != nil && typ.Value == AuthNone {
 			out = append(out, Warning{Line: typ.Line, Message: "source " + id + " accepts unauthenticated requests (auth: none); use shared_secret, hmac, bearer or basic outside loopback"})

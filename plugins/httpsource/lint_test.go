@@ -64,3 +64,17 @@ func messages(ws []Warning) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// Two sources on one path are reported at the second one's path.
+func TestLintFindsADuplicatePath(t *testing.T) {
+	config := "sources:\n  - {id: a, path: d, auth: {type: none}}\n  - id: b\n    path: /d/\n    auth: {type: none}\n  - {id: c, path: e, auth: {type: none}}\n"
+	var errs []Warning
+	for _, w := range LintSources(yamlNode(t, config), nil) {
+		if w.Error {
+			errs = append(errs, w)
+		}
+	}
+	if len(errs) != 1 || errs[0].Line != 4 || errs[0].Message != `sources a and b both use path "d": give each its own` {
+		t.Errorf("errors %+v, want one for source b at line 4", errs)
+	}
+}

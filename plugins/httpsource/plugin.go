@@ -138,6 +138,9 @@ func newInput(conf *service.ParsedConfig, res *service.Resources) (service.Batch
 		}
 		in.sources = append(in.sources, src)
 	}
+	if err := checkSources(in.sources, int64(in.maxBuffered)); err != nil {
+		return nil, err
+	}
 	markFirstLineSources(in.sources, settings.From(res).SchemasDir)
 	return in, nil
 }
@@ -215,7 +218,7 @@ func parseSource(c *service.ParsedConfig) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxInflated, err := c.FieldInt("max_decompressed_bytes")
+	maxDecompressed, err := c.FieldInt("max_decompressed_bytes")
 	if err != nil {
 		return nil, err
 	}
@@ -224,11 +227,8 @@ func parseSource(c *service.ParsedConfig) (*Source, error) {
 		return nil, err
 	}
 	s.MaxBodyBytes = int64(maxBody)
-	s.MaxInflated = int64(maxInflated)
+	s.MaxInflated = maxInflated(s.MaxBodyBytes, int64(maxDecompressed))
 	s.MaxEventBytes = maxEvent
-	if s.MaxInflated <= 0 {
-		s.MaxInflated = 16 * s.MaxBodyBytes
-	}
 	if s.Label == "" {
 		s.Label = s.ID
 	}

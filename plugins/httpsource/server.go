@@ -148,15 +148,14 @@ func NewServer(sources []*Source, timeout time.Duration, status func() Status) (
 		closing:  make(chan struct{}),
 	}
 	s.SetLimits(DefaultMaxBufferedBytes, DefaultReadTimeout)
+	if err := checkPaths(sources); err != nil {
+		return nil, err
+	}
 	for _, src := range sources {
 		if err := src.Validate(); err != nil {
 			return nil, err
 		}
-		p := strings.Trim(src.Path, "/")
-		if _, dup := s.sources[p]; dup {
-			return nil, fmt.Errorf("two sources use path %q", p)
-		}
-		s.sources[p] = src
+		s.sources[strings.Trim(src.Path, "/")] = src
 		s.state[src] = &sourceState{events: newBucket(src.EventsPerSecond), bytes: newBucket(src.BytesPerSecond), lastSeen: time.Now()}
 	}
 	return s, nil

@@ -202,6 +202,45 @@ func checkHMAC(sig, algorithm, secret string, body []byte) bool {
 	return false
 }
 
+// checkSources refuses what would keep the input from ever listening: two
+// sources on one path, or one whose request may hold more than
+// max_buffered_bytes. The input's constructor runs it, so `caracal run`
+// refuses to start rather than retry its listener every second; `caracal
+// lint` reports each at the source's line.
+func checkSources(sources []*Source, maxBuffered int64) error {
+	if err := checkPaths(sources); err != nil {
+		return err
+	}
+	for _, src := range sources {
+		if err := checkBuffered(src.ID, src.MaxBodyBytes, src.MaxInflated, maxBuffered); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPaths refuses two sources served on one path (/http/<path>).
+func checkPaths(sources []*Source) error {
+	seen := map[string]string{}
+	for _, src := range sources {
+		p := strings.Trim(src.Path, "/")
+		if other, dup := seen[p]; dup {
+			return fmt.Errorf("sources %s and %s both use path %q: give each its own", other, src.ID, p)
+		}
+		seen[p] = src.ID
+	}
+	return nil
+}
+
+// maxInflated is a source's max_decompressed_bytes, 0 meaning 16 ×
+// max_body_bytes.
+func maxInflated(maxBody, maxDecompressed int64) int64 {
+	if maxDecompressed <= 0 {
+		return 16 * maxBody
+	}
+	return maxDecompressed
+}
+
 // checkBuffered refuses a source whose one request may hold more than
 // max_buffered_bytes, which all requests share: it would always be
 // answered 503. `caracal lint` reports the same at the source's line.
