@@ -25,6 +25,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/lake/laketest"
 	"github.com/caracal-sec/caracal/plugins/settings"
 	"github.com/caracal-sec/caracal/tools/systest"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -509,6 +510,44 @@ func TestReadyCoversEveryStage(t *testing.T) {
 	}
 	if err := p.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// /ready follows the broker in a process without the ingest stage (and so
+// without /readyz): 200 while the cluster answers, 503 naming the broker
+// stream once it is gone. It used to stay 200: the Kafka components count
+// as connected once they joined.
+func TestReadyFollowsTheBroker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := launch(t, "caracal", systest.Options{DataDir: t.TempDir(), Args: []string{"--stages", "detect"},
+		Env: []string{"CARACAL_BROKERS=" + strings.Join(c.ListenAddrs(), ",")}})
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + p.MetricsAddr + "/ready")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	if !waitUntil(90*time.Second, 200*time.Millisecond, func() bool {
+		code, body = ready()
+		return code == 200 || p.Exited()
+	}) || code != 200 {
+		t.Fatalf("/ready with the broker up = %d %q, want 200", code, body)
+	}
+	c.Close()
+	if !waitUntil(60*time.Second, 200*time.Millisecond, func() bool {
+		code, body = ready()
+		return code == 503 && strings.Contains(body, "broker")
+	}) {
+		t.Fatalf("/ready with the broker gone = %d %q, want 503 naming the broker", code, body)
 	}
 }
 

@@ -69,7 +69,26 @@ func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 			rt.ingestPipeline = p
 		}
 	}
+	if p, err := rt.brokerStream(); err != nil {
+		fmt.Fprintf(os.Stderr, "Warning: /ready will not follow the broker: %v\n", err)
+	} else {
+		out = append(out, p)
+	}
 	return append(out, fs.Args()...), nil
+}
+
+// brokerStream writes the `broker` stream's pipeline to a temporary
+// directory: its caracal_broker_ready input makes /ready answer 503 while no
+// broker answers, which the Kafka components alone do not (see
+// plugins/kafka/ready.go).
+func (rt *runtime) brokerStream() (string, error) {
+	dir, err := os.MkdirTemp("", "caracal-run-")
+	if err != nil {
+		return "", err
+	}
+	rt.tempDir = dir
+	p := filepath.Join(dir, "broker.yaml")
+	return p, os.WriteFile(p, []byte("input:\n  caracal_broker_ready: {}\noutput:\n  drop: {}\n"), 0o644)
 }
 
 // mainSchema is Benthos's root config schema plus the `caracal:` section.
@@ -106,6 +125,7 @@ type runtime struct {
 	ingestPipeline string
 	embedded       *kafka.Embedded
 	stop           context.CancelFunc // ends the hanging-transaction watch
+	tempDir        string             // holds the broker stream's pipeline
 }
 
 // onConfigParse resolves the `caracal:` section once the root config is
@@ -229,6 +249,9 @@ func drainOnSignal() <-chan struct{} {
 }
 
 func (rt *runtime) close() {
+	if rt.tempDir != "" {
+		os.RemoveAll(rt.tempDir)
+	}
 	if rt.stop != nil {
 		rt.stop()
 	}
