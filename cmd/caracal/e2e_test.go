@@ -709,8 +709,10 @@ func TestRunRefusesAnIncompleteDestination(t *testing.T) {
 // with the setting to change; it used to be waited on for 2 minutes as an
 // unreachable broker.
 func TestRunStopsWhenTheBrokerRefusesTheTopics(t *testing.T) {
-	config := filepath.Join(t.TempDir(), "config.yaml")
-	err := os.WriteFile(config, []byte("http:\n  address: ${CARACAL_METRICS_ADDRESS:127.0.0.1:4195}\ncaracal:\n  topic_replication_factor: 3\n"), 0o644)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.yaml")
+	// A data dir of its own: a new embedded broker (1 of them) without the topics.
+	err := os.WriteFile(config, []byte("http:\n  address: ${CARACAL_METRICS_ADDRESS:127.0.0.1:4195}\ncaracal:\n  data_dir: "+filepath.Join(dir, "data")+"\n  topic_replication_factor: 3\n"), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -722,8 +724,7 @@ func TestRunStopsWhenTheBrokerRefusesTheTopics(t *testing.T) {
 	}
 	cmd := exec.CommandContext(ctx, caracalBinary(t), "run", "--config", config, "--stages", "process")
 	cmd.Dir = "../.."
-	// The embedded broker: 1 of them.
-	cmd.Env = append(os.Environ(), "CARACAL_DATA_DIR="+t.TempDir(), "CARACAL_METRICS_ADDRESS="+addr)
+	cmd.Env = append(os.Environ(), "CARACAL_METRICS_ADDRESS="+addr)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 1 {
