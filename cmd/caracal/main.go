@@ -59,6 +59,7 @@ func main() {
 		return
 	}
 	rt := &runtime{}
+	rt.registerBrokerReady()
 	args, err := rt.rewriteArgs(os.Args)
 	if errors.Is(err, flag.ErrHelp) {
 		return // caracal run --help: the flags were printed

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -91,6 +92,25 @@ func (rt *runtime) brokerStream() (string, error) {
 	return p, os.WriteFile(p, []byte("input:\n  caracal_broker_ready: {}\noutput:\n  drop: {}\n"), 0o644)
 }
 
+// registerBrokerReady registers caracal_broker_ready. Benthos builds the
+// streams once it has read every stream's file, so the temporary one is
+// removed then: a process killed later leaves nothing behind.
+func (rt *runtime) registerBrokerReady() {
+	service.MustRegisterInput("caracal_broker_ready", kafka.ReadyInputSpec(),
+		func(_ *service.ParsedConfig, res *service.Resources) (service.Input, error) {
+			rt.removeTemp()
+			return kafka.NewReadyInput(res), nil
+		})
+}
+
+func (rt *runtime) removeTemp() {
+	rt.tempOnce.Do(func() {
+		if rt.tempDir != "" {
+			os.RemoveAll(rt.tempDir)
+		}
+	})
+}
+
 // mainSchema is Benthos's root config schema plus the `caracal:` section.
 func mainSchema() *service.ConfigSchema {
 	return service.GlobalEnvironment().FullConfigSchema(version, dateBuilt).
@@ -126,6 +146,7 @@ type runtime struct {
 	embedded       *kafka.Embedded
 	stop           context.CancelFunc // ends the hanging-transaction watch
 	tempDir        string             // holds the broker stream's pipeline
+	tempOnce       sync.Once
 }
 
 // onConfigParse resolves the `caracal:` section once the root config is
@@ -249,9 +270,7 @@ func drainOnSignal() <-chan struct{} {
 }
 
 func (rt *runtime) close() {
-	if rt.tempDir != "" {
-		os.RemoveAll(rt.tempDir)
-	}
+	rt.removeTemp()
 	if rt.stop != nil {
 		rt.stop()
 	}

@@ -12,17 +12,21 @@ import (
 // The caracal_kafka input and output stay "connected" for Benthos's /ready
 // once they joined the cluster, whatever happens to the brokers later: the
 // client reconnects on its own, and a consumer cannot be interrupted
-// mid-poll without risking the records it fetched. caracal_broker_ready
-// carries the broker's reachability into /ready instead: `caracal run`
-// adds a stream of it to every process.
-func init() {
-	service.MustRegisterInput("caracal_broker_ready", service.NewConfigSpec().
+// mid-poll without risking the records it fetched. A caracal_broker_ready
+// input carries the broker's reachability into /ready instead: `caracal
+// run` adds a stream of it to every process.
+
+// ReadyInputSpec is caracal_broker_ready's spec.
+func ReadyInputSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
 		Categories("Utility").
 		Summary("Yields no messages; reports not connected while no broker of the cluster (`caracal.brokers`) answers, so that /ready answers 503.").
-		Description("Checked every second (a metadata request, 2 s timeout). `caracal run` adds a `broker` stream of it, with a `drop` output, to every process."),
-		func(_ *service.ParsedConfig, res *service.Resources) (service.Input, error) {
-			return &readyInput{probe: NewProbe(settings.From(res).Brokers), every: time.Second}, nil
-		})
+		Description("Checked every second (a metadata request, 2 s timeout). `caracal run` adds a `broker` stream of it, with a `drop` output, to every process.")
+}
+
+// NewReadyInput is a caracal_broker_ready input on the process's brokers.
+func NewReadyInput(res *service.Resources) service.Input {
+	return &readyInput{probe: NewProbe(settings.From(res).Brokers), every: time.Second}
 }
 
 type readyInput struct {
