@@ -77,8 +77,8 @@ func Fields(destination ...*service.ConfigField) []*service.ConfigField {
 			Description("Comma-separated seed brokers of a Redpanda or Kafka cluster. Empty: use CARACAL_BROKERS, and when that is empty too, run the embedded broker with its log under `data_dir`/broker.").
 			Example("redpanda-0:9092,redpanda-1:9092").Default(""),
 		service.NewStringField(fieldDataDir).
-			Description("Directory for local state: the embedded broker's log (`broker/`), the default lake (`lake/`) and the group member ids every stage keeps across restarts, with the process, detect and alert stages' transactional ids (`transactional-ids/`, so a restart takes over a killed process's partitions at once and aborts its open transaction). Keep it on persistent storage. CARACAL_DATA_DIR overrides the default.").
-			Example("/var/lib/caracal").Default(defaultDataDir),
+			Description("Directory for local state: the embedded broker's log (`broker/`), the default lake (`lake/`) and the group member ids every stage keeps across restarts, with the process, detect and alert stages' transactional ids (`transactional-ids/`, so a restart takes over a killed process's partitions at once and aborts its open transaction). Keep it on persistent storage. Left out: CARACAL_DATA_DIR, else `./data`.").
+			Example("/var/lib/caracal").Optional(),
 		service.NewStringField(fieldLakeURL).
 			Description("Where the Parquet lake lives: a local directory or `s3://bucket/prefix`. Empty: CARACAL_LAKE_URL, else `data_dir`/lake.").
 			Example("s3://security-lake/caracal").Default(""),
