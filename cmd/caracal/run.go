@@ -125,8 +125,8 @@ func mainSchema() *service.ConfigSchema {
 // /metrics, lets anyone who reaches it create streams, and a stream can
 // read and write any file the process can. --no-api=false keeps it.
 func streamsWithoutAPI(args []string) []string {
-	i := slices.Index(args, "streams")
-	if i < 1 {
+	i := commandIndex(args)
+	if i < 1 || args[i] != "streams" {
 		return args
 	}
 	for _, a := range args[i+1:] {
@@ -135,6 +135,31 @@ func streamsWithoutAPI(args []string) []string {
 		}
 	}
 	return slices.Concat(args[:i+1], []string{"--no-api"}, args[i+1:])
+}
+
+// rootValueFlags are Benthos's root flags that take a value as the next
+// argument.
+var rootValueFlags = []string{"config", "c", "log.level", "set", "s", "resources", "r", "env-file", "e", "templates", "t"}
+
+// commandIndex is where the subcommand stands in args: the first argument
+// after the root flags (and their values), or 0 when there is none. An
+// argument after the subcommand that reads "streams" (a directory such
+// commands are given) is no subcommand.
+func commandIndex(args []string) int {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return i
+		}
+		if a == "--" {
+			return 0
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !hasValue && slices.Contains(rootValueFlags, name) {
+			i++ // its value
+		}
+	}
+	return 0
 }
 
 // runtime holds what `caracal run` starts besides the streams.
