@@ -803,8 +803,8 @@ func TestStatusPageDetailOnlyForLoopback(t *testing.T) {
 // element past the most events a request may hold.
 func TestXMLSplitStopsEarly(t *testing.T) {
 	// The tails are not XML: reading them would have made these lines.
-	bad := []byte("\n\x00 not xml")
-	huge := append(append([]byte("<a"), bytes.Repeat([]byte(` b=""`), 40000)...), "/>"...)
+	bad := []byte("</a>\n\x00 not xml")
+	huge := append(append([]byte("<a"), bytes.Repeat([]byte(` b=""`), 40000)...), ">"...)
 	if _, err := SplitLimited(append(huge, bad...), 100, 1000); !errors.Is(err, ErrEventTooLarge) {
 		t.Errorf("a start tag past max_event_bytes: %v, want ErrEventTooLarge", err)
 	}
@@ -824,8 +824,30 @@ func TestXMLSplitStopsEarly(t *testing.T) {
 	}
 	src := &Source{ID: "x", Path: "x", Auth: Auth{Type: AuthNone}, MaxBodyBytes: 1 << 20, MaxInflated: 16 << 20}
 	srv, _ := server(t, nil, src)
-	big := append(append([]byte("<a"), bytes.Repeat([]byte(` b=""`), 3<<20/5)...), "/>"...)
+	big := append(append([]byte("<a"), bytes.Repeat([]byte(` b=""`), 3<<20/5)...), "></a>"...)
 	if code, body, _ := do(t, "POST", "http://"+srv.Addr()+"/http/x", gz(big), nil); code != 413 || !strings.Contains(body, "XML element") {
 		t.Errorf("POST of a 3 MiB start tag = %d %s, want 413", code, body)
+	}
+}
+
+// Text lines that open like a tag ("<INFO> ...") are lines however long
+// the body: their first "element" never closes, so it is no element too
+// large to be an event. A start tag that does not close, too long to be
+// an event, is a line too long to be one.
+func TestXMLBoundLeavesTagLikeLinesLines(t *testing.T) {
+	var b bytes.Buffer
+	for i := 0; b.Len() < 50000; i++ {
+		fmt.Fprintf(&b, "<INFO> request %d served in 12 ms\n", i)
+	}
+	want, err := SplitAtMost(b.Bytes(), 1<<20)
+	if err != nil || len(want) < 1000 {
+		t.Fatalf("SplitAtMost: %d events, %v", len(want), err)
+	}
+	if got, err := SplitLimited(b.Bytes(), 1<<20, 1000); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("SplitLimited of %d tag-like lines: %d events, %v; want them as lines", len(want), len(got), err)
+	}
+	unclosed := append(append([]byte("<a"), bytes.Repeat([]byte(` b=""`), 40000)...), "/>\n"...)
+	if got, err := SplitLimited(unclosed, 100, 1000); err != nil || len(got) != 1 || len(got[0]) <= 1000 {
+		t.Errorf("an unclosed 200 KB start tag: %d events, %v; want one line, which the size check refuses", len(got), err)
 	}
 }

@@ -162,6 +162,15 @@ func (sp *splitter) xml(b []byte) ([][]byte, error) {
 		before := dec.InputOffset()
 		tok, err := dec.RawToken()
 		if err != nil && in.cut() {
+			at := before
+			if depth > 0 {
+				at = start
+			}
+			if !mayClose(b, int(at)) {
+				// Text lines opening like a tag ("<INFO> ..."): the
+				// element never closes, so the body is not XML.
+				return nil, errors.New("malformed XML: an element that is never closed")
+			}
 			return nil, ErrEventTooLarge
 		}
 		if err == io.EOF {
@@ -202,6 +211,26 @@ func (sp *splitter) xml(b []byte) ([][]byte, error) {
 		return nil, errors.New("XML body without elements")
 	}
 	return sp.out, nil
+}
+
+// mayClose reports whether the element whose start tag is at b[at:] has
+// its end tag somewhere after it: one that has none is no element, and
+// a body of it is text lines (reading on to find that out is what the
+// byte bound saves). A self-closing tag too long to be an event makes a
+// line too long to be one as well. Anything other than a start tag at
+// at is taken to close.
+func mayClose(b []byte, at int) bool {
+	if at < 0 || at+1 >= len(b) || b[at] != '<' {
+		return true
+	}
+	name := b[at+1:]
+	if i := bytes.IndexAny(name, " \t\r\n/>"); i >= 0 {
+		name = name[:i]
+	}
+	if len(name) == 0 || name[0] == '!' || name[0] == '?' {
+		return true
+	}
+	return bytes.Contains(b[at:], append([]byte("</"), name...))
 }
 
 func (sp *splitter) array(b []byte) ([][]byte, error) {
