@@ -408,3 +408,26 @@ AlertContext: {ratio: '1.0 / 0', nan: '0.0 / 0', nested: '{"a": [1, -1.0 / 0]}',
 		t.Errorf("context %v", ctx)
 	}
 }
+
+// The output errors' entry is inside the alert context's 64 KiB bound:
+// it used to be added after the bound was applied, so a context that
+// filled it grew past it by up to 3 KiB of errors.
+func TestOutputErrorsStayWithinTheContextBound(t *testing.T) {
+	r := rule(t, base+`Condition: 'true'
+Title: 'upper(missing)'
+Dedup: 'repeat(user, -1)'
+DynamicSeverity: sev
+AlertContext: {a: blob, b: blob2}
+`)
+	blob := strings.Repeat("x", 40<<10)
+	blob2 := strings.Repeat("y", 24<<10-40) // a and b just fit on their own
+	m := r.Match(map[string]any{"p_log_type": "AWS.CloudTrail", "blob": blob, "blob2": blob2, "user": "alice", "sev": strings.Repeat("S", 2000)})
+	ctx := m[envelope.FieldAlertContext].(map[string]any)
+	b, err := json.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := ctx[OutputErrorsKey].([]any); len(errs) != 3 || len(b) > 64<<10+64 {
+		t.Errorf("alert context of %d bytes with %d output errors, want the 3 errors within 64 KiB", len(b), len(errs))
+	}
+}

@@ -489,8 +489,27 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		}
 	}
 	m[envelope.FieldDedupString] = truncate(dedup, maxDedup)
+	// A DynamicSeverity that fails keeps the YAML severity, as a failing
+	// Title keeps the default title; rule tests report it (CheckOutputs),
+	// and the alert says it, so that a rule failing in production is seen.
+	sev, err := r.severityOf(event)
+	if err != nil {
+		outErrs = append(outErrs, err.Error())
+	}
+	m[envelope.FieldRuleSeverity] = sev
 	ctx := map[string]any{}
-	bound := 0
+	// The errors' entry takes its room in the alert context's bound first.
+	reserved := 0
+	var errList []any
+	if len(outErrs) > 0 {
+		errList = make([]any, len(outErrs))
+		for i, e := range outErrs {
+			errList[i] = truncate(e, maxOutputError)
+		}
+		b, _ := json.Marshal(errList) // strings: it cannot fail
+		reserved = len(b) + len(OutputErrorsKey) + 4
+	}
+	bound := reserved
 	for i, name := range r.contextNames {
 		v, err := run(r.contextPrograms[i], event)
 		if err != nil {
@@ -501,7 +520,7 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 		bound += envelope.JSONSizeAtMost(v)
 	}
 	if bound > maxAlertContext { // it may not fit: measure each value
-		used := 0
+		used := reserved
 		for _, name := range r.contextNames {
 			if b, err := json.Marshal(ctx[name]); err == nil {
 				if used+len(b) > maxAlertContext {
@@ -512,20 +531,8 @@ func (r *Rule) Match(event map[string]any) map[string]any {
 			}
 		}
 	}
-	// A DynamicSeverity that fails keeps the YAML severity, as a failing
-	// Title keeps the default title; rule tests report it (CheckOutputs),
-	// and the alert says it, so that a rule failing in production is seen.
-	sev, err := r.severityOf(event)
-	if err != nil {
-		outErrs = append(outErrs, err.Error())
-	}
-	m[envelope.FieldRuleSeverity] = sev
-	if len(outErrs) > 0 {
-		list := make([]any, len(outErrs))
-		for i, e := range outErrs {
-			list[i] = truncate(e, maxOutputError)
-		}
-		ctx[OutputErrorsKey] = list
+	if errList != nil {
+		ctx[OutputErrorsKey] = errList
 	}
 	m[envelope.FieldAlertContext] = ctx
 	return m
