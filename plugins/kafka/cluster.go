@@ -220,7 +220,7 @@ func createMissing(ctx context.Context, adm *kadm.Client, replication int16, top
 			continue
 		}
 		if ke, ok := errors.AsType[*kerr.Error](err); ok && !ke.Retriable && ke != kerr.UnknownServerError {
-			return refusal(ctx, adm, asked, t, ke, resp.ErrMessage)
+			return refusal(ctx, adm, asked, replication, t, ke, resp.ErrMessage)
 		}
 		return fmt.Errorf("topic %s: %w", t.Name, err)
 	}
@@ -249,8 +249,8 @@ func (e *RefusalError) Error() string {
 func (e *RefusalError) Unwrap() error { return e.Err }
 
 // refusal explains the broker's refusal ke (with its message msg, if any)
-// to create t with the replication factor asked.
-func refusal(ctx context.Context, adm *kadm.Client, asked int16, t TopicSpec, ke *kerr.Error, msg string) *RefusalError {
+// to create t with the replication factor asked (used: what 0 chose).
+func refusal(ctx context.Context, adm *kadm.Client, asked, used int16, t TopicSpec, ke *kerr.Error, msg string) *RefusalError {
 	r := &RefusalError{Topic: t.Name, Err: ke, Message: msg}
 	switch ke {
 	case kerr.InvalidReplicationFactor, kerr.InvalidReplicaAssignment:
@@ -258,7 +258,11 @@ func refusal(ctx context.Context, adm *kadm.Client, asked int16, t TopicSpec, ke
 		if meta, err := adm.BrokerMetadata(ctx); err == nil {
 			brokers = fmt.Sprintf("%d, the brokers the cluster has", len(meta.Brokers))
 		}
-		r.Fix = fmt.Sprintf("set caracal.topic_replication_factor (%d) to at most %s, or to 0 (3 on a cluster of 3 or more brokers, else 1)", asked, brokers)
+		setting := fmt.Sprintf("%d", asked)
+		if asked == 0 {
+			setting = fmt.Sprintf("0, which asked for %d", used)
+		}
+		r.Fix = fmt.Sprintf("set caracal.topic_replication_factor (%s) to at most %s, or to 0 (3 on a cluster of 3 or more brokers, else 1)", setting, brokers)
 	case kerr.InvalidPartitions:
 		r.Fix = fmt.Sprintf("set caracal.topic_partitions (%d) to a count the cluster accepts", t.Partitions)
 	case kerr.PolicyViolation, kerr.InvalidConfig:
