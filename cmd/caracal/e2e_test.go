@@ -470,6 +470,17 @@ func TestHTTPSourceMetrics(t *testing.T) {
 	}
 }
 
+// getReady is Benthos's /ready of a process: its status and body.
+func getReady(metricsAddr string) (int, string) {
+	resp, err := http.Get("http://" + metricsAddr + "/ready")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // Benthos's /ready, the readiness probe docs/operations.md names, covers
 // every stage of the process: with all stages in one process and a lake it
 // cannot write, it answers 503 naming the lake (it used to answer only for
@@ -482,15 +493,7 @@ func TestReadyCoversEveryStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, data, []string{"CARACAL_LAKE_URL=" + filepath.Join(blocker, "lake")})
-	ready := func() (int, string) {
-		resp, err := http.Get("http://" + p.MetricsAddr + "/ready")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	ready := func() (int, string) { return getReady(p.MetricsAddr) }
 	var code int
 	var body string
 	if !waitUntil(60*time.Second, 200*time.Millisecond, func() bool {
@@ -525,15 +528,7 @@ func TestReadyFollowsTheBroker(t *testing.T) {
 	defer c.Close()
 	p := launch(t, "caracal", systest.Options{DataDir: t.TempDir(), Args: []string{"--stages", "detect"},
 		Env: []string{"CARACAL_BROKERS=" + strings.Join(c.ListenAddrs(), ",")}})
-	ready := func() (int, string) {
-		resp, err := http.Get("http://" + p.MetricsAddr + "/ready")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	ready := func() (int, string) { return getReady(p.MetricsAddr) }
 	var code int
 	var body string
 	if !waitUntil(90*time.Second, 200*time.Millisecond, func() bool {

@@ -64,11 +64,7 @@ func init() {
 			ctx, stop := context.WithCancel(context.Background())
 			// (The process stage's enrich raises the SYSTEM_ERROR alerts.)
 			set, err := enrich.StartSet(ctx, ldir, func(t *enrich.Table, err error) {
-				if t.Loaded() {
-					res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
-				} else {
-					res.Logger().Errorf("Lookup table %s: could not be loaded, rules' lookup() finds nothing in it until it is: %v", t.Def.Name, err)
-				}
+				enrich.LogLoadError(res.Logger(), t, err, "rules' lookup() finds nothing in it")
 			})
 			if err != nil {
 				stop()

@@ -38,11 +38,7 @@ func init() {
 			ctx, cancel := context.WithCancel(context.Background())
 			p := &processor{cancel: cancel}
 			set, err := StartSet(ctx, dir, func(t *Table, err error) {
-				if t.Loaded() {
-					res.Logger().Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
-				} else {
-					res.Logger().Errorf("Lookup table %s: could not be loaded, events are not enriched from it until it is (retried every %s): %v", t.Def.Name, t.nextWait(), err)
-				}
+				LogLoadError(res.Logger(), t, err, "events are not enriched from it")
 				p.queue(t, err)
 			})
 			if err != nil {
@@ -148,4 +144,15 @@ func shownData(loc string) string {
 		return redact.URL(loc)
 	}
 	return loc
+}
+
+// LogLoadError logs a table's failed load for a stage: a refresh that
+// keeps the last good version, or a table not loaded yet, whose
+// consequence for the stage unloaded says.
+func LogLoadError(log *service.Logger, t *Table, err error, unloaded string) {
+	if t.Loaded() {
+		log.Errorf("Lookup table %s: refresh failed, keeping the last good version: %v", t.Def.Name, err)
+		return
+	}
+	log.Errorf("Lookup table %s: could not be loaded, %s until it is (retried every %s): %v", t.Def.Name, unloaded, t.nextWait(), err)
 }
