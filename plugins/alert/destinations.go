@@ -159,6 +159,13 @@ func contextText(a *envelope.Alert) string {
 // disguised link.
 var slackText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
+// slackCode is text for a Slack code block, which a ``` in it would close
+// (Slack has no longer fences), after which its URLs became links: the
+// backticks are kept apart by zero-width spaces.
+func slackCode(s string) string {
+	return strings.ReplaceAll(slackText(s), "`", "`\u200b")
+}
+
 // fence is a Markdown code fence longer than any backtick run in s, which
 // could otherwise close it (CommonMark).
 func fence(s string) string {
@@ -189,7 +196,7 @@ func slackRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Requ
 			{"type": "section", "fields": fields[:min(len(fields), 10)]},
 		}
 		if c := contextText(a); c != "" {
-			blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": truncate("```"+slackText(c)+"```", 3000)}})
+			blocks = append(blocks, map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": truncate("```"+slackCode(c)+"```", 3000)}})
 		}
 		if a.Runbook != "" {
 			blocks = append(blocks, map[string]any{"type": "context", "elements": []map[string]any{{"type": "mrkdwn", "text": truncate("Runbook: "+slackText(a.Runbook), 3000)}}})

@@ -665,6 +665,15 @@ func TestEventTextCannotMentionOrFormat(t *testing.T) {
 			t.Errorf("slack block %d lets event text mention: %s", i, j)
 		}
 	}
+	var code string
+	for _, b := range slack["blocks"].([]any) {
+		if s, _ := dig(b, "text", "text").(string); strings.HasPrefix(s, "```") {
+			code = s
+		}
+	}
+	if strings.Count(code, "``") != 2 || !strings.HasSuffix(code, "```") {
+		t.Errorf("slack context block %q: only its own fences may hold ``` (the context's would close it)", code)
+	}
 	discord := deliver("discord", func(u string) Endpoint { return Endpoint{URL: u} })
 	if p, ok := dig(discord, "allowed_mentions", "parse").([]any); !ok || len(p) != 0 {
 		t.Errorf("discord allowed_mentions = %v, want parse: [] (no @everyone from event text)", discord["allowed_mentions"])
