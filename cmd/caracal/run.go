@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,13 +84,34 @@ func (rt *runtime) rewriteArgs(args []string) ([]string, error) {
 // broker answers, which the Kafka components alone do not (see
 // plugins/kafka/ready.go).
 func (rt *runtime) brokerStream() (string, error) {
-	dir, err := os.MkdirTemp("", "caracal-run-")
+	removeStaleRunDirs(os.TempDir())
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", runDirPrefix, os.Getpid()))
 	if err != nil {
 		return "", err
 	}
 	rt.tempDir = dir
 	p := filepath.Join(dir, "broker.yaml")
 	return p, os.WriteFile(p, []byte("input:\n  caracal_broker_ready: {}\noutput:\n  drop: {}\n"), 0o644)
+}
+
+const runDirPrefix = "caracal-run-"
+
+// removeStaleRunDirs removes the broker stream directories of processes
+// that are gone: one killed while it waited for its broker, or stopped by
+// a config error before its streams were built, left its own behind (a
+// unit restarting in a loop would leave one per start).
+func removeStaleRunDirs(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, runDirPrefix+"*"))
+	for _, d := range dirs {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), runDirPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d) // another user's is not ours to remove, and stays
+		}
+	}
 }
 
 // registerBrokerReady registers caracal_broker_ready. Benthos builds the
