@@ -166,6 +166,12 @@ func slackCode(s string) string {
 	return strings.ReplaceAll(slackText(s), "`", "`\u200b")
 }
 
+// noMaskedLinks keeps event text from showing as a Markdown link whose
+// text hides where it goes ([reset your password](https://evil...)) in
+// Discord and Teams, which render Markdown: a zero-width space after "]"
+// leaves the text as written.
+var noMaskedLinks = strings.NewReplacer("](", "]\u200b(").Replace
+
 // fence is a Markdown code fence longer than any backtick run in s, which
 // could otherwise close it (CommonMark).
 func fence(s string) string {
@@ -210,14 +216,14 @@ func teamsRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Requ
 	return func(ctx context.Context, a *envelope.Alert) (*http.Request, error) {
 		var fs []map[string]string
 		for _, f := range facts(a) {
-			fs = append(fs, map[string]string{"title": f[0], "value": f[1]})
+			fs = append(fs, map[string]string{"title": f[0], "value": noMaskedLinks(f[1])})
 		}
 		body := []map[string]any{
-			{"type": "TextBlock", "text": "[" + a.Severity + "] " + title(a), "weight": "Bolder", "size": "Medium", "wrap": true},
+			{"type": "TextBlock", "text": "[" + a.Severity + "] " + noMaskedLinks(title(a)), "weight": "Bolder", "size": "Medium", "wrap": true},
 			{"type": "FactSet", "facts": fs},
 		}
 		if c := contextText(a); c != "" {
-			body = append(body, map[string]any{"type": "TextBlock", "text": c, "wrap": true, "fontType": "Monospace"})
+			body = append(body, map[string]any{"type": "TextBlock", "text": noMaskedLinks(c), "wrap": true, "fontType": "Monospace"})
 		}
 		card := map[string]any{
 			"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body,
@@ -236,13 +242,13 @@ func discordRequest(e Endpoint) func(context.Context, *envelope.Alert) (*http.Re
 	return func(ctx context.Context, a *envelope.Alert) (*http.Request, error) {
 		var fields []map[string]any
 		for _, f := range facts(a) {
-			fields = append(fields, map[string]any{"name": f[0], "value": truncate(f[1], 1024), "inline": true})
+			fields = append(fields, map[string]any{"name": f[0], "value": truncate(noMaskedLinks(f[1]), 1024), "inline": true})
 		}
 		embed := map[string]any{
-			"title": truncate(title(a), 256), "description": truncate(contextText(a), 4096),
+			"title": truncate(noMaskedLinks(title(a)), 256), "description": truncate(noMaskedLinks(contextText(a)), 4096),
 			"color": discordColors[a.Severity], "fields": fields, "timestamp": a.CreatedAt,
 		}
-		body := map[string]any{"content": truncate(fmt.Sprintf("[%s] %s", a.Severity, title(a)), 2000), "embeds": []any{embed},
+		body := map[string]any{"content": truncate(fmt.Sprintf("[%s] %s", a.Severity, noMaskedLinks(title(a))), 2000), "embeds": []any{embed},
 			// Event text in the title must not ping @everyone, roles or users.
 			"allowed_mentions": map[string]any{"parse": []string{}}}
 		return jsonRequest(ctx, e.URL, body, e.Headers)

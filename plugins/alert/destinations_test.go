@@ -643,7 +643,7 @@ func TestOutputIdsOverrideDestinationFilters(t *testing.T) {
 // them to add links and mentions.
 func TestEventTextCannotMentionOrFormat(t *testing.T) {
 	a := sampleAlert()
-	a.Title = "DROP by <!channel> on <https://evil.example/|reset your password>"
+	a.Title = "DROP by <!channel> on <https://evil.example/|reset your password> [reset it](https://evil.example/)"
 	a.AlertContext = map[string]any{"object": "x\n```\n@acme/security-team <!here> [login](https://evil.example/)\n{noformat}\n[~admin]\n````"}
 	deliver := func(kind string, e func(string) Endpoint) map[string]any {
 		t.Helper()
@@ -675,6 +675,12 @@ func TestEventTextCannotMentionOrFormat(t *testing.T) {
 		t.Errorf("slack context block %q: only its own fences may hold ``` (the context's would close it)", code)
 	}
 	discord := deliver("discord", func(u string) Endpoint { return Endpoint{URL: u} })
+	teams := deliver("msteams", func(u string) Endpoint { return Endpoint{URL: u} })
+	for name, body := range map[string]map[string]any{"discord": discord, "msteams": teams} {
+		if j, _ := json.Marshal(body); strings.Contains(string(j), "](") {
+			t.Errorf("%s renders event text as a masked link: %s", name, j)
+		}
+	}
 	if p, ok := dig(discord, "allowed_mentions", "parse").([]any); !ok || len(p) != 0 {
 		t.Errorf("discord allowed_mentions = %v, want parse: [] (no @everyone from event text)", discord["allowed_mentions"])
 	}
