@@ -266,22 +266,20 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	if err != nil {
 		return fmt.Errorf("no broker at %s answered in 2 minutes (is it running and reachable? caracal.brokers or CARACAL_BROKERS names it; empty runs the embedded one): %w", strings.Join(s.Brokers, ","), err)
 	}
-	if small, err := kafka.SmallRecordTopics(ctx, s.Brokers, topics); err != nil {
-		log.Warnf("Could not read the topics' max.message.bytes: %v", err)
-	} else if len(small) > 0 {
+	report, err := kafka.CheckTopics(ctx, s.Brokers, topics)
+	if err != nil {
+		log.Warnf("Could not read the topics' settings (max.message.bytes, cleanup.policy, partitions): %v", err)
+	}
+	if small := report.SmallRecords; len(small) > 0 {
 		log.Warnf("Topics taking records under %d bytes: %s. An event near max_event_bytes grows past that once normalized, and a record its topic refuses stops the stage producing it: set max.message.bytes=%d on them (kafka-configs.sh --alter --entity-type topics --add-config, or rpk topic alter-config)",
 			kafka.MaxRecordBytes, strings.Join(small, ", "), kafka.MaxRecordBytes)
 	}
-	if loose, err := kafka.UncompactedTopics(ctx, s.Brokers, topics); err != nil {
-		log.Warnf("Could not read the topics' cleanup.policy: %v", err)
-	} else if len(loose) > 0 {
+	if loose := report.Uncompacted; len(loose) > 0 {
 		log.Warnf("Topics that should be compacted but delete old records: %s. The alert stage restores its dedup windows, thresholds and alert numbers from them, so deleted records lose that state: repeated alerts, and alert ids reused that destinations take for duplicates. Set cleanup.policy=compact on them (kafka-configs.sh --alter --entity-type topics --entity-name <topic> --add-config cleanup.policy=compact, or rpk topic alter-config <topic> --set cleanup.policy=compact)",
 			strings.Join(loose, ", "))
 	}
 	// (The embedded broker serves one process: one worker per stage.)
-	if few, err := kafka.FewPartitionTopics(ctx, s.Brokers, topics); err != nil {
-		log.Warnf("Could not read the topics' partition counts: %v", err)
-	} else if len(few) > 0 && !s.Embedded {
+	if few := report.FewPartitions; len(few) > 0 && !s.Embedded {
 		log.Warnf("Topics with fewer partitions than caracal.topic_partitions (%d): %s. Topics are created once, and the workers of a stage share its input topic's partitions, so workers beyond their number stay idle: add partitions (rpk topic add-partitions <topic> --num <more>, or kafka-topics.sh --alter --topic <topic> --partitions %d)",
 			s.Partitions, strings.Join(few, ", "), s.Partitions)
 	}

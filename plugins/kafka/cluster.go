@@ -277,69 +277,78 @@ func refusal(ctx context.Context, adm *kadm.Client, asked, used int16, t TopicSp
 	return r
 }
 
-// SmallRecordTopics lists the topics that take records smaller than
-// MaxRecordBytes (created before Caracal set max.message.bytes, or by
-// hand), as "topic (N bytes)": a record a topic refuses stops the stage
-// that produces it.
-func SmallRecordTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
-	configs, err := topicConfigs(ctx, brokers, topics)
+// TopicReport is what the cluster's copies of Caracal's topics differ in
+// from their specs, each as "topic (detail)", sorted:
+//   - SmallRecords take records smaller than MaxRecordBytes (created before
+//     Caracal set max.message.bytes, or by hand): a record a topic refuses
+//     stops the stage that produces it;
+//   - Uncompacted should be compacted but delete old records (created by
+//     hand or another tool): the alert state would lose its dedup windows
+//     and alert numbers with them, and a reused alert number repeats an
+//     alert id that destinations take for a duplicate;
+//   - FewPartitions have fewer partitions than asked (created before
+//     caracal.topic_partitions was raised, or by hand): the workers of a
+//     stage share its input topic's partitions, so those beyond stay idle.
+type TopicReport struct {
+	SmallRecords, Uncompacted, FewPartitions []string
+}
+
+// CheckTopics compares the topics as the cluster has them with their
+// specs, with one client, describing their configs and partitions once;
+// what could not be read is left out of the report and said in the error.
+func CheckTopics(ctx context.Context, brokers []string, topics []TopicSpec) (TopicReport, error) {
+	var r TopicReport
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return nil, err
+		return r, err
 	}
-	var small []string
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// Each comparison is made from what could be read.
+	configs, cerr := topicConfigs(ctx, adm, topics)
+	specs := map[string]TopicSpec{}
+	for _, t := range topics {
+		specs[t.Name] = t
+	}
 	for _, rc := range configs {
 		if v := configValue(rc, "max.message.bytes"); v != "" {
 			if n, err := strconv.Atoi(v); err == nil && n < MaxRecordBytes {
-				small = append(small, fmt.Sprintf("%s (%d bytes)", rc.Name, n))
+				r.SmallRecords = append(r.SmallRecords, fmt.Sprintf("%s (%d bytes)", rc.Name, n))
+			}
+		}
+		// "compact,delete" also deletes records past retention.
+		if want := specs[rc.Name].Configs["cleanup.policy"]; want != nil && *want == "compact" {
+			if p := configValue(rc, "cleanup.policy"); p != "" && strings.ReplaceAll(p, " ", "") != "compact" {
+				r.Uncompacted = append(r.Uncompacted, fmt.Sprintf("%s (cleanup.policy=%s)", rc.Name, p))
 			}
 		}
 	}
-	sort.Strings(small)
-	return small, nil
-}
-
-// UncompactedTopics lists the topics whose spec asks cleanup.policy
-// compact but that delete old records instead (created by hand or by
-// another tool), as "topic (cleanup.policy=P)": the alert state would
-// lose its dedup windows and alert numbers with them, and a reused alert
-// number repeats an alert id that destinations take for a duplicate.
-func UncompactedTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
-	var compacted []TopicSpec
-	for _, t := range topics {
-		if p := t.Configs["cleanup.policy"]; p != nil && *p == "compact" {
-			compacted = append(compacted, t)
-		}
-	}
-	if len(compacted) == 0 {
-		return nil, nil
-	}
-	configs, err := topicConfigs(ctx, brokers, compacted)
+	details, err := adm.ListTopics(ctx, topicNames(topics)...)
 	if err != nil {
-		return nil, err
+		err = fmt.Errorf("list topics: %w", err)
 	}
-	var out []string
-	for _, rc := range configs {
-		// "compact,delete" also deletes records past retention.
-		if p := configValue(rc, "cleanup.policy"); p != "" && strings.ReplaceAll(p, " ", "") != "compact" {
-			out = append(out, fmt.Sprintf("%s (cleanup.policy=%s)", rc.Name, p))
+	for _, t := range topics {
+		d, ok := details[t.Name]
+		if !ok || d.Err != nil {
+			continue // not known yet to the broker asked: just created, as specified
+		}
+		if n := int32(len(d.Partitions)); n < t.Partitions {
+			r.FewPartitions = append(r.FewPartitions, fmt.Sprintf("%s (%d of %d partitions)", t.Name, n, t.Partitions))
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(r.SmallRecords)
+	sort.Strings(r.Uncompacted)
+	sort.Strings(r.FewPartitions)
+	return r, errors.Join(cerr, err)
 }
 
 // topicConfigs describes the configs of the topics the broker knows. A
 // topic just created may not be known yet to the broker asked: it is asked
 // again for up to 10 s, then left out (Caracal created it as specified).
-func topicConfigs(ctx context.Context, brokers []string, topics []TopicSpec) (kadm.ResourceConfigs, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
+func topicConfigs(ctx context.Context, adm *kadm.Client, topics []TopicSpec) (kadm.ResourceConfigs, error) {
 	names := topicNames(topics)
-	adm := kadm.NewClient(cl)
 	var configs kadm.ResourceConfigs
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if configs, err = adm.DescribeTopicConfigs(ctx, names...); err != nil {
 			return nil, fmt.Errorf("describe topic configs: %w", err)
@@ -371,34 +380,6 @@ func configValue(rc kadm.ResourceConfig, key string) string {
 		}
 	}
 	return ""
-}
-
-// FewPartitionTopics lists the topics with fewer partitions than their
-// spec asks (created before caracal.topic_partitions was raised, or by
-// hand), as "topic (N of M partitions)": the workers of a stage share its
-// input topic's partitions, so workers beyond their number stay idle.
-func FewPartitionTopics(ctx context.Context, brokers []string, topics []TopicSpec) ([]string, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopics(ctx, topicNames(topics)...)
-	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
-	}
-	var few []string
-	for _, t := range topics {
-		d, ok := details[t.Name]
-		if !ok || d.Err != nil {
-			continue // not known yet to the broker asked: just created, as specified
-		}
-		if n := int32(len(d.Partitions)); n < t.Partitions {
-			few = append(few, fmt.Sprintf("%s (%d of %d partitions)", t.Name, n, t.Partitions))
-		}
-	}
-	sort.Strings(few)
-	return few, nil
 }
 
 func topicNames(topics []TopicSpec) []string {

@@ -241,10 +241,11 @@ func testSmallRecordTopics(t *testing.T, brokers []string) {
 	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
 		t.Fatal(err)
 	}
-	small, err := kafka.SmallRecordTopics(ctx, brokers, topics)
+	report, err := kafka.CheckTopics(ctx, brokers, topics)
 	if err != nil {
 		t.Fatal(err)
 	}
+	small := report.SmallRecords
 	if len(small) != 1 || !strings.HasPrefix(small[0], topics[0].Name+" (") {
 		t.Fatalf("small-record topics: %v, want only %s", small, topics[0].Name)
 	}
@@ -271,10 +272,11 @@ func testUncompactedTopics(t *testing.T, brokers []string) {
 	if err := kafka.EnsureTopics(ctx, brokers, -1, topics); err != nil {
 		t.Fatal(err)
 	}
-	loose, err := kafka.UncompactedTopics(ctx, brokers, topics)
+	report, err := kafka.CheckTopics(ctx, brokers, topics)
 	if err != nil {
 		t.Fatal(err)
 	}
+	loose := report.Uncompacted
 	if want := topics[0].Name + " (cleanup.policy=delete)"; len(loose) != 1 || loose[0] != want {
 		t.Fatalf("uncompacted topics: %v, want only %s", loose, want)
 	}
@@ -298,11 +300,12 @@ func testFewPartitionTopics(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 	var few []string
-	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if few, err = kafka.FewPartitionTopics(ctx, brokers, raised); err != nil {
+		report, err := kafka.CheckTopics(ctx, brokers, raised)
+		if err != nil {
 			t.Fatal(err)
 		}
+		few = report.FewPartitions
 		if len(few) > 0 || time.Now().After(deadline) { // (created topics may take a moment to be listed)
 			break
 		}
