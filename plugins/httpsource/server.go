@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
@@ -250,10 +251,8 @@ func (s *Server) SetTLS(c *tls.Config) { s.tls = c }
 
 // Listen starts serving on addr.
 func (s *Server) Listen(addr string) error {
-	for _, src := range s.sources {
-		if err := checkBuffered(src.ID, src.MaxBodyBytes, src.MaxInflated, s.maxBuffered); err != nil {
-			return err
-		}
+	if err := checkSources(slices.Collect(maps.Values(s.sources)), s.maxBuffered); err != nil {
+		return err // limits set after NewServer (SetLimits)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
