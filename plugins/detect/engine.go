@@ -606,16 +606,12 @@ func firstLine(s string) string {
 // DynamicSeverity over an event and returns the first error: Match falls
 // back to defaults when they fail, so rule tests check them here.
 func (r *Rule) CheckOutputs(event map[string]any) error {
-	named := map[string]*exprs.Program{"Title": r.title, "Dedup": r.dedup}
-	for i, name := range r.contextNames {
-		named["AlertContext."+name] = r.contextPrograms[i]
-	}
-	for name, p := range named {
-		if p == nil {
-			continue
+	for _, np := range r.programs() {
+		if np.key == "Condition" || np.key == "DynamicSeverity" {
+			continue // the match itself; severityOf below
 		}
-		if _, err := run(p, event); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+		if _, err := run(np.p, event); err != nil {
+			return fmt.Errorf("%s: %w", np.key, err)
 		}
 	}
 	_, err := r.severityOf(event)

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -182,17 +183,9 @@ type LookupCall struct {
 // bad_ips), in key order; a table named by a value of the event is known
 // only when the rule runs. `caracal lint` checks the tables exist.
 func (r *Rule) LookupCalls() []LookupCall {
-	keys := []string{"Condition", "Title", "Dedup", "DynamicSeverity"}
-	progs := []*exprs.Program{r.condition, r.title, r.dedup, r.dynSeverity}
-	for i, name := range r.contextNames {
-		keys, progs = append(keys, "AlertContext."+name), append(progs, r.contextPrograms[i])
-	}
 	var out []LookupCall
-	for i, p := range progs {
-		if p == nil {
-			continue
-		}
-		ast.Find(p.Node(), func(n ast.Node) bool {
+	for _, np := range r.programs() {
+		ast.Find(np.p.Node(), func(n ast.Node) bool {
 			call, ok := n.(*ast.CallNode)
 			if !ok || len(call.Arguments) == 0 {
 				return false
@@ -200,10 +193,25 @@ func (r *Rule) LookupCalls() []LookupCall {
 			fn, isIdent := call.Callee.(*ast.IdentifierNode)
 			table, isConst := call.Arguments[0].(*ast.StringNode)
 			if isIdent && isConst && fn.Value == "lookup" {
-				out = append(out, LookupCall{Key: keys[i], Table: table.Value})
+				out = append(out, LookupCall{Key: np.key, Table: table.Value})
 			}
 			return false
 		})
 	}
 	return out
+}
+
+// namedProgram is one of a rule's compiled expressions and its rule key.
+type namedProgram struct {
+	key string // Condition, Title, Dedup, DynamicSeverity, AlertContext.<name>
+	p   *exprs.Program
+}
+
+// programs are the rule's compiled expressions that are set, in key order.
+func (r *Rule) programs() []namedProgram {
+	all := []namedProgram{{"Condition", r.condition}, {"Title", r.title}, {"Dedup", r.dedup}, {"DynamicSeverity", r.dynSeverity}}
+	for i, name := range r.contextNames {
+		all = append(all, namedProgram{"AlertContext." + name, r.contextPrograms[i]})
+	}
+	return slices.DeleteFunc(all, func(np namedProgram) bool { return np.p == nil })
 }
