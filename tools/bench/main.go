@@ -5,7 +5,10 @@
 // webhook receiver, and reports events/s per core (events per CPU-second of
 // the caracal process), MB/s, p50/p99 latency and peak RSS. It then runs the
 // same load through a stock Redpanda Connect pipeline doing the equivalent
-// work (see baseline.go) and prints the ratio. The last line is
+// work (see baseline.go) and prints the ratio. BENCH_FLOOR=1 also runs the
+// load through the stages with their work taken out (see floor.go): what
+// the webhook, Kafka and Benthos cost per event before Caracal does any.
+// The last line is
 // `bench: <N> events/s/core, p99 POST→alert <M> ms, <R>x redpanda-connect`.
 package main
 
@@ -109,6 +112,16 @@ func run() error {
 		fmt.Println("bench: stop:", err)
 	}
 
+	if os.Getenv("BENCH_FLOOR") == "1" {
+		fmt.Printf("bench: floor (same plugins, topics and load; no parse, enrich, detection or Parquet) for %ds\n", seconds)
+		if floor, err := runFloor(bin, work, env, seconds); err != nil {
+			fmt.Println("bench: floor not run:", err)
+		} else {
+			floor.print()
+			fmt.Printf("bench: floor %.1f µs of CPU per event, full system %.1f µs\n", 1e6/floor.perCore(), 1e6/caracal.perCore())
+		}
+	}
+
 	ratio := "n/a"
 	if os.Getenv("BENCH_BASELINE") != "0" {
 		base, err := runBaseline(work, seconds)
@@ -124,6 +137,19 @@ func run() error {
 	fmt.Printf("bench: %.0f events/s/core, p99 POST→alert %d ms, %sx redpanda-connect\n",
 		caracal.perCore(), caracal.P99.Milliseconds(), ratio)
 	return nil
+}
+
+// waitIdle returns once the process used under 5% of a core for a second.
+func waitIdle(pid int, deadline time.Time) {
+	last := cpuSeconds(pid)
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		now := cpuSeconds(pid)
+		if now-last < 0.05 {
+			return
+		}
+		last = now
+	}
 }
 
 func brokerKind() string {
@@ -247,6 +273,9 @@ func drive(name, url string, pid, seconds int, hook *systest.Receiver, rate floa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if hook == nil {
+			return // no detection to alert: no probes
+		}
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -293,7 +322,10 @@ func drive(name, url string, pid, seconds int, hook *systest.Receiver, rate floa
 	// rate and the CPU-seconds cover all the work.
 	deadline := time.Now().Add(5 * time.Minute)
 	var lat []time.Duration
-	for {
+	if hook == nil {
+		waitIdle(pid, deadline)
+	}
+	for hook != nil {
 		lat = lat[:0]
 		arrived := map[string]time.Time{}
 		for _, a := range hook.All() {
