@@ -20,20 +20,24 @@ type Batch struct {
 	Topic     string
 	Partition int32
 	Records   []*kgo.Record
+	bytes     int        // its records' values, counted against MaxInFlightBytes
 	t         *tracker   // the partition's tracker when the batch was polled
 	turn      claim.Turn // its place among the batches of its claim
 }
 
 // ConsumerConfig configures a group consumer.
 type ConsumerConfig struct {
-	Brokers       []string
-	Group         string
-	Topics        []string
-	ClientID      string
-	MaxPoll       int           // records per poll
-	MaxInFlight   int           // records handed out and not yet acknowledged
-	FromBeginning bool          // start offset for a group with no commit
-	CommitEvery   time.Duration // autocommit interval of acknowledged offsets
+	Brokers     []string
+	Group       string
+	Topics      []string
+	ClientID    string
+	MaxPoll     int // records per poll
+	MaxInFlight int // records handed out and not yet acknowledged
+	// MaxInFlightBytes, when positive, also bounds the bytes of those
+	// records' values: a count alone lets large events fill the memory.
+	MaxInFlightBytes int
+	FromBeginning    bool          // start offset for a group with no commit
+	CommitEvery      time.Duration // autocommit interval of acknowledged offsets
 	// OnStall, when set, receives an error message when the group's
 	// offsets stay held by a hanging transaction (see stallWatch).
 	OnStall func(msg string)
@@ -58,8 +62,10 @@ type Consumer struct {
 	cond     *sync.Cond
 	pending  []*Batch // polled, not yet handed out; redeliveries go first
 	inFlight int
-	parts    map[string]map[int32]*tracker
-	closed   bool
+	// inFlightBytes are the values of the records counted in inFlight.
+	inFlightBytes int
+	parts         map[string]map[int32]*tracker
+	closed        bool
 
 	// A commit made at once for a claim waiting for it (commitNow), and
 	// whether another is wanted after it.
@@ -176,6 +182,7 @@ func (c *Consumer) forget(_ context.Context, _ *kgo.Client, lost map[string][]in
 	for _, b := range c.pending {
 		if owned(lost, b.Topic, b.Partition) {
 			c.inFlight -= len(b.Records)
+			c.inFlightBytes -= b.bytes
 			continue
 		}
 		kept = append(kept, b)
@@ -194,11 +201,12 @@ func owned(m map[string][]int32, topic string, p int32) bool {
 }
 
 // Next returns the next batch, polling the broker when nothing is pending.
-// It blocks while MaxInFlight records are unacknowledged.
+// It blocks while MaxInFlight records (or MaxInFlightBytes of their
+// values) are unacknowledged.
 func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 	for {
 		c.mu.Lock()
-		for !c.closed && len(c.pending) == 0 && c.inFlight >= c.cfg.MaxInFlight && ctx.Err() == nil {
+		for !c.closed && len(c.pending) == 0 && c.full() && ctx.Err() == nil {
 			waitCond(ctx, &c.mu, c.cond)
 		}
 		if c.closed {
@@ -239,6 +247,11 @@ func (c *Consumer) Next(ctx context.Context) (*Batch, error) {
 
 var errClosed = errors.New("consumer closed")
 
+// full says whether Next must wait for acknowledgments before polling.
+func (c *Consumer) full() bool {
+	return c.inFlight >= c.cfg.MaxInFlight || c.cfg.MaxInFlightBytes > 0 && c.inFlightBytes >= c.cfg.MaxInFlightBytes
+}
+
 func (c *Consumer) enqueue(fetches kgo.Fetches) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -249,9 +262,13 @@ func (c *Consumer) enqueue(fetches kgo.Fetches) {
 		recs := p.Records
 		t := c.tracker(p.Topic, p.Partition)
 		b := &Batch{Topic: p.Topic, Partition: p.Partition, Records: recs, t: t, turn: t.claim.Next()}
+		for _, r := range recs {
+			b.bytes += len(r.Value)
+		}
 		t.ranges = append(t.ranges, &span{first: recs[0].Offset, last: recs[len(recs)-1].Offset,
 			epoch: recs[len(recs)-1].LeaderEpoch, turn: b.turn})
 		c.inFlight += len(recs)
+		c.inFlightBytes += b.bytes
 		c.pending = append(c.pending, b)
 	})
 }
@@ -276,6 +293,7 @@ func (c *Consumer) Ack(b *Batch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight -= len(b.Records)
+	c.inFlightBytes -= b.bytes
 	c.cond.Broadcast()
 	t := b.t
 	if c.parts[b.Topic][b.Partition] != t {

@@ -488,3 +488,53 @@ func TestClaimEndsWhenThePartitionGoesEmbedded(t *testing.T) {
 func TestClaimEndsWhenThePartitionGoesRealKafka(t *testing.T) {
 	testClaimEndsWhenThePartitionGoes(t, kafkatest.Real(t))
 }
+
+// With MaxInFlightBytes, the consumer stops handing out batches once the
+// values in flight reach the bound, and goes on when some are acknowledged:
+// memory follows the events' bytes, not only their count.
+func testInFlightBytesBound(t *testing.T, brokers []string) {
+	topic := kafkatest.Topic(t, brokers, "inflightbytes", 1)
+	produceN(t, brokers, topic, 0, 30)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, Topics: []string{topic}, Group: topic + "-g",
+		MaxPoll: 5, MaxInFlight: 1000, MaxInFlightBytes: 8, FromBeginning: true, CommitEvery: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var held []*kafka.Batch
+	for bytes := 0; bytes < 8; {
+		b := next(t, c)
+		held = append(held, b)
+		for _, r := range b.Records {
+			bytes += len(r.Value)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if b, err := c.Next(ctx); err == nil {
+		t.Fatalf("with %d batches holding 8 bytes or more, Next must wait for an acknowledgment; it handed out records from %s", len(held), b.Records[0].Value)
+	}
+	for _, b := range held {
+		c.Ack(b)
+	}
+	b := next(t, c)
+	if want := strconv.Itoa(len(recordValues(held))); string(b.Records[0].Value) != want {
+		t.Fatalf("after the acknowledgments the next batch must start at record %s, got %s", want, b.Records[0].Value)
+	}
+}
+
+func recordValues(bs []*kafka.Batch) []string {
+	var out []string
+	for _, b := range bs {
+		for _, r := range b.Records {
+			out = append(out, string(r.Value))
+		}
+	}
+	return out
+}
+
+func TestInFlightBytesBoundEmbedded(t *testing.T) { testInFlightBytesBound(t, kafkatest.Embedded(t)) }
+
+func TestInFlightBytesBoundRealKafka(t *testing.T) { testInFlightBytesBound(t, kafkatest.Real(t)) }
