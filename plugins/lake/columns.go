@@ -33,6 +33,9 @@ type Table struct {
 	// logTypeCol and timeCol are the leaf columns of p_log_type and
 	// TimeField (-1 if none), where addRaw reads an encoded row's.
 	logTypeCol, timeCol int
+	// repeated are the leaf columns below a list, in order: the only
+	// ones that take other than one value a row.
+	repeated []int
 	// blooms are the bloom filters written per row group for the p_any_*
 	// indicator columns, so `caracal search` skips row groups without
 	// the value it looks for.
@@ -233,6 +236,11 @@ func NewTable(name string, fields []schema.Field, timeField string, s *schema.Sc
 	t.root.indexChildren()
 	t.ncols = 0
 	t.number(t.root, 0, 0)
+	for _, l := range t.root.leaves {
+		if l.maxRep > 0 {
+			t.repeated = append(t.repeated, l.index)
+		}
+	}
 	t.logTypeCol, t.timeCol = t.topLeaf(envelope.FieldLogType), t.topLeaf(timeField)
 	for _, f := range envelope.IndicatorFields {
 		if _, ok := t.Schema.Lookup(f, "list", "element"); ok {

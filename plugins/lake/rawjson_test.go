@@ -343,3 +343,46 @@ func FuzzEncodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// A row that fails part way leaves no value behind in any column, the
+// repeated ones (which take any number of values a row) included, and
+// neither does one encoded into the previous row's file that belongs to
+// another hour (addRaw).
+func TestDroppedRowsLeaveNoValues(t *testing.T) {
+	tab := tables(t).Table("aws_cloudtrail")
+	good := func(id string) string {
+		return `{"p_any_ip_addresses":["198.51.100.23","10.0.0.1"],"resources":[{"ARN":"a"},{"ARN":"b","type":"t"}],` +
+			`"eventID":"` + id + `","p_log_type":"AWS.CloudTrail","p_event_time":"2026-11-23T21:04:05Z","userIdentity":{"type":"Root"}}`
+	}
+	rows := []string{
+		good("a"),
+		// Lists and a group written before the bad time.
+		`{"p_any_ip_addresses":["1.1.1.1","2.2.2.2","3.3.3.3"],"resources":[{"ARN":"x"},{},{"type":"y"}],"userIdentity":{"type":"Root"},"eventTime":"yesterday"}`,
+		good("b"),
+		// Another hour: encoded, then dropped from this file.
+		`{"p_any_ip_addresses":["4.4.4.4"],"resources":[{"ARN":"z"}],"eventID":"c","p_log_type":"AWS.CloudTrail","p_event_time":"2026-11-23T22:04:05Z"}`,
+		good("d"),
+	}
+	f := newOpenFile(tab, fileKey{table: tab.Name}, 1<<20)
+	want := make([][]parquet.Value, tab.Columns())
+	hour := time.Date(2026, 11, 23, 21, 0, 0, 0, time.UTC)
+	for _, raw := range rows {
+		f.markRow()
+		if err := tab.EncodeJSON(f.cols, []byte(raw)); err != nil || !tab.rowBelongs(f.cols, hour) {
+			f.dropRow()
+			continue
+		}
+		f.keepRow()
+		if err := tab.EncodeJSON(want, []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.pending != 3 {
+		t.Fatalf("%d rows kept, want 3", f.pending)
+	}
+	for i := range want {
+		if g, w := fmt.Sprint(f.cols[i]), fmt.Sprint(want[i]); g != w {
+			t.Errorf("column %v:\n got %s\nwant %s", tab.Schema.Columns()[i], g, w)
+		}
+	}
+}
