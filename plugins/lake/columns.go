@@ -432,20 +432,40 @@ func (t *Table) encodeGroup(cols [][]parquet.Value, fields []*col, v map[string]
 
 // nulls writes a null at (r, d) to every leaf below c.
 func nulls(cols [][]parquet.Value, c *col, r, d int) {
-	if c.shape == leafShape {
-		cols[c.index] = append(cols[c.index], c.null(r, d))
-		return
-	}
 	if r <= c.maxRep && d <= c.maxDef {
-		row := c.nullRows[r*(c.maxDef+1)+d]
+		k := r*(c.maxDef+1) + d
+		if c.shape == leafShape {
+			*grow(cols, c.index) = c.nullAt[k]
+			return
+		}
+		row := c.nullRows[k]
+		row = row[:len(c.leafCols)]
 		for i, idx := range c.leafCols {
-			cols[idx] = append(cols[idx], row[i])
+			*grow(cols, idx) = row[i]
 		}
 		return
 	}
-	for _, l := range c.leaves {
-		cols[l.index] = append(cols[l.index], l.null(r, d))
+	if c.shape == leafShape {
+		*grow(cols, c.index) = c.null(r, d)
+		return
 	}
+	for _, l := range c.leaves {
+		*grow(cols, l.index) = l.null(r, d)
+	}
+}
+
+// grow lengthens column idx by one value and returns it. It only stores
+// the new length, where append stores the whole slice: values are most
+// of what encoding an event writes.
+func grow(cols [][]parquet.Value, idx int) *parquet.Value {
+	col := &cols[idx]
+	n := len(*col)
+	if n < cap(*col) {
+		*col = (*col)[:n+1]
+	} else {
+		*col = append(*col, parquet.Value{})
+	}
+	return &(*col)[n]
 }
 
 // encode writes value x of optional node c; d is the parent's definition
@@ -506,12 +526,11 @@ func appendLeaf(cols [][]parquet.Value, c *col, val parquet.Value, err error, r,
 func putLeaf(cols [][]parquet.Value, c *col, val parquet.Value, r, d int) {
 	// Levels set in place: Value.Level is not inlined, and copies the
 	// value in and out.
-	col := append(cols[c.index], val)
-	v := &col[len(col)-1]
+	v := grow(cols, c.index)
+	*v = val
 	v.SetRepetitionLevel(r)
 	v.SetDefinitionLevel(d + 1)
 	v.SetColumnIndex(c.index)
-	cols[c.index] = col
 }
 
 // asList is a list column's value as items: a lone value is a list of one.
