@@ -62,6 +62,7 @@ type col struct {
 	// list: the leaves' columns and their nulls at each level (nulls).
 	nullAt         []parquet.Value
 	leafCols       []int
+	leafChild      []int // group: the child each leaf is below
 	nullRows       [][]parquet.Value
 	maxRep, maxDef int
 }
@@ -284,8 +285,8 @@ func (t *Table) topLeaf(name string) int {
 func (t *Table) number(c *col, def, rep int) {
 	switch c.shape {
 	case groupShape, listShape:
-		c.leaves = c.leaves[:0]
-		for _, k := range c.children {
+		c.leaves, c.leafChild = c.leaves[:0], c.leafChild[:0]
+		for ki, k := range c.children {
 			if c.shape == groupShape {
 				t.number(k, def+1, rep)
 			} else {
@@ -295,6 +296,9 @@ func (t *Table) number(c *col, def, rep int) {
 				c.leaves = append(c.leaves, k)
 			} else {
 				c.leaves = append(c.leaves, k.leaves...)
+			}
+			for len(c.leafChild) < len(c.leaves) {
+				c.leafChild = append(c.leafChild, ki)
 			}
 		}
 		// The leaves' nulls at each level the group's own null can take,

@@ -53,7 +53,8 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 	var small [128]bool
 	seen := g.seen(&small)
 	s.Expect('{')
-	prev := -1 // the previous key's place in g's order
+	prev := -1   // the previous key's place in g's order
+	present := 0 // children seen
 	for more := !s.Expect('}'); more; {
 		place, i, ok, err := s.OrderedKey(g.order, prev)
 		if err != nil {
@@ -61,6 +62,7 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 		}
 		if prev = place; ok && !seen[i] {
 			seen[i] = true
+			present++
 			err = s.value(g.children[i], r, d, rep, depth+1)
 		} else {
 			_, err = s.Skip(depth + 1)
@@ -71,6 +73,22 @@ func (s *jsonRow) object(g *col, r, d, rep, depth int) error {
 		if more, err = s.More('}'); err != nil {
 			return err
 		}
+	}
+	if present == len(g.children) {
+		return nil
+	}
+	if r <= g.maxRep && d <= g.maxDef {
+		// The missing children's leaves take their nulls at g's levels:
+		// one pass over g's leaves rather than a call per child (most of
+		// a wide schema's are missing from an event).
+		row := g.nullRows[r*(g.maxDef+1)+d][:len(g.leafCols)]
+		child := g.leafChild[:len(g.leafCols)]
+		for i, idx := range g.leafCols {
+			if !seen[child[i]] {
+				*grow(s.cols, idx) = row[i]
+			}
+		}
+		return nil
 	}
 	for i, c := range g.children {
 		if !seen[i] {
