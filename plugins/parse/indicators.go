@@ -492,6 +492,9 @@ func (ix *Indicators) appendFields(b []byte) []byte {
 		next[f]++
 	}
 	for f := range len(anyFieldNames) {
+		if start[f+1]-start[f] < 2 {
+			continue // most fields: none or one, nothing to sort
+		}
 		group := order[start[f]:start[f+1]]
 		if len(group) > 32 {
 			slices.SortFunc(group, func(i, j uint32) int { return strings.Compare(found[i].value, found[j].value) })

@@ -99,6 +99,16 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 	start := s.Pos()
 	c := s.Next()
 	switch {
+	// The cases are of different types, so their order is only that of
+	// their frequency: most values are strings.
+	case f.typ == schema.TypeString && c == '"':
+		text, plain, err := s.PlainText()
+		if err != nil {
+			return nil, false, err
+		}
+		if nb, ok := st.emitString(b, f, unsafe.String(unsafe.SliceData(text), len(text)), plain); ok {
+			return nb, true, nil
+		}
 	case (f.typ == schema.TypeObject || f.typ == schema.TypeRef) && c == '{':
 		b = append(b, '{')
 		if b, _, err = st.scanFields(b, s, f.fields, &f.set, depth); err != nil {
@@ -126,14 +136,6 @@ func (st *state) scanValue(b []byte, s *envelope.Scanner, f *node, depth int) (_
 			}
 		}
 		return append(b, ']'), true, nil
-	case f.typ == schema.TypeString && c == '"':
-		text, plain, err := s.PlainText()
-		if err != nil {
-			return nil, false, err
-		}
-		if nb, ok := st.emitString(b, f, unsafe.String(unsafe.SliceData(text), len(text)), plain); ok {
-			return nb, true, nil
-		}
 	case (f.typ == schema.TypeInt || f.typ == schema.TypeBigInt || f.typ == schema.TypeSmallInt) &&
 		len(f.indicators) == 0 && (c == '-' || c >= '0' && c <= '9'):
 		text, err := s.Number()
