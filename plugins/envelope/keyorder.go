@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/binary"
 	"maps"
 	"strings"
 	"sync"
@@ -36,6 +37,28 @@ type vocabulary struct {
 type learntKey struct {
 	keyed string
 	pos   int
+	// head and tail are keyed's first and last eight bytes, when it has
+	// eight to sixteen (most keys): two comparisons of words then stand for
+	// a call to compare memory, a third of recognising a key.
+	head, tail uint64
+}
+
+func newLearntKey(key string, pos int) learntKey {
+	k := learntKey{keyed: `"` + key + `":`, pos: pos}
+	if n := len(k.keyed); n >= 8 && n <= 16 {
+		k.head = binary.LittleEndian.Uint64([]byte(k.keyed[:8]))
+		k.tail = binary.LittleEndian.Uint64([]byte(k.keyed[n-8:]))
+	}
+	return k
+}
+
+// startsWith reports whether b starts with k's keyed text.
+func (k *learntKey) startsWith(b []byte) bool {
+	n := len(k.keyed)
+	if n < 8 || n > 16 || len(b) < n {
+		return len(b) >= n && string(b[:n]) == k.keyed
+	}
+	return binary.LittleEndian.Uint64(b) == k.head && binary.LittleEndian.Uint64(b[n-8:]) == k.tail
 }
 
 // NoKey is OrderedKey's place for a key that has none: no prediction is
@@ -65,7 +88,7 @@ func (s *Scanner) OrderedKey(o *KeyOrder, prev int) (place, pos int, found bool,
 	v := o.vocab.Load()
 	if prev >= -1 && prev+1 < len(v.next) {
 		if p := int(v.next[prev+1].Load()) - 1; p >= 0 {
-			if k := &v.keys[p]; len(s.b)-s.i >= len(k.keyed) && string(s.b[s.i:s.i+len(k.keyed)]) == k.keyed {
+			if k := &v.keys[p]; k.startsWith(s.b[s.i:]) {
 				s.i += len(k.keyed)
 				return p, k.pos, k.pos >= 0, nil
 			}
@@ -118,7 +141,7 @@ func (o *KeyOrder) learn(key string) (*vocabulary, int) {
 		pos = -1
 	}
 	n := &vocabulary{
-		keys:  append(v.keys[:len(v.keys):len(v.keys)], learntKey{`"` + key + `":`, pos}),
+		keys:  append(v.keys[:len(v.keys):len(v.keys)], newLearntKey(key, pos)),
 		index: maps.Clone(v.index),
 		next:  make([]atomic.Int32, len(v.next)+1),
 	}

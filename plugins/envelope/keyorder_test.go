@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -143,4 +144,31 @@ func TestKeyOrderConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// startsWith compares words for keys of eight to sixteen bytes written:
+// it answers as a comparison of the bytes does, at every length.
+func TestLearntKeyStartsWith(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	letters := []byte(`ab":`)
+	word := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = letters[rng.IntN(len(letters))]
+		}
+		return b
+	}
+	for range 200000 {
+		k := newLearntKey(string(word(rng.IntN(18))), 0)
+		b := word(rng.IntN(22))
+		if rng.IntN(2) == 0 { // mostly the key, perhaps changed in one byte
+			b = append([]byte(k.keyed), b...)
+			if i := rng.IntN(len(b)); rng.IntN(2) == 0 {
+				b[i] = letters[rng.IntN(len(letters))]
+			}
+		}
+		if got, want := k.startsWith(b), bytes.HasPrefix(b, []byte(k.keyed)); got != want {
+			t.Fatalf("%q starts with %q: %v, want %v", b, k.keyed, got, want)
+		}
+	}
 }
