@@ -298,11 +298,20 @@ func daysIn(m time.Month, y int) int {
 // the event's index inside it, so reprocessing the same record yields the
 // same ids instead of new rows.
 func RowID(partition int32, offset int64, index int) string {
-	var b [24]byte
-	putHex(b[0:4], uint64(uint16(partition)))
-	putHex(b[4:20], uint64(offset))
-	putHex(b[20:24], uint64(uint16(index)))
+	var b [RowIDLen]byte
+	PutRowID(&b, partition, offset, index)
 	return string(b[:])
+}
+
+// RowIDLen is the length of a row id.
+const RowIDLen = 24
+
+// PutRowID writes RowID(partition, offset, index) into id, for a caller
+// that keeps it in memory it allocates anyway.
+func PutRowID(id *[RowIDLen]byte, partition int32, offset int64, index int) {
+	putHex(id[0:4], uint64(uint16(partition)))
+	putHex(id[4:20], uint64(offset))
+	putHex(id[20:24], uint64(uint16(index)))
 }
 
 // putHex writes v as len(dst) lowercase hex digits, zero-padded.

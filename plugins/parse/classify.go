@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -122,11 +123,22 @@ type Normalized struct {
 	RowID   string
 }
 
+// normalizedRow is a Normalized with the bytes of its RowID: one
+// allocation rather than two.
+type normalizedRow struct {
+	Normalized
+	id [envelope.RowIDLen]byte
+}
+
 // ClassifyJSON is Classify writing the event as JSON (as EncodeEvent
 // would), straight from the input where the log type allows.
 func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*Normalized, *envelope.ClassificationFailure) {
 	var out *Normalized
-	rowID := envelope.RowID(o.Partition, o.Offset, o.Index)
+	// The row id is written on the stack, and kept in the event's own
+	// allocation (normalizedRow) only when there is an event.
+	var id [envelope.RowIDLen]byte
+	envelope.PutRowID(&id, o.Partition, o.Offset, o.Index)
+	rowID := unsafe.String(&id[0], len(id))
 	fail := c.first(raw, candidates, o, func(p *Parser, keys *keySearch) error {
 		var b []byte
 		var err error
@@ -142,7 +154,9 @@ func (c *Classifier) ClassifyJSON(raw []byte, candidates []string, o Origin) (*N
 			}
 		}
 		if err == nil {
-			out = &Normalized{JSON: b, LogType: p.Schema.Schema, RowID: rowID}
+			nr := &normalizedRow{id: id}
+			nr.Normalized = Normalized{JSON: b, LogType: p.Schema.Schema, RowID: unsafe.String(&nr.id[0], len(nr.id))}
+			out = &nr.Normalized
 		}
 		return err
 	})
