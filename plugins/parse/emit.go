@@ -654,7 +654,9 @@ func (st *state) emitString(b []byte, f *node, s string, plain bool) (_ []byte, 
 		}
 		plain = false // masked or changed: no longer the text looked at
 	}
-	st.res.Indicators.AddPlain(f.indicators, s, plain)
+	if len(f.indicators) > 0 { // most fields have none: no call
+		st.res.Indicators.AddPlain(f.indicators, s, plain)
+	}
 	return envelope.AppendStringPlain(b, s, plain), true
 }
 
