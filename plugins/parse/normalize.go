@@ -27,6 +27,7 @@ type Parser struct {
 	// required top-level keys, checked first as a cheap pre-check
 	required  []string
 	quoted    [][]byte // the required keys in quotes, as the pre-check looks for them
+	anchors   []int    // the byte of each quoted key the pre-check finds it by
 	keyHashes []uint64 // keyHash of each required key
 	missing   []error  // the pre-check's answer for each required key
 	read      reader   // nil for JSON
@@ -119,6 +120,7 @@ func Compile(s *schema.Schema) (*Parser, error) {
 	}
 	for _, k := range p.required {
 		p.quoted = append(p.quoted, []byte(`"`+k+`"`))
+		p.anchors = append(p.anchors, keyAnchor(p.quoted[len(p.quoted)-1]))
 		p.keyHashes = append(p.keyHashes, keyHash([]byte(k)))
 		p.missing = append(p.missing, fmt.Errorf("missing required field %s", k))
 	}
