@@ -192,6 +192,13 @@ func (c *Classifier) first(raw []byte, candidates []string, o Origin, parse func
 	if len(candidates) == 1 {
 		keys = nil
 	}
+	// A defer in the loop below would make every call pay for the
+	// runtime's defer handling (deferreturn), not only those that index.
+	defer func() {
+		if keys != nil && keys != searchBytes {
+			keys.put()
+		}
+	}()
 	for _, lt := range candidates {
 		p := c.parsers[lt]
 		if p == nil {
@@ -205,7 +212,6 @@ func (c *Classifier) first(raw []byte, candidates []string, o Origin, parse func
 		if keys == searchBytes {
 			keys = getKeySearch()
 			keys.later = true
-			defer keys.put()
 		}
 		reasons = append(reasons, envelope.FailureReason{LogType: lt, Reason: err.Error()})
 	}

@@ -94,7 +94,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 	var first bool
 	if p.read != nil {
 		rec := getRecord()
-		defer putRecord(rec)
+		sc.rec = rec // given back by sc.put
 		rec.Borrow() // written out below, while raw is ours
 		if err := p.read(rec, raw, p.header(o)); err != nil {
 			return nil, err
@@ -137,7 +137,7 @@ func (c *Classifier) emitInto(sc *emitScratch, b []byte, p *Parser, raw []byte, 
 			if err != nil {
 				return nil, err
 			}
-			defer jsonParsers.Put(jp)
+			sc.jp = jp // given back by sc.put, once the indicators in it are written
 			if b, first, err = st.emitFields(b, p.scanned, &p.set, obj, ""); err != nil {
 				return nil, err
 			}
@@ -191,6 +191,12 @@ type emitScratch struct {
 	st   state
 	out  []byte
 	keys recordKeys
+	// rec and jp, when set, are what the event was read with, given back
+	// by put: emitInto defers nothing, since a function with deferred
+	// calls and as many returns as it has pays for the runtime's defer
+	// handling on every call.
+	rec *native.Record
+	jp  *fastjson.Parser
 }
 
 var emitScratches = sync.Pool{New: func() any {
@@ -202,6 +208,14 @@ var emitScratches = sync.Pool{New: func() any {
 
 func (sc *emitScratch) put() {
 	sc.reset()
+	if sc.rec != nil {
+		putRecord(sc.rec)
+		sc.rec = nil
+	}
+	if sc.jp != nil {
+		jsonParsers.Put(sc.jp)
+		sc.jp = nil
+	}
 	emitScratches.Put(sc)
 }
 
