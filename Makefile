@@ -38,7 +38,8 @@ lint: build
 	$(GO) vet ./...
 	./$(BIN) lint config.yaml pipelines/*.yaml
 
-# BENCH_SECONDS (default 60) per run; BENCH_BASELINE=0 skips Redpanda Connect.
+# BENCH_SECONDS (default 60) per run; BENCH_BASELINE=0 skips Redpanda Connect;
+# BENCH_FLOOR=1 also measures the stages with their work taken out.
 bench: build
 	$(GO) run ./tools/bench
 
