@@ -23,7 +23,7 @@ import (
 	"github.com/caracal-sec/caracal/plugins/envelope"
 	"github.com/caracal-sec/caracal/plugins/httpsource"
 	_ "github.com/caracal-sec/caracal/plugins/kafka"
-	_ "github.com/caracal-sec/caracal/plugins/lake"
+	"github.com/caracal-sec/caracal/plugins/lake"
 	_ "github.com/caracal-sec/caracal/plugins/metrics"
 	"github.com/caracal-sec/caracal/plugins/parse"
 	"github.com/caracal-sec/caracal/plugins/parse/schema"
@@ -91,6 +91,12 @@ func caracalLinters() linters {
 					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: w.Warning})
 				}
 			})
+			var root yaml.Node
+			if yaml.Unmarshal(data, &root) == nil {
+				for _, w := range lake.LintInFlight(&root) {
+					out = append(out, Finding{File: file, Line: w.Line, Message: w.Message, Warning: w.Warning})
+				}
+			}
 			return append(out, destinationFindings(file, data, logTypes(), ruleIDs())...)
 		},
 		rules: func(files []string, rootConfig string, lookups []string) []Finding {

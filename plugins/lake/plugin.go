@@ -31,7 +31,7 @@ func outputSpec() *service.ConfigSpec {
 				Description("Rows per Parquet row group (also what a file buffers uncompressed).").Default(32768).Advanced(),
 			service.NewIntField("roll_bytes").
 				Description("Roll (write) the pending files once this much input is gathered.").
-				Default(128<<20),
+				Default(DefaultRollBytes),
 			service.NewDurationField("roll_period").
 				Description("Roll the pending files at the latest this long after their first row. Pending rows are also written when the process stops.").
 				Default("5m").Example("1m"),
