@@ -40,8 +40,8 @@ func inputSpec() *service.ConfigSpec {
 				Description("Records handed to the pipeline and not yet acknowledged before consumption pauses; bounds memory. Raise it for outputs that batch for long (the lake).").
 				Default(100000).Advanced(),
 			service.NewIntField("max_in_flight_bytes").
-				Description("Also pause consumption while the values of the records in flight reach this many bytes; 0: only `max_in_flight` bounds them. Sets memory apart from the events' size: catching up a backlog fills whatever the bounds allow. The lake holds a roll of `roll_bytes` and gathers the next while it is stored: give it at least 2.5x its `roll_bytes`, or rolls wait for `roll_period`. Not used by `transactional` consumers, which hold one poll at a time.").
-				Default(0).Example(335544320).Advanced(),
+				Description("Also pause consumption while the values of the records in flight reach this many bytes; 0: only `max_in_flight` bounds them. Sets memory apart from the events' size: catching up a backlog fills whatever the bounds allow. The lake holds a roll of `roll_bytes` and gathers the next while it is stored: give it twice its `roll_bytes` (less than one roll's worth and each roll waits for `roll_period`). Not used by `transactional` consumers, which hold one poll at a time.").
+				Default(0).Example(268435456).Advanced(),
 			service.NewDurationField("commit_period").
 				Description("How often acknowledged offsets are committed.").
 				Default("1s").Advanced(),

@@ -53,17 +53,17 @@ func LintInFlight(root *yaml.Node) []Finding {
 	if k, _ := yamlnode.Entry(in, "max_in_flight_bytes"); k != nil {
 		line = k.Line
 	}
-	want := roll / 2 * 5
+	want := 2 * roll
 	switch {
 	case max == 0:
 		return []Finding{{Line: line, Warning: true, Message: fmt.Sprintf(
-			"caracal_kafka: no max_in_flight_bytes: catching up a backlog, the lake holds up to max_in_flight rows waiting for their rolls, whatever their size (500,000 CloudTrail events took 2 GB); set max_in_flight_bytes: %d (2.5x roll_bytes)", want)}}
+			"caracal_kafka: no max_in_flight_bytes: catching up a backlog, the lake holds up to max_in_flight rows waiting for their rolls, whatever their size (500,000 CloudTrail events took 2 GB); set max_in_flight_bytes: %d (2x roll_bytes)", want)}}
 	case max < roll:
 		return []Finding{{Line: line, Message: fmt.Sprintf(
-			"caracal_kafka: max_in_flight_bytes %d is below the lake's roll_bytes %d: a roll can never fill, so each waits for roll_period; set max_in_flight_bytes: %d (2.5x roll_bytes)", max, roll, want)}}
+			"caracal_kafka: max_in_flight_bytes %d is below the lake's roll_bytes %d: a roll can never fill, so each waits for roll_period; set max_in_flight_bytes: %d (2x roll_bytes)", max, roll, want)}}
 	case max < 2*roll:
 		return []Finding{{Line: line, Warning: true, Message: fmt.Sprintf(
-			"caracal_kafka: max_in_flight_bytes %d is below twice the lake's roll_bytes %d: the next roll cannot gather while one is stored; set max_in_flight_bytes: %d (2.5x roll_bytes)", max, roll, want)}}
+			"caracal_kafka: max_in_flight_bytes %d is below twice the lake's roll_bytes %d: the next roll cannot gather while one is stored; set max_in_flight_bytes: %d (2x roll_bytes)", max, roll, want)}}
 	}
 	return nil
 }

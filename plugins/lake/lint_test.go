@@ -15,7 +15,7 @@ func TestLintInFlight(t *testing.T) {
 		return "input:\n  caracal_kafka:\n    topics: [caracal.events]\n" + input + "output:\n  caracal_lake:\n" + output
 	}
 	cases := []struct{ name, yaml, want string }{
-		{"bounded", pipeline("    max_in_flight_bytes: 335544320\n", "    roll_period: 5m\n"), ""},
+		{"bounded", pipeline("    max_in_flight_bytes: 268435456\n", "    roll_period: 5m\n"), ""},
 		{"unbounded", pipeline("", "    roll_period: 5m\n"), "2 true caracal_kafka: no max_in_flight_bytes"},
 		{"below a roll", pipeline("    max_in_flight_bytes: 1000000\n", "    roll_bytes: 2000000\n"),
 			"4 false caracal_kafka: max_in_flight_bytes 1000000 is below the lake's roll_bytes 2000000: a roll can never fill"},
