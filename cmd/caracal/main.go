@@ -91,5 +91,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	rt.close()
-	os.Exit(code)
+	os.Exit(rt.exitCode(code, os.Stderr))
 }

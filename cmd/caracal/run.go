@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -194,6 +195,29 @@ type runtime struct {
 	stop           context.CancelFunc // ends the hanging-transaction watch
 	tempDir        string             // holds the broker stream's pipeline
 	tempOnce       sync.Once
+	unfinishedMu   sync.Mutex
+	unfinished     []string // work stages left at the stop (settings.Unfinished)
+}
+
+// noteUnfinished is settings.Unfinished.
+func (rt *runtime) noteUnfinished(what string) {
+	rt.unfinishedMu.Lock()
+	rt.unfinished = append(rt.unfinished, what)
+	rt.unfinishedMu.Unlock()
+}
+
+// exitCode turns a clean exit into 1 when a stage left work unfinished,
+// saying what was left.
+func (rt *runtime) exitCode(code int, stderr io.Writer) int {
+	rt.unfinishedMu.Lock()
+	defer rt.unfinishedMu.Unlock()
+	for _, what := range rt.unfinished {
+		fmt.Fprintf(stderr, "caracal: stopped with work unfinished: %s\n", what)
+	}
+	if code == 0 && len(rt.unfinished) > 0 {
+		return 1
+	}
+	return code
 }
 
 // onConfigParse resolves the `caracal:` section once the root config is
@@ -297,6 +321,7 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	})
 	log.Infof("Lake at %s", s.LakeURL)
 	s.Draining = drainOnSignal()
+	s.Unfinished = rt.noteUnfinished
 	settings.Put(pConf.Resources(), s)
 	return nil
 }

@@ -208,17 +208,29 @@ func (r *Roller) wait(ctx context.Context, cur *roll) error {
 }
 
 // Close writes whatever is pending; once ctx ends, rolls the storage
-// refuses give up.
+// refuses give up. Its error says the last roll was not stored, whether
+// now or when a drain gave up on it before Close: its rows were not
+// acknowledged.
 func (r *Roller) Close(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- r.Flush() }()
+	var err error
 	select {
-	case err := <-done:
-		return err
+	case err = <-done:
 	case <-ctx.Done():
 		r.giveUp()
-		return <-done
+		err = <-done
 	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	last := r.last
+	r.mu.Unlock()
+	if last != nil && last.finished() {
+		return last.err
+	}
+	return nil
 }
 
 // Flush writes whatever is pending, and waits for the rolls being written

@@ -83,6 +83,34 @@ func TestRollerAfterAFailedRoll(t *testing.T) {
 	if err := r.Add(context.Background(), recs("caracal.events", 0, 0, event("a", 1)), 100); err != nil {
 		t.Fatalf("the roll after a failed one failed with it: %v", err)
 	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatalf("Close reported a failed roll whose rows a later roll stored: %v", err)
+	}
+}
+
+// A roll a drain gave up on before Close (its writer's context ended while
+// the storage refused it) is still reported by Close: its rows were not
+// acknowledged, and `caracal run` exits 1 rather than call the stop clean.
+func TestRollerCloseReportsARollTheDrainGaveUpOn(t *testing.T) {
+	st := &refusingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
+	st.refuse.Store(-1)
+	draining := make(chan struct{})
+	r := NewRoller(&Writer{Tables: tables(t), Storage: st}, 0, time.Hour, draining)
+	r.RetryMin, r.RetryMax = time.Millisecond, time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	added := make(chan error, 1)
+	go func() { added <- r.Add(ctx, recs("caracal.events", 0, 0, event("a", 1)), 100) }()
+	close(draining) // the roll is written at once, not in an hour
+	for st.tries.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-added; err == nil {
+		t.Fatal("the batch of a roll that was never stored was acknowledged")
+	}
+	if err := r.Close(context.Background()); err == nil {
+		t.Fatal("Close called the stop clean with a roll left unstored")
+	}
 }
 
 // Close gives up on a roll the storage keeps refusing once its context
