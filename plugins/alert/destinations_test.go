@@ -487,6 +487,25 @@ func TestFailingDestinationRaisesSystemError(t *testing.T) {
 	}
 }
 
+// A stop in the middle of a delivery fails the batch, to be redelivered
+// after the restart, and reports the alert as work the stop left.
+func TestStopDuringDeliveryIsReportedUnfinished(t *testing.T) {
+	broken := newHTTPReceiver(t, 503)
+	var left []string
+	n := &notifier{log: testLogger(), dests: []Destination{&Webhook{Name: "soc", URL: broken.URL,
+		Retry: Retry{MaxAttempts: 1000, Initial: time.Millisecond, Max: time.Millisecond}}},
+		unfinished: func(what string) { left = append(left, what) }}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	a := sampleAlert()
+	if err := n.deliver(ctx, a); err == nil {
+		t.Fatal("a delivery cut short by the stop was acknowledged")
+	}
+	if len(left) != 1 || !strings.Contains(left[0], "alert "+a.AlertID+" was not delivered to soc") {
+		t.Fatalf("reported unfinished: %q", left)
+	}
+}
+
 // A rule whose OutputIds name no destination (a typo) would alert nobody:
 // that is raised as a SYSTEM_ERROR on every destination, once an hour per
 // rule, and the alert itself still goes only where OutputIds say.

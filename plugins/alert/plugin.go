@@ -227,7 +227,7 @@ func init() {
 				return nil, pol, 0, err
 			}
 			st := settings.From(res)
-			n := &notifier{log: res.Logger()}
+			n := &notifier{log: res.Logger(), unfinished: st.Unfinished}
 			if len(st.Brokers) > 0 {
 				if n.records, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: st.Brokers, ClientID: "caracal-notify"}); err != nil {
 					return nil, pol, 0, err
@@ -440,6 +440,9 @@ type notifier struct {
 	raised map[string]time.Time // destination → last SYSTEM_ERROR about it
 
 	sent sentSet
+	// unfinished is settings.Unfinished: told of the alerts a stop left
+	// undelivered.
+	unfinished func(string)
 }
 
 // sentSet remembers which destination took which alert in this process. An
@@ -602,7 +605,11 @@ func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 	for _, d := range to {
 		if err := d.Deliver(ctx, a); err != nil {
 			if ctx.Err() != nil {
-				return err // stopping: the batch is redelivered after restart
+				// Stopping: the batch is redelivered after restart.
+				if n.unfinished != nil {
+					n.unfinished(fmt.Sprintf("alert %s was not delivered to %s (%v); its transaction was not committed, so it is delivered at the next start", a.AlertID, d.ID(), err))
+				}
+				return err
 			}
 			// One broken destination must not hold up the others: the
 			// alert stays in caracal.alerts and the lake, and the
