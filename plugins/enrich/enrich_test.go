@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -30,6 +29,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/caracal-sec/caracal/plugins/envelope"
+	"github.com/caracal-sec/caracal/plugins/lake/laketest"
 )
 
 func TestCIDRLongestPrefix(t *testing.T) {
@@ -350,25 +350,12 @@ func TestHTTPSourceErrorsWithholdTheKey(t *testing.T) {
 }
 
 func TestS3SourceMinIO(t *testing.T) {
-	endpoint := os.Getenv("CARACAL_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CARACAL_TEST_S3_ENDPOINT unset under CI")
-		}
-		t.Skip("no MinIO (scripts/minio.sh start)")
-	}
-	t.Setenv("CARACAL_S3_ENDPOINT", endpoint)
-	var b [4]byte
-	rand.Read(b[:])
-	bucket := "caracal-lookup-" + hex.EncodeToString(b[:])
+	_, bucket := laketest.MinIO(t, "caracal-lookup")
 	src, err := newS3Source("s3://" + bucket + "/tables/bad.csv")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := src.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
-		t.Fatal(err)
-	}
 	put := func(s string) {
 		if _, err := src.client.PutObject(ctx, bucket, "tables/bad.csv", strings.NewReader(s), int64(len(s)), minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)

@@ -3,8 +3,6 @@ package lake
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -285,28 +283,7 @@ func TestKeysCannotEscapeTheLake(t *testing.T) {
 }
 
 // The S3 path against a real MinIO server (CI starts one with scripts/minio.sh).
-// minIO is the test MinIO server's endpoint and a new bucket on it.
-func minIO(t *testing.T) (endpoint, bucket string) {
-	endpoint = os.Getenv("CARACAL_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CARACAL_TEST_S3_ENDPOINT unset under CI: .ci/run must start MinIO (scripts/minio.sh start)")
-		}
-		t.Skip("CARACAL_TEST_S3_ENDPOINT unset: no MinIO (run scripts/minio.sh start)")
-	}
-	t.Setenv("CARACAL_S3_ENDPOINT", endpoint)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	bucket = "caracal-test-" + hex.EncodeToString(b[:])
-	st, err := NewS3Storage("s3://" + bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Client().MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{Region: os.Getenv("AWS_REGION")}); err != nil {
-		t.Fatal(err)
-	}
-	return endpoint, bucket
-}
+func minIO(t *testing.T) (endpoint, bucket string) { return laketest.MinIO(t, "caracal-test") }
 
 func TestS3StorageMinIO(t *testing.T) {
 	_, bucket := minIO(t)
