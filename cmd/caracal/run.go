@@ -195,26 +195,30 @@ type runtime struct {
 	stop           context.CancelFunc // ends the hanging-transaction watch
 	tempDir        string             // holds the broker stream's pipeline
 	tempOnce       sync.Once
-	unfinishedMu   sync.Mutex
-	unfinished     []string // work stages left at the stop (settings.Unfinished)
+	stopMu         sync.Mutex
+	atStop         []func() string // settings.AtStop
 }
 
-// noteUnfinished is settings.Unfinished.
-func (rt *runtime) noteUnfinished(what string) {
-	rt.unfinishedMu.Lock()
-	rt.unfinished = append(rt.unfinished, what)
-	rt.unfinishedMu.Unlock()
+// registerAtStop is settings.AtStop.
+func (rt *runtime) registerAtStop(left func() string) {
+	rt.stopMu.Lock()
+	rt.atStop = append(rt.atStop, left)
+	rt.stopMu.Unlock()
 }
 
-// exitCode turns a clean exit into 1 when a stage left work unfinished,
-// saying what was left.
+// exitCode turns a clean exit into 1 when a stage left work undone,
+// saying what it left.
 func (rt *runtime) exitCode(code int, stderr io.Writer) int {
-	rt.unfinishedMu.Lock()
-	defer rt.unfinishedMu.Unlock()
-	for _, what := range rt.unfinished {
-		fmt.Fprintf(stderr, "caracal: stopped with work unfinished: %s\n", what)
+	rt.stopMu.Lock()
+	defer rt.stopMu.Unlock()
+	undone := false
+	for _, left := range rt.atStop {
+		if what := left(); what != "" {
+			fmt.Fprintf(stderr, "caracal: stopped with work unfinished: %s\n", what)
+			undone = true
+		}
 	}
-	if code == 0 && len(rt.unfinished) > 0 {
+	if code == 0 && undone {
 		return 1
 	}
 	return code
@@ -321,7 +325,7 @@ func (rt *runtime) onConfigParse(pConf *service.ParsedConfig) error {
 	})
 	log.Infof("Lake at %s", s.LakeURL)
 	s.Draining = drainOnSignal()
-	s.Unfinished = rt.noteUnfinished
+	s.AtStop = rt.registerAtStop
 	settings.Put(pConf.Resources(), s)
 	return nil
 }

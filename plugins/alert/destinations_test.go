@@ -488,21 +488,30 @@ func TestFailingDestinationRaisesSystemError(t *testing.T) {
 }
 
 // A stop in the middle of a delivery fails the batch, to be redelivered
-// after the restart, and reports the alert as work the stop left.
-func TestStopDuringDeliveryIsReportedUnfinished(t *testing.T) {
+// after the restart, and leaves the delivery reported as undone; one that
+// ended (delivered, or given up on while running) is not.
+func TestStopDuringDeliveryIsReportedUndone(t *testing.T) {
 	broken := newHTTPReceiver(t, 503)
-	var left []string
-	n := &notifier{log: testLogger(), dests: []Destination{&Webhook{Name: "soc", URL: broken.URL,
-		Retry: Retry{MaxAttempts: 1000, Initial: time.Millisecond, Max: time.Millisecond}}},
-		unfinished: func(what string) { left = append(left, what) }}
+	good := newHTTPReceiver(t, 200)
+	n := &notifier{log: testLogger(), dests: []Destination{
+		&Webhook{Name: "soc", URL: good.URL, Retry: fastRetry()},
+		&Webhook{Name: "pager", URL: broken.URL, Retry: fastRetry()}}}
+	if err := n.deliver(context.Background(), sampleAlert()); err != nil {
+		t.Fatal(err)
+	}
+	if left := n.undelivered(); left != "" {
+		t.Fatalf("deliveries that ended reported undone: %q", left)
+	}
+	n.dests[1] = &Webhook{Name: "pager", URL: broken.URL, Retry: Retry{MaxAttempts: 1000, Initial: time.Millisecond, Max: time.Millisecond}}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	a := sampleAlert()
+	a.AlertID = "cut-short"
 	if err := n.deliver(ctx, a); err == nil {
 		t.Fatal("a delivery cut short by the stop was acknowledged")
 	}
-	if len(left) != 1 || !strings.Contains(left[0], "alert "+a.AlertID+" was not delivered to soc") {
-		t.Fatalf("reported unfinished: %q", left)
+	if left := n.undelivered(); !strings.Contains(left, "delivery of alert cut-short to pager not finished") || strings.Contains(left, "to soc") {
+		t.Fatalf("reported undone: %q, want the cut-short delivery to pager alone", left)
 	}
 }
 

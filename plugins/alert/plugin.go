@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -227,7 +228,10 @@ func init() {
 				return nil, pol, 0, err
 			}
 			st := settings.From(res)
-			n := &notifier{log: res.Logger(), unfinished: st.Unfinished}
+			n := &notifier{log: res.Logger()}
+			if st.AtStop != nil {
+				st.AtStop(n.undelivered)
+			}
 			if len(st.Brokers) > 0 {
 				if n.records, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: st.Brokers, ClientID: "caracal-notify"}); err != nil {
 					return nil, pol, 0, err
@@ -440,9 +444,9 @@ type notifier struct {
 	raised map[string]time.Time // destination → last SYSTEM_ERROR about it
 
 	sent sentSet
-	// unfinished is settings.Unfinished: told of the alerts a stop left
-	// undelivered.
-	unfinished func(string)
+	// delivering holds the deliveries under way, and those a stop cut
+	// short, as "alert <id> to <destination>" (see undelivered).
+	delivering map[string]bool
 }
 
 // sentSet remembers which destination took which alert in this process. An
@@ -603,14 +607,13 @@ func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 		n.unrouted(ctx, a)
 	}
 	for _, d := range to {
+		what := "alert " + a.AlertID + " to " + d.ID()
+		n.track(what, true)
 		if err := d.Deliver(ctx, a); err != nil {
 			if ctx.Err() != nil {
-				// Stopping: the batch is redelivered after restart.
-				if n.unfinished != nil {
-					n.unfinished(fmt.Sprintf("alert %s was not delivered to %s (%v); its transaction was not committed, so it is delivered at the next start", a.AlertID, d.ID(), err))
-				}
-				return err
+				return err // stopping: the batch is redelivered after restart (still tracked: undelivered)
 			}
+			n.track(what, false)
 			// One broken destination must not hold up the others: the
 			// alert stays in caracal.alerts and the lake, and the
 			// failure is raised on the other destinations.
@@ -618,9 +621,36 @@ func (n *notifier) deliver(ctx context.Context, a *envelope.Alert) error {
 			n.destinationFailed(ctx, d, a, err)
 			continue
 		}
+		n.track(what, false)
 		n.sent.add(sentKey(a, d))
 	}
 	return nil
+}
+
+// track marks a delivery under way, or ended.
+func (n *notifier) track(what string, underWay bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.delivering == nil {
+		n.delivering = map[string]bool{}
+	}
+	if underWay {
+		n.delivering[what] = true
+	} else {
+		delete(n.delivering, what)
+	}
+}
+
+// undelivered says, once the process stopped, which deliveries it left:
+// under way, or cut short by the stop (settings.AtStop).
+func (n *notifier) undelivered() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.delivering) == 0 {
+		return ""
+	}
+	left := slices.Sorted(maps.Keys(n.delivering))
+	return "delivery of " + strings.Join(left, ", ") + " not finished; its transaction was not committed, so the next start delivers it"
 }
 
 // EnvWebhookID is the id of the webhook destination that

@@ -120,12 +120,19 @@ func newOutput(conf *service.ParsedConfig, res *service.Resources) (service.Batc
 		uncommitted.Incr(1)
 		log.Warnf("Lake: storing a roll though the one before it is not yet committed on %d partition(s) after %s (is the broker reachable?); a crash now could keep some rows twice, never lose them", partitions, r.CommitPatience)
 	}
-	return &output{r: r, unfinished: st.Unfinished}, pol, mif, nil
+	if st.AtStop != nil {
+		st.AtStop(func() string {
+			if what := r.Unstored(); what != "" {
+				return "the lake holds " + what + "; its events were not acknowledged and are read again from the broker at the next start"
+			}
+			return ""
+		})
+	}
+	return &output{r: r}, pol, mif, nil
 }
 
 type output struct {
-	r          *Roller
-	unfinished func(string) // settings.Unfinished
+	r *Roller
 }
 
 // Connect writes a small object (ProbeKey) to find out at start, rather
@@ -157,14 +164,4 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	return o.r.Add(ctx, recs, size)
 }
 
-// Close writes the pending roll. When it cannot (object storage out of
-// reach past shutdown_timeout), its rows stay unacknowledged, so they are
-// read again at the next start: nothing is lost, but the stop is reported
-// as unfinished.
-func (o *output) Close(ctx context.Context) error {
-	err := o.r.Close(ctx)
-	if err != nil && o.unfinished != nil {
-		o.unfinished(fmt.Sprintf("the lake could not store its last roll (%v); its events were not acknowledged and are read again from the broker at the next start", err))
-	}
-	return err
-}
+func (o *output) Close(ctx context.Context) error { return o.r.Close(ctx) }

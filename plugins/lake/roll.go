@@ -3,6 +3,7 @@ package lake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -231,6 +232,24 @@ func (r *Roller) Close(ctx context.Context) error {
 		return last.err
 	}
 	return nil
+}
+
+// Unstored describes the rows added and not stored, "" when there are
+// none: a roll gathering rows, one being written, or the last one, which
+// the storage refused.
+func (r *Roller) Unstored() string {
+	r.mu.Lock()
+	cur, last := r.cur, r.last
+	r.mu.Unlock()
+	switch {
+	case cur != nil:
+		return "a roll not yet written"
+	case last != nil && !last.finished():
+		return "a roll being written"
+	case last != nil && last.err != nil:
+		return fmt.Sprintf("a roll it could not store (%v)", last.err)
+	}
+	return ""
 }
 
 // Flush writes whatever is pending, and waits for the rolls being written

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,11 +87,15 @@ func TestRollerAfterAFailedRoll(t *testing.T) {
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatalf("Close reported a failed roll whose rows a later roll stored: %v", err)
 	}
+	if left := r.Unstored(); left != "" {
+		t.Fatalf("Unstored after every row was stored: %q", left)
+	}
 }
 
 // A roll a drain gave up on before Close (its writer's context ended while
 // the storage refused it) is still reported by Close: its rows were not
-// acknowledged, and `caracal run` exits 1 rather than call the stop clean.
+// acknowledged, and `caracal run` exits 1 rather than call the stop clean
+// (Unstored says so after the stop).
 func TestRollerCloseReportsARollTheDrainGaveUpOn(t *testing.T) {
 	st := &refusingStorage{LocalStorage: LocalStorage{Dir: t.TempDir()}}
 	st.refuse.Store(-1)
@@ -110,6 +115,9 @@ func TestRollerCloseReportsARollTheDrainGaveUpOn(t *testing.T) {
 	}
 	if err := r.Close(context.Background()); err == nil {
 		t.Fatal("Close called the stop clean with a roll left unstored")
+	}
+	if left := r.Unstored(); !strings.Contains(left, "a roll it could not store (") {
+		t.Fatalf("Unstored with the last roll refused: %q", left)
 	}
 }
 

@@ -67,11 +67,14 @@ type Settings struct {
 	// outputs that hold data back to batch it (the lake) write it out now
 	// instead of waiting for their roll. Nil outside `caracal run`.
 	Draining <-chan struct{}
-	// Unfinished records work a stage had to leave when the process stopped
-	// (the lake's last roll with object storage out of reach): the process
-	// then exits 1, not 0, so its supervisor and operator see the stop was
-	// not clean. Nil outside `caracal run`.
-	Unfinished func(what string)
+	// AtStop registers a function that, once the process has stopped,
+	// says what work its stage left undone ("" for none), such as the
+	// lake's roll while object storage is out of reach: the process then
+	// exits 1, not 0, so its supervisor and operator see the stop was not
+	// clean. Asked after the stop rather than told during it, since a
+	// stage still waiting at shutdown_timeout is not waited for. Nil
+	// outside `caracal run`.
+	AtStop func(left func() string)
 }
 
 // Fields returns the config fields of the `caracal:` section; destination
