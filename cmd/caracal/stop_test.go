@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"io"
-	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,14 +24,18 @@ func TestStopWithTheLakeOutOfReach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newCuttableProxy(t, strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://"))
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := laketest.NewRelay(t, "127.0.0.1:0", target.Host)
 	data := t.TempDir()
 	env := []string{"CARACAL_LAKE_URL=s3://" + bucket + "/lake", "CARACAL_LAKE_ROLL_PERIOD=1s", "CARACAL_SHUTDOWN_TIMEOUT=5s"}
-	p := start(t, data, append(env, "CARACAL_S3_ENDPOINT=http://"+proxy.addr()))
+	p := start(t, data, append(env, "CARACAL_S3_ENDPOINT=http://"+relay.Addr()))
 	if !waitUntil(90*time.Second, 100*time.Millisecond, func() bool { code, _ := getReady(p.MetricsAddr); return code == 200 }) {
 		t.Fatal("the lake did not connect within 90s")
 	}
-	proxy.cut()
+	relay.Cut()
 	eventID := "stop-" + bucket
 	post(t, p, rootLogin(t, eventID))
 	if !waitUntil(90*time.Second, 100*time.Millisecond, func() bool { return strings.Contains(p.Output(), "Lake: could not store files") }) {
@@ -73,53 +75,4 @@ func TestStopWithTheLakeOutOfReach(t *testing.T) {
 	if err := p.Stop(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// cuttableProxy forwards TCP connections to a server until cut, after which
-// connections are refused, as by a server that went down.
-type cuttableProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCuttableProxy(t *testing.T, target string) *cuttableProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := &cuttableProxy{ln: ln}
-	t.Cleanup(px.cut)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			px.mu.Lock()
-			px.conns = append(px.conns, c, up)
-			px.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return px
-}
-
-func (px *cuttableProxy) addr() string { return px.ln.Addr().String() }
-
-// cut closes the listener and every forwarded connection.
-func (px *cuttableProxy) cut() {
-	px.ln.Close()
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	for _, c := range px.conns {
-		c.Close()
-	}
-	px.conns = nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -389,29 +388,7 @@ func TestLakeWaitsForObjectStorage(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("no refusal reported within 60 s")
 	}
-	relay, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
-	go func() {
-		for {
-			c, err := relay.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", target.Host)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go io.Copy(up, c)
-				io.Copy(c, up)
-			}()
-		}
-	}()
+	laketest.NewRelay(t, addr, target.Host)
 	select {
 	case err := <-added:
 		if err != nil {
